@@ -1,0 +1,54 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+import {AggregatorV3Interface} from "./AggregatorV3Interface.sol";
+import {QuorumOracle} from "./QuorumOracle.sol";
+
+/// @title FeedProxy
+/// @notice One feed of a QuorumOracle behind Chainlink's AggregatorV3Interface, so existing
+/// consumers read it unchanged. The round id is the feed's own update counter.
+/// History: the oracle keeps only the latest answer per feed (one slot, the cheapest
+/// transmit); `getRoundData` therefore answers the latest round and reverts for others.
+contract FeedProxy is AggregatorV3Interface {
+    error NoDataPresent();
+    error RoundNotAvailable(uint80 roundId);
+
+    uint256 public constant override version = 1;
+
+    QuorumOracle public immutable oracle;
+    uint16 public immutable feedIndex;
+    // The oracle has no way to change a feed's decimals, so caching them is exact.
+    uint8 public immutable override decimals;
+
+    constructor(QuorumOracle oracle_, uint16 feedIndex_) {
+        oracle = oracle_;
+        feedIndex = feedIndex_;
+        decimals = oracle_.feedDecimals(feedIndex_); // reverts UnknownFeed for a bad index
+    }
+
+    function description() external view override returns (string memory text) {
+        (, , text, , ) = oracle.feedInfo(feedIndex);
+    }
+
+    function latestRoundData()
+        external
+        view
+        override
+        returns (uint80 roundId, int256 answer, uint256 startedAt, uint256 updatedAt, uint80 answeredInRound)
+    {
+        (int192 value, uint32 observedAt, uint32 feedRound) = oracle.latestFeed(feedIndex);
+        if (feedRound == 0) revert NoDataPresent();
+        return (feedRound, value, observedAt, observedAt, feedRound);
+    }
+
+    function getRoundData(uint80 requestedRoundId)
+        external
+        view
+        override
+        returns (uint80 roundId, int256 answer, uint256 startedAt, uint256 updatedAt, uint80 answeredInRound)
+    {
+        (int192 value, uint32 observedAt, uint32 feedRound) = oracle.latestFeed(feedIndex);
+        if (feedRound == 0 || requestedRoundId != feedRound) revert RoundNotAvailable(requestedRoundId);
+        return (feedRound, value, observedAt, observedAt, feedRound);
+    }
+}
