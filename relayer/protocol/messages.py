@@ -1,0 +1,227 @@
+"""Wire messages of the round protocol: versioned, size-limited, canonically encoded, signed.
+
+Every message travels in an `Envelope` signed by its sender's committee key over the
+keccak of the envelope's canonical JSON (sorted keys, no spaces, integers and strings
+only). Signing the envelope, not just relying on gossipsub's peer signature, is what
+lets a leader forward observations inside a proposal and every follower re-verify
+them against the observer's own key.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from typing import Any, NewType
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from relayer.chain.codec import keccak, recover_address, sign_digest
+from relayer.chain.errors import CodecError
+from relayer.protocol.errors import InvalidMessage
+
+Epoch = NewType("Epoch", int)
+RoundId = NewType("RoundId", int)
+
+WIRE_VERSION = 1
+MAX_MESSAGE_BYTES = 1 << 20
+_SIGNING_TAG = b"quorum-relayer/envelope/v1\x00"
+_MAX_U32 = 2**32 - 1
+
+
+class Kind(StrEnum):
+    OBSERVE_REQUEST = "observe_request"
+    OBSERVATION = "observation"
+    PROPOSAL = "proposal"
+    REPORT_SIGNATURE = "report_signature"
+    ATTESTED = "attested"
+    NEW_EPOCH = "new_epoch"
+
+
+def canonical_json(value: Any) -> bytes:
+    """The one byte encoding every node produces for the same value."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode()
+
+
+def _reject_floats(value: Any) -> None:
+    # Floats have more than one JSON spelling; a canonical encoding cannot carry them.
+    if isinstance(value, float):
+        raise ValueError("floats are not allowed in wire messages; use scaled integers")
+    if isinstance(value, dict):
+        for item in value.values():
+            _reject_floats(item)
+    elif isinstance(value, list):
+        for item in value:
+            _reject_floats(item)
+
+
+class Envelope(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    v: int
+    kind: Kind
+    digest: str = Field(pattern=r"^0x[0-9a-f]{64}$")
+    epoch: int = Field(ge=0, le=_MAX_U32)
+    round: int = Field(ge=0, le=_MAX_U32)
+    sender: str = Field(pattern=r"^0x[0-9a-fA-F]{40}$")
+    body: dict[str, Any]
+    sig: str = Field(pattern=r"^0x[0-9a-f]{130}$")
+
+    @field_validator("v")
+    @classmethod
+    def _known_version(cls, v: int) -> int:
+        if v != WIRE_VERSION:
+            raise ValueError(f"wire version {v} is not supported; this node speaks {WIRE_VERSION}")
+        return v
+
+    @field_validator("body")
+    @classmethod
+    def _json_native(cls, body: dict[str, Any]) -> dict[str, Any]:
+        _reject_floats(body)
+        return body
+
+    def unsigned_dict(self) -> dict[str, Any]:
+        return {
+            "v": self.v,
+            "kind": self.kind.value,
+            "digest": self.digest,
+            "epoch": self.epoch,
+            "round": self.round,
+            "sender": self.sender,
+            "body": self.body,
+        }
+
+    def signing_hash(self) -> bytes:
+        return keccak(_SIGNING_TAG + canonical_json(self.unsigned_dict()))
+
+    def to_dict(self) -> dict[str, Any]:
+        data = self.unsigned_dict()
+        data["sig"] = self.sig
+        return data
+
+    def encode(self) -> bytes:
+        return canonical_json(self.to_dict())
+
+    @property
+    def config_digest(self) -> bytes:
+        return bytes.fromhex(self.digest[2:])
+
+
+def seal(
+    *,
+    private_key: bytes,
+    sender: str,
+    kind: Kind,
+    config_digest: bytes,
+    epoch: int,
+    round: int,
+    body: BaseModel,
+) -> Envelope:
+    """Build and sign an envelope; the body is a pydantic model dumped in JSON mode."""
+    unsigned = {
+        "v": WIRE_VERSION,
+        "kind": kind.value,
+        "digest": "0x" + config_digest.hex(),
+        "epoch": epoch,
+        "round": round,
+        "sender": sender,
+        "body": body.model_dump(mode="json"),
+    }
+    signature = sign_digest(private_key, keccak(_SIGNING_TAG + canonical_json(unsigned)))
+    return Envelope.model_validate({**unsigned, "sig": "0x" + signature.hex()})
+
+
+def open_envelope(data: bytes | dict[str, Any], *, max_bytes: int = MAX_MESSAGE_BYTES) -> Envelope:
+    """Parse and authenticate one envelope; raises InvalidMessage with a countable reason."""
+    if isinstance(data, (bytes, bytearray)):
+        if len(data) > max_bytes:
+            raise InvalidMessage("oversized", f"{len(data)} bytes, limit {max_bytes}")
+        try:
+            raw = json.loads(data)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise InvalidMessage("malformed", f"not JSON: {exc}") from None
+    else:
+        raw = data
+    if not isinstance(raw, dict):
+        raise InvalidMessage("malformed", f"expected a JSON object, got {type(raw).__name__}")
+    try:
+        envelope = Envelope.model_validate(raw)
+    except ValidationError as exc:
+        raise InvalidMessage("malformed", _first_error(exc)) from None
+    try:
+        signer = recover_address(envelope.signing_hash(), bytes.fromhex(envelope.sig[2:]))
+    except CodecError as exc:
+        raise InvalidMessage("bad_signature", str(exc)) from None
+    if signer.lower() != envelope.sender.lower():
+        raise InvalidMessage("bad_signature", f"signed by {signer}, claims to be from {envelope.sender}")
+    return envelope
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"])
+    return f"{where}: {err['msg']}"
+
+
+# --- bodies -----------------------------------------------------------------------------
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ObserveRequest(_Body):
+    started_at_ms: int = Field(ge=0)
+
+
+class FeedObservation(_Body):
+    feed_index: int = Field(ge=0, le=2**16 - 1)
+    value: int = Field(ge=-(2**191), le=2**191 - 1)
+    observed_at: int = Field(ge=0, le=_MAX_U32)
+    num_sources: int = Field(ge=1, le=255)
+
+
+class Observation(_Body):
+    feeds: tuple[FeedObservation, ...]
+
+    @model_validator(mode="after")
+    def _ascending(self) -> "Observation":
+        indexes = [f.feed_index for f in self.feeds]
+        if indexes != sorted(set(indexes)):
+            raise ValueError("feeds must be strictly ascending by feed_index")
+        return self
+
+
+class Proposal(_Body):
+    observations: tuple[dict[str, Any], ...]
+    updates: str = Field(pattern=r"^0x([0-9a-f]{64})*$")
+
+
+class ReportSignature(_Body):
+    report_digest: str = Field(pattern=r"^0x[0-9a-f]{64}$")
+    signature: str = Field(pattern=r"^0x[0-9a-f]{130}$")
+
+
+class Attested(_Body):
+    updates: str = Field(pattern=r"^0x([0-9a-f]{64})*$")
+    signatures: tuple[tuple[int, str], ...]
+
+
+class NewEpoch(_Body):
+    pass
+
+
+BODY_MODELS: dict[Kind, type[_Body]] = {
+    Kind.OBSERVE_REQUEST: ObserveRequest,
+    Kind.OBSERVATION: Observation,
+    Kind.PROPOSAL: Proposal,
+    Kind.REPORT_SIGNATURE: ReportSignature,
+    Kind.ATTESTED: Attested,
+    Kind.NEW_EPOCH: NewEpoch,
+}
+
+
+def parse_body(envelope: Envelope) -> _Body:
+    try:
+        return BODY_MODELS[envelope.kind].model_validate(envelope.body)
+    except ValidationError as exc:
+        raise InvalidMessage("malformed", f"{envelope.kind.value} body: {_first_error(exc)}") from None

@@ -1,0 +1,105 @@
+"""Node settings: one validated object from a JSON file plus `RELAYER_*` environment variables.
+
+Environment variables win over the file, so one file can serve several nodes. Secrets
+never sit in the file in clear: keys come from `*_file` paths.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+
+class SettingsError(Exception):
+    """Settings are missing or malformed; the message names the setting and the expected form."""
+
+
+class FeedSpec(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    feed_id: str = Field(min_length=1, max_length=32)
+    instrument: str = Field(pattern=r"^[A-Z0-9]+-[A-Z0-9]+$")
+    sources: tuple[str, ...] = Field(min_length=1)
+    min_sources: int = Field(default=2, ge=1)
+    decimals: int = Field(default=8, ge=0, le=36)
+    description: str = ""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RELAYER_", extra="forbid")
+
+    name: str = "relayer"
+    data_dir: Path
+    signing_key_file: Path
+    transmitter_key_file: Path | None = None
+    rpc_urls: list[str] = Field(min_length=1)
+    oracle_address: str = Field(pattern=r"^0x[0-9a-fA-F]{40}$")
+    listen_host: str = "127.0.0.1"
+    listen_port: int = Field(default=0, ge=0, le=65535)
+    peers: list[str] = Field(default_factory=list)
+    feeds: list[FeedSpec] = Field(min_length=1)
+    source_urls: dict[str, str] = Field(default_factory=dict)
+    poll_interval: float = Field(default=1.0, gt=0)
+    source_timeout: float = Field(default=2.0, gt=0)
+    rpc_timeout: float = Field(default=5.0, gt=0)
+    log_json: bool = False
+    log_level: str = "INFO"
+
+    @field_validator("rpc_urls", mode="before")
+    @classmethod
+    def _split_urls(cls, value: Any) -> Any:
+        # RELAYER_RPC_URLS may be a comma-separated list as well as a JSON array.
+        if isinstance(value, str) and not value.lstrip().startswith("["):
+            return [u.strip() for u in value.split(",") if u.strip()]
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (env_settings, init_settings)
+
+    @classmethod
+    def load(cls, path: Path | str | None) -> "Settings":
+        data: dict[str, Any] = {}
+        if path is not None:
+            try:
+                data = json.loads(Path(path).read_text())
+            except FileNotFoundError:
+                raise SettingsError(f"config file {path} does not exist; pass --config with the node's JSON config") from None
+            except ValueError as exc:
+                raise SettingsError(f"config file {path} is not valid JSON: {exc}") from None
+        try:
+            return cls(**data)
+        except ValidationError as exc:
+            lines = []
+            for err in exc.errors():
+                where = ".".join(str(p) for p in err["loc"])
+                lines.append(f"  {where}: {err['msg']} (got {str(err.get('input'))[:60]!r})")
+            raise SettingsError("invalid settings:\n" + "\n".join(lines)) from None
+
+
+def read_key_file(path: Path) -> bytes:
+    """A 32-byte secp256k1 key stored as hex; the error never echoes the file's content."""
+    try:
+        text = path.read_text().strip()
+    except OSError as exc:
+        raise SettingsError(f"cannot read key file {path}: {exc.strerror}") from None
+    if text.startswith("0x"):
+        text = text[2:]
+    try:
+        key = bytes.fromhex(text)
+    except ValueError:
+        raise SettingsError(f"key file {path} must hold 64 hex characters") from None
+    if len(key) != 32:
+        raise SettingsError(f"key file {path} must hold a 32-byte key (64 hex characters), found {len(key)} bytes")
+    return key

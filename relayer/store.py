@@ -1,0 +1,183 @@
+"""The node's durable record: what it observed, signed, saw attested and transmitted.
+
+The signing tables double as slashing protection (after EIP-3076): a row is committed
+with `synchronous=FULL` before the signature it holds leaves the process, and a new
+signature is refused when it would conflict with a row already there or sit below the
+highest (epoch, round) already signed under the same config digest.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from relayer.protocol.errors import EquivocationRefused
+
+
+@dataclass(frozen=True)
+class SignedReport:
+    report_digest: bytes
+    signature: bytes
+
+
+class Store:
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        self.db = sqlite_utils.Database(conn)
+        self._create()
+
+    def _create(self) -> None:
+        key = ("digest", "epoch", "round")
+        self.db["signed_observations"].create(
+            {"digest": str, "epoch": int, "round": int, "envelope": str, "created_at": float},
+            pk=key,
+            if_not_exists=True,
+        )
+        self.db["signed_reports"].create(
+            {"digest": str, "epoch": int, "round": int, "report_digest": str, "updates": str,
+             "signature": str, "created_at": float},
+            pk=key,
+            if_not_exists=True,
+        )
+        self.db["attested"].create(
+            {"digest": str, "epoch": int, "round": int, "updates": str, "signatures": str,
+             "observations": str, "started_at": float, "attested_at": float},
+            pk=key,
+            if_not_exists=True,
+        )
+        self.db["transmissions"].create(
+            {"digest": str, "epoch": int, "round": int, "status": str, "tx_hash": str,
+             "block": int, "gas_used": int, "detail": str, "created_at": float},
+            pk=key,
+            if_not_exists=True,
+        )
+        self.db["state"].create({"key": str, "value": str}, pk="key", if_not_exists=True)
+
+    def close(self) -> None:
+        self.db.conn.close()
+
+    # --- slashing protection --------------------------------------------------------
+
+    def _highest_signed(self, table: str, digest: str) -> tuple[int, int] | None:
+        row = self.db.execute(
+            f"SELECT epoch, round FROM {table} WHERE digest = ? ORDER BY epoch DESC, round DESC LIMIT 1",
+            [digest],
+        ).fetchone()
+        return (int(row[0]), int(row[1])) if row else None
+
+    def _existing(self, table: str, digest: str, epoch: int, round: int) -> dict[str, Any] | None:
+        rows = list(self.db[table].rows_where("digest = ? AND epoch = ? AND round = ?", [digest, epoch, round]))
+        return rows[0] if rows else None
+
+    def signed_observation(self, digest: str, epoch: int, round: int) -> str | None:
+        row = self._existing("signed_observations", digest, epoch, round)
+        return str(row["envelope"]) if row else None
+
+    def check_observation_allowed(self, digest: str, epoch: int, round: int) -> None:
+        highest = self._highest_signed("signed_observations", digest)
+        if highest is not None and (epoch, round) <= highest:
+            raise EquivocationRefused(
+                f"observation for epoch {epoch} round {round} refused: already signed up to "
+                f"epoch {highest[0]} round {highest[1]} under digest {digest[:10]}"
+            )
+
+    def record_observation(self, digest: str, epoch: int, round: int, envelope: str) -> None:
+        """Commit a signed observation; call before it is published."""
+        self.check_observation_allowed(digest, epoch, round)
+        with self.db.conn:
+            self.db["signed_observations"].insert(
+                {"digest": digest, "epoch": epoch, "round": round, "envelope": envelope, "created_at": time.time()}
+            )
+
+    def signed_report(self, digest: str, epoch: int, round: int) -> SignedReport | None:
+        row = self._existing("signed_reports", digest, epoch, round)
+        if row is None:
+            return None
+        return SignedReport(bytes.fromhex(row["report_digest"]), bytes.fromhex(row["signature"]))
+
+    def check_report_allowed(self, digest: str, epoch: int, round: int, report_digest: bytes) -> SignedReport | None:
+        """The earlier signature when this exact report was signed already; raises on any conflict."""
+        existing = self.signed_report(digest, epoch, round)
+        if existing is not None:
+            if existing.report_digest != report_digest:
+                raise EquivocationRefused(
+                    f"report for epoch {epoch} round {round} refused: a different report "
+                    f"(0x{existing.report_digest.hex()[:12]}) was signed for this round already"
+                )
+            return existing
+        highest = self._highest_signed("signed_reports", digest)
+        if highest is not None and (epoch, round) < highest:
+            raise EquivocationRefused(
+                f"report for epoch {epoch} round {round} refused: already signed epoch {highest[0]} round {highest[1]}"
+            )
+        return None
+
+    def record_report_signature(
+        self, digest: str, epoch: int, round: int, report_digest: bytes, updates: bytes, signature: bytes
+    ) -> None:
+        """Commit a report signature; call before it is published."""
+        if self.check_report_allowed(digest, epoch, round, report_digest) is not None:
+            return
+        with self.db.conn:
+            self.db["signed_reports"].insert(
+                {"digest": digest, "epoch": epoch, "round": round, "report_digest": report_digest.hex(),
+                 "updates": updates.hex(), "signature": signature.hex(), "created_at": time.time()}
+            )
+
+    # --- attested reports and transmissions ----------------------------------------
+
+    def record_attested(
+        self,
+        digest: str,
+        epoch: int,
+        round: int,
+        updates: bytes,
+        signatures: list[tuple[int, bytes]],
+        observations: list[dict[str, Any]] | None,
+        started_at: float | None,
+    ) -> bool:
+        """Keep an attested report; False when it was known already."""
+        if self._existing("attested", digest, epoch, round) is not None:
+            return False
+        with self.db.conn:
+            self.db["attested"].insert(
+                {"digest": digest, "epoch": epoch, "round": round, "updates": updates.hex(),
+                 "signatures": json.dumps([[i, s.hex()] for i, s in signatures]),
+                 "observations": json.dumps(observations) if observations is not None else None,
+                 "started_at": started_at, "attested_at": time.time()}
+            )
+        return True
+
+    def record_transmission(
+        self, digest: str, epoch: int, round: int, status: str, *, tx_hash: str = "", block: int = 0,
+        gas_used: int = 0, detail: str = ""
+    ) -> None:
+        with self.db.conn:
+            self.db["transmissions"].upsert(
+                {"digest": digest, "epoch": epoch, "round": round, "status": status, "tx_hash": tx_hash,
+                 "block": block, "gas_used": gas_used, "detail": detail, "created_at": time.time()},
+                pk=("digest", "epoch", "round"),
+            )
+
+    def attested_rows(self) -> list[dict[str, Any]]:
+        return list(self.db["attested"].rows_where(order_by="epoch, round"))
+
+    # --- small state ----------------------------------------------------------------
+
+    def get_state(self, key: str) -> str | None:
+        rows = list(self.db["state"].rows_where("key = ?", [key]))
+        return str(rows[0]["value"]) if rows else None
+
+    def set_state(self, key: str, value: str) -> None:
+        with self.db.conn:
+            self.db["state"].upsert({"key": key, "value": value}, pk="key")
