@@ -1,0 +1,41 @@
+# Two commands do everything: `make devnet` and `make test`. Set-up is idempotent:
+# a second run finds the stamps and skips what is done.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PY_STAMP := $(VENV)/.installed
+NPM_STAMP := node_modules/.installed
+
+.PHONY: setup devnet test test-quick contracts bench clean
+
+setup: $(PY_STAMP) $(NPM_STAMP)
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(PY_STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $@
+
+$(NPM_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+devnet: setup
+	$(PY) -m relayer devnet --nodes 4
+
+test: setup
+	$(PY) -m pytest
+
+test-quick: setup
+	$(PY) -m pytest -m "not slow"
+
+contracts: $(NPM_STAMP)
+	node scripts/compile_contracts.js
+
+bench: setup
+	$(PY) bench/round_latency.py
+
+clean:
+	rm -rf $(VENV) node_modules .pytest_cache .hypothesis
