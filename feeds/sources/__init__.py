@@ -1,0 +1,1 @@
+"""Venue adapters, one file per venue; registered through ``relayer.sources`` entry points."""

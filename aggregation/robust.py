@@ -1,0 +1,117 @@
+"""Robust statistics over Decimal values: median and MAD outlier filtering.
+
+Pure and deterministic: the result depends only on the multiset of inputs (never
+their order, never the process-wide decimal context), so every node computing it
+on the same values gets the same answer. Arithmetic runs in an exact context;
+nothing here rounds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal, Inexact
+from functools import cmp_to_key
+
+from aggregation.errors import InsufficientData, InvalidInput
+
+__all__ = ["median", "median_int", "mad_filter", "within_mad", "DEFAULT_MAD_K", "DEFAULT_REL_FLOOR"]
+
+_EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN, traps=[Inexact])
+_HALF = Decimal("0.5")
+
+DEFAULT_MAD_K = Decimal(5)
+# 5 bps of the median. See within_mad for why a floor is needed at all.
+DEFAULT_REL_FLOOR = Decimal("0.0005")
+
+
+def _checked(values: Sequence[Decimal], what: str) -> list[Decimal]:
+    checked = list(values)
+    for index, value in enumerate(checked):
+        if not isinstance(value, Decimal):
+            raise InvalidInput(
+                f"{what}: expected Decimal values, got {type(value).__name__} {value!r} at "
+                f"index {index}; parse values with Decimal, never float"
+            )
+        if not value.is_finite():
+            raise InvalidInput(
+                f"{what}: expected finite values, got {value} at index {index}; the source "
+                f"that produced it must be dropped before aggregating"
+            )
+    return checked
+
+
+def _sorted(values: list[Decimal]) -> list[Decimal]:
+    # compare_total orders equal values by representation too (1.0 vs 1.00, -0 vs 0),
+    # so even the representation of the result is independent of input order.
+    return sorted(values, key=cmp_to_key(lambda a, b: int(a.compare_total(b))))
+
+
+def median(values: Sequence[Decimal]) -> Decimal:
+    """The median; for an even count the exact mean of the two middle values."""
+    ordered = _sorted(_checked(values, "median"))
+    count = len(ordered)
+    if count == 0:
+        raise InsufficientData("median: expected at least one value, got none")
+    middle = count // 2
+    if count % 2:
+        return ordered[middle]
+    return _EXACT.multiply(_EXACT.add(ordered[middle - 1], ordered[middle]), _HALF)
+
+
+def median_int(values: Sequence[int]) -> int:
+    """``sorted(values)[len(values) // 2]``: always a value some input actually has (as in OCR)."""
+    checked = list(values)
+    for index, value in enumerate(checked):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InvalidInput(
+                f"median_int: expected int values, got {type(value).__name__} {value!r} at index {index}"
+            )
+    if not checked:
+        raise InsufficientData("median_int: expected at least one value, got none")
+    return sorted(checked)[len(checked) // 2]
+
+
+def within_mad(
+    values: Sequence[Decimal],
+    k: Decimal = DEFAULT_MAD_K,
+    *,
+    rel_floor: Decimal = DEFAULT_REL_FLOOR,
+) -> list[bool]:
+    """For each value, whether it is within ``k * spread`` of the median.
+
+    ``spread = max(MAD, |median| * rel_floor)`` where MAD is the median absolute
+    deviation from the median (raw, not scaled to a normal sigma).
+
+    The floor is the rule for a zero or tiny MAD. With three venues the MAD is the
+    smaller of the two gaps around the middle value, so two venues printing the same
+    last trade give MAD = 0 and a bare ``k * MAD`` test would drop the third for a
+    one-cent difference, leaving too few sources. With the floor, anything within
+    ``k * rel_floor`` of the median (25 bps by default) is always kept; with
+    ``rel_floor = 0`` and MAD = 0 only values equal to the median are kept.
+    ``k >= 1`` is required: below one MAD the filter would drop members of the
+    agreeing majority itself.
+    """
+    if not isinstance(k, Decimal) or not k.is_finite() or k < 1:
+        raise InvalidInput(f"within_mad: expected a finite Decimal k >= 1, got {k!r}")
+    if not isinstance(rel_floor, Decimal) or not rel_floor.is_finite() or rel_floor < 0:
+        raise InvalidInput(f"within_mad: expected a finite Decimal rel_floor >= 0, got {rel_floor!r}")
+    checked = _checked(values, "within_mad")
+    if not checked:
+        raise InsufficientData("within_mad: expected at least one value, got none")
+    center = median(checked)
+    deviations = [abs(_EXACT.subtract(value, center)) for value in checked]
+    spread = max(median(deviations), _EXACT.multiply(abs(center), rel_floor))
+    limit = _EXACT.multiply(k, spread)
+    return [deviation <= limit for deviation in deviations]
+
+
+def mad_filter(
+    values: Sequence[Decimal],
+    k: Decimal = DEFAULT_MAD_K,
+    *,
+    rel_floor: Decimal = DEFAULT_REL_FLOOR,
+) -> list[Decimal]:
+    """The values within ``k`` MADs of the median (rule in :func:`within_mad`), in input order."""
+    checked = list(values)
+    keep = within_mad(checked, k, rel_floor=rel_floor)
+    return [value for value, kept in zip(checked, keep, strict=True) if kept]

@@ -1,0 +1,83 @@
+"""The feeds package's exception tree.
+
+Everything raised on purpose by ``feeds`` derives from :class:`FeedsError`.
+Venue problems derive from :class:`SourceError`, which carries the source name
+and instrument so the poller and the node can log and count per source without
+parsing messages. Every message says what was expected, what came, and what to do.
+"""
+
+from __future__ import annotations
+
+
+class FeedsError(Exception):
+    """Root of every error the feeds package raises on purpose."""
+
+
+class SourceError(FeedsError):
+    """A source could not produce a trustworthy reading for one instrument."""
+
+    def __init__(self, message: str, *, source: str, instrument: str = "") -> None:
+        super().__init__(message)
+        self.source = source
+        self.instrument = instrument
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+
+class SourceTimeout(SourceError):
+    """The venue did not answer within the source's timeout."""
+
+
+class SourceHTTPError(SourceError):
+    """The venue answered with a non-success status, or reported an error itself."""
+
+    def __init__(
+        self, message: str, *, source: str, instrument: str = "", status: int | None
+    ) -> None:
+        super().__init__(message, source=source, instrument=instrument)
+        self.status = status
+
+
+class SourceConnectionError(SourceHTTPError):
+    """No HTTP exchange happened at all (refused, reset, DNS); ``status`` is None.
+
+    A subclass of SourceHTTPError so code written against the HTTP error still
+    catches it, while metrics can tell "venue down" from "venue said no".
+    """
+
+    def __init__(self, message: str, *, source: str, instrument: str = "") -> None:
+        super().__init__(message, source=source, instrument=instrument, status=None)
+
+
+class SourceFormatError(SourceError):
+    """The body is not the documented shape: HTML, truncated JSON, missing field."""
+
+
+class SourceValueError(SourceError):
+    """The body has the right shape but the price is unusable: NaN, inf, <= 0, absurd."""
+
+
+class SourceStaleError(SourceError):
+    """The venue's own timestamp is too old (or implausibly in the future)."""
+
+
+class UnknownSourceError(SourceError):
+    """No source is registered under that name."""
+
+
+class UnknownInstrumentError(SourceError):
+    """The source has no symbol mapping for that instrument."""
+
+
+class SourcePluginError(SourceError):
+    """A ``relayer.sources`` entry point is broken (import fails, wrong type, wrong name)."""
+
+
+class FeedsConfigError(FeedsError, ValueError):
+    """A feeds object was built with settings it cannot work with (caught at start, not per poll)."""
+
+
+class SimulatorConfigError(FeedsConfigError):
+    """The venue simulator was asked for a venue, fault or instrument it does not have."""
