@@ -1,0 +1,292 @@
+"""P2PHost with real libp2p hosts on 127.0.0.1, several per process (one trio thread each)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+
+import pytest
+
+from relayer.p2p.errors import MessageTooLarge, P2PError, P2PStartError, PeerRejected
+from relayer.p2p.host import NOT_IN_COMMITTEE, OVERSIZED, P2PHost
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+
+READY_TIMEOUT = 10.0
+
+
+@dataclass
+class Inbox:
+    """What one host's on_message saw, and on which thread."""
+
+    messages: list[tuple[str, bytes]] = field(default_factory=list)
+    threads: set[int] = field(default_factory=set)
+
+    def __call__(self, sender: str, data: bytes) -> None:
+        self.messages.append((sender, data))
+        self.threads.add(threading.get_ident())
+
+    def from_(self, sender: str) -> list[bytes]:
+        return [data for who, data in self.messages if who == sender]
+
+
+@dataclass
+class Node:
+    host: P2PHost
+    inbox: Inbox
+
+
+MakeNode = Callable[..., Awaitable[Node]]
+
+
+def _p2p_threads() -> list[str]:
+    return [
+        t.name
+        for t in threading.enumerate()
+        if t.name.startswith("p2p-") or "_background_cleanup" in t.name
+    ]
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
+        await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+async def make_node() -> AsyncIterator[MakeNode]:
+    """Start hosts on loopback; stop all of them afterwards and check nothing is left."""
+    nodes: list[Node] = []
+
+    async def factory(
+        key: bytes | None = None,
+        *,
+        allowed: Iterable[str] | None = None,
+        **kwargs: object,
+    ) -> Node:
+        inbox = Inbox()
+        host = P2PHost(key or os.urandom(32), allowed_addresses=allowed, on_message=inbox, **kwargs)  # type: ignore[arg-type]  # test-only passthrough
+        node = Node(host, inbox)
+        nodes.append(node)
+        await host.start()
+        return node
+
+    yield factory
+
+    started = time.monotonic()
+    await asyncio.gather(*(n.host.stop() for n in nodes))
+    assert time.monotonic() - started < 6.0, "stop() must be bounded"
+    assert _p2p_threads() == [], f"threads left behind: {_p2p_threads()}"
+
+
+async def _connect_full_mesh(nodes: list[Node]) -> None:
+    await asyncio.gather(
+        *(
+            nodes[i].host.connect(nodes[j].host.listen_addrs[0])
+            for i in range(len(nodes))
+            for j in range(i + 1, len(nodes))
+        )
+    )
+
+
+def _keys(n: int) -> list[bytes]:
+    return [os.urandom(32) for _ in range(n)]
+
+
+def _address(key: bytes) -> str:
+    from eth_account import Account
+
+    return str(Account.from_key(key).address)
+
+
+async def test_four_hosts_deliver_every_message_to_the_other_three(make_node: MakeNode) -> None:
+    keys = _keys(4)
+    committee = [_address(k) for k in keys]
+    nodes = [await make_node(k, allowed=committee) for k in keys]
+    for node, address in zip(nodes, committee):
+        assert node.host.address == address
+        assert node.host.listen_addrs[0].startswith("/ip4/127.0.0.1/tcp/")
+        assert node.host.listen_addrs[0].endswith(f"/p2p/{node.host.peer_id}")
+
+    await _connect_full_mesh(nodes)
+    await asyncio.gather(*(n.host.wait_for_peers(3, READY_TIMEOUT) for n in nodes))
+    assert all(len(n.host.connected_peers()) == 3 for n in nodes)
+
+    for i, node in enumerate(nodes):
+        node.host.publish(f"observation from {i}".encode())
+    await wait_until(lambda: all(len(n.inbox.messages) >= 3 for n in nodes), what="3 messages at each host")
+    await asyncio.sleep(0.3)  # room for a duplicate or an echo of our own message to show up
+
+    loop_thread = threading.get_ident()
+    for i, node in enumerate(nodes):
+        expected = {(committee[j], f"observation from {j}".encode()) for j in range(4) if j != i}
+        assert sorted(node.inbox.messages) == sorted(expected), f"host {i} got {node.inbox.messages}"
+        assert node.inbox.threads == {loop_thread}, "on_message must run on the asyncio loop thread"
+        assert not node.host.dropped
+
+
+async def test_star_topology_relays_through_the_hub(make_node: MakeNode) -> None:
+    keys = _keys(4)
+    committee = [_address(k) for k in keys]
+    hub, *leaves = [await make_node(k, allowed=committee) for k in keys]
+    await asyncio.gather(*(leaf.host.connect(hub.host.listen_addrs[0]) for leaf in leaves))
+    await hub.host.wait_for_peers(3, READY_TIMEOUT)
+
+    leaves[0].host.publish(b"via the hub")
+
+    await wait_until(
+        lambda: all(n.inbox.from_(committee[1]) == [b"via the hub"] for n in [hub, *leaves[1:]]),
+        what="relay to every leaf",
+    )
+
+
+async def test_outsider_connection_is_closed_and_counted(make_node: MakeNode) -> None:
+    keys = _keys(2)
+    committee = [_address(k) for k in keys]
+    a, b = [await make_node(k, allowed=committee) for k in keys]
+    outsider = await make_node()  # allows anyone, but nobody allows it
+    await a.host.connect(b.host.listen_addrs[0])
+    await a.host.wait_for_peers(1, READY_TIMEOUT)
+
+    try:
+        await outsider.host.connect(a.host.listen_addrs[0])
+    except P2PError:
+        pass  # closed before the dial finished: just as good
+    await wait_until(
+        lambda: a.host.dropped[(outsider.host.address, NOT_IN_COMMITTEE)] >= 1,
+        what="rejection counted",
+    )
+    await wait_until(lambda: outsider.host.peer_id not in _raw_connections(a.host), what="connection closed")
+    for _ in range(5):
+        try:
+            outsider.host.publish(b"let me in")
+        except P2PError:
+            pass
+        await asyncio.sleep(0.05)
+
+    assert a.host.connected_peers() == [b.host.peer_id]
+    assert a.inbox.messages == []
+    with pytest.raises(PeerRejected, match="not in the committee"):
+        await a.host.connect(outsider.host.listen_addrs[0])
+
+
+async def test_validator_drops_outsider_messages_relayed_by_a_member(make_node: MakeNode) -> None:
+    # b's committee includes the outsider, a's does not: the outsider's messages
+    # reach a only through b, and a's topic validator must drop them.
+    key_a, key_b, key_o = _keys(3)
+    a = await make_node(key_a, allowed=[_address(key_a), _address(key_b)])
+    b = await make_node(key_b, allowed=None)
+    outsider = await make_node(key_o)
+    await a.host.connect(b.host.listen_addrs[0])
+    await outsider.host.connect(b.host.listen_addrs[0])
+    await b.host.wait_for_peers(2, READY_TIMEOUT)
+    await a.host.wait_for_peers(1, READY_TIMEOUT)
+
+    outsider.host.publish(b"forged report")
+    await wait_until(lambda: b.inbox.from_(outsider.host.address) == [b"forged report"], what="b receives")
+    await wait_until(
+        lambda: a.host.dropped[(outsider.host.address, NOT_IN_COMMITTEE)] >= 1, what="a drops and counts"
+    )
+    b.host.publish(b"member report")
+    await wait_until(lambda: a.inbox.from_(b.host.address) == [b"member report"], what="a still hears b")
+    assert a.inbox.from_(outsider.host.address) == []
+
+
+async def test_oversized_publish_raises(make_node: MakeNode) -> None:
+    node = await make_node(max_message_size=1000)
+
+    with pytest.raises(MessageTooLarge, match="1001 bytes exceeds the 1000-byte"):
+        node.host.publish(b"x" * 1001)
+    node.host.publish(b"x" * 1000)  # the limit itself is fine
+
+
+async def test_oversized_message_from_a_peer_with_a_larger_limit_is_dropped(make_node: MakeNode) -> None:
+    small = await make_node(max_message_size=1000)
+    large = await make_node(max_message_size=100_000)
+    await small.host.connect(large.host.listen_addrs[0])
+    await large.host.wait_for_peers(1, READY_TIMEOUT)
+    await small.host.wait_for_peers(1, READY_TIMEOUT)
+
+    large.host.publish(b"y" * 5000)
+    await wait_until(lambda: small.host.dropped[(large.host.address, OVERSIZED)] == 1, what="oversized drop")
+    large.host.publish(b"small enough")
+    await wait_until(lambda: small.inbox.messages != [], what="the next message")
+
+    assert small.inbox.messages == [(large.host.address, b"small enough")]
+
+
+async def test_set_allowed_disconnects_removed_peers(make_node: MakeNode) -> None:
+    keys = _keys(3)
+    committee = [_address(k) for k in keys]
+    a, b, c = [await make_node(k, allowed=committee) for k in keys]
+    await _connect_full_mesh([a, b, c])
+    await a.host.wait_for_peers(2, READY_TIMEOUT)
+
+    a.host.set_allowed(committee[:2])
+
+    await wait_until(lambda: c.host.peer_id not in _raw_connections(a.host), what="c disconnected from a")
+    assert a.host.connected_peers() == [b.host.peer_id]
+    assert a.host.dropped[(c.host.address, NOT_IN_COMMITTEE)] >= 1
+    # c still gossips to b, and b relays; a's validator must now refuse it.
+    await b.host.wait_for_peers(2, READY_TIMEOUT)
+    c.host.publish(b"from a removed member")
+    await wait_until(lambda: b.inbox.from_(c.host.address) == [b"from a removed member"], what="b receives")
+    b.host.publish(b"still here")
+    await wait_until(lambda: a.inbox.from_(b.host.address) == [b"still here"], what="a hears b")
+    assert a.inbox.from_(c.host.address) == []
+
+
+async def test_start_on_a_busy_port_fails_with_the_reason(make_node: MakeNode) -> None:
+    first = await make_node()
+    port = int(first.host.listen_addrs[0].split("/tcp/")[1].split("/")[0])
+    clash = P2PHost(os.urandom(32), listen_port=port)
+
+    with pytest.raises(P2PStartError, match="failed to start"):
+        await clash.start()
+    await clash.stop()
+
+
+async def test_stop_is_idempotent_and_publish_after_stop_fails(make_node: MakeNode) -> None:
+    node = await make_node()
+    await node.host.stop()
+    await node.host.stop()
+
+    with pytest.raises(P2PError, match="call start"):
+        node.host.publish(b"late")
+    assert node.host.connected_peers() == []
+
+
+async def test_stop_while_messages_arrive_is_clean_and_bounded(make_node: MakeNode) -> None:
+    nodes = [await make_node() for _ in range(3)]
+    await _connect_full_mesh(nodes)
+    await asyncio.gather(*(n.host.wait_for_peers(2, READY_TIMEOUT) for n in nodes))
+
+    async def flood(node: Node) -> None:
+        for i in range(200):
+            try:
+                node.host.publish(i.to_bytes(4, "big") * 50)
+            except P2PError:
+                return  # stopped under us: expected
+            await asyncio.sleep(0.002)
+
+    flooders = [asyncio.create_task(flood(n)) for n in nodes]
+    await wait_until(lambda: all(n.inbox.messages for n in nodes), what="traffic flowing")
+    started = time.monotonic()
+    await asyncio.gather(*(n.host.stop() for n in nodes))
+    elapsed = time.monotonic() - started
+    await asyncio.gather(*flooders)
+
+    assert elapsed < 3.0, f"stop took {elapsed:.2f} s under load"
+    assert _p2p_threads() == []
+
+
+def _raw_connections(host: P2PHost) -> list[str]:
+    """Every connected peer, committee or not (connected_peers() filters)."""
+    swarm = host._swarm
+    return [] if swarm is None else [str(p) for p, conns in list(swarm.connections.items()) if conns]
