@@ -6,9 +6,11 @@ import {QuorumOracle} from "./QuorumOracle.sol";
 
 /// @title FeedProxy
 /// @notice One feed of a QuorumOracle behind Chainlink's AggregatorV3Interface, so existing
-/// consumers read it unchanged. The round id is the feed's own update counter.
-/// History: the oracle keeps only the latest answer per feed (one slot, the cheapest
-/// transmit); `getRoundData` therefore answers the latest round and reverts for others.
+/// consumers read it unchanged. The round id is the feed's own update counter (1, 2, ...).
+/// `getRoundData` answers the latest round and, for feeds registered with a history depth,
+/// the previous `historyDepth` rounds; older rounds revert `RoundNotAvailable`.
+/// A tripped breaker freezes the value and its time at the last good report, so a consumer
+/// that checks `updatedAt` sees the feed age and stop; `latestStatus` says why explicitly.
 contract FeedProxy is AggregatorV3Interface {
     error NoDataPresent();
     error RoundNotAvailable(uint80 roundId);
@@ -47,8 +49,17 @@ contract FeedProxy is AggregatorV3Interface {
         override
         returns (uint80 roundId, int256 answer, uint256 startedAt, uint256 updatedAt, uint80 answeredInRound)
     {
-        (int192 value, uint32 observedAt, uint32 feedRound) = oracle.latestFeed(feedIndex);
-        if (feedRound == 0 || requestedRoundId != feedRound) revert RoundNotAvailable(requestedRoundId);
-        return (feedRound, value, observedAt, observedAt, feedRound);
+        try oracle.roundData(feedIndex, requestedRoundId) returns (int192 value, uint32 observedAt) {
+            return (requestedRoundId, value, observedAt, observedAt, requestedRoundId);
+        } catch {
+            revert RoundNotAvailable(requestedRoundId);
+        }
+    }
+
+    /// The latest answer with what a careful consumer needs to judge it: value, time, round,
+    /// stale (never written, older than the heartbeat, or oracle paused), tripped (breaker
+    /// holding the last good value), signer count of the latest report and the threshold.
+    function latestStatus() external view returns (QuorumOracle.FeedStatus memory) {
+        return oracle.feedStatus(feedIndex);
     }
 }

@@ -79,10 +79,20 @@ class Transmitter:
                             self._key, report.config_digest, report.epoch, report.round,
                             report.updates, list(report.signatures),
                         )
-                    self.stats.transmitted += 1
                     self.stats.gas_used += receipt.gas_used
+                    if not receipt.succeeded:
+                        # Passed the static call, reverted in the block: someone landed first.
+                        if await self._already_onchain(report):
+                            self.stats.superseded += 1
+                            self.store.record_transmission(
+                                digest, report.epoch, report.round, "superseded", tx_hash=receipt.tx_hash.hex(),
+                                block=receipt.block_number, gas_used=receipt.gas_used, detail="reverted in block",
+                            )
+                            return
+                        raise TransmitError(f"transaction 0x{receipt.tx_hash.hex()} reverted in block", reason=None)
+                    self.stats.transmitted += 1
                     self.store.record_transmission(
-                        digest, report.epoch, report.round, "landed", tx_hash=receipt.tx_hash,
+                        digest, report.epoch, report.round, "landed", tx_hash=receipt.tx_hash.hex(),
                         block=receipt.block_number, gas_used=receipt.gas_used,
                     )
                     log.info(

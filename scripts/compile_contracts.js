@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Compiles every contracts/*.sol with the pinned solcjs (standard JSON, optimizer 200 runs)
+// Compiles every contracts/*.sol and contracts/*/*.sol with the pinned solcjs (standard JSON, optimizer 200 runs)
 // and writes contracts-abi/<ContractName>.json. Output is byte-stable (sorted keys, 2-space
 // JSON, repo-relative source paths) so the committed artifacts can be drift-checked.
 //
@@ -45,7 +45,17 @@ function sortKeys(value) {
 function main() {
   const { out } = parseArgs(process.argv.slice(2));
   const contractsDir = path.join(repoRoot, 'contracts');
-  const files = fs.readdirSync(contractsDir).filter((f) => f.endsWith('.sol')).sort();
+  // contracts/*.sol and one level of subdirectories (contracts/test/ holds test-only contracts).
+  const files = [];
+  for (const entry of fs.readdirSync(contractsDir, { withFileTypes: true })) {
+    if (entry.isFile() && entry.name.endsWith('.sol')) files.push(entry.name);
+    if (entry.isDirectory()) {
+      for (const f of fs.readdirSync(path.join(contractsDir, entry.name))) {
+        if (f.endsWith('.sol')) files.push(`${entry.name}/${f}`);
+      }
+    }
+  }
+  files.sort();
   const sources = {};
   for (const file of files) {
     // Repo-relative keys: the metadata hash embedded in the bytecode covers source paths.

@@ -6,8 +6,10 @@ runs, and the only I/O it does itself is a readiness probe.
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import json
+import signal
 import socket
 import subprocess
 import tempfile
@@ -66,6 +68,14 @@ def _rpc(url: str, method: str, params: list[Any], timeout: float) -> Any:
     if "error" in answer:
         raise RpcError(f"{method} failed on {url}: {answer['error']}")
     return answer["result"]
+
+
+def die_with_parent() -> None:
+    # Linux (a preexec_fn): the child gets SIGTERM when its parent dies, even by SIGKILL.
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+    except OSError:
+        pass
 
 
 def _terminate(process: subprocess.Popen[bytes]) -> None:
@@ -139,11 +149,16 @@ class AnvilNode:
             "--silent",
         ]  # fmt: skip
         if block_time is not None:
-            command += ["--block-time", str(block_time)]
+            # Mixed mining keeps automine (a transaction lands at once) and also mines an
+            # empty block every interval, so block.timestamp tracks the clock on a quiet
+            # chain the way it does on a live one.
+            command += ["--block-time", str(block_time), "--mixed-mining"]
         # A file, not a pipe: nobody reads anvil's output while it runs, and a full pipe
         # would block it.
         log = tempfile.TemporaryFile()
-        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, preexec_fn=die_with_parent
+        )
         node = cls(process=process, port=port, chain_id=chain_id, log=log)
         try:
             node._wait_ready()

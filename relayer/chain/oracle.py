@@ -21,6 +21,7 @@ from eth_account import Account
 from eth_utils import abi_to_signature
 from web3 import AsyncHTTPProvider, AsyncWeb3
 from web3.exceptions import ContractLogicError, TimeExhausted, Web3Exception
+from web3.logs import DISCARD
 
 from relayer.chain.codec import (
     ReportDomain,
@@ -34,10 +35,12 @@ from relayer.chain.errors import ChainError, ContractRevert, RpcError, TransmitE
 __all__ = [
     "FeedProxyClient",
     "FeedState",
+    "FeedStatus",
     "OnchainConfig",
     "QuorumOracleClient",
     "TransmitReceipt",
     "connect",
+    "deploy_contract",
     "deploy_oracle",
     "deploy_proxy",
     "feed_id_bytes",
@@ -50,6 +53,8 @@ RPC_TIMEOUT_S = 10.0
 RECEIPT_TIMEOUT_S = 30.0
 # Automine answers within milliseconds; web3's default 100 ms poll would dominate latency.
 RECEIPT_POLL_S = 0.02
+# Age after which readers call a feed stale, unless add_feed is told otherwise.
+DEFAULT_HEARTBEAT_S = 3600
 
 
 @cache
@@ -92,6 +97,33 @@ class FeedState:
 
 
 @dataclass(frozen=True)
+class FeedStatus:
+    """A feed's latest answer with what a reader needs to judge it (``feedStatus``)."""
+
+    value: int
+    observed_at: int
+    round_id: int
+    stale: bool  # never written, older than the heartbeat, or the oracle is paused
+    tripped: bool  # the circuit breaker holds the last good value back from a jump
+    signer_count: int  # signatures on the latest report
+    threshold: int
+    heartbeat: int
+
+    @property
+    def usable(self) -> bool:
+        return not (self.stale or self.tripped)
+
+    @classmethod
+    def from_tuple(cls, raw: Sequence[Any]) -> FeedStatus:
+        value, observed_at, round_id, stale, tripped, signer_count, threshold, heartbeat = raw
+        return cls(
+            value=int(value), observed_at=int(observed_at), round_id=int(round_id), stale=bool(stale),
+            tripped=bool(tripped), signer_count=int(signer_count), threshold=int(threshold),
+            heartbeat=int(heartbeat),
+        )
+
+
+@dataclass(frozen=True)
 class TransmitReceipt:
     tx_hash: bytes
     block_number: int
@@ -107,7 +139,7 @@ class TransmitReceipt:
 def _error_table() -> dict[bytes, tuple[str, tuple[str, ...]]]:
     """4-byte selector -> (custom error name, argument types), from all our contracts."""
     table: dict[bytes, tuple[str, tuple[str, ...]]] = {}
-    for name in ("QuorumOracle", "FeedProxy"):
+    for name in ("QuorumOracle", "FeedProxy", "RiskGate", "SubscriptionRegistry", "ChainlinkConsumer"):
         for entry in load_artifact(name)["abi"]:
             if entry["type"] == "error":
                 selector = keccak(abi_to_signature(entry).encode())[:4]
@@ -166,7 +198,9 @@ async def _send(
     sender = address_of(key)
     try:
         if static_call:
-            await call.call({"from": sender})
+            # Against the pending block: its timestamp is "now", while the latest block's may
+            # be minutes old on a quiet chain and would misjudge observation-time checks.
+            await call.call({"from": sender}, block_identifier="pending")
         nonce = await w3.eth.get_transaction_count(sender, "pending")
         tx = await call.build_transaction({"from": sender, "nonce": nonce})
         signed = Account.sign_transaction(tx, key)
@@ -181,6 +215,11 @@ async def _send(
     except _RPC_FAILURES as exc:
         raise RpcError(f"{what} failed at the RPC: {exc!r}") from exc
     return dict(receipt)
+
+
+async def deploy_contract(w3: AsyncWeb3, key: bytes, name: str, *args: Any) -> str:
+    """Deploy ``contracts-abi/<name>.json`` with constructor ``args``; returns its address."""
+    return await _deploy(w3, key, name, *args)
 
 
 async def _deploy(w3: AsyncWeb3, key: bytes, name: str, *args: Any) -> str:
@@ -272,8 +311,18 @@ class QuorumOracleClient:
         description: str,
         min_value: int,
         max_value: int,
+        *,
+        breaker_bps: int = 0,
+        heartbeat: int = DEFAULT_HEARTBEAT_S,
+        history_depth: int = 0,
     ) -> int:
-        """Register a feed (its on-chain id is :func:`feed_id_bytes`); returns its index."""
+        """Register a feed (its on-chain id is :func:`feed_id_bytes`); returns its index.
+
+        Bounds are clamped on-chain to int64, the stored width. ``breaker_bps`` (0 = off) is
+        the largest accepted jump from the last good value; ``heartbeat`` the age in seconds
+        after which readers call the value stale; ``history_depth`` past rounds kept for
+        ``getRoundData`` (0 = latest only, the cheapest transmit).
+        """
         receipt = await self._transact(
             owner_key,
             "addFeed",
@@ -282,12 +331,58 @@ class QuorumOracleClient:
             description,
             min_value,
             max_value,
+            breaker_bps,
+            heartbeat,
+            history_depth,
         )
         _require_success(receipt, "addFeed")
-        events = self.contract.events.FeedAdded().process_receipt(receipt)
+        events = self.contract.events.FeedAdded().process_receipt(receipt, errors=DISCARD)
         return int(events[0]["args"]["feedIndex"])
 
+    async def set_feed_parameters(
+        self, owner_key: bytes, index: int, min_value: int, max_value: int, breaker_bps: int, heartbeat: int
+    ) -> None:
+        receipt = await self._transact(
+            owner_key, "setFeedParameters", index, min_value, max_value, breaker_bps, heartbeat
+        )
+        _require_success(receipt, "setFeedParameters")
+
+    async def reset_breaker(self, key: bytes, index: int) -> None:
+        """Owner or guardian: clear a tripped breaker; the next report re-anchors the feed."""
+        _require_success(await self._transact(key, "resetBreaker", index), "resetBreaker")
+
+    async def set_guardian(self, owner_key: bytes, guardian: str) -> None:
+        receipt = await self._transact(owner_key, "setGuardian", AsyncWeb3.to_checksum_address(guardian))
+        _require_success(receipt, "setGuardian")
+
+    async def pause(self, key: bytes) -> None:
+        _require_success(await self._transact(key, "pause"), "pause")
+
+    async def unpause(self, key: bytes) -> None:
+        _require_success(await self._transact(key, "unpause"), "unpause")
+
+    async def transfer_ownership(self, owner_key: bytes, new_owner: str) -> None:
+        receipt = await self._transact(owner_key, "transferOwnership", AsyncWeb3.to_checksum_address(new_owner))
+        _require_success(receipt, "transferOwnership")
+
+    async def accept_ownership(self, new_owner_key: bytes) -> None:
+        _require_success(await self._transact(new_owner_key, "acceptOwnership"), "acceptOwnership")
+
     # -- reads ------------------------------------------------------------------------
+
+    async def owner(self) -> str:
+        return str(await self._call("owner"))
+
+    async def paused(self) -> bool:
+        return bool(await self._call("paused"))
+
+    async def feed_status(self, index: int) -> FeedStatus:
+        return FeedStatus.from_tuple(await self._call("feedStatus", index))
+
+    async def round_data(self, index: int, round_id: int) -> tuple[int, int]:
+        """(value, observed_at) of a past round still in the feed's history."""
+        value, observed_at = await self._call("roundData", index, round_id)
+        return int(value), int(observed_at)
 
     async def config(self) -> OnchainConfig:
         count, _block, digest = await self._call("latestConfigDetails")
@@ -416,6 +511,10 @@ class FeedProxyClient:
 
     async def get_round_data(self, round_id: int) -> tuple[int, int, int, int, int]:
         return tuple(await self._call("getRoundData", round_id))  # type: ignore[return-value]
+
+    async def latest_status(self) -> FeedStatus:
+        """The safety-stating read: value, time, round, stale, tripped, signer count."""
+        return FeedStatus.from_tuple(await self._call("latestStatus"))
 
 
 def _require_success(receipt: dict[str, Any], what: str) -> None:

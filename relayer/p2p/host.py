@@ -627,6 +627,12 @@ class P2PHost:
         host = self._host
         if host is None:
             raise P2PError("p2p host is not running")
+        # The swarm refuses for 60 s to redial a peer whose addresses all failed once. A
+        # committee peer that was still starting must be redialed at once, so an explicit
+        # dial clears that negative cache entry first.
+        negative_cache = getattr(host.get_network(), "_negative_peer_cache", None)
+        if negative_cache is not None:
+            negative_cache.evict(str(info.peer_id))
         with trio.fail_after(DIAL_TIMEOUT_S):
             await host.connect(info)
 

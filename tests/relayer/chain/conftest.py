@@ -32,7 +32,7 @@ from relayer.chain.oracle import (
 ETH_USD = "ETH/USD"
 BTC_USD = "BTC/USD"
 MIN_VALUE = 1
-MAX_VALUE = 10**30
+MAX_VALUE = 10**18  # within int64, the stored width
 
 
 def signer_key(i: int) -> bytes:

@@ -290,3 +290,24 @@ def _raw_connections(host: P2PHost) -> list[str]:
     """Every connected peer, committee or not (connected_peers() filters)."""
     swarm = host._swarm
     return [] if swarm is None else [str(p) for p, conns in list(swarm.connections.items()) if conns]
+
+
+async def test_a_peer_that_was_down_can_be_dialed_as_soon_as_it_is_up(make_node: MakeNode) -> None:
+    """The swarm's 60 s negative dial cache must not keep a starting committee peer out."""
+    import socket
+
+    from relayer.chain.codec import address_of
+    from relayer.p2p.identity import peer_id_of
+
+    late_key, dialer_key = os.urandom(32), os.urandom(32)
+    committee = [address_of(late_key), address_of(dialer_key)]
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    dialer = await make_node(dialer_key, allowed=committee)
+    addr = f"/ip4/127.0.0.1/tcp/{port}/p2p/{peer_id_of(late_key)}"
+    with pytest.raises(P2PError):
+        await dialer.host.connect(addr)  # nobody listens yet
+    late = await make_node(late_key, allowed=committee, listen_port=port)
+    await dialer.host.connect(addr)
+    assert late.host.peer_id in dialer.host.connected_peers()
