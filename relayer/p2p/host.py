@@ -179,6 +179,7 @@ class P2PHost:
         max_message_size: int = 1 << 20,
         allowed_addresses: Iterable[str] | None = None,
         on_message: Callable[[str, bytes], None] | None = None,
+        validator: Callable[[str, bytes], str | None] | None = None,
     ) -> None:
         if max_message_size <= 0:
             raise ValueError(f"max_message_size must be positive, got {max_message_size}")
@@ -197,6 +198,10 @@ class P2PHost:
         self._listen = _listen_multiaddr(listen_host, listen_port)
         self._allowed = _normalize_addresses(allowed_addresses)
         self._on_message = on_message
+        # Application check run in the topic validator (trio thread): returns a drop
+        # reason, or None to accept. A message it refuses is neither delivered nor forwarded.
+        self._validator = validator
+        self._traffic = {"published_msgs": 0, "published_bytes": 0, "received_msgs": 0, "received_bytes": 0}
 
         self._state: _State = "new"
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -293,6 +298,12 @@ class P2PHost:
         self._require_running("publish")
         if not self._call_soon_in_trio(self._enqueue_publish, bytes(data)):
             raise P2PError("cannot publish: the p2p host has stopped")
+        self._traffic["published_msgs"] += 1
+        self._traffic["published_bytes"] += len(data)
+
+    def traffic(self) -> dict[str, int]:
+        """Messages and bytes this node published and had delivered to it (gossip payloads)."""
+        return dict(self._traffic)
 
     def set_allowed(self, addresses: Iterable[str] | None) -> None:
         """Replace the committee; peers no longer in it are disconnected at once."""
@@ -652,6 +663,11 @@ class P2PHost:
             if not self._address_allowed(address):
                 self._drop(source, NOT_IN_COMMITTEE)
                 return False
+            if self._validator is not None:
+                reason = self._validator(address, bytes(msg.data))
+                if reason is not None:
+                    self._drop(source, reason)
+                    return False
             return True
         except Exception:
             logger.exception("gossip validator failed on a message from %s", forwarder)
@@ -670,6 +686,8 @@ class P2PHost:
                 address = _address_or_none(msg.from_id)
                 if address is None:
                     continue  # cannot happen past the validator; never deliver without a sender
+                self._traffic["received_msgs"] += 1
+                self._traffic["received_bytes"] += len(msg.data)
                 self._call_soon_in_asyncio(self._dispatch, address, bytes(msg.data))
             except Exception:
                 logger.exception("failed to hand a gossip message to asyncio")

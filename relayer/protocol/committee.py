@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -86,9 +87,17 @@ class Committee:
         return self._index.get(address.lower())
 
     def leader(self, epoch: int) -> int:
-        """Leader of an epoch: a PRF of (config digest, epoch) that every node computes alike."""
-        seed = keccak(b"leader" + self.config_digest + epoch.to_bytes(8, "big"))
-        return int.from_bytes(seed, "big") % self.n
+        """Leader of an epoch, from (config digest, epoch), the same on every node.
+
+        The digest fixes a pseudo-random order of the members and epochs walk it in turn,
+        so two consecutive epochs never share a leader: f faulty leaders cost at most f
+        progress timeouts in a row, where an independent draw per epoch could repeat one.
+        """
+        return self._leader_order[epoch % self.n]
+
+    @cached_property
+    def _leader_order(self) -> tuple[int, ...]:
+        return tuple(sorted(range(self.n), key=lambda i: keccak(b"leader" + self.config_digest + i.to_bytes(2, "big"))))
 
     def transmitter_order(self, epoch: int, round: int) -> list[int]:
         """A permutation of committee indexes; the k-th transmitter waits k stages."""

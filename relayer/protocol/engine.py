@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,6 +45,9 @@ from relayer.store import Store
 log = logging.getLogger(__name__)
 
 _KEEP_ROUNDS = 64
+_SEEN_ENVELOPES = 4096
+# An observation this far from the report's median (in basis points) is counted against its sender.
+OUTLIER_BPS = 1000
 
 
 @dataclass(frozen=True)
@@ -117,6 +120,9 @@ class RoundEngine:
         self._epoch_changed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._attested_tasks: set[asyncio.Task[None]] = set()
+        # Signatures of envelopes already handled: gossip dedups by its own message id, so an
+        # envelope published again under a new gossip id is a replay.
+        self._seen: OrderedDict[str, None] = OrderedDict()
         me = committee.index_of(address)
         if me is None:
             raise EquivocationRefused(f"{address} is not in the committee; this node can only watch")
@@ -246,13 +252,26 @@ class RoundEngine:
             state.proposal_task.cancel()
         chosen = [state.observations[i] for i in sorted(state.observations)]
         bodies = [Observation.model_validate(e.body) for e in chosen]
-        updates = encode_updates(build_updates(bodies, quorum=self.committee.quorum))
+        built = build_updates(bodies, quorum=self.committee.quorum)
+        self._count_outliers(chosen, bodies, built)
+        updates = encode_updates(built)
         if not updates:
             log.warning("no feed has a quorum of observations; nothing to propose", extra={"epoch": epoch, "round": round})
             return
         self._broadcast(
             Kind.PROPOSAL, epoch, round, Proposal(observations=tuple(e.to_dict() for e in chosen), updates="0x" + updates.hex())
         )
+
+    def _count_outliers(self, chosen: list[Envelope], bodies: list[Observation], built: list[Any]) -> None:
+        """Count, per peer, observations far from the report's median: the median ignores them,
+        an operator should still see who sends them."""
+        medians = {u.feed_index: u.value for u in built}
+        for env, body in zip(chosen, bodies):
+            for feed in body.feeds:
+                median = medians.get(feed.feed_index)
+                if median and abs(feed.value - median) * 10_000 > OUTLIER_BPS * abs(median):
+                    self.stats.dropped[(env.sender, "outlier_observation")] += 1
+                    break
 
     # --- inbound --------------------------------------------------------------------
 
@@ -262,6 +281,11 @@ class RoundEngine:
             env = open_envelope(data)
             if env.sender.lower() != sender_address.lower():
                 raise InvalidMessage("sender_mismatch", f"envelope from {env.sender} relayed as {sender_address}")
+            if env.sig in self._seen:
+                raise InvalidMessage("replayed", f"{env.kind.value} for epoch {env.epoch} round {env.round} seen before")
+            self._seen[env.sig] = None
+            if len(self._seen) > _SEEN_ENVELOPES:
+                self._seen.popitem(last=False)
             self._handle(env)
         except InvalidMessage as exc:
             self.stats.dropped[(sender_address, exc.reason)] += 1
@@ -318,8 +342,12 @@ class RoundEngine:
     def _verify_proposal(self, env: Envelope, body: Proposal) -> tuple[bytes, list[dict[str, Any]]]:
         seen: set[int] = set()
         observations: list[Observation] = []
+        inners: list[Envelope] = []
         for raw in body.observations:
-            inner = open_envelope(raw)
+            try:
+                inner = open_envelope(raw)
+            except InvalidMessage as exc:
+                raise InvalidMessage("bad_proposal", f"an included observation fails: {exc}") from None
             if inner.kind is not Kind.OBSERVATION:
                 raise InvalidMessage("bad_proposal", f"proposal carries a {inner.kind.value}, not an observation")
             if (inner.digest, inner.epoch, inner.round) != (env.digest, env.epoch, env.round):
@@ -333,16 +361,20 @@ class RoundEngine:
             parsed = parse_body(inner)
             assert isinstance(parsed, Observation)
             observations.append(parsed)
+            inners.append(inner)
         if len(observations) < self.committee.quorum:
             raise InvalidMessage(
                 "bad_proposal", f"{len(observations)} observations, a report needs {self.committee.quorum}"
             )
-        updates = encode_updates(build_updates(observations, quorum=self.committee.quorum))
+        built = build_updates(observations, quorum=self.committee.quorum)
+        updates = encode_updates(built)
         proposed = bytes.fromhex(body.updates[2:])
         if updates != proposed or not updates:
             raise InvalidMessage("bad_proposal", str(ReportMismatch(
                 f"leader proposed {proposed.hex()[:24]}.., recomputed {updates.hex()[:24]}.."
             )))
+        if self.committee.leader(env.epoch) != self.index:  # the leader counted them when proposing
+            self._count_outliers(inners, observations, built)
         return updates, list(body.observations)
 
     def _on_proposal(self, env: Envelope, sender: int, body: Proposal) -> None:

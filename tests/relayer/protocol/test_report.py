@@ -42,6 +42,7 @@ def test_leader_and_transmitter_order_are_deterministic(committee: Committee) ->
     leaders = [committee.leader(e) for e in range(40)]
     assert leaders == [committee.leader(e) for e in range(40)]
     assert set(leaders) == set(range(committee.n))  # every member leads some epoch
+    assert all(a != b for a, b in zip(leaders, leaders[1:]))  # a faulty leader never leads twice in a row
     order = committee.transmitter_order(3, 17)
     assert sorted(order) == list(range(committee.n))
     assert order == committee.transmitter_order(3, 17)
