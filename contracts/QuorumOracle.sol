@@ -39,6 +39,35 @@ contract QuorumOracle {
 
     uint256 private constant DIGEST_PREFIX_MASK = type(uint256).max >> 16;
     uint256 private constant MASK_128 = (1 << 128) - 1;
+    uint256 private constant ADDRESS_MASK = (1 << 160) - 1;
+    /// EIP-2098: vs without its top (y parity) bit is s.
+    uint256 private constant S_MASK = 0x7fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff;
+    /// Table entry bits of breakerBps.
+    uint256 private constant BPS_MASK = 0xffff << 160;
+    /// The hot slot without epoch (bits 160..191), round (192..223), signer count (240..247).
+    uint256 private constant WATERMARK_CLEAR_MASK = 0xff00ffff0000000000000000ffffffffffffffffffffffffffffffffffffffff;
+    /// Most feed indexes: the feed slots are a fixed array of 2^15 pairs.
+    uint256 private constant FEED_PAIRS = 1 << 15;
+
+    // Selectors and topics for transmit's assembly (test_oracle checks them against the ABI).
+    uint256 private constant ERR_PAUSED = 0x9e87fac8;
+    uint256 private constant ERR_UNAUTHORIZED_TRANSMITTER = 0x12c92d94;
+    uint256 private constant ERR_CONFIG_DIGEST_MISMATCH = 0x93df584c;
+    uint256 private constant ERR_STALE_ROUND = 0xb21bc572;
+    uint256 private constant ERR_UNKNOWN_SIGNER = 0xbda62c23;
+    uint256 private constant ERR_SIGNATURE_COUNT_MISMATCH = 0x0ad1c981;
+    uint256 private constant ERR_INSUFFICIENT_SIGNATURES = 0xf1e86aa6;
+    uint256 private constant ERR_SIGNER_MISMATCH = 0x326b95cc;
+    uint256 private constant ERR_INVALID_UPDATES = 0x3fa8e0ec;
+    uint256 private constant ERR_UNKNOWN_FEED = 0x47b05425;
+    uint256 private constant ERR_VALUE_OUT_OF_BOUNDS = 0x45bc5a1f;
+    uint256 private constant ERR_OBSERVATION_IN_FUTURE = 0xb564dc52;
+    uint256 private constant ERR_OBSERVATION_TOO_OLD = 0x9f3015f9;
+    uint256 private constant ERR_ROUND_ID_EXHAUSTED = 0x5d9bb504;
+    uint256 private constant REPORT_TYPEHASH_WORD = 0x20fa91086326136eb7ca711ac4b00478a7dd88e600c59d619f355a8ae8ba306f;
+    uint256 private constant NEW_TRANSMISSION_TOPIC = 0xd3affd46d3660297c4b7189ba15673d28634924551b5a61ae7fb676b1e3467bb;
+    uint256 private constant BREAKER_TRIPPED_TOPIC = 0xec95ae040e9e69716540543e0d56b4715250ab657d9048d3e1e4282079c05755;
+    uint256 private constant BREAKER_CLEARED_TOPIC = 0xf0e50bbc7d3b2dbef2ed9a6aceeea80888578e86df1aeae3795320ac7f21ac6e;
 
     bytes32 private constant DOMAIN_TYPEHASH =
         keccak256("EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)");
@@ -172,7 +201,8 @@ contract QuorumOracle {
     /// Feed 2k in the low 128 bits, 2k+1 in the high: value int64 | observedAt u32 |
     /// roundId u30 | tripped u1 | flag u1 (flag: tripped -> one in-limit report seen;
     /// not tripped -> re-anchor on the next report after a reset).
-    mapping(uint256 => uint256) private s_feedPairs;
+    /// A fixed array, not a mapping: transmit finds a pair's slot by an addition, no hashing.
+    uint256[FEED_PAIRS] private s_feedPairs;
     mapping(uint256 => mapping(uint256 => uint256)) private s_history; // feed => roundId % depth => half
     mapping(uint256 => FeedInfo) private s_feedInfo;
     mapping(bytes32 => uint256) private s_feedIndexPlusOne;
@@ -463,6 +493,15 @@ contract QuorumOracle {
         }
     }
 
+    /// Verifies and stores a report. The checks and their order are those of docs/contracts.md.
+    /// The body is assembly because it is the hot path (bench/gas.py). Memory map, all of it
+    /// scratch (transmit allocates no Solidity memory and restores 0x40 and 0x60 at the end):
+    ///   0x80..0xff  the ecrecover input (digest, v, r, s); 0x100 its output;
+    ///   0x120..     the updates while they are hashed, then 0x00 || the config digest ||
+    ///               signers || transmitters from the blob: config digest at 0x120, signer i
+    ///               at 0x140 + 20 i, transmitter j at 0x140 + 20 (n + j).
+    /// The signature checks are unrolled, one block per committee index (MAX_SIGNERS = 31),
+    /// so each index is a constant: generated, see the comment at the first block.
     function transmit(
         bytes32 configDigest,
         uint32 epoch,
@@ -471,208 +510,568 @@ contract QuorumOracle {
         uint256 signerBitmask,
         bytes calldata signatures
     ) external {
-        Transmission memory t = s_transmission;
-        if (t.paused) revert Paused();
-        uint256 n = t.n;
-        bytes memory committee = _loadDigestAndCommittee(t.blob, n);
-        _checkReportHeader(t, committee, configDigest, epoch, round);
-        bytes32 digest = reportDigest(configDigest, epoch, round, updates);
-        uint256 signerCount = _verifySignatures(t, committee, digest, signerBitmask, signatures);
-        _applyUpdates(t.blob, 33 + 40 * n, updates);
+        bytes32 separator = block.chainid == i_cachedChainId ? i_cachedDomainSeparator : _buildDomainSeparator();
+        uint256 t;
+        uint256 count;
+        assembly {
+            // The EIP-712 digest, exactly as reportDigest computes it (no side effect, so it
+            // may run before the checks), left at 0x80 as the first word of the ecrecover input.
+            calldatacopy(0x120, updates.offset, updates.length)
+            mstore(0x100, keccak256(0x120, updates.length))
+            mstore(0x80, REPORT_TYPEHASH_WORD)
+            mstore(0xa0, configDigest)
+            mstore(0xc0, epoch)
+            mstore(0xe0, round)
+            mstore(0xc0, keccak256(0x80, 0xa0))
+            mstore(0x80, 0x1901)
+            mstore(0xa0, separator)
+            mstore(0x80, keccak256(0x9e, 0x42))
 
-        // One SSTORE of the packed slot: epoch (bits 160..191), round (192..223) and the
-        // signer count (240..247) replaced, the rest kept.
-        assembly ("memory-safe") {
-            let word := sload(s_transmission.slot)
-            word := and(word, not(or(shl(160, 0xffffffffffffffff), shl(240, 0xff))))
-            sstore(s_transmission.slot, or(word, or(or(shl(160, epoch), shl(192, round)), shl(240, signerCount))))
+            t := sload(s_transmission.slot)
+            if shr(248, t) {
+                mstore(0, ERR_PAUSED)
+                revert(0x1c, 0x04)
+            }
+            let n := and(shr(224, t), 0xff)
+            // The blob is 0x00 || configDigest || signers || transmitters || feed table.
+            extcodecopy(and(t, ADDRESS_MASK), 0x120, 1, add(32, mul(40, n)))
+            {
+                let q := add(0x140, mul(20, n))
+                let end := add(q, mul(20, n))
+                for {} 1 { q := add(q, 20) } {
+                    if eq(q, end) {
+                        mstore(0, ERR_UNAUTHORIZED_TRANSMITTER)
+                        mstore(0x20, caller())
+                        revert(0x1c, 0x24)
+                    }
+                    if eq(shr(96, mload(q)), caller()) { break }
+                }
+            }
+            if iszero(eq(mload(0x120), configDigest)) {
+                mstore(0x40, configDigest)
+                mstore(0x20, mload(0x120))
+                mstore(0, ERR_CONFIG_DIGEST_MISMATCH)
+                revert(0x1c, 0x44)
+            }
+            {
+                // (epoch, round) compared as one 64-bit number: strictly rising, lexicographically.
+                let lastEpoch := and(shr(160, t), 0xffffffff)
+                let lastRound := and(shr(192, t), 0xffffffff)
+                if iszero(gt(or(shl(32, epoch), round), or(shl(32, lastEpoch), lastRound))) {
+                    mstore(0, ERR_STALE_ROUND)
+                    mstore(0x20, lastEpoch)
+                    mstore(0x40, lastRound)
+                    revert(0x1c, 0x44)
+                }
+            }
+            if shr(n, signerBitmask) {
+                mstore(0, ERR_UNKNOWN_SIGNER)
+                mstore(0x20, signerBitmask)
+                revert(0x1c, 0x24)
+            }
+            // Popcount of a mask below 2^31 (n <= MAX_SIGNERS, checked just above).
+            count := sub(signerBitmask, and(shr(1, signerBitmask), 0x55555555))
+            count := add(and(count, 0x33333333), and(shr(2, count), 0x33333333))
+            count := byte(28, mul(and(add(count, shr(4, count)), 0x0f0f0f0f), 0x01010101))
+            if iszero(eq(signatures.length, shl(6, count))) {
+                mstore(0, ERR_SIGNATURE_COUNT_MISMATCH)
+                mstore(0x20, count)
+                mstore(0x40, signatures.length)
+                revert(0x1c, 0x44)
+            }
+            if lt(count, and(shr(232, t), 0xff)) {
+                mstore(0, ERR_INSUFFICIENT_SIGNATURES)
+                mstore(0x20, count)
+                mstore(0x40, and(shr(232, t), 0xff))
+                revert(0x1c, 0x44)
+            }
         }
-        emit NewTransmission(epoch, round, signerBitmask);
+        assembly {
+            // Each EIP-2098 signature (r, vs: the top bit of vs is the y parity, the rest is
+            // s), in bitmask order, must recover to the signer at its index. Mismatches are
+            // OR-ed together and located afterwards. A failed ecrecover returns no data and
+            // leaves 0x100 as it was: zero, or the previous (matching) signer, who is not this
+            // one since setConfig rejects duplicate signers; so a failure is a mismatch too.
+            //
+            // Generated (scripts/gen_transmit_unrolled.py is not kept: the pattern is this):
+            // for index i, `if and(signerBitmask, 1 << i) { ... signer at 0x140 + 20 i ... }`;
+            // after every 4 indexes, the rest is skipped when no higher bit is set.
+            mstore(0x100, 0)
+            let sig := signatures.offset
+            let bad := 0
+                if and(signerBitmask, 0x1) {
+                    let vs := calldataload(add(sig, 0x20))
+                    mstore(0xa0, add(27, shr(255, vs)))
+                    mstore(0xc0, calldataload(sig))
+                    mstore(0xe0, and(vs, S_MASK))
+                    pop(staticcall(gas(), 1, 0x80, 0x80, 0x100, 0x20))
+                    bad := or(bad, xor(mload(0x100), shr(96, mload(0x140))))
+                    sig := add(sig, 0x40)
+                }
+                if and(signerBitmask, 0x2) {
+                    let vs := calldataload(add(sig, 0x20))
+                    mstore(0xa0, add(27, shr(255, vs)))
+                    mstore(0xc0, calldataload(sig))
+                    mstore(0xe0, and(vs, S_MASK))
+                    pop(staticcall(gas(), 1, 0x80, 0x80, 0x100, 0x20))
+                    bad := or(bad, xor(mload(0x100), shr(96, mload(0x154))))
+                    sig := add(sig, 0x40)
+                }
+                if and(signerBitmask, 0x4) {
+                    let vs := calldataload(add(sig, 0x20))
+                    mstore(0xa0, add(27, shr(255, vs)))
+                    mstore(0xc0, calldataload(sig))
+                    mstore(0xe0, and(vs, S_MASK))
+                    pop(staticcall(gas(), 1, 0x80, 0x80, 0x100, 0x20))
+                    bad := or(bad, xor(mload(0x100), shr(96, mload(0x168))))
+                    sig := add(sig, 0x40)
+                }
+                if and(signerBitmask, 0x8) {
+                    let vs := calldataload(add(sig, 0x20))
+                    mstore(0xa0, add(27, shr(255, vs)))
+                    mstore(0xc0, calldataload(sig))
+                    mstore(0xe0, and(vs, S_MASK))
+                    pop(staticcall(gas(), 1, 0x80, 0x80, 0x100, 0x20))
+                    bad := or(bad, xor(mload(0x100), shr(96, mload(0x17c))))
+                    sig := add(sig, 0x40)
+                }
+                if shr(4, signerBitmask) {
+                    if and(signerBitmask, 0x10) {
+                        let vs := calldataload(add(sig, 0x20))
+                        mstore(0xa0, add(27, shr(255, vs)))
+                        mstore(0xc0, calldataload(sig))
+                        mstore(0xe0, and(vs, S_MASK))
+                        pop(staticcall(gas(), 1, 0x80, 0x80, 0x100, 0x20))
+                        bad := or(bad, xor(mload(0x100), shr(96, mload(0x190))))
+                        sig := add(sig, 0x40)
+                    }
+                    if and(signerBitmask, 0x20) {
+                        let vs := calldataload(add(sig, 0x20))
+                        mstore(0xa0, add(27, shr(255, vs)))
+                        mstore(0xc0, calldataload(sig))
+                        mstore(0xe0, and(vs, S_MASK))
+                        pop(staticcall(gas(), 1, 0x80, 0x80, 0x100, 0x20))
+                        bad := or(bad, xor(mload(0x100), shr(96, mload(0x1a4))))
+                        sig := add(sig, 0x40)
+                    }
+                    if and(signerBitmask, 0x40) {
+                        let vs := calldataload(add(sig, 0x20))
+                        mstore(0xa0, add(27, shr(255, vs)))
+                        mstore(0xc0, calldataload(sig))
+                        mstore(0xe0, and(vs, S_MASK))
+                        pop(staticcall(gas(), 1, 0x80, 0x80, 0x100, 0x20))
+                        bad := or(bad, xor(mload(0x100), shr(96, mload(0x1b8))))
+                        sig := add(sig, 0x40)
+                    }
+                    if and(signerBitmask, 0x80) {
+                        let vs := calldataload(add(sig, 0x20))
+                        mstore(0xa0, add(27, shr(255, vs)))
+                        mstore(0xc0, calldataload(sig))
+                        mstore(0xe0, and(vs, S_MASK))
+                        pop(staticcall(gas(), 1, 0x80, 0x80, 0x100, 0x20))
+                        bad := or(bad, xor(mload(0x100), shr(96, mload(0x1cc))))
+                        sig := add(sig, 0x40)
+                    }
+                    if shr(8, signerBitmask) {
+                        if and(signerBitmask, 0x100) {
+                            let vs := calldataload(add(sig, 0x20))
+                            mstore(0xa0, add(27, shr(255, vs)))
+                            mstore(0xc0, calldataload(sig))
+                            mstore(0xe0, and(vs, S_MASK))
+                            pop(staticcall(gas(), 1, 0x80, 0x80, 0x100, 0x20))
+                            bad := or(bad, xor(mload(0x100), shr(96, mload(0x1e0))))
+                            sig := add(sig, 0x40)
+                        }
+                        if and(signerBitmask, 0x200) {
+                            let vs := calldataload(add(sig, 0x20))
+                            mstore(0xa0, add(27, shr(255, vs)))
+                            mstore(0xc0, calldataload(sig))
+                            mstore(0xe0, and(vs, S_MASK))
+                            pop(staticcall(gas(), 1, 0x80, 0x80, 0x100, 0x20))
+                            bad := or(bad, xor(mload(0x100), shr(96, mload(0x1f4))))
+                            sig := add(sig, 0x40)
+                        }
+                        if and(signerBitmask, 0x400) {
+                            let vs := calldataload(add(sig, 0x20))
+                            mstore(0xa0, add(27, shr(255, vs)))
+                            mstore(0xc0, calldataload(sig))
+                            mstore(0xe0, and(vs, S_MASK))
+                            pop(staticcall(gas(), 1, 0x80, 0x80, 0x100, 0x20))
+                            bad := or(bad, xor(mload(0x100), shr(96, mload(0x208))))
+                            sig := add(sig, 0x40)
+                        }
+                        if and(signerBitmask, 0x800) {
+                            let vs := calldataload(add(sig, 0x20))
+                            mstore(0xa0, add(27, shr(255, vs)))
+                            mstore(0xc0, calldataload(sig))
+                            mstore(0xe0, and(vs, S_MASK))
+                            pop(staticcall(gas(), 1, 0x80, 0x80, 0x100, 0x20))
+                            bad := or(bad, xor(mload(0x100), shr(96, mload(0x21c))))
+                            sig := add(sig, 0x40)
+                        }
+                        if shr(12, signerBitmask) {
+                            if and(signerBitmask, 0x1000) {
+                                let vs := calldataload(add(sig, 0x20))
+                                mstore(0xa0, add(27, shr(255, vs)))
+                                mstore(0xc0, calldataload(sig))
+                                mstore(0xe0, and(vs, S_MASK))
+                                pop(staticcall(gas(), 1, 0x80, 0x80, 0x100, 0x20))
+                                bad := or(bad, xor(mload(0x100), shr(96, mload(0x230))))
+                                sig := add(sig, 0x40)
+                            }
+                            if and(signerBitmask, 0x2000) {
+                                let vs := calldataload(add(sig, 0x20))
+                                mstore(0xa0, add(27, shr(255, vs)))
+                                mstore(0xc0, calldataload(sig))
+                                mstore(0xe0, and(vs, S_MASK))
+                                pop(staticcall(gas(), 1, 0x80, 0x80, 0x100, 0x20))
+                                bad := or(bad, xor(mload(0x100), shr(96, mload(0x244))))
+                                sig := add(sig, 0x40)
+                            }
+                            if and(signerBitmask, 0x4000) {
+                                let vs := calldataload(add(sig, 0x20))
+                                mstore(0xa0, add(27, shr(255, vs)))
+                                mstore(0xc0, calldataload(sig))
+                                mstore(0xe0, and(vs, S_MASK))
+                                pop(staticcall(gas(), 1, 0x80, 0x80, 0x100, 0x20))
+                                bad := or(bad, xor(mload(0x100), shr(96, mload(0x258))))
+                                sig := add(sig, 0x40)
+                            }
+                            if and(signerBitmask, 0x8000) {
+                                let vs := calldataload(add(sig, 0x20))
+                                mstore(0xa0, add(27, shr(255, vs)))
+                                mstore(0xc0, calldataload(sig))
+                                mstore(0xe0, and(vs, S_MASK))
+                                pop(staticcall(gas(), 1, 0x80, 0x80, 0x100, 0x20))
+                                bad := or(bad, xor(mload(0x100), shr(96, mload(0x26c))))
+                                sig := add(sig, 0x40)
+                            }
+                            if shr(16, signerBitmask) {
+                                if and(signerBitmask, 0x10000) {
+                                    let vs := calldataload(add(sig, 0x20))
+                                    mstore(0xa0, add(27, shr(255, vs)))
+                                    mstore(0xc0, calldataload(sig))
+                                    mstore(0xe0, and(vs, S_MASK))
+                                    pop(staticcall(gas(), 1, 0x80, 0x80, 0x100, 0x20))
+                                    bad := or(bad, xor(mload(0x100), shr(96, mload(0x280))))
+                                    sig := add(sig, 0x40)
+                                }
+                                if and(signerBitmask, 0x20000) {
+                                    let vs := calldataload(add(sig, 0x20))
+                                    mstore(0xa0, add(27, shr(255, vs)))
+                                    mstore(0xc0, calldataload(sig))
+                                    mstore(0xe0, and(vs, S_MASK))
+                                    pop(staticcall(gas(), 1, 0x80, 0x80, 0x100, 0x20))
+                                    bad := or(bad, xor(mload(0x100), shr(96, mload(0x294))))
+                                    sig := add(sig, 0x40)
+                                }
+                                if and(signerBitmask, 0x40000) {
+                                    let vs := calldataload(add(sig, 0x20))
+                                    mstore(0xa0, add(27, shr(255, vs)))
+                                    mstore(0xc0, calldataload(sig))
+                                    mstore(0xe0, and(vs, S_MASK))
+                                    pop(staticcall(gas(), 1, 0x80, 0x80, 0x100, 0x20))
+                                    bad := or(bad, xor(mload(0x100), shr(96, mload(0x2a8))))
+                                    sig := add(sig, 0x40)
+                                }
+                                if and(signerBitmask, 0x80000) {
+                                    let vs := calldataload(add(sig, 0x20))
+                                    mstore(0xa0, add(27, shr(255, vs)))
+                                    mstore(0xc0, calldataload(sig))
+                                    mstore(0xe0, and(vs, S_MASK))
+                                    pop(staticcall(gas(), 1, 0x80, 0x80, 0x100, 0x20))
+                                    bad := or(bad, xor(mload(0x100), shr(96, mload(0x2bc))))
+                                    sig := add(sig, 0x40)
+                                }
+                                if shr(20, signerBitmask) {
+                                    if and(signerBitmask, 0x100000) {
+                                        let vs := calldataload(add(sig, 0x20))
+                                        mstore(0xa0, add(27, shr(255, vs)))
+                                        mstore(0xc0, calldataload(sig))
+                                        mstore(0xe0, and(vs, S_MASK))
+                                        pop(staticcall(gas(), 1, 0x80, 0x80, 0x100, 0x20))
+                                        bad := or(bad, xor(mload(0x100), shr(96, mload(0x2d0))))
+                                        sig := add(sig, 0x40)
+                                    }
+                                    if and(signerBitmask, 0x200000) {
+                                        let vs := calldataload(add(sig, 0x20))
+                                        mstore(0xa0, add(27, shr(255, vs)))
+                                        mstore(0xc0, calldataload(sig))
+                                        mstore(0xe0, and(vs, S_MASK))
+                                        pop(staticcall(gas(), 1, 0x80, 0x80, 0x100, 0x20))
+                                        bad := or(bad, xor(mload(0x100), shr(96, mload(0x2e4))))
+                                        sig := add(sig, 0x40)
+                                    }
+                                    if and(signerBitmask, 0x400000) {
+                                        let vs := calldataload(add(sig, 0x20))
+                                        mstore(0xa0, add(27, shr(255, vs)))
+                                        mstore(0xc0, calldataload(sig))
+                                        mstore(0xe0, and(vs, S_MASK))
+                                        pop(staticcall(gas(), 1, 0x80, 0x80, 0x100, 0x20))
+                                        bad := or(bad, xor(mload(0x100), shr(96, mload(0x2f8))))
+                                        sig := add(sig, 0x40)
+                                    }
+                                    if and(signerBitmask, 0x800000) {
+                                        let vs := calldataload(add(sig, 0x20))
+                                        mstore(0xa0, add(27, shr(255, vs)))
+                                        mstore(0xc0, calldataload(sig))
+                                        mstore(0xe0, and(vs, S_MASK))
+                                        pop(staticcall(gas(), 1, 0x80, 0x80, 0x100, 0x20))
+                                        bad := or(bad, xor(mload(0x100), shr(96, mload(0x30c))))
+                                        sig := add(sig, 0x40)
+                                    }
+                                    if shr(24, signerBitmask) {
+                                        if and(signerBitmask, 0x1000000) {
+                                            let vs := calldataload(add(sig, 0x20))
+                                            mstore(0xa0, add(27, shr(255, vs)))
+                                            mstore(0xc0, calldataload(sig))
+                                            mstore(0xe0, and(vs, S_MASK))
+                                            pop(staticcall(gas(), 1, 0x80, 0x80, 0x100, 0x20))
+                                            bad := or(bad, xor(mload(0x100), shr(96, mload(0x320))))
+                                            sig := add(sig, 0x40)
+                                        }
+                                        if and(signerBitmask, 0x2000000) {
+                                            let vs := calldataload(add(sig, 0x20))
+                                            mstore(0xa0, add(27, shr(255, vs)))
+                                            mstore(0xc0, calldataload(sig))
+                                            mstore(0xe0, and(vs, S_MASK))
+                                            pop(staticcall(gas(), 1, 0x80, 0x80, 0x100, 0x20))
+                                            bad := or(bad, xor(mload(0x100), shr(96, mload(0x334))))
+                                            sig := add(sig, 0x40)
+                                        }
+                                        if and(signerBitmask, 0x4000000) {
+                                            let vs := calldataload(add(sig, 0x20))
+                                            mstore(0xa0, add(27, shr(255, vs)))
+                                            mstore(0xc0, calldataload(sig))
+                                            mstore(0xe0, and(vs, S_MASK))
+                                            pop(staticcall(gas(), 1, 0x80, 0x80, 0x100, 0x20))
+                                            bad := or(bad, xor(mload(0x100), shr(96, mload(0x348))))
+                                            sig := add(sig, 0x40)
+                                        }
+                                        if and(signerBitmask, 0x8000000) {
+                                            let vs := calldataload(add(sig, 0x20))
+                                            mstore(0xa0, add(27, shr(255, vs)))
+                                            mstore(0xc0, calldataload(sig))
+                                            mstore(0xe0, and(vs, S_MASK))
+                                            pop(staticcall(gas(), 1, 0x80, 0x80, 0x100, 0x20))
+                                            bad := or(bad, xor(mload(0x100), shr(96, mload(0x35c))))
+                                            sig := add(sig, 0x40)
+                                        }
+                                        if shr(28, signerBitmask) {
+                                            if and(signerBitmask, 0x10000000) {
+                                                let vs := calldataload(add(sig, 0x20))
+                                                mstore(0xa0, add(27, shr(255, vs)))
+                                                mstore(0xc0, calldataload(sig))
+                                                mstore(0xe0, and(vs, S_MASK))
+                                                pop(staticcall(gas(), 1, 0x80, 0x80, 0x100, 0x20))
+                                                bad := or(bad, xor(mload(0x100), shr(96, mload(0x370))))
+                                                sig := add(sig, 0x40)
+                                            }
+                                            if and(signerBitmask, 0x20000000) {
+                                                let vs := calldataload(add(sig, 0x20))
+                                                mstore(0xa0, add(27, shr(255, vs)))
+                                                mstore(0xc0, calldataload(sig))
+                                                mstore(0xe0, and(vs, S_MASK))
+                                                pop(staticcall(gas(), 1, 0x80, 0x80, 0x100, 0x20))
+                                                bad := or(bad, xor(mload(0x100), shr(96, mload(0x384))))
+                                                sig := add(sig, 0x40)
+                                            }
+                                            if and(signerBitmask, 0x40000000) {
+                                                let vs := calldataload(add(sig, 0x20))
+                                                mstore(0xa0, add(27, shr(255, vs)))
+                                                mstore(0xc0, calldataload(sig))
+                                                mstore(0xe0, and(vs, S_MASK))
+                                                pop(staticcall(gas(), 1, 0x80, 0x80, 0x100, 0x20))
+                                                bad := or(bad, xor(mload(0x100), shr(96, mload(0x398))))
+                                                sig := add(sig, 0x40)
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            if bad {
+                // Cold path: the first mismatching index and what it recovered to (0 if none).
+                sig := signatures.offset
+                let i := 0
+                for { let m := signerBitmask } m { m := shr(1, m) i := add(i, 1) } {
+                    if and(m, 1) {
+                        let vs := calldataload(add(sig, 0x20))
+                        mstore(0xa0, add(27, shr(255, vs)))
+                        mstore(0xc0, calldataload(sig))
+                        mstore(0xe0, and(vs, S_MASK))
+                        mstore(0x100, 0)
+                        pop(staticcall(gas(), 1, 0x80, 0x80, 0x100, 0x20))
+                        let got := mload(0x100)
+                        if iszero(eq(got, shr(96, mload(add(0x140, mul(20, i)))))) {
+                            mstore(0, ERR_SIGNER_MISMATCH)
+                            mstore(0x20, i)
+                            mstore(0x40, got)
+                            revert(0x1c, 0x44)
+                        }
+                        sig := add(sig, 0x40)
+                    }
+                }
+            }
+        }
+        _applyUpdates(t, updates);
+        assembly {
+            // One SSTORE of the hot slot (still warm): epoch (bits 160..191), round (192..223)
+            // and the signer count (240..247) replaced, the rest kept.
+            sstore(
+                s_transmission.slot,
+                or(and(t, WATERMARK_CLEAR_MASK), or(or(shl(160, epoch), shl(192, round)), shl(240, count)))
+            )
+            mstore(0x80, epoch)
+            mstore(0xa0, round)
+            mstore(0xc0, signerBitmask)
+            log1(0x80, 0x60, NEW_TRANSMISSION_TOPIC)
+            mstore(0x40, 0x80) // the free memory pointer and the zero slot, used as scratch
+            mstore(0x60, 0)
+        }
     }
 
     // ---------------------------------------------------------------- internals: transmit
 
-    function _checkReportHeader(
-        Transmission memory t,
-        bytes memory committee,
-        bytes32 configDigest,
-        uint32 epoch,
-        uint32 round
-    ) private view {
-        uint256 n = t.n;
-        bool isTransmitter;
-        for (uint256 j; j < n; ++j) {
-            if (_addressAt32(committee, n + j) == msg.sender) {
-                isTransmitter = true;
-                break;
+    /// Checks and stores every update word: feedIndex u16 | observedAt u32 | numSources u8 |
+    /// reserved u8 | value i192, indexes strictly ascending. A feed's table entry is
+    /// decimals u8 | historyDepth u8 | breakerBps u16 | heartbeat u32 | min i64 | max i64.
+    /// Feeds that share a storage slot are read and written once. When the indexes span at
+    /// most 8 entries per feed, their table entries come from one EXTCODECOPY (to 0x80).
+    function _applyUpdates(uint256 t, bytes calldata updates) private {
+        assembly {
+            let len := updates.length
+            if or(iszero(len), and(len, 31)) {
+                mstore(0, ERR_INVALID_UPDATES)
+                revert(0x1c, 0x04)
             }
-        }
-        if (!isTransmitter) revert UnauthorizedTransmitter(msg.sender);
-        bytes32 expected;
-        assembly ("memory-safe") {
-            expected := mload(add(committee, 32))
-        }
-        if (configDigest != expected) revert ConfigDigestMismatch(expected, configDigest);
-        // (epoch, round) compared as one 64-bit number: strictly rising, lexicographically.
-        if ((uint64(epoch) << 32 | round) <= (uint64(t.epoch) << 32 | t.round)) revert StaleRound(t.epoch, t.round);
-    }
-
-    function _verifySignatures(
-        Transmission memory t,
-        bytes memory committee,
-        bytes32 digest,
-        uint256 signerBitmask,
-        bytes calldata signatures
-    ) private view returns (uint8) {
-        if (signerBitmask >> t.n != 0) revert UnknownSigner(signerBitmask);
-        uint256 count;
-        for (uint256 m = signerBitmask; m != 0; m &= m - 1) {
-            unchecked {
-                ++count;
+            let o := updates.offset
+            let end := add(o, len)
+            // blob | table offset << 160 at 0x60, for an entry outside the copied range.
+            mstore(0x60, or(and(t, ADDRESS_MASK), shl(160, add(33, mul(40, and(shr(224, t), 0xff))))))
+            let first := shr(240, calldataload(o))
+            let span := add(sub(shr(240, calldataload(sub(end, 32))), first), 1) // huge if not ascending
+            switch gt(span, shr(3, len))
+            case 0 {
+                extcodecopy(and(t, ADDRESS_MASK), 0x80, add(shr(160, mload(0x60)), mul(first, ENTRY_BYTES)), mul(span, ENTRY_BYTES))
             }
-        }
-        if (signatures.length != count * 64) revert SignatureCountMismatch(count, signatures.length);
-        if (count < t.threshold) revert InsufficientSignatures(count, t.threshold);
-
-        uint256 badPlusOne;
-        address recovered;
-        assembly ("memory-safe") {
-            let p := mload(0x40) // ecrecover input: digest, v, r, s
-            mstore(p, digest)
-            let sig := signatures.offset
-            let signersBase := add(committee, 64) // skip length word and config digest
-            for { let m := signerBitmask let i := 0 } m { } {
-                if and(m, 1) {
-                    let vs := calldataload(add(sig, 32))
-                    // EIP-2098: the top bit of vs is the y parity, the rest is s.
-                    mstore(add(p, 0x20), add(27, shr(255, vs)))
-                    mstore(add(p, 0x40), calldataload(sig))
-                    mstore(add(p, 0x60), shr(1, shl(1, vs)))
-                    mstore(0, 0)
-                    pop(staticcall(gas(), 1, p, 0x80, 0, 0x20))
-                    let got := mload(0)
-                    if iszero(eq(got, shr(96, mload(add(signersBase, mul(i, 20)))))) {
-                        badPlusOne := add(i, 1)
-                        recovered := got
-                        m := 0
+            default { span := 0 }
+            let horizon := add(timestamp(), MAX_FUTURE_SKEW)
+            let minIndex := 0
+            let curSlot := 0 // no slot loaded yet (feed slots are never 0)
+            let packed := 0
+            for {} lt(o, end) { o := add(o, 32) } {
+                let word := calldataload(o)
+                let index := shr(240, word)
+                if or(lt(index, minIndex), and(shr(192, word), 0xff)) {
+                    mstore(0, ERR_INVALID_UPDATES)
+                    revert(0x1c, 0x04)
+                }
+                minIndex := add(index, 1)
+                let e
+                switch lt(sub(index, first), span)
+                case 1 { e := shr(64, mload(add(0x80, mul(sub(index, first), ENTRY_BYTES)))) }
+                default {
+                    let at := mload(0x60)
+                    extcodecopy(and(at, ADDRESS_MASK), 0, add(shr(160, at), mul(index, ENTRY_BYTES)), ENTRY_BYTES)
+                    e := shr(64, mload(0))
+                }
+                if iszero(and(shr(128, e), 0xffffffff)) {
+                    // heartbeat 0: no such feed
+                    mstore(0, ERR_UNKNOWN_FEED)
+                    mstore(0x20, index)
+                    revert(0x1c, 0x24)
+                }
+                let value := signextend(23, word)
+                if or(slt(value, signextend(7, shr(64, e))), sgt(value, signextend(7, e))) {
+                    mstore(0, ERR_VALUE_OUT_OF_BOUNDS)
+                    mstore(0x20, index)
+                    mstore(0x40, value)
+                    revert(0x1c, 0x44)
+                }
+                let observedAt := and(shr(208, word), 0xffffffff)
+                if gt(observedAt, horizon) {
+                    mstore(0, ERR_OBSERVATION_IN_FUTURE)
+                    mstore(0x20, index)
+                    mstore(0x40, observedAt)
+                    revert(0x1c, 0x44)
+                }
+                {
+                    let slot := add(s_feedPairs.slot, shr(1, index))
+                    if iszero(eq(slot, curSlot)) {
+                        if curSlot { sstore(curSlot, packed) }
+                        curSlot := slot
+                        packed := sload(slot)
                     }
-                    sig := add(sig, 64)
                 }
-                m := shr(1, m)
-                i := add(i, 1)
-            }
-        }
-        if (badPlusOne != 0) revert SignerMismatch(badPlusOne - 1, recovered);
-        return uint8(count); // count <= n <= MAX_SIGNERS
-    }
-
-    function _applyUpdates(address blob, uint256 tableOffset, bytes calldata updates) private {
-        uint256 length = updates.length;
-        if (length == 0 || length % 32 != 0) revert InvalidUpdates();
-        uint256 horizon = block.timestamp + MAX_FUTURE_SKEW;
-        uint256 minIndex; // strictly ascending feed indexes: the next one must be at least this
-        for (uint256 offset; offset < length; offset += 32) {
-            uint256 word;
-            uint256 e;
-            assembly ("memory-safe") {
-                word := calldataload(add(updates.offset, offset))
-                extcodecopy(blob, 0, add(tableOffset, mul(shr(240, word), ENTRY_BYTES)), ENTRY_BYTES)
-                e := shr(64, mload(0))
-            }
-            _applyOne(word, e, minIndex, horizon);
-            unchecked {
-                minIndex = (word >> 240) + 1;
-            }
-        }
-    }
-
-    /// One update word. Layout: feedIndex u16 | observedAt u32 | numSources u8 | reserved u8 |
-    /// value i192. Entry: decimals u8 | historyDepth u8 | breakerBps u16 | heartbeat u32 |
-    /// min i64 | max i64.
-    function _applyOne(uint256 word, uint256 e, uint256 minIndex, uint256 horizon) private {
-        uint256 slot;
-        uint256 packed;
-        uint256 half;
-        uint256 failure; // 0 = checks passed; else which check failed (see _revertUpdate)
-        uint256 next; // the feed's new state when the fast path decides it, else 0
-        assembly ("memory-safe") {
-            let value := signextend(23, word)
-            mstore(0, shr(241, word))
-            mstore(0x20, s_feedPairs.slot)
-            slot := keccak256(0, 0x40)
-            packed := sload(slot)
-            half := and(shr(mul(and(shr(240, word), 1), 128), packed), MASK_128)
-            for {} 1 {} {
-                if or(lt(shr(240, word), minIndex), and(shr(192, word), 0xff)) { failure := 1 break }
-                if iszero(and(shr(128, e), 0xffffffff)) { failure := 2 break } // heartbeat 0: no feed
-                if or(slt(value, signextend(7, shr(64, e))), sgt(value, signextend(7, e))) { failure := 3 break }
-                if gt(and(shr(208, word), 0xffffffff), horizon) { failure := 4 break }
-                if lt(and(shr(208, word), 0xffffffff), and(shr(32, half), 0xffffffff)) { failure := 5 break }
+                let shift := shl(7, and(index, 1))
+                let half := and(shr(shift, packed), MASK_128)
+                if lt(observedAt, and(shr(32, half), 0xffffffff)) {
+                    mstore(0, ERR_OBSERVATION_TOO_OLD)
+                    mstore(0x20, index)
+                    mstore(0x40, observedAt)
+                    mstore(0x60, and(shr(32, half), 0xffffffff))
+                    revert(0x1c, 0x64)
+                }
                 let roundId := and(shr(2, half), MAX_ROUND_ID)
-                if eq(roundId, MAX_ROUND_ID) { failure := 6 break }
-                // Fast path: not tripped, not re-anchoring, and (first value, breaker off, or
-                // the jump within the limit). Everything else goes to _nextHalf.
-                if and(half, 3) { break }
-                if and(iszero(iszero(roundId)), iszero(iszero(and(shr(160, e), 0xffff)))) {
+                if eq(roundId, MAX_ROUND_ID) {
+                    mstore(0, ERR_ROUND_ID_EXHAUSTED)
+                    mstore(0x20, index)
+                    revert(0x1c, 0x24)
+                }
+                // Accepted unless the circuit breaker decides otherwise: value, time, round + 1;
+                // tripped and flag cleared.
+                let next := or(or(shl(64, and(value, 0xffffffffffffffff)), shl(32, observedAt)), shl(2, add(roundId, 1)))
+                // The breaker checks the jump from the last good value unless: first value
+                // ever, breaker off (0 bps), or re-anchoring after a reset (tripped 0, flag 1).
+                if and(and(iszero(iszero(roundId)), iszero(iszero(and(e, BPS_MASK)))), iszero(eq(and(half, 3), 1))) {
                     let last := signextend(7, shr(64, half))
-                    let delta := sub(value, last)
+                    let delta := sub(value, last) // |value|, |last| < 2^63: no overflow below
                     if slt(delta, 0) { delta := sub(0, delta) }
-                    if slt(last, 0) { last := sub(0, last) }
-                    if gt(mul(delta, 10000), mul(and(shr(160, e), 0xffff), last)) { break }
+                    let magnitude := last
+                    if slt(magnitude, 0) { magnitude := sub(0, magnitude) }
+                    switch gt(mul(delta, 10000), mul(shr(160, and(e, BPS_MASK)), magnitude))
+                    case 1 {
+                        // beyond the limit
+                        switch and(half, 2)
+                        case 0 {
+                            // trips: not stored
+                            mstore(0, last)
+                            mstore(0x20, value)
+                            mstore(0x40, observedAt) // restored by transmit
+                            log2(0, 0x60, BREAKER_TRIPPED_TOPIC, index)
+                            next := or(half, 2)
+                        }
+                        default { next := and(half, not(1)) } // tripped: the streak is broken
+                    }
+                    default {
+                        if and(half, 2) {
+                            switch and(half, 1)
+                            case 0 { next := or(half, 1) } // first in-limit report: counted
+                            default {
+                                // second one: stored, breaker cleared
+                                mstore(0, 0)
+                                log2(0, 0x20, BREAKER_CLEARED_TOPIC, index)
+                            }
+                        }
+                    }
                 }
-                next := or(or(shl(64, and(value, 0xffffffffffffffff)), shl(32, and(shr(208, word), 0xffffffff))), shl(2, add(roundId, 1)))
-                break
-            }
-        }
-        uint16 index = uint16(word >> 240);
-        if (failure != 0) _revertUpdate(failure, index, word, half);
-        if (next == 0) next = _nextHalf(index, half, int192(uint192(word)), uint32(word >> 208), uint16(e >> 160));
-        if (next & 2 == 0 && uint8(e >> 176) != 0) {
-            s_history[index][((next >> 2) & MAX_ROUND_ID) % uint8(e >> 176)] = next;
-        }
-        assembly ("memory-safe") {
-            let shift := mul(and(shr(240, word), 1), 128)
-            sstore(slot, or(and(packed, not(shl(shift, MASK_128))), shl(shift, next)))
-        }
-    }
-
-    function _revertUpdate(uint256 failure, uint16 index, uint256 word, uint256 half) private pure {
-        if (failure == 1) revert InvalidUpdates();
-        if (failure == 2) revert UnknownFeed(index);
-        if (failure == 3) revert ValueOutOfBounds(index, int192(uint192(word)));
-        uint32 observedAt = uint32(word >> 208);
-        if (failure == 4) revert ObservationInFuture(index, observedAt);
-        if (failure == 5) revert ObservationTooOld(index, observedAt, uint32(half >> 32));
-        revert RoundIdExhausted(index);
-    }
-
-    /// The circuit breaker: the new 128-bit state of a feed given an attested value.
-    function _nextHalf(uint16 index, uint256 half, int192 value, uint32 observedAt, uint16 breakerBps)
-        private
-        returns (uint256)
-    {
-        uint256 roundId = (half >> 2) & MAX_ROUND_ID;
-        // Checked unless: first value ever, breaker disabled, or re-anchoring after a reset.
-        if (roundId != 0 && breakerBps != 0 && half & 3 != 1) {
-            // Reference: the last good value (a tripped feed keeps it).
-            int256 last = int64(uint64(half >> 64));
-            int256 jump = int256(value) - last;
-            bool within = uint256(jump < 0 ? -jump : jump) * 10_000
-                <= uint256(breakerBps) * uint256(last < 0 ? -last : last);
-            if (half & 2 == 0) {
-                if (!within) {
-                    emit BreakerTripped(index, int64(last), value, observedAt);
-                    return half | 2;
+                // History (opt-in): the ring slot of every stored value.
+                if and(shr(176, e), 0xff) {
+                    if iszero(and(next, 2)) {
+                        mstore(0, index)
+                        mstore(0x20, s_history.slot)
+                        mstore(0x20, keccak256(0, 0x40))
+                        mstore(0, mod(and(shr(2, next), MAX_ROUND_ID), and(shr(176, e), 0xff)))
+                        sstore(keccak256(0, 0x40), next)
+                    }
                 }
-            } else {
-                if (!within) return half & ~uint256(1); // streak broken
-                if (half & 1 == 0) return half | 1; // first in-limit report: count it
-                emit BreakerCleared(index, false);
+                packed := or(and(packed, not(shl(shift, MASK_128))), shl(shift, next))
             }
+            sstore(curSlot, packed)
         }
-        if (roundId == MAX_ROUND_ID) revert RoundIdExhausted(index);
-        // Accepted: value, time, round + 1; tripped and flag cleared.
-        return (uint256(uint64(int64(value))) << 64) | (uint256(observedAt) << 32) | ((roundId + 1) << 2);
     }
 
     // ---------------------------------------------------------------- internals: storage
@@ -804,24 +1203,9 @@ contract QuorumOracle {
         }
     }
 
-    /// The config digest (32 bytes), then the committee as in _loadCommittee.
-    function _loadDigestAndCommittee(address pointer, uint256 n) private view returns (bytes memory blob) {
-        blob = new bytes(32 + 40 * n);
-        assembly ("memory-safe") {
-            extcodecopy(pointer, add(blob, 32), 1, add(32, mul(40, n)))
-        }
-    }
-
     function _addressAt(bytes memory committee, uint256 slot) private pure returns (address account) {
         assembly ("memory-safe") {
             account := shr(96, mload(add(add(committee, 32), mul(slot, 20))))
-        }
-    }
-
-    /// Like _addressAt for a buffer that starts with the 32-byte config digest.
-    function _addressAt32(bytes memory blob, uint256 slot) private pure returns (address account) {
-        assembly ("memory-safe") {
-            account := shr(96, mload(add(add(blob, 64), mul(slot, 20))))
         }
     }
 
