@@ -6,9 +6,23 @@ PY := $(VENV)/bin/python
 PY_STAMP := $(VENV)/.installed
 NPM_STAMP := node_modules/.installed
 
-.PHONY: setup devnet test test-quick contracts bench clean
+.PHONY: setup system-deps devnet test test-quick contracts bench clean
 
-setup: $(PY_STAMP) $(NPM_STAMP)
+setup: $(PY_STAMP) $(NPM_STAMP) system-deps
+
+# Headless Chromium (dashboard test) and docker-compose (compose file validation), from
+# Debian's packages; skipped when present, or when apt is not usable (the tests then skip).
+SYSTEM_PKGS := chromium docker-compose
+system-deps:
+	@missing=""; command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
+	if [ -n "$$missing" ]; then \
+	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    echo "installing$$missing (apt) ..."; \
+	    apt-get update -qq >/dev/null && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else echo "note:$$missing missing and apt-get unavailable (not root?); their tests will skip"; fi; \
+	fi
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)

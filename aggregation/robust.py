@@ -14,7 +14,16 @@ from functools import cmp_to_key
 
 from aggregation.errors import InsufficientData, InvalidInput
 
-__all__ = ["median", "median_int", "mad_filter", "within_mad", "DEFAULT_MAD_K", "DEFAULT_REL_FLOOR"]
+__all__ = [
+    "median",
+    "median_int",
+    "weighted_median",
+    "trimmed_mean",
+    "mad_filter",
+    "within_mad",
+    "DEFAULT_MAD_K",
+    "DEFAULT_REL_FLOOR",
+]
 
 _EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN, traps=[Inexact])
 _HALF = Decimal("0.5")
@@ -76,10 +85,11 @@ def within_mad(
     k: Decimal = DEFAULT_MAD_K,
     *,
     rel_floor: Decimal = DEFAULT_REL_FLOOR,
+    abs_floor: Decimal = Decimal(0),
 ) -> list[bool]:
     """For each value, whether it is within ``k * spread`` of the median.
 
-    ``spread = max(MAD, |median| * rel_floor)`` where MAD is the median absolute
+    ``spread = max(MAD, |median| * rel_floor, abs_floor)`` where MAD is the median absolute
     deviation from the median (raw, not scaled to a normal sigma).
 
     The floor is the rule for a zero or tiny MAD. With three venues the MAD is the
@@ -95,12 +105,14 @@ def within_mad(
         raise InvalidInput(f"within_mad: expected a finite Decimal k >= 1, got {k!r}")
     if not isinstance(rel_floor, Decimal) or not rel_floor.is_finite() or rel_floor < 0:
         raise InvalidInput(f"within_mad: expected a finite Decimal rel_floor >= 0, got {rel_floor!r}")
+    if not isinstance(abs_floor, Decimal) or not abs_floor.is_finite() or abs_floor < 0:
+        raise InvalidInput(f"within_mad: expected a finite Decimal abs_floor >= 0, got {abs_floor!r}")
     checked = _checked(values, "within_mad")
     if not checked:
         raise InsufficientData("within_mad: expected at least one value, got none")
     center = median(checked)
     deviations = [abs(_EXACT.subtract(value, center)) for value in checked]
-    spread = max(median(deviations), _EXACT.multiply(abs(center), rel_floor))
+    spread = max(median(deviations), _EXACT.multiply(abs(center), rel_floor), abs_floor)
     limit = _EXACT.multiply(k, spread)
     return [deviation <= limit for deviation in deviations]
 
@@ -110,8 +122,63 @@ def mad_filter(
     k: Decimal = DEFAULT_MAD_K,
     *,
     rel_floor: Decimal = DEFAULT_REL_FLOOR,
+    abs_floor: Decimal = Decimal(0),
 ) -> list[Decimal]:
     """The values within ``k`` MADs of the median (rule in :func:`within_mad`), in input order."""
     checked = list(values)
-    keep = within_mad(checked, k, rel_floor=rel_floor)
+    keep = within_mad(checked, k, rel_floor=rel_floor, abs_floor=abs_floor)
     return [value for value, kept in zip(checked, keep, strict=True) if kept]
+
+
+def weighted_median(values: Sequence[Decimal], weights: Sequence[Decimal]) -> Decimal:
+    """The weighted median: the smallest value whose cumulative weight reaches half the total.
+
+    When the cumulative weight lands exactly on half, the result is the exact mean of
+    that value and the next one, so equal weights give the plain :func:`median`.
+    Ties in value are ordered by ``compare_total`` so the result never depends on
+    input order. Weights must be positive finite Decimals.
+    """
+    checked = _checked(values, "weighted_median")
+    ws = _checked(weights, "weighted_median weights")
+    if len(checked) != len(ws):
+        raise InvalidInput(
+            f"weighted_median: expected one weight per value, got {len(ws)} weights for {len(checked)} values"
+        )
+    if not checked:
+        raise InsufficientData("weighted_median: expected at least one value, got none")
+    for index, weight in enumerate(ws):
+        if weight <= 0:
+            raise InvalidInput(f"weighted_median: expected positive weights, got {weight} at index {index}")
+    pairs = sorted(
+        zip(checked, ws),
+        key=cmp_to_key(lambda a, b: int(a[0].compare_total(b[0])) or int(a[1].compare_total(b[1]))),
+    )
+    total = _EXACT.add(Decimal(0), sum(ws, Decimal(0)))
+    half = _EXACT.multiply(total, _HALF)
+    running = Decimal(0)
+    for index, (value, weight) in enumerate(pairs):
+        running = _EXACT.add(running, weight)
+        if running > half:
+            return value
+        if running == half:
+            return _EXACT.multiply(_EXACT.add(value, pairs[index + 1][0]), _HALF)
+    raise AssertionError("unreachable: cumulative weight reaches the total")  # pragma: no cover
+
+
+def trimmed_mean(values: Sequence[Decimal], trim: Decimal) -> Decimal:
+    """Mean after dropping ``floor(n * trim)`` values from each end (``0 <= trim < 0.5``).
+
+    Exact sum; the one division is done at 50 significant digits, half-even, so the
+    result is the same on every node. ``trim = 0`` is the plain mean.
+    """
+    if not isinstance(trim, Decimal) or not trim.is_finite() or not 0 <= trim < _HALF:
+        raise InvalidInput(f"trimmed_mean: expected a Decimal trim in [0, 0.5), got {trim!r}")
+    ordered = _sorted(_checked(values, "trimmed_mean"))
+    if not ordered:
+        raise InsufficientData("trimmed_mean: expected at least one value, got none")
+    cut = int(_EXACT.multiply(Decimal(len(ordered)), trim).to_integral_value(rounding="ROUND_FLOOR"))
+    kept = ordered[cut : len(ordered) - cut]
+    total = Decimal(0)
+    for value in kept:
+        total = _EXACT.add(total, value)
+    return Context(prec=50, rounding="ROUND_HALF_EVEN").divide(total, len(kept))

@@ -1,11 +1,12 @@
-"""Round latency and gas on the devnet: n relayer processes, anvil, simulated venues.
+"""Round latency, traffic and gas on the devnet: n relayer processes, anvil, simulated venues.
 
-Runs `relayer devnet` for a number of landed reports, then reads the leaders' stores:
-round latency is from the leader's ObserveRequest to the attested report (threshold
-signatures in hand), and landing latency adds transmission until the devnet sees the
-report on-chain. Prints a table.
+For each committee size, runs `relayer devnet` until the given number of reports have
+landed, then reads the nodes' stores. Round latency is from the leader's ObserveRequest
+to the attested report (threshold signatures in hand, from the leader's store); landing
+latency adds transmission until the devnet sees the report on-chain. Traffic is what each
+node's p2p host sent and received, per attested round. Prints one table.
 
-    .venv/bin/python bench/round_latency.py [--nodes 4] [--rounds 120] [--interval-ms 250]
+    .venv/bin/python bench/round_latency.py [--nodes 4 7 10] [--rounds 200] [--interval-ms 250]
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -27,47 +30,62 @@ def pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--nodes", type=int, default=4)
-    parser.add_argument("--rounds", type=int, default=120)
-    parser.add_argument("--interval-ms", type=int, default=250)
-    args = parser.parse_args()
+def run(nodes: int, rounds: int, interval_ms: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-latency-") as tmp:
         data_dir = Path(tmp)
-        cmd = [sys.executable, "-m", "relayer", "devnet", "--nodes", str(args.nodes), "--rounds", str(args.rounds),
-               "--json", "--data-dir", str(data_dir), "--round-interval-ms", str(args.interval_ms)]
-        proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=args.rounds * 5 + 120)
+        cmd = [sys.executable, "-m", "relayer", "devnet", "--nodes", str(nodes), "--rounds", str(rounds),
+               "--json", "--data-dir", str(data_dir), "--round-interval-ms", str(interval_ms)]
+        proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=rounds * 5 + 180)
         if proc.returncode != 0:
-            print(proc.stderr[-4000:], file=sys.stderr)
-            return 1
+            raise SystemExit(f"devnet n={nodes} failed:\n{proc.stderr[-4000:]}")
+        time.sleep(0)  # stores are closed: the devnet stopped every node before exiting
         landed = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
         attest_ms: list[float] = []
-        for node_db in data_dir.glob("node-*/node.sqlite"):
+        traffic: list[dict[str, int]] = []
+        attested_rounds = 0
+        for node_db in sorted(data_dir.glob("node-*/node.sqlite")):
             with sqlite3.connect(node_db) as conn:
-                attest_ms += [
-                    (a - s) * 1000
-                    for s, a in conn.execute("SELECT started_at, attested_at FROM attested WHERE started_at IS NOT NULL")
-                ]
-    land_ms = [r["latency_ms"] for r in landed if r["latency_ms"] is not None]
-    gas = [r["gas_used"] for r in landed]
-    feeds = len(landed[0]["feeds"]) if landed else 0
-    signers = landed[0]["signer_count"] if landed else 0
-    print(f"n={args.nodes}, round interval {args.interval_ms} ms, {len(landed)} landed reports, "
-          f"{feeds} feeds per report, {signers} signatures per report")
-    print(f"| {'measure':<38} | {'samples':>7} | {'p50':>9} | {'p99':>9} | {'max':>9} |")
-    print(f"|{'-' * 40}|{'-' * 9}|{'-' * 11}|{'-' * 11}|{'-' * 11}|")
-    for name, values, unit in [
-        ("observe request -> attested report", attest_ms, "ms"),
-        ("observe request -> seen on-chain", land_ms, "ms"),
-        ("gas per transmit", [float(g) for g in gas], "gas"),
-        ("gas per feed update", [g / max(feeds, 1) for g in gas], "gas"),
-    ]:
-        if not values:
-            continue
-        fmt = (lambda v: f"{v:.1f}") if unit == "ms" else (lambda v: f"{v:,.0f}")
-        print(f"| {name + ' (' + unit + ')':<38} | {len(values):>7} | {fmt(statistics.median(values)):>9} | "
-              f"{fmt(pct(values, 99)):>9} | {fmt(max(values)):>9} |")
+                attest_ms += [(a - s) * 1000 for s, a in conn.execute(
+                    "SELECT started_at, attested_at FROM attested WHERE started_at IS NOT NULL")]
+                attested_rounds = max(attested_rounds, conn.execute("SELECT COUNT(*) FROM attested").fetchone()[0])
+                row = conn.execute("SELECT value FROM state WHERE key = 'stats'").fetchone()
+                if row:
+                    traffic.append(json.loads(row[0]).get("p2p_traffic", {}))
+    per_round = max(attested_rounds, 1)
+    return {
+        "nodes": nodes,
+        "landed": len(landed),
+        "feeds": len(landed[0]["feeds"]) if landed else 0,
+        "signers": landed[0]["signer_count"] if landed else 0,
+        "attest_ms": attest_ms,
+        "land_ms": [r["latency_ms"] for r in landed if r["latency_ms"] is not None],
+        "gas": [r["gas_used"] for r in landed],
+        "msgs": statistics.mean(t.get("published_msgs", 0) + t.get("received_msgs", 0) for t in traffic) / per_round
+        if traffic else 0.0,
+        "bytes": statistics.mean(t.get("published_bytes", 0) + t.get("received_bytes", 0) for t in traffic) / per_round
+        if traffic else 0.0,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--nodes", type=int, nargs="+", default=[4, 7, 10])
+    parser.add_argument("--rounds", type=int, default=200)
+    parser.add_argument("--interval-ms", type=int, default=250)
+    args = parser.parse_args()
+    results = [run(n, args.rounds, args.interval_ms) for n in args.nodes]
+    print(f"round interval {args.interval_ms} ms; {args.rounds} landed reports per row; one machine, 2 cores")
+    print("| n | f | feeds | sigs | attested p50 ms | attested p99 ms | landed p50 ms | landed p99 ms "
+          "| msgs/round/node | KiB/round/node | gas/transmit p50 |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        a, land, gas = r["attest_ms"], r["land_ms"], r["gas"]
+        print(
+            f"| {r['nodes']} | {(r['nodes'] - 1) // 3} | {r['feeds']} | {r['signers']} "
+            f"| {statistics.median(a):.1f} | {pct(a, 99):.1f} "
+            f"| {statistics.median(land):.1f} | {pct(land, 99):.1f} "
+            f"| {r['msgs']:.1f} | {r['bytes'] / 1024:.1f} | {statistics.median(gas):,.0f} |"
+        )
     return 0
 
 

@@ -40,6 +40,26 @@ class SourceHTTPError(SourceError):
         self.status = status
 
 
+class SourceRateLimited(SourceHTTPError):
+    """HTTP 429 (or Binance's 418): the venue asks us to slow down.
+
+    ``retry_after`` is the venue's Retry-After in seconds when it sent one; the poller
+    does not ask that venue again before then.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        source: str,
+        instrument: str = "",
+        status: int | None = 429,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, source=source, instrument=instrument, status=status)
+        self.retry_after = retry_after
+
+
 class SourceConnectionError(SourceHTTPError):
     """No HTTP exchange happened at all (refused, reset, DNS); ``status`` is None.
 
@@ -61,6 +81,30 @@ class SourceValueError(SourceError):
 
 class SourceStaleError(SourceError):
     """The venue's own timestamp is too old (or implausibly in the future)."""
+
+
+class SourceFrozenError(SourceStaleError):
+    """The venue's value has not changed for longer than is plausible, though its clock moves."""
+
+
+class UnsupportedFactorError(SourceError):
+    """The source does not serve that risk factor (the catalog names it for a feed of that kind)."""
+
+
+class FeedWithheld(FeedsError):
+    """A feed cannot be served honestly this round; the message says why.
+
+    ``reason`` is a short machine-readable tag (``too_few_sources``, ``out_of_bounds``...).
+    """
+
+    def __init__(self, message: str, *, feed_id: str, reason: str) -> None:
+        super().__init__(message)
+        self.feed_id = feed_id
+        self.reason = reason
+
+
+class CatalogError(FeedsError, ValueError):
+    """The feed catalog is invalid; the message names the file and line."""
 
 
 class UnknownSourceError(SourceError):

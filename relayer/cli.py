@@ -1,20 +1,330 @@
-"""The `relayer` command: `run` a node, or start a whole `devnet` on the embedded default."""
+"""The `relayer` command: `init`, `check`, `run`, `status`, `devnet` and `sources`.
+
+Every command has `--help`. Exit codes: 0 success, 1 a check or request failed,
+2 bad usage or settings, 130 interrupted during start-up.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import sys
+import urllib.error
+import urllib.request
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from relayer.logs import setup_logging
 from relayer.settings import Settings, SettingsError
 
 log = logging.getLogger("relayer")
 
+DEFAULT_DIR = Path("relayer-node")
+
+
+def _say(text: str) -> None:
+    """Progress for the operator: stderr, so stdout stays for data."""
+    print(text, file=sys.stderr, flush=True)
+
+
+# --- init --------------------------------------------------------------------------------
+
+CONFIG_TEMPLATE = """\
+# Relayer node configuration (TOML), written by `relayer init`.
+# Every setting can be overridden by an environment variable named RELAYER_<SETTING>,
+# e.g. RELAYER_RPC_URLS=http://127.0.0.1:8545. Validate with `relayer check --config {config}`.
+
+# A name for this node in logs and the dashboard.
+name = "{name}"
+
+# Where the node keeps its store (slashing protection: never delete it while the key is in use).
+data_dir = "{data_dir}"
+
+# The encrypted signing key (scrypt). Its password comes from RELAYER_KEYSTORE_PASSWORD,
+# or from a file named by RELAYER_KEYSTORE_PASSWORD_FILE (a Docker/Kubernetes secret), or
+# from a prompt. Never put the password in this file. Without a key the node is a dry run.
+keystore_file = "{keystore}"
+
+# The account that pays for transmissions: a file holding its hex key (mode 0600).
+# Leave commented out and the node signs reports but never sends a transaction.
+# transmitter_key_file = "/run/secrets/transmitter.key"
+
+# One or more JSON-RPC endpoints of the chain; the first that answers is used.
+rpc_urls = [{rpc_urls}]
+
+# The chain id the RPC endpoints must report (`relayer check` refuses any other).
+{chain_id_line}
+
+# The QuorumOracle contract whose committee this node serves.
+oracle_address = "{oracle}"
+
+# libp2p: where this node listens, and its committee peers as multiaddrs
+# (/ip4/HOST/tcp/PORT/p2p/PEER_ID). Give each operator your multiaddr printed by `relayer init`.
+listen_host = "0.0.0.0"
+listen_port = {listen_port}
+peers = []
+
+# HTTP API, dashboard and Prometheus /metrics. Loopback only unless you put a proxy in front.
+api_host = "127.0.0.1"
+api_port = {api_port}
+
+# Logs: plain text for a terminal, JSON lines for a collector.
+log_json = false
+log_level = "INFO"
+
+# Venue polling (seconds).
+poll_interval = 1.0
+source_timeout = 2.0
+
+# Venue base URLs, to point a source at a mirror or the simulator; omit for the real venues.
+[source_urls]
+
+# The feeds this node observes; feed_id must be registered on the oracle.
+[[feeds]]
+feed_id = "BTC-USD"
+instrument = "BTC-USD"
+sources = ["binance", "coinbase", "kraken"]
+min_sources = 2
+decimals = 8
+
+[[feeds]]
+feed_id = "ETH-USD"
+instrument = "ETH-USD"
+sources = ["binance", "coinbase", "kraken"]
+min_sources = 2
+decimals = 8
+"""
+
+
+def _cmd_init(args: argparse.Namespace) -> int:
+    from relayer.keystore import MIN_PASSWORD_LEN, KeystoreError, new_key, resolve_password, write_keystore
+    from relayer.p2p.identity import peer_id_of
+    from relayer.settings import read_key_file
+
+    directory: Path = args.dir.resolve()
+    keystore = directory / "keystore.json"
+    config = directory / "relayer.toml"
+    existing = [p for p in (keystore, config) if p.exists()]
+    if existing and not args.force:
+        print(f"relayer init: {', '.join(map(str, existing))} already exist; pass --force to overwrite "
+              "(a new key loses the old key's committee seat)", file=sys.stderr)
+        return 1
+    try:
+        key = read_key_file(args.import_key) if args.import_key else new_key()
+        password = resolve_password(confirm=True, prompt="New keystore password: ")
+    except (KeystoreError, SettingsError) as exc:
+        print(f"relayer init: {exc}", file=sys.stderr)
+        return 2
+    except (KeyboardInterrupt, EOFError):
+        print("\nrelayer init: cancelled; nothing written", file=sys.stderr)
+        return 130
+    if len(password) < MIN_PASSWORD_LEN:
+        print(f"relayer init: the password must have at least {MIN_PASSWORD_LEN} characters", file=sys.stderr)
+        return 2
+    _say(f"encrypting the key with scrypt (a second or two) into {keystore} ...")
+    address = write_keystore(keystore, key, password, scrypt_n=args.scrypt_n)
+    rpc = ", ".join(json.dumps(u) for u in args.rpc_url)
+    config.write_text(CONFIG_TEMPLATE.format(
+        config=config, name=args.name, data_dir=directory / "data", keystore=keystore, rpc_urls=rpc,
+        chain_id_line=f"chain_id = {args.chain_id}" if args.chain_id else "# chain_id = 1",
+        oracle=args.oracle, listen_port=args.listen_port, api_port=args.api_port,
+    ))
+    peer_id = peer_id_of(key)
+    del key
+    print(f"signer address  {address}")
+    print(f"peer id         {peer_id}")
+    print(f"multiaddr       /ip4/<your public IP>/tcp/{args.listen_port}/p2p/{peer_id}")
+    print(f"keystore        {keystore}")
+    print(f"config          {config}")
+    print("next: send the signer address to the oracle owner to be added to the committee, "
+          f"then `relayer check --config {config}` and `relayer run --config {config}`")
+    return 0
+
+
+# --- check -------------------------------------------------------------------------------
+
+
+@dataclass
+class CheckResult:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+class Checker:
+    def __init__(self, settings: Settings, *, timeout: float) -> None:
+        self.s = settings
+        self.timeout = timeout
+        self.results: list[CheckResult] = []
+
+    def record(self, name: str, ok: bool, detail: str, fix: str = "") -> bool:
+        result = CheckResult(name, ok, detail, fix)
+        self.results.append(result)
+        print(f"{'PASS' if ok else 'FAIL'}  {name:<11} {detail}", flush=True)
+        if not ok and fix:
+            print(f"      fix: {fix}", flush=True)
+        return ok
+
+    async def run(self) -> bool:
+        self._providers: list[Any] = []
+        try:
+            return await self._run()
+        finally:
+            for provider in self._providers:
+                await provider.disconnect()
+
+    async def _run(self) -> bool:
+        from web3 import AsyncHTTPProvider, AsyncWeb3
+
+        from relayer.chain.codec import address_of
+        from relayer.chain.oracle import QuorumOracleClient
+        from relayer.keystore import KeystoreError, load_signing_key
+
+        s = self.s
+        address: str | None = None
+        try:
+            key, dry = load_signing_key(s)
+            address = address_of(key)
+            del key
+            self.record("key", True, f"signer {address}" if not dry else
+                        "no keystore_file or signing_key_file: `relayer run` will be a dry run, signing nothing")
+            if dry:
+                address = None
+        except (KeystoreError, SettingsError) as exc:
+            self.record("key", False, str(exc), "run `relayer init`, or set the password through "
+                        "RELAYER_KEYSTORE_PASSWORD or RELAYER_KEYSTORE_PASSWORD_FILE")
+
+        w3: AsyncWeb3 | None = None
+        chain_ids: set[int] = set()
+        for url in s.rpc_urls:
+            candidate = AsyncWeb3(AsyncHTTPProvider(url, request_kwargs={"timeout": self.timeout}))
+            self._providers.append(candidate.provider)
+            try:
+                chain_id = await asyncio.wait_for(candidate.eth.chain_id, self.timeout)
+            except Exception as exc:
+                self.record("rpc", False, f"{url} unreachable: {type(exc).__name__}: {str(exc)[:120]}",
+                            "check the URL, that the node is up and that this machine may reach it (rpc_urls)")
+                continue
+            chain_ids.add(chain_id)
+            self.record("rpc", True, f"{url} answers, chain id {chain_id}")
+            w3 = w3 or candidate
+        if w3 is None:
+            self.record("contract", False, "skipped: no RPC endpoint answered", "fix rpc_urls first")
+            return self._summary()
+        expected = s.chain_id
+        if expected is not None and chain_ids != {expected}:
+            self.record("chain id", False, f"expected {expected}, the RPC endpoints report {sorted(chain_ids)}",
+                        "point rpc_urls at the intended chain, or correct chain_id in the config")
+        elif len(chain_ids) > 1:
+            self.record("chain id", False, f"the RPC endpoints disagree: {sorted(chain_ids)}",
+                        "every URL in rpc_urls must serve the same chain")
+        else:
+            self.record("chain id", True, f"{next(iter(chain_ids))}" + (" as configured" if expected else
+                                                                     " (set chain_id to pin it)"))
+        oracle = QuorumOracleClient(w3, s.oracle_address)
+        try:
+            code = await w3.eth.get_code(oracle.address)
+            if not code:
+                raise ValueError(f"no contract at {oracle.address} on this chain")
+            config = await oracle.config()
+        except Exception as exc:
+            self.record("contract", False, f"{s.oracle_address}: {str(exc)[:160]}",
+                        "set oracle_address to the QuorumOracle deployed on this chain")
+            return self._summary()
+        signers = [a.lower() for a in config.signers]
+        self.record("contract", True, f"QuorumOracle {oracle.address}, config digest 0x{config.config_digest.hex()}, "
+                    f"n={len(signers)} f={config.f} threshold={config.threshold}")
+        if address is not None:
+            if address.lower() in signers:
+                self.record("committee", True, f"{address} is signer {signers.index(address.lower())}")
+            else:
+                self.record("committee", False, f"{address} is not in the committee ({len(signers)} signers)",
+                            "send your signer address to the oracle owner to be added with setConfig; "
+                            "until then `relayer run` only watches")
+        for feed in s.feeds:
+            try:
+                index = await oracle.feed_index(feed.feed_id)
+                self.record("feed", True, f"{feed.feed_id} registered at index {index}")
+            except Exception as exc:
+                self.record("feed", False, f"{feed.feed_id}: {str(exc)[:120]}",
+                            "ask the owner to addFeed it, or remove it from feeds")
+        await self._check_venues()
+        await self._check_peers()
+        return self._summary()
+
+    async def _check_venues(self) -> None:
+        import aiohttp
+
+        from feeds.registry import make_source
+
+        s = self.s
+        async with aiohttp.ClientSession() as session:
+            for name in sorted({n for f in s.feeds for n in f.sources}):
+                instruments = sorted({f.instrument for f in s.feeds if name in f.sources})
+                try:
+                    source = make_source(name, s.source_urls.get(name), timeout=min(s.source_timeout, self.timeout))
+                    for instrument in instruments:
+                        reading = await asyncio.wait_for(source.fetch_spot(session, instrument), self.timeout + 1)
+                    self.record("venue", True, f"{name}: {', '.join(instruments)} answer (last {reading.value})")
+                except Exception as exc:
+                    self.record("venue", False, f"{name}: {str(exc)[:160]}",
+                                "check network access to the venue or its source_urls entry; a feed needs "
+                                "min_sources healthy venues")
+
+    async def _check_peers(self) -> None:
+        if not self.s.peers:
+            self.record("peers", True, "none configured (add committee peers' multiaddrs to peers)")
+            return
+        for addr in self.s.peers:
+            parts = addr.strip("/").split("/")
+            try:
+                host, port = parts[1], int(parts[parts.index("tcp") + 1])
+            except (IndexError, ValueError):
+                self.record("peers", False, f"{addr} is not a multiaddr",
+                            "expected /ip4/HOST/tcp/PORT/p2p/PEER_ID or /dns4/NAME/tcp/PORT/p2p/PEER_ID")
+                continue
+            try:
+                _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), self.timeout)
+                writer.close()
+                self.record("peers", True, f"{host}:{port} accepts connections")
+            except Exception as exc:
+                self.record("peers", False, f"{host}:{port} unreachable: {type(exc).__name__}",
+                            "the peer may not be running yet, or a firewall blocks its listen_port")
+
+    def _summary(self) -> bool:
+        failed = [r for r in self.results if not r.ok]
+        print(f"{len(self.results) - len(failed)} passed, {len(failed)} failed", flush=True)
+        return not failed
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    setup_logging(node="check", json_lines=False, level="ERROR")
+    try:
+        settings = Settings.load(args.config)
+    except SettingsError as exc:
+        print(f"FAIL  config      {exc}")
+        print("      fix: correct the named settings (see the comments `relayer init` writes)")
+        return 1
+    print(f"PASS  config      {args.config or 'environment'} is valid")
+    try:
+        ok = asyncio.run(Checker(settings, timeout=args.timeout).run())
+    except KeyboardInterrupt:
+        print("\nrelayer check: interrupted", file=sys.stderr)
+        return 130
+    return 0 if ok else 1
+
+
+# --- run ---------------------------------------------------------------------------------
+
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from relayer.keystore import KeystoreError
+
     try:
         settings = Settings.load(args.config)
     except SettingsError as exc:
@@ -25,13 +335,60 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     try:
         node = Node(settings)
+        log.info("starting: connecting to %s", settings.rpc_urls[0])
         asyncio.run(node.run())
-    except SettingsError as exc:
+    except (SettingsError, KeystoreError) as exc:
         log.error("%s", exc)
         return 2
     except KeyboardInterrupt:
-        return 0
+        print("relayer: interrupted during start-up; nothing was left running", file=sys.stderr)
+        return 130
+    print("relayer: stopped cleanly", file=sys.stderr)
     return 0
+
+
+# --- status ------------------------------------------------------------------------------
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    url = args.api
+    if url is None:
+        try:
+            settings = Settings.load(args.config)
+        except SettingsError as exc:
+            print(f"relayer status: {exc}", file=sys.stderr)
+            return 2
+        host = "127.0.0.1" if settings.api_host in ("0.0.0.0", "::") else settings.api_host
+        url = f"http://{host}:{settings.api_port}"
+    try:
+        with urllib.request.urlopen(url.rstrip("/") + "/api/status", timeout=args.timeout) as response:
+            status = json.loads(response.read())
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        print(f"relayer status: no node answers at {url} ({getattr(exc, 'reason', exc)}); "
+              "is `relayer run` up, and api_host/api_port as configured?", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(status, indent=2))
+        return 0
+    c = status.get("committee") or {}
+    member = c.get("member_index")
+    print(f"node        {status['name']}  {status['address']}{'  (dry run)' if status['dry_run'] else ''}")
+    print(f"ready       {'yes' if status['ready'] else 'no'}")
+    print(f"chain       id {status['chain_id']}  oracle {status['oracle']}")
+    if c:
+        print(f"committee   digest {c['digest'][:18]}…  n={c['n']} f={c['f']} threshold={c['threshold']}  "
+              + (f"member #{member}" if member is not None else "NOT A MEMBER (watching)"))
+    print(f"peers       {len(status['peers'])} connected")
+    print(f"round       epoch {status['epoch']} round {status['round']}  last landed {status['last_landed']}")
+    t = status["transmission"]
+    print(f"transmit    {t['transmitted']} landed, {t['superseded']} superseded, {t['failed']} failed, "
+          f"gas {t['gas_used']:,}")
+    for name, h in status["sources"].items():
+        print(f"source      {name:<10} {'healthy' if h['healthy'] else 'FAILING'}  ok {h['ok']}  errors {h['errors']}")
+    return 0
+
+
+# --- devnet ------------------------------------------------------------------------------
 
 
 def _cmd_devnet(args: argparse.Namespace) -> int:
@@ -49,6 +406,7 @@ def _cmd_devnet(args: argparse.Namespace) -> int:
     try:
         return asyncio.run(run_devnet(options))
     except KeyboardInterrupt:
+        print("relayer devnet: stopped", file=sys.stderr)
         return 0
 
 
@@ -59,14 +417,53 @@ def _venue_fault(text: str) -> tuple[str, str]:
     return venue, fault
 
 
+def _add_sources(sub: Any) -> None:
+    try:
+        from feeds.cli import add_sources_commands
+    except ImportError:
+        return
+    add_sources_commands(sub)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="relayer", description="Zero-trust oracle relayer node")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = sub.add_parser("run", help="run one relayer node")
-    run.add_argument("--config", type=Path, help="node config (JSON); RELAYER_* environment variables override it")
+    init = sub.add_parser("init", help="create an encrypted keystore and a commented config file",
+                          description="Create DIR/keystore.json (scrypt) and DIR/relayer.toml. The password comes "
+                          "from RELAYER_KEYSTORE_PASSWORD_FILE, RELAYER_KEYSTORE_PASSWORD, or a prompt.")
+    init.add_argument("--dir", type=Path, default=DEFAULT_DIR, help=f"where to write (default ./{DEFAULT_DIR})")
+    init.add_argument("--name", default="relayer", help="node name in logs and the dashboard")
+    init.add_argument("--rpc-url", action="append", default=None, metavar="URL",
+                      help="chain JSON-RPC endpoint; repeat for fallbacks (default http://127.0.0.1:8545)")
+    init.add_argument("--chain-id", type=int, default=None, help="the chain id `check` must find")
+    init.add_argument("--oracle", default="0x" + "0" * 40, help="QuorumOracle address (can be set later)")
+    init.add_argument("--listen-port", type=int, default=9000, help="libp2p port (default 9000)")
+    init.add_argument("--api-port", type=int, default=8788, help="HTTP API/dashboard port (default 8788)")
+    init.add_argument("--import-key", type=Path, default=None, metavar="HEXFILE",
+                      help="encrypt this existing hex key instead of generating one")
+    init.add_argument("--force", action="store_true", help="overwrite an existing keystore and config")
+    init.add_argument("--scrypt-n", type=int, default=None, help=argparse.SUPPRESS)  # tests only
+    init.set_defaults(func=_cmd_init)
+
+    check = sub.add_parser("check", help="validate config, key, RPC, chain id, contract, committee, venues, peers",
+                           description="One PASS or FAIL line per check, with the fix for each failure. "
+                           "Exit 0 when everything passes.")
+    check.add_argument("--config", type=Path, help="node config (TOML or JSON); RELAYER_* variables override it")
+    check.add_argument("--timeout", type=float, default=5.0, help="seconds per network check (default 5)")
+    check.set_defaults(func=_cmd_check)
+
+    run = sub.add_parser("run", help="run one relayer node (a dry run, signing nothing, when no key is given)")
+    run.add_argument("--config", type=Path, help="node config (TOML or JSON); RELAYER_* variables override it")
     run.add_argument("--json-logs", action="store_true", help="log JSON lines instead of plain text")
     run.set_defaults(func=_cmd_run)
+
+    status = sub.add_parser("status", help="ask a running node for its state (through its HTTP API)")
+    status.add_argument("--config", type=Path, help="find the node's API from this config")
+    status.add_argument("--api", default=None, metavar="URL", help="the node's API, e.g. http://127.0.0.1:8788")
+    status.add_argument("--json", action="store_true", help="print the raw JSON state")
+    status.add_argument("--timeout", type=float, default=3.0, help="seconds to wait (default 3)")
+    status.set_defaults(func=_cmd_status)
 
     devnet = sub.add_parser("devnet", help="run a local chain, simulated venues and several relayers")
     devnet.add_argument("--nodes", type=int, default=4, help="relayer processes (default 4)")
@@ -78,9 +475,14 @@ def build_parser() -> argparse.ArgumentParser:
     devnet.add_argument("--venue-fault", type=_venue_fault, action="append", default=[], metavar="VENUE=FAULT",
                         help="make one simulated venue misbehave, e.g. kraken=garbage or binance=timeout")
     devnet.set_defaults(func=_cmd_devnet)
+
+    _add_sources(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    if getattr(args, "command", None) == "init" and args.rpc_url is None:
+        args.rpc_url = ["http://127.0.0.1:8545"]
+    func: Callable[[argparse.Namespace], int | Awaitable[int]] = args.func
+    return int(func(args))  # type: ignore[arg-type]

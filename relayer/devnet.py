@@ -28,6 +28,9 @@ from typing import Any, TextIO
 from web3 import AsyncHTTPProvider, AsyncWeb3
 
 from aggregation.fixed import from_fixed
+from feeds.catalog import check_sources, load_catalog
+from feeds.registry import load_sources
+from feeds.simulator import VENUES as SIM_VENUES
 from feeds.simulator import MarketModel, VenueSimulator
 from relayer.chain.anvil import AnvilNode, die_with_parent
 from relayer.chain.codec import address_of, decode_updates
@@ -37,12 +40,15 @@ from relayer.protocol.committee import Committee, OffchainConfig
 
 log = logging.getLogger(__name__)
 
-DEFAULT_FEEDS: tuple[tuple[str, str, int], ...] = (
+# The devnet serves the packaged feed catalog (feeds/catalogs/devnet.toml): 14 feeds
+# over 7 risk-factor kinds. Parsed here without importing any source plugin; checked
+# against the installed sources when the devnet starts.
+CATALOG = load_catalog(known_sources={})
+DEFAULT_FEEDS: tuple[tuple[str, str, int], ...] = tuple(
     # feed id, instrument, decimals
-    ("BTC-USD", "BTC-USD", 8),
-    ("ETH-USD", "ETH-USD", 8),
+    (f.feed_id, f.instrument, f.decimals) for f in CATALOG
 )
-VENUES = ("binance", "coinbase", "kraken")
+VENUES = SIM_VENUES
 
 
 @dataclass
@@ -59,6 +65,11 @@ class DevnetOptions:
     poll_interval: float = 0.5
     threshold: int | None = None
     venue_faults: dict[str, str] = field(default_factory=dict)
+    # Test-only: node index -> fault name (relayer/testing/faults.py); the key "leader"
+    # stands for whichever node leads epoch 0, known only once the committee is set.
+    node_faults: dict[int | str, str] = field(default_factory=dict)
+    # Relayers started outside the committee (for rotation): they watch until added.
+    spare_nodes: int = 0
     node_env: dict[str, str] = field(default_factory=dict)
 
 
@@ -75,6 +86,7 @@ class NodeProcess:
     data_dir: Path
     config_path: Path
     log_path: Path
+    api: str = ""
     proc: subprocess.Popen[bytes] | None = None
 
     def start(self, env: dict[str, str]) -> None:
@@ -128,20 +140,28 @@ class Devnet:
         oracle_address = await deploy_oracle(self.w3, owner_key)
         self.client = QuorumOracleClient(self.w3, oracle_address)
         self.feeds: list[dict[str, Any]] = []
-        for feed_id, instrument, decimals in DEFAULT_FEEDS:
-            index = await self.client.add_feed(owner_key, feed_id, decimals, f"{instrument} spot median", 1, 10**30)
+        check_sources(CATALOG, load_sources())
+        for spec in CATALOG:
+            low, high = spec.bounds_fixed
+            index = await self.client.add_feed(owner_key, spec.feed_id, spec.decimals,
+                                               spec.description or f"{spec.instrument} {spec.kind}", low, high,
+                                               heartbeat=spec.heartbeat_s)
             proxy = await deploy_proxy(self.w3, owner_key, oracle_address, index)
-            self.feeds.append({"feed_id": feed_id, "instrument": instrument, "decimals": decimals,
-                               "index": index, "proxy": proxy})
-        keys = [secrets.token_bytes(32) for _ in range(o.nodes)]
-        transmitters = [self.anvil.accounts[1 + i] for i in range(o.nodes)]
+            self.feeds.append({"feed_id": spec.feed_id, "instrument": spec.instrument, "decimals": spec.decimals,
+                               "kind": str(spec.kind), "index": index, "proxy": proxy})
+        keys = [secrets.token_bytes(32) for _ in range(o.nodes + o.spare_nodes)]
+        transmitters = [self.anvil.accounts[1 + i] for i in range(len(keys))]
+        self.owner_key = owner_key
+        self.transmitter_accounts = transmitters
         offchain = OffchainConfig(
             round_interval_ms=o.round_interval_ms, progress_timeout_ms=o.progress_timeout_ms,
             grace_ms=o.grace_ms, transmit_stage_ms=o.transmit_stage_ms,
         )
         onchain = await self.client.set_config(
-            owner_key, [address_of(k) for k in keys], [a for a, _ in transmitters], f, threshold, offchain.encode()
+            owner_key, [address_of(k) for k in keys[: o.nodes]], [a for a, _ in transmitters[: o.nodes]], f, threshold,
+            offchain.encode(),
         )
+        self.offchain = offchain
         self.committee = Committee.from_onchain(onchain)
         self.chain_id = self.anvil.chain_id
 
@@ -152,6 +172,7 @@ class Devnet:
             self.simulator.set_fault(venue, fault)
             self._say(f"devnet: venue {venue} answers with fault {fault!r}")
         ports = [free_port() for _ in keys]
+        api_ports = [free_port() for _ in keys]
         peers = [f"/ip4/127.0.0.1/tcp/{port}/p2p/{peer_id_of(k)}" for port, k in zip(ports, keys)]
         for i, key in enumerate(keys):
             node_dir = o.data_dir / f"node-{i}"
@@ -169,29 +190,64 @@ class Devnet:
                 "oracle_address": oracle_address,
                 "listen_port": ports[i],
                 "peers": [p for j, p in enumerate(peers) if j != i],
-                "feeds": [{"feed_id": fd["feed_id"], "instrument": fd["instrument"], "sources": list(VENUES),
-                           "min_sources": 2, "decimals": fd["decimals"]} for fd in self.feeds],
+                "feeds": [spec.model_dump(mode="json") for spec in CATALOG],
                 "source_urls": {v: self.simulator.venue_url(v) for v in VENUES},
                 "poll_interval": o.poll_interval,
+                "api_port": api_ports[i],
             }
             config_path = node_dir / "config.json"
             config_path.write_text(json.dumps(config, indent=2))
-            self.nodes.append(NodeProcess(i, address_of(key), node_dir, config_path, node_dir / "node.log"))
+            self.nodes.append(NodeProcess(i, address_of(key), node_dir, config_path, node_dir / "node.log",
+                                          api=f"http://127.0.0.1:{api_ports[i]}"))
         (o.data_dir / "devnet.json").write_text(json.dumps({
             "rpc_url": self.anvil.rpc_url, "chain_id": self.chain_id, "oracle": oracle_address,
             "config_digest": self.committee.digest_hex, "simulator": self.simulator.base_url,
             "feeds": self.feeds, "threshold": threshold, "f": f,
-            "nodes": [{"index": n.index, "address": n.address, "data_dir": str(n.data_dir),
+            "nodes": [{"index": n.index, "address": n.address, "data_dir": str(n.data_dir), "api": n.api,
                        "transmitter": transmitters[n.index][0]} for n in self.nodes],
         }, indent=2))
-        env = {**os.environ, **o.node_env}
         for node in self.nodes:
-            node.start(env)
-        self._say(f"devnet: oracle {oracle_address} on {self.anvil.rpc_url}; waiting for reports to land")
+            self.start_node(node.index)
+        self._next_block = await self.w3.eth.block_number
+        self._say(f"devnet: oracle {oracle_address} on {self.anvil.rpc_url}; dashboards at "
+                  + ", ".join(n.api for n in self.nodes))
+        self._say("devnet: relayers started; waiting for peers to connect and the first report to land")
+
+    def start_node(self, index: int) -> None:
+        env = {**os.environ, **self.o.node_env}
+        fault = self.o.node_faults.get(index)
+        if fault is None and index == self.committee.leader(0):
+            fault = self.o.node_faults.get("leader")
+        if fault is not None:
+            env["RELAYER_TEST_FAULT"] = fault
+            if fault == "spam":
+                # The spammer lifts its own size limit so that it can send what others refuse.
+                env["RELAYER_MAX_MESSAGE_BYTES"] = str(4 << 20)
+        self.nodes[index].start(env)
+
+    def kill_node(self, index: int) -> None:
+        """SIGKILL one relayer: no chance to flush or say goodbye."""
+        proc = self.nodes[index].proc
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+    async def rotate(self, members: list[int], *, f: int | None = None, threshold: int | None = None) -> Committee:
+        """The owner's setConfig with the relayers at `members` (indexes into self.nodes)."""
+        f = (len(members) - 1) // 3 if f is None else f
+        onchain = await self.client.set_config(
+            self.owner_key, [self.nodes[i].address for i in members],
+            [self.transmitter_accounts[i][0] for i in members], f, threshold or f + 1, self.offchain.encode(),
+        )
+        self.committee = Committee.from_onchain(onchain)
+        return self.committee
 
     def _round_started_at(self, epoch: int, round: int) -> float | None:
         """The round's start as the leader recorded it in its own store."""
-        leader = self.nodes[self.committee.leader(epoch)]
+        leader_address = self.committee.signers[self.committee.leader(epoch)]
+        leader = next((n for n in self.nodes if n.address == leader_address), None)
+        if leader is None:
+            return None
         try:
             with sqlite3.connect(f"file:{leader.data_dir / 'node.sqlite'}?mode=ro", uri=True, timeout=1) as conn:
                 row = conn.execute(
@@ -212,12 +268,15 @@ class Devnet:
         feeds = []
         for update in updates:
             fd = by_index[update.feed_index]
-            state = await self.client.latest_feed(update.feed_index)
-            truth = self.model.true_price(fd["instrument"], float(update.observed_at))
+            # The market model's truth is a price: only spot feeds are compared with it.
+            truth = self.model.true_price(fd["instrument"], float(update.observed_at)) if fd["kind"] == "spot" else None
+            # The value the contract verified and accepted in this transaction; reading the
+            # feed's slot instead could show a later report that landed before this poll.
             feeds.append({
-                "feed_id": fd["feed_id"], "value": str(from_fixed(state.value, fd["decimals"])),
-                "raw_value": state.value, "decimals": fd["decimals"], "observed_at": update.observed_at,
-                "num_sources": update.num_sources, "true_price": str(truth),
+                "feed_id": fd["feed_id"], "value": str(from_fixed(update.value, fd["decimals"])),
+                "raw_value": update.value, "decimals": fd["decimals"], "observed_at": update.observed_at,
+                "num_sources": update.num_sources, "true_price": None if truth is None else str(truth),
+                "kind": fd["kind"],
             })
         started = self._round_started_at(epoch, round_id)
         return {
@@ -234,8 +293,12 @@ class Devnet:
             print(json.dumps(report), file=self.out, flush=True)
             return
         values = "  ".join(
-            f"{f['feed_id']} {Decimal(f['value']):,.2f} (sim {Decimal(f['true_price']):,.2f})" for f in report["feeds"]
+            f"{f['feed_id']} {Decimal(f['value']):,.2f} (sim {Decimal(f['true_price']):,.2f})"
+            if f["true_price"] is not None else f"{f['feed_id']} {Decimal(f['value']):,f}"
+            for f in report["feeds"]
         )
+        kinds = len({f["kind"] for f in report["feeds"]})
+        values = f"{len(report['feeds'])} feeds / {kinds} kinds  {values}"
         latency = f"{report['latency_ms']:.0f} ms" if report["latency_ms"] is not None else "n/a"
         print(
             f"landed epoch {report['epoch']} round {report['round']:>3}  {values}  "
@@ -243,24 +306,28 @@ class Devnet:
             file=self.out, flush=True,
         )
 
+    async def poll_landed(self) -> list[dict[str, Any]]:
+        """Reports that landed since the last call, read back from the chain."""
+        head = await self.w3.eth.block_number
+        if head < self._next_block:
+            return []
+        events = await self.client.transmission_events(self._next_block, head)
+        seen_at = time.time()
+        self._next_block = head + 1
+        fresh = [await self._report_landed(event, seen_at) for event in events]
+        self.landed.extend(fresh)
+        return fresh
+
     async def watch(self, stop: asyncio.Event) -> int:
-        from_block = await self.w3.eth.block_number
         while not stop.is_set():
             for node in self.nodes:
                 if node.proc is not None and node.proc.poll() is not None:
                     self._say(f"devnet: node-{node.index} exited with {node.proc.returncode}; see {node.log_path}")
                     return 1
-            head = await self.w3.eth.block_number
-            if head >= from_block:
-                events = await self.client.transmission_events(from_block, head)
-                seen_at = time.time()
-                for event in events:
-                    report = await self._report_landed(event, seen_at)
-                    self.landed.append(report)
-                    self._print_report(report)
-                    if self.o.rounds is not None and len(self.landed) >= self.o.rounds:
-                        return 0
-                from_block = head + 1
+            for report in await self.poll_landed():
+                self._print_report(report)
+                if self.o.rounds is not None and len(self.landed) >= self.o.rounds:
+                    return 0
             try:
                 await asyncio.wait_for(stop.wait(), timeout=0.05)
             except TimeoutError:

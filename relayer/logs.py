@@ -1,4 +1,8 @@
-"""Log set-up: plain lines for a terminal, JSON on request; round fields on every line."""
+"""Log set-up: plain lines for a terminal, JSON on request; round fields on every line.
+
+Keys the node holds are registered with :func:`register_secret`; any line that would
+carry one (hex, with or without 0x, any case) has it replaced before it is written.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +12,49 @@ import sys
 import time
 
 _FIELDS = ("node", "feed", "epoch", "round", "peer")
+_SECRETS: set[str] = set()
+_REDACTED = "[redacted]"
+
+
+def register_secret(secret: bytes | str) -> None:
+    """Never let this value reach a log line (defence in depth: nothing should log it anyway)."""
+    text = secret.hex() if isinstance(secret, bytes) else str(secret)
+    if len(text) >= 8:
+        _SECRETS.add(text.lower())
+
+
+def _redact(line: str) -> str:
+    if not _SECRETS:
+        return line
+    low = line.lower()
+    for secret in _SECRETS:
+        while (at := low.find(secret)) >= 0:
+            line = line[:at] + _REDACTED + line[at + len(secret):]
+            low = line.lower()
+    return line
 
 
 class _NodeFilter(logging.Filter):
-    def __init__(self, node: str) -> None:
+    def __init__(self, node: str, peer: str | None = None) -> None:
         super().__init__()
         self.node = node
+        self.peer = peer
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not hasattr(record, "node"):
             record.node = self.node
+        # A line about a round names a peer: the remote one when known, else this node itself.
+        if self.peer and getattr(record, "peer", None) is None and getattr(record, "epoch", None) is not None:
+            record.peer = self.peer
         return True
+
+
+def set_log_identity(peer: str) -> None:
+    """Name this node (its signer address) as the peer on round lines that name no other."""
+    for handler in logging.getLogger().handlers:
+        for f in handler.filters:
+            if isinstance(f, _NodeFilter):
+                f.peer = peer
 
 
 class PlainFormatter(logging.Formatter):
@@ -30,7 +66,7 @@ class PlainFormatter(logging.Formatter):
             line += f" [{fields}]"
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
-        return line
+        return _redact(line)
 
 
 class JsonFormatter(logging.Formatter):
@@ -47,7 +83,7 @@ class JsonFormatter(logging.Formatter):
                 data[key] = value
         if record.exc_info:
             data["exc"] = self.formatException(record.exc_info)
-        return json.dumps(data, default=str)
+        return _redact(json.dumps(data, default=str))
 
 
 def setup_logging(*, node: str, json_lines: bool = False, level: str = "INFO") -> None:

@@ -7,6 +7,7 @@ thread behind `relayer.p2p.host.P2PHost`.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import signal
 import time
@@ -17,17 +18,23 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from web3 import AsyncHTTPProvider, AsyncWeb3
 
 from aggregation.errors import AggregationError
-from aggregation.local import aggregate_readings
+from feeds.catalog import check_sources
+from feeds.errors import FeedsError
 from feeds.poller import FeedCache
 from feeds.registry import make_source
 from relayer.chain.codec import address_of
+from relayer.api import ApiServer
 from relayer.chain.oracle import QuorumOracleClient
+from relayer.keystore import load_signing_key
+from relayer.logs import register_secret, set_log_identity
+from relayer.metrics import Telemetry
 from relayer.p2p.host import P2PHost
 from relayer.p2p.identity import address_of_peer_id
 from relayer.protocol.committee import Committee
 from relayer.protocol.engine import AttestedReport, RoundEngine
-from relayer.protocol.messages import FeedObservation, Observation
-from relayer.settings import FeedSpec, Settings, SettingsError, read_key_file
+from relayer.protocol.errors import InvalidMessage
+from relayer.protocol.messages import FeedObservation, Observation, open_envelope
+from relayer.settings import FeedSpec, Settings, read_key_file
 from relayer.store import Store
 from relayer.transmission import Transmitter
 
@@ -43,32 +50,40 @@ class ServedFeed:
 class Node:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.key = read_key_file(settings.signing_key_file)
+        self.key, self.dry_run = load_signing_key(settings)
+        if self.dry_run:
+            log.warning("dry run: no keystore_file or signing_key_file given; following the network, signing nothing")
+        register_secret(self.key)
         self.transmitter_key = read_key_file(settings.transmitter_key_file) if settings.transmitter_key_file else None
+        if self.transmitter_key is not None:
+            register_secret(self.transmitter_key)
         self.address = address_of(self.key)
+        set_log_identity(self.address)
         self.store = Store(settings.data_dir / "node.sqlite")
         self._stop = asyncio.Event()
         self.engine: RoundEngine | None = None
         self.host: P2PHost | None = None
+        self.transmitter: Transmitter | None = None
+        self.committee: Committee | None = None
+        self.telemetry = Telemetry(self)
 
     def observe(self) -> Observation:
-        """Observe every served feed from the local cache; a feed without enough sources is left out."""
+        """Observe every served feed from the local cache; a feed that cannot be served is left out."""
         now = time.time()
         feeds = []
         for feed in self.served:
-            readings = self.cache.readings(feed.spec.instrument, now=now)
-            readings = [r for r in readings if r.source in feed.spec.sources]
             try:
-                local = aggregate_readings(readings, min_sources=feed.spec.min_sources, decimals=feed.spec.decimals)
-            except AggregationError as exc:
-                log.warning("feed not observed: %s", exc, extra={"feed": feed.spec.feed_id})
+                local = self.cache.aggregate(feed.spec, now=now)
+            except (AggregationError, FeedsError) as exc:
+                log.warning("feed not observed: %s", exc,
+                            extra={"feed": feed.spec.feed_id, "reason": getattr(exc, "reason", type(exc).__name__)})
                 continue
             feeds.append(
                 FeedObservation(
                     feed_index=feed.index, value=local.value, observed_at=int(now), num_sources=local.num_sources
                 )
             )
-        return Observation(feeds=tuple(feeds))
+        return Observation(feeds=tuple(sorted(feeds, key=lambda f: f.feed_index)))
 
     async def _dial_peers(self) -> None:
         """Keep one connection per pair: the node with the higher address dials, and redials."""
@@ -94,55 +109,140 @@ class Node:
     def request_stop(self) -> None:
         self._stop.set()
 
+    def _precheck(self, sender: str, data: bytes) -> str | None:
+        """Gossip topic validator (p2p thread): a drop reason, or None to deliver and forward."""
+        try:
+            env = open_envelope(data, max_bytes=self.settings.max_message_bytes)
+        except InvalidMessage as exc:
+            return exc.reason
+        if env.sender.lower() != sender.lower():
+            return "sender_mismatch"
+        committee = self.committee
+        if committee is not None and env.digest != committee.digest_hex:
+            return "wrong_digest"
+        return None
+
+    def _on_wire(self, sender: str, data: bytes) -> None:
+        if self.engine is not None:
+            self.engine.on_wire(sender, data)
+
+    def _engine_class(self) -> type[RoundEngine]:
+        if self.settings.test_fault:
+            # Test-only misbehaviour (see relayer/testing/faults.py); never set in production.
+            from relayer.testing.faults import faulty_engine_class
+
+            return faulty_engine_class(self.settings.test_fault)
+        return RoundEngine
+
+    async def _start_committee(self, committee: Committee) -> None:
+        """Start (or restart) the round protocol under `committee`; watch only when not a member."""
+        assert self.host is not None
+        if self.engine is not None:
+            await self.engine.stop()
+            self.engine = None
+        self.committee = committee
+        self.host.set_allowed(committee.signers)
+        index = committee.index_of(self.address)
+        extra = {"epoch": 0, "round": 0}
+        if index is None:
+            log.warning(
+                "signing key %s is not in the committee of %s (digest %s); watching for a config that adds it",
+                self.address, self.settings.oracle_address, committee.digest_hex[:12], extra=extra,
+            )
+            return
+        log.info("committee member %d of %d (f=%d, threshold=%d, digest %s)", index, committee.n, committee.f,
+                 committee.threshold, committee.digest_hex[:12], extra=extra)
+        self.transmitter = Transmitter(oracle=self.oracle, committee=committee, index=index,
+                                       transmitter_key=self.transmitter_key, store=self.store)
+        self.engine = self._engine_class()(
+            private_key=self.key, address=self.address, committee=committee,
+            domain=self.oracle.domain(self.chain_id), store=self.store,
+            observe=self.telemetry.timed_observe(self.observe),
+            on_attested=self.telemetry.wrap_attested(self.transmitter.handle),
+            # Direct streams by default: one copy per peer per message, where gossip costs
+            # several; gossip stays available for networks that are not fully connected.
+            publish=self.host.send_all if self.settings.transport == "direct" else self.host.publish,
+            send_to=self.host.send if self.settings.transport == "direct" else None,
+        )
+        self.engine.start()
+
+    async def _watch_config(self) -> None:
+        """Follow `setConfig` on-chain: a new digest switches committees without a restart."""
+        while True:
+            await asyncio.sleep(self.settings.config_poll_interval)
+            try:
+                onchain = await self.oracle.config()
+            except Exception as exc:
+                log.warning("cannot read the on-chain config: %s", exc)
+                continue
+            if bytes(onchain.config_digest) != self.committee.config_digest:
+                log.info("new on-chain config %s replaces %s", "0x" + bytes(onchain.config_digest).hex()[:10],
+                         self.committee.digest_hex[:12])
+                await self._start_committee(Committee.from_onchain(onchain))
+
+    def _snapshot_stats(self) -> None:
+        """Counters into the store, where `relayer status`, tests and benchmarks read them."""
+        engine, host = self.engine, self.host
+        data: dict[str, object] = {"at": time.time(), "address": self.address,
+                                   "digest": self.committee.digest_hex if self.committee else None}
+        if engine is not None:
+            st = engine.stats
+            data.update(epoch=engine.epoch, round=engine.round, rounds_started=st.rounds_started,
+                        reports_attested=st.reports_attested, epoch_changes=st.epoch_changes,
+                        refused=dict(st.refused),
+                        dropped=[[peer, reason, n] for (peer, reason), n in st.dropped.items()])
+        if host is not None:
+            data["p2p_dropped"] = [[peer, reason, n] for (peer, reason), n in host.dropped.items()]
+            data["peers"] = len(host.connected_peers())
+            data["p2p_traffic"] = host.traffic()
+        if self.transmitter is not None:
+            t = self.transmitter.stats
+            data["transmission"] = {"transmitted": t.transmitted, "superseded": t.superseded,
+                                    "failed": t.failed, "gas_used": t.gas_used}
+        self.store.set_state("stats", json.dumps(data))
+
     async def run(self) -> None:
         s = self.settings
         w3 = AsyncWeb3(AsyncHTTPProvider(s.rpc_urls[0], request_kwargs={"timeout": s.rpc_timeout}))
-        chain_id = await w3.eth.chain_id
-        oracle = QuorumOracleClient(w3, s.oracle_address)
-        committee = Committee.from_onchain(await oracle.config())
-        index = committee.index_of(self.address)
-        if index is None:
-            raise SettingsError(
-                f"signing key {self.address} is not in the committee of {s.oracle_address} "
-                f"(signers: {', '.join(committee.signers)}); ask the owner to add it with setConfig"
-            )
-        self.served = [ServedFeed(f, await oracle.feed_index(f.feed_id)) for f in s.feeds]
+        self.chain_id = await w3.eth.chain_id
+        self.oracle = QuorumOracleClient(w3, s.oracle_address)
+        committee = Committee.from_onchain(await self.oracle.config())
+        self.served = [ServedFeed(f, await self.oracle.feed_index(f.feed_id)) for f in s.feeds]
         sources = {name: make_source(name, s.source_urls.get(name), timeout=s.source_timeout)
                    for name in sorted({n for f in s.feeds for n in f.sources})}
-        self.cache = FeedCache(sources, sorted({f.instrument for f in s.feeds}), max_age=max(10.0, 5 * s.poll_interval))
-        extra = {"epoch": 0, "round": 0}
-        log.info("node %s is committee member %d of %d (f=%d, threshold=%d)", self.address, index,
-                 committee.n, committee.f, committee.threshold, extra=extra)
+        check_sources(s.feeds, {name: type(source) for name, source in sources.items()})
+        self.cache = FeedCache.for_feeds(sources, s.feeds, max_age=max(10.0, 5 * s.poll_interval),
+                                         poll_budget=s.poll_interval)
 
         async with aiohttp.ClientSession() as session:
             await self.cache.poll_once(session)
             scheduler = AsyncIOScheduler()
             scheduler.add_job(self.cache.poll_once, "interval", args=[session], seconds=s.poll_interval,
                               max_instances=1, coalesce=True, misfire_grace_time=None)
+            scheduler.add_job(self._snapshot_stats, "interval", seconds=1.0, max_instances=1, coalesce=True)
             scheduler.start()
-            transmitter = Transmitter(oracle=oracle, committee=committee, index=index,
-                                      transmitter_key=self.transmitter_key, store=self.store)
+            api = ApiServer(self.telemetry, s.api_host, s.api_port) if s.api_enabled else None
+            if api is not None:
+                await api.start()
             loop = asyncio.get_running_loop()
-            engine_ref: list[RoundEngine] = []
             self.host = P2PHost(
                 self.key, listen_host=s.listen_host, listen_port=s.listen_port,
-                allowed_addresses=committee.signers,
-                on_message=lambda sender, data: engine_ref[0].on_wire(sender, data) if engine_ref else None,
+                allowed_addresses=committee.signers, on_message=self._on_wire, validator=self._precheck,
+                max_message_size=s.max_message_bytes,
             )
+            self.committee = committee
             await self.host.start()
             log.info("p2p listening on %s", ", ".join(self.host.listen_addrs))
-            self.engine = RoundEngine(
-                private_key=self.key, address=self.address, committee=committee,
-                domain=oracle.domain(chain_id), store=self.store, observe=self.observe,
-                publish=self.host.publish, on_attested=transmitter.handle,
-            )
-            engine_ref.append(self.engine)
             dialer = asyncio.create_task(self._dial_peers())
-            try:
-                await self.host.wait_for_peers(committee.quorum - 1, timeout=30.0)
-            except Exception as exc:
-                log.warning("starting with fewer peers than a quorum: %s", exc)
-            self.engine.start()
+            if committee.index_of(self.address) is not None:
+                log.info("waiting up to 30 s for %d committee peers", committee.quorum - 1)
+                try:
+                    await self.host.wait_for_peers(committee.quorum - 1, timeout=30.0)
+                except Exception as exc:
+                    log.warning("starting with fewer peers than a quorum: %s", exc)
+            await self._start_committee(committee)
+            watcher = asyncio.create_task(self._watch_config())
+            self.telemetry.start()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.request_stop)
             try:
@@ -150,7 +250,13 @@ class Node:
             finally:
                 log.info("stopping")
                 dialer.cancel()
-                await self.engine.stop()
+                watcher.cancel()
+                await self.telemetry.stop()
+                if api is not None:
+                    await api.stop()
+                if self.engine is not None:
+                    await self.engine.stop()
                 scheduler.shutdown(wait=False)
+                self._snapshot_stats()  # the final counters, for status and benchmarks
                 await self.host.stop()
                 self.store.close()

@@ -7,10 +7,12 @@ never sit in the file in clear: keys come from `*_file` paths.
 from __future__ import annotations
 
 import json
+import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from feeds.catalog import FeedDefinition
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 
@@ -18,15 +20,8 @@ class SettingsError(Exception):
     """Settings are missing or malformed; the message names the setting and the expected form."""
 
 
-class FeedSpec(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    feed_id: str = Field(min_length=1, max_length=32)
-    instrument: str = Field(pattern=r"^[A-Z0-9]+-[A-Z0-9]+$")
-    sources: tuple[str, ...] = Field(min_length=1)
-    min_sources: int = Field(default=2, ge=1)
-    decimals: int = Field(default=8, ge=0, le=36)
-    description: str = ""
+class FeedSpec(FeedDefinition):
+    """One served feed: the catalog's definition (kind, sources, method, bounds...)."""
 
 
 class Settings(BaseSettings):
@@ -34,7 +29,12 @@ class Settings(BaseSettings):
 
     name: str = "relayer"
     data_dir: Path
-    signing_key_file: Path
+    # The signing key: an encrypted keystore (`relayer init`) or a hex key file; neither = dry run.
+    signing_key_file: Path | None = None
+    keystore_file: Path | None = None
+    # RELAYER_KEYSTORE_PASSWORD / RELAYER_KEYSTORE_PASSWORD_FILE; never in the config file.
+    keystore_password: SecretStr | None = None
+    keystore_password_file: Path | None = None
     transmitter_key_file: Path | None = None
     rpc_urls: list[str] = Field(min_length=1)
     oracle_address: str = Field(pattern=r"^0x[0-9a-fA-F]{40}$")
@@ -46,8 +46,25 @@ class Settings(BaseSettings):
     poll_interval: float = Field(default=1.0, gt=0)
     source_timeout: float = Field(default=2.0, gt=0)
     rpc_timeout: float = Field(default=5.0, gt=0)
+    config_poll_interval: float = Field(default=2.0, gt=0)
+    max_message_bytes: int = Field(default=1 << 20, ge=1024)
+    # "direct": long-lived streams to each committee peer; "gossip": gossipsub on one topic.
+    transport: Literal["direct", "gossip"] = "direct"
+    # Test-only: makes this node misbehave (relayer/testing/faults.py). Never set in production.
+    test_fault: str | None = None
     log_json: bool = False
     log_level: str = "INFO"
+    # HTTP API, dashboard and /metrics; loopback unless the operator says otherwise.
+    api_enabled: bool = True
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8788, ge=0, le=65535)
+    chain_id: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> "Settings":
+        if self.signing_key_file is not None and self.keystore_file is not None:
+            raise ValueError("give keystore_file or signing_key_file, not both")
+        return self
 
     @field_validator("rpc_urls", mode="before")
     @classmethod
@@ -73,18 +90,22 @@ class Settings(BaseSettings):
         data: dict[str, Any] = {}
         if path is not None:
             try:
-                data = json.loads(Path(path).read_text())
+                text = Path(path).read_text()
+                data = tomllib.loads(text) if Path(path).suffix == ".toml" else json.loads(text)
             except FileNotFoundError:
                 raise SettingsError(f"config file {path} does not exist; pass --config with the node's JSON config") from None
             except ValueError as exc:
-                raise SettingsError(f"config file {path} is not valid JSON: {exc}") from None
+                kind = "TOML" if Path(path).suffix == ".toml" else "JSON"
+                raise SettingsError(f"config file {path} is not valid {kind}: {exc}") from None
         try:
             return cls(**data)
         except ValidationError as exc:
             lines = []
             for err in exc.errors():
-                where = ".".join(str(p) for p in err["loc"])
-                lines.append(f"  {where}: {err['msg']} (got {str(err.get('input'))[:60]!r})")
+                where = ".".join(str(p) for p in err["loc"]) or "settings"
+                shown = "" if "password" in where or "key" in where and "file" not in where else \
+                    f" (got {str(err.get('input'))[:60]!r})"
+                lines.append(f"  {where} (env RELAYER_{where.split('.')[0].upper()}): {err['msg']}{shown}")
             raise SettingsError("invalid settings:\n" + "\n".join(lines)) from None
 
 

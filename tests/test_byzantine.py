@@ -296,3 +296,23 @@ async def test_committee_rotation_while_rounds_run(tmp_path: Path, devnets: list
     removed = devnet.nodes[3].address
     counted = drops_against(devnet, [0, 1, 2], removed)
     assert sum(counted.values()) >= 1 or stats(devnet, 3).get("peers", 0) == 0, counted
+
+
+async def test_n7_two_absurd_observers_and_a_lying_leader_cannot_move_the_median(
+    tmp_path: Path, devnets: list[Devnet]
+) -> None:
+    devnet = await start(tmp_path, nodes=7, faults={"leader": "wrong_median"})
+    devnets.append(devnet)
+    leader = devnet.committee.leader(0)
+    absurd = [i for i in range(7) if i != leader][:1]
+    # f=2: the lying leader and one absurd observer. (Faults are per node, fixed at start.)
+    devnet.kill_node(absurd[0])
+    devnet.o.node_faults[absurd[0]] = "absurd"
+    devnet.start_node(absurd[0])
+    reports = await land(devnet, 3, timeout=90)
+    honest = [i for i in range(7) if i != leader and i not in absurd]
+    assert reports[0]["epoch"] >= 1
+    assert_within_honest_range(devnet, honest, reports)
+    assert_one_report_per_round(reports)
+    await asyncio.sleep(1.2)
+    assert drops_against(devnet, honest, devnet.nodes[leader].address).get("bad_proposal", 0) >= 1

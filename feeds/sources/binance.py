@@ -1,31 +1,49 @@
-"""Binance spot: GET /api/v3/ticker/24hr?symbol=BTCUSDT.
+"""Binance spot: ticker, 1-minute klines (realized vol) and the order book (depth).
 
-The 24hr ticker rather than /api/v3/ticker/price because it carries
-``closeTime`` (unix ms of the last update), which lets us reject a frozen
-ticker; ``/ticker/price`` has no timestamp at all. Binance quotes against USDT,
-so "BTC-USD" maps to BTCUSDT; the USDT basis (a few bps) is left to the
-cross-venue median. Documented body (numbers are strings)::
+- Spot: ``GET /api/v3/ticker/24hr?symbol=BTCUSDT``. The 24hr ticker rather than
+  ``/api/v3/ticker/price`` because it carries ``closeTime`` (unix ms of the last
+  update), which lets us reject a frozen ticker. Numbers are strings::
 
-    {"symbol": "BTCUSDT", "lastPrice": "64000.12000000", "closeTime": 1700000000123, ...}
+      {"symbol": "BTCUSDT", "lastPrice": "64000.12000000", "closeTime": 1700000000123, ...}
 
-Errors come as ``{"code": -1121, "msg": "Invalid symbol."}`` with HTTP 400.
+- Realized vol: ``GET /api/v3/klines?symbol=BTCUSDT&interval=1m&limit=61``, oldest
+  first: ``[[openTime, "open", "high", "low", "close", "volume", closeTime, ...], ...]``.
+- Depth: ``GET /api/v3/depth?symbol=BTCUSDT&limit=100``:
+  ``{"lastUpdateId": 1027024, "bids": [["4.00000000", "431.00000000"]], "asks": [...]}``
+  (no timestamp: fetch time stands in).
+
+Binance quotes against USDT, so "BTC-USD" maps to BTCUSDT; the USDT basis (a few
+bps) is left to the cross-venue median. Errors come as
+``{"code": -1121, "msg": "Invalid symbol."}`` with HTTP 400; 429/418 when rate limited.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
 from feeds.base import Source, VenueQuote
+from feeds.kinds import RV_RETURNS, FactorKind
 
 
 class BinanceSpot(Source):
     name: ClassVar[str] = "binance"
     default_url: ClassVar[str] = "https://api.binance.com"
     symbols: ClassVar[Mapping[str, str]] = {"BTC-USD": "BTCUSDT", "ETH-USD": "ETHUSDT"}
+    factors: ClassVar[frozenset[FactorKind]] = frozenset(
+        {FactorKind.SPOT, FactorKind.REALIZED_VOL, FactorKind.DEPTH}
+    )
 
     def request(self, instrument: str) -> tuple[str, Mapping[str, str]]:
         return "/api/v3/ticker/24hr", {"symbol": self.symbol(instrument)}
+
+    def plan(self, kind: FactorKind, instrument: str) -> Sequence[tuple[str, Mapping[str, str]]]:
+        symbol = self.symbol(instrument)
+        if kind == FactorKind.REALIZED_VOL:
+            return [("/api/v3/klines", {"symbol": symbol, "interval": "1m", "limit": str(RV_RETURNS + 1)})]
+        if kind == FactorKind.DEPTH:
+            return [("/api/v3/depth", {"symbol": symbol, "limit": "100"})]
+        return super().plan(kind, instrument)
 
     def extract(self, payload: object, instrument: str) -> VenueQuote:
         symbol = self.symbol(instrument)
@@ -40,6 +58,23 @@ class BinanceSpot(Source):
             self.field(payload, instrument, "closeTime"), instrument, "closeTime"
         )
         return VenueQuote(price=price, observed_at=observed)
+
+    def extract_factor(
+        self, kind: FactorKind, payloads: Sequence[object], instrument: str, fetched_at: float
+    ) -> VenueQuote:
+        payload = payloads[0]
+        if kind == FactorKind.REALIZED_VOL:
+            candles = []
+            for i, _ in enumerate(self.array(payload, instrument)):
+                opened = self.epoch_millis(self.field(payload, instrument, i, 0), instrument, i, 0)
+                close = self.decimal(self.field(payload, instrument, i, 4), instrument, i, 4)
+                candles.append((opened, close))
+            return self.realized_vol(candles, instrument, fetched_at)
+        if kind == FactorKind.DEPTH:
+            bids = self.levels(payload, instrument, "bids")
+            asks = self.levels(payload, instrument, "asks")
+            return VenueQuote(price=self.book_depth(bids, asks, instrument))
+        return super().extract_factor(kind, payloads, instrument, fetched_at)
 
     def venue_error(self, payload: object) -> str | None:
         if isinstance(payload, dict) and "msg" in payload:

@@ -1,33 +1,79 @@
-"""Coinbase Exchange spot: GET /products/BTC-USD/ticker.
+"""Coinbase Exchange: ticker (spot), 1-minute candles (realized vol), level-2 book (depth).
 
-Documented body (numbers are strings, ``time`` is RFC 3339 of the last trade)::
+- Spot: ``GET /products/BTC-USD/ticker``; numbers are strings, ``time`` is RFC 3339::
 
-    {"ask": "64000.2", "bid": "64000.1", "volume": "1234.5", "trade_id": 123,
-     "price": "64000.1", "size": "0.01", "time": "2024-01-01T00:00:00.123456Z"}
+      {"ask": "64000.2", "bid": "64000.1", "volume": "1234.5", "trade_id": 123,
+       "price": "64000.1", "size": "0.01", "time": "2024-01-01T00:00:00.123456Z"}
+
+- Realized vol: ``GET /products/BTC-USD/candles?granularity=60&start=...&end=...``,
+  newest first, numbers (not strings): ``[[time, low, high, open, close, volume], ...]``.
+- Depth: ``GET /products/BTC-USD/book?level=2``:
+  ``{"bids": [["64000.1", "0.5", 3]], "asks": [...], "sequence": 1, "time": "..."}``.
 
 Errors come as ``{"message": "NotFound"}`` with a 4xx/5xx status.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
 from typing import ClassVar
 
 from feeds.base import Source, VenueQuote
+from feeds.kinds import RV_CANDLE_SECONDS, RV_RETURNS, FactorKind
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class CoinbaseSpot(Source):
     name: ClassVar[str] = "coinbase"
     default_url: ClassVar[str] = "https://api.exchange.coinbase.com"
     symbols: ClassVar[Mapping[str, str]] = {"BTC-USD": "BTC-USD", "ETH-USD": "ETH-USD"}
+    factors: ClassVar[frozenset[FactorKind]] = frozenset(
+        {FactorKind.SPOT, FactorKind.REALIZED_VOL, FactorKind.DEPTH}
+    )
 
     def request(self, instrument: str) -> tuple[str, Mapping[str, str]]:
         return f"/products/{self.symbol(instrument)}/ticker", {}
+
+    def plan(self, kind: FactorKind, instrument: str) -> Sequence[tuple[str, Mapping[str, str]]]:
+        product = self.symbol(instrument)
+        if kind == FactorKind.REALIZED_VOL:
+            end = time.time()
+            start = end - (RV_RETURNS + 1) * RV_CANDLE_SECONDS
+            return [(f"/products/{product}/candles", {"granularity": str(RV_CANDLE_SECONDS),
+                                                       "start": _iso(start), "end": _iso(end)})]
+        if kind == FactorKind.DEPTH:
+            return [(f"/products/{product}/book", {"level": "2"})]
+        return super().plan(kind, instrument)
 
     def extract(self, payload: object, instrument: str) -> VenueQuote:
         price = self.decimal(self.field(payload, instrument, "price"), instrument, "price")
         observed = self.iso_time(self.field(payload, instrument, "time"), instrument, "time")
         return VenueQuote(price=price, observed_at=observed)
+
+    def extract_factor(
+        self, kind: FactorKind, payloads: Sequence[object], instrument: str, fetched_at: float
+    ) -> VenueQuote:
+        payload = payloads[0]
+        if kind == FactorKind.REALIZED_VOL:
+            candles = []
+            for i, _ in enumerate(self.array(payload, instrument)):
+                opened = self.field(payload, instrument, i, 0)
+                if not isinstance(opened, int) or isinstance(opened, bool) or opened <= 0:
+                    raise self.format_error(instrument, f"unix seconds at [{i}][0]", repr(opened))
+                candles.append((float(opened), self.decimal(self.field(payload, instrument, i, 4), instrument, i, 4)))
+            return self.realized_vol(candles, instrument, fetched_at)
+        if kind == FactorKind.DEPTH:
+            depth = self.book_depth(
+                self.levels(payload, instrument, "bids"), self.levels(payload, instrument, "asks"), instrument
+            )
+            observed = self.iso_time(self.field(payload, instrument, "time"), instrument, "time")
+            return VenueQuote(price=depth, observed_at=observed)
+        return super().extract_factor(kind, payloads, instrument, fetched_at)
 
     def venue_error(self, payload: object) -> str | None:
         if isinstance(payload, dict) and isinstance(payload.get("message"), str):

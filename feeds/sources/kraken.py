@@ -1,4 +1,6 @@
-"""Kraken spot: GET /0/public/Ticker?pair=XBTUSD.
+"""Kraken: ticker (spot), 1-minute OHLC (realized vol) and the order book (depth).
+
+Spot: GET /0/public/Ticker?pair=XBTUSD.
 
 Kraken answers HTTP 200 even for errors and puts them in the ``error`` list
 ("EQuery:Unknown asset pair", "EAPI:Rate limit exceeded", "EService:Unavailable").
@@ -8,15 +10,27 @@ ticker has no timestamp, so the fetch time stands in. Documented body::
 
     {"error": [], "result": {"XXBTZUSD": {"a": ["64000.2", "1", "1.000"],
      "b": ["64000.1", "2", "2.000"], "c": ["64000.10000", "0.001"], ...}}}
+
+Realized vol: GET /0/public/OHLC?pair=XBTUSD&interval=1&since=T, oldest first::
+
+    {"error": [], "result": {"XXBTZUSD": [[1700000000, "open", "high", "low", "close",
+     "vwap", "volume", 12], ...], "last": 1700003600}}
+
+Depth: GET /0/public/Depth?pair=XBTUSD&count=100::
+
+    {"error": [], "result": {"XXBTZUSD": {"asks": [["64000.2", "1.000", 1700000000]],
+     "bids": [["64000.1", "2.000", 1700000000]]}}}
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
 from feeds.base import Source, VenueQuote
 from feeds.errors import SourceHTTPError
+from feeds.kinds import RV_CANDLE_SECONDS, RV_RETURNS, FactorKind
 
 # Query pair -> key Kraken uses in ``result`` for it.
 _RESULT_KEYS: Mapping[str, str] = {"XBTUSD": "XXBTZUSD", "ETHUSD": "XETHZUSD"}
@@ -26,11 +40,23 @@ class KrakenSpot(Source):
     name: ClassVar[str] = "kraken"
     default_url: ClassVar[str] = "https://api.kraken.com"
     symbols: ClassVar[Mapping[str, str]] = {"BTC-USD": "XBTUSD", "ETH-USD": "ETHUSD"}
+    factors: ClassVar[frozenset[FactorKind]] = frozenset(
+        {FactorKind.SPOT, FactorKind.REALIZED_VOL, FactorKind.DEPTH}
+    )
 
     def request(self, instrument: str) -> tuple[str, Mapping[str, str]]:
         return "/0/public/Ticker", {"pair": self.symbol(instrument)}
 
-    def extract(self, payload: object, instrument: str) -> VenueQuote:
+    def plan(self, kind: FactorKind, instrument: str) -> Sequence[tuple[str, Mapping[str, str]]]:
+        pair = self.symbol(instrument)
+        if kind == FactorKind.REALIZED_VOL:
+            since = int(time.time()) - (RV_RETURNS + 2) * RV_CANDLE_SECONDS
+            return [("/0/public/OHLC", {"pair": pair, "interval": "1", "since": str(since)})]
+        if kind == FactorKind.DEPTH:
+            return [("/0/public/Depth", {"pair": pair, "count": "100"})]
+        return super().plan(kind, instrument)
+
+    def _result_key(self, payload: object, instrument: str) -> str:
         errors = self.field(payload, instrument, "error")
         if not isinstance(errors, list):
             raise self.format_error(instrument, "JSON object with an error list", repr(errors))
@@ -43,8 +69,33 @@ class KrakenSpot(Source):
         key = _RESULT_KEYS.get(pair, pair)
         if isinstance(result, dict) and key not in result and pair in result:
             key = pair
+        return key
+
+    def extract(self, payload: object, instrument: str) -> VenueQuote:
+        key = self._result_key(payload, instrument)
         raw = self.field(payload, instrument, "result", key, "c", 0)
         return VenueQuote(price=self.decimal(raw, instrument, "result", key, "c", 0))
+
+    def extract_factor(
+        self, kind: FactorKind, payloads: Sequence[object], instrument: str, fetched_at: float
+    ) -> VenueQuote:
+        payload = payloads[0]
+        if kind == FactorKind.REALIZED_VOL:
+            key = self._result_key(payload, instrument)
+            candles = []
+            for i, _ in enumerate(self.array(payload, instrument, "result", key)):
+                opened = self.field(payload, instrument, "result", key, i, 0)
+                if not isinstance(opened, int) or isinstance(opened, bool) or opened <= 0:
+                    raise self.format_error(instrument, f"unix seconds at result.{key}[{i}][0]", repr(opened))
+                close = self.decimal(self.field(payload, instrument, "result", key, i, 4), instrument, "result", key, i, 4)
+                candles.append((float(opened), close))
+            return self.realized_vol(candles, instrument, fetched_at)
+        if kind == FactorKind.DEPTH:
+            key = self._result_key(payload, instrument)
+            bids = self.levels(payload, instrument, "result", key, "bids")
+            asks = self.levels(payload, instrument, "result", key, "asks")
+            return VenueQuote(price=self.book_depth(bids, asks, instrument))
+        return super().extract_factor(kind, payloads, instrument, fetched_at)
 
     def venue_error(self, payload: object) -> str | None:
         if isinstance(payload, dict) and isinstance(payload.get("error"), list):

@@ -73,6 +73,16 @@ INVALID = "invalid"
 INVALID_SENDER = "invalid_sender"
 PUBLISH_QUEUE_FULL = "publish_queue_full"
 PUBLISH_FAILED = "publish_failed"
+DIRECT_QUEUE_FULL = "direct_queue_full"
+DIRECT_SEND_FAILED = "direct_send_failed"
+
+# Direct messages: one long-lived stream per peer and direction, frames of a 4-byte
+# big-endian length and the payload. A message crosses one hop once, where gossip
+# delivers it up to D times (direct plus mesh forwards), each costing Noise and Yamux
+# CPU in Python: on a small, fully connected committee direct sends are the cheap path.
+DIRECT_PROTOCOL = "/quorum-relayer/direct/1.0.0"
+DIRECT_QUEUE_SIZE = 1024
+_FRAME_HEADER = 4
 
 _State = Literal["new", "starting", "running", "stopping", "stopped"]
 
@@ -214,6 +224,7 @@ class P2PHost:
         self._swarm: Swarm | None = None
         self._pubsub: CommitteePubsub | None = None
         self._aux: trio.Nursery | None = None
+        self._direct_out: dict[ID, trio.MemorySendChannel[bytes]] = {}
         self._stop_requested: trio.Event | None = None
         self._publish_send: trio.MemorySendChannel[bytes] | None = None
 
@@ -300,6 +311,33 @@ class P2PHost:
             raise P2PError("cannot publish: the p2p host has stopped")
         self._traffic["published_msgs"] += 1
         self._traffic["published_bytes"] += len(data)
+
+    def send(self, address: str, data: bytes) -> None:
+        """Queue ``data`` for one committee peer over its direct stream. Thread-safe, non-blocking.
+
+        The receiver runs the same checks as the gossip topic validator before delivery.
+        """
+        self._check_outbound(data)
+        if not self._call_soon_in_trio(self._enqueue_direct, [address.lower()], bytes(data)):
+            raise P2PError("cannot send: the p2p host has stopped")
+        self._traffic["published_msgs"] += 1
+        self._traffic["published_bytes"] += len(data)
+
+    def send_all(self, data: bytes) -> None:
+        """Queue ``data`` for every connected committee peer over direct streams."""
+        self._check_outbound(data)
+        if not self._call_soon_in_trio(self._enqueue_direct, None, bytes(data)):
+            raise P2PError("cannot send: the p2p host has stopped")
+        self._traffic["published_msgs"] += 1
+        self._traffic["published_bytes"] += len(data)
+
+    def _check_outbound(self, data: bytes) -> None:
+        if len(data) > self.max_message_size:
+            raise MessageTooLarge(
+                f"message of {len(data)} bytes exceeds the {self.max_message_size}-byte "
+                "limit; split it or raise max_message_size on every node"
+            )
+        self._require_running("send")
 
     def traffic(self) -> dict[str, int]:
         """Messages and bytes this node published and had delivered to it (gossip payloads)."""
@@ -567,6 +605,7 @@ class P2PHost:
         # works from the first inbound connection on.
         async with trio.open_nursery() as aux:
             self._aux = aux
+            host.set_stream_handler(DIRECT_PROTOCOL, self._direct_handler)  # type: ignore[arg-type]
             async with host.run([self._listen]):
                 async with background_trio_service(pubsub):
                     async with background_trio_service(gossipsub):
@@ -583,6 +622,9 @@ class P2PHost:
                             self._report_started(started, None)
                             await self._stop_requested.wait()
                             self._publish_send = None
+                            for channel in self._direct_out.values():
+                                channel.close()
+                            self._direct_out.clear()
                             with trio.move_on_after(STOP_GRACE_S):
                                 await self._disconnect_all()
                             loops.cancel_scope.cancel()
@@ -633,6 +675,87 @@ class P2PHost:
         aux = self._aux
         if aux is not None:
             aux.start_soon(self._close_peer, peer_id)
+
+    def _enqueue_direct(self, addresses: list[str] | None, data: bytes) -> None:
+        """Trio thread: hand a frame to each target peer's sender (None = all connected)."""
+        for peer_id in self._connected_ids():
+            address = _address_or_none(peer_id.to_bytes())
+            if address is None or (addresses is not None and address.lower() not in addresses):
+                continue
+            channel = self._direct_out.get(peer_id)
+            if channel is None:
+                aux = self._aux
+                if aux is None:
+                    return
+                channel, receive = trio.open_memory_channel[bytes](DIRECT_QUEUE_SIZE)
+                self._direct_out[peer_id] = channel
+                aux.start_soon(self._direct_sender, peer_id, receive)
+            try:
+                channel.send_nowait(data)
+            except trio.WouldBlock:
+                self._drop(peer_id, DIRECT_QUEUE_FULL)
+            except (trio.ClosedResourceError, trio.BrokenResourceError):
+                self._direct_out.pop(peer_id, None)
+                self._drop(peer_id, DIRECT_SEND_FAILED)
+
+    async def _direct_sender(self, peer_id: ID, frames: trio.MemoryReceiveChannel[bytes]) -> None:
+        """Trio thread: owns our outbound stream to one peer; reopens it after a failure."""
+        stream: INetStream | None = None
+        try:
+            async with frames:
+                async for data in frames:
+                    host = self._host
+                    if host is None:
+                        return
+                    try:
+                        if stream is None:
+                            with trio.fail_after(DIAL_TIMEOUT_S):
+                                stream = await host.new_stream(peer_id, [DIRECT_PROTOCOL])  # type: ignore[list-item]
+                        with trio.fail_after(DIAL_TIMEOUT_S):
+                            await stream.write(len(data).to_bytes(_FRAME_HEADER, "big") + data)
+                    except Exception as exc:
+                        self._drop(peer_id, DIRECT_SEND_FAILED)
+                        logger.debug("direct send to %s failed: %r", peer_id, exc)
+                        if stream is not None:
+                            await _quietly_reset(stream)
+                        stream = None
+        finally:
+            # A later send finds this channel broken and starts a fresh sender.
+            if stream is not None:
+                await _quietly_reset(stream)
+
+    async def _direct_handler(self, stream: INetStream) -> None:
+        """Trio thread: one peer's inbound direct stream; the same checks as the topic validator."""
+        try:
+            peer_id = stream.muxed_conn.peer_id
+            address = _address_or_none(peer_id.to_bytes())
+            if address is None:
+                self._drop(peer_id, INVALID_SENDER)
+                await _quietly_reset(stream)
+                return
+            while True:
+                header = await _read_exactly(stream, _FRAME_HEADER)
+                size = int.from_bytes(header, "big")
+                if size > self.max_message_size:
+                    # The frame cannot be skipped safely without reading it: end the stream.
+                    self._drop(peer_id, OVERSIZED)
+                    await _quietly_reset(stream)
+                    return
+                data = await _read_exactly(stream, size)
+                if not self._address_allowed(address):
+                    self._drop(peer_id, NOT_IN_COMMITTEE)
+                    await _quietly_reset(stream)
+                    return
+                if self._validator is not None:
+                    reason = self._validator(address, data)
+                    if reason is not None:
+                        self._drop(peer_id, reason)
+                        continue
+                self._traffic["received_msgs"] += 1
+                self._traffic["received_bytes"] += size
+                self._call_soon_in_asyncio(self._dispatch, address, data)
+        except Exception as exc:  # EOF, reset, closed connection: the peer reopens when it needs to
+            logger.debug("direct stream ended: %r", exc)
 
     async def _dial(self, info: PeerInfo) -> None:
         host = self._host
@@ -723,3 +846,24 @@ class P2PHost:
             except Exception:
                 logger.exception("gossip publish failed")
                 self._drop(self._id, PUBLISH_FAILED)
+
+
+async def _read_exactly(stream: INetStream, n: int) -> bytes:
+    """Read exactly n bytes; a stream read may return fewer. Raises on EOF or reset."""
+    chunks: list[bytes] = []
+    remaining = n
+    while remaining > 0:
+        chunk = await stream.read(remaining)
+        if not chunk:
+            raise EOFError(f"stream ended with {remaining} of {n} bytes unread")
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+async def _quietly_reset(stream: INetStream) -> None:
+    try:
+        with trio.move_on_after(1.0):
+            await stream.reset()
+    except Exception:
+        pass

@@ -102,6 +102,7 @@ class RoundEngine:
         observe: Callable[[], Observation],
         publish: Callable[[bytes], None],
         on_attested: Callable[[AttestedReport], Awaitable[None]],
+        send_to: Callable[[str, bytes], None] | None = None,
     ) -> None:
         self._key = private_key
         self.address = address
@@ -110,6 +111,9 @@ class RoundEngine:
         self.store = store
         self._observe = observe
         self._publish = publish
+        # Point-to-point path for messages only the leader needs (observations); without
+        # one, they are broadcast like everything else.
+        self._send_to = send_to
         self._on_attested = on_attested
         self.stats = Stats()
         self.epoch = 0
@@ -322,7 +326,7 @@ class RoundEngine:
             raise InvalidMessage("not_leader", f"observe request for epoch {env.epoch} from a non-leader")
         existing = self.store.signed_observation(self.digest, env.epoch, env.round)
         if existing is not None:
-            self._send_raw(existing.encode())
+            self._send_to_leader(env.epoch, existing.encode())
             return
         try:
             self.store.check_observation_allowed(self.digest, env.epoch, env.round)
@@ -337,7 +341,7 @@ class RoundEngine:
         )
         encoded = sealed.encode()
         self.store.record_observation(self.digest, env.epoch, env.round, encoded.decode())
-        self._send_raw(encoded)
+        self._send_to_leader(env.epoch, encoded)
 
     def _verify_proposal(self, env: Envelope, body: Proposal) -> tuple[bytes, list[dict[str, Any]]]:
         seen: set[int] = set()
@@ -495,6 +499,15 @@ class RoundEngine:
             config_digest=self.committee.config_digest, epoch=epoch, round=round, body=body,
         )
         self._send_raw(env.encode())
+
+    def _send_to_leader(self, epoch: int, data: bytes) -> None:
+        leader = self.committee.leader(epoch)
+        if leader == self.index:
+            asyncio.get_running_loop().call_soon(self.on_wire, self.address, data)
+        elif self._send_to is not None:
+            self._send_to(self.committee.signers[leader], data)
+        else:
+            self._send_raw(data)
 
     def _send_raw(self, data: bytes) -> None:
         """Publish to the others and deliver to ourselves: gossip does not loop back."""

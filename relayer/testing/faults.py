@@ -111,9 +111,16 @@ class ReplayEngine(RoundEngine):
         super().__init__(**kwargs)
         self._sent: deque[bytes] = deque(maxlen=32)
 
+    def _send_to_leader(self, epoch: int, data: bytes) -> None:
+        super()._send_to_leader(epoch, data)
+        self._replay(data)
+
     def _send_raw(self, data: bytes) -> None:
         super()._send_raw(data)
-        if len(self._sent) >= 8:
+        self._replay(data)
+
+    def _replay(self, data: bytes) -> None:
+        if len(self._sent) >= 4:
             old = self._sent[0]
             self._publish(old)  # an exact replay of an earlier message
             env = open_envelope(old)

@@ -24,7 +24,7 @@ INSTRUMENTS = ("BTC-USD", "ETH-USD")
 
 def make_cache(sim: VenueSimulator, timeout: float = 2.0, max_age: float = 10.0) -> FeedCache:
     sources = {venue: make_source(venue, base_url=sim.venue_url(venue), timeout=timeout) for venue in VENUES}
-    return FeedCache(sources, INSTRUMENTS, max_age=max_age)
+    return FeedCache(sources, INSTRUMENTS, max_age=max_age, backoff_base=0)
 
 
 async def test_all_healthy_venues_fill_every_instrument(

@@ -29,8 +29,16 @@ def install_plugin(root: Path, monkeypatch: pytest.MonkeyPatch, dist: str, entry
     monkeypatch.delitem(sys.modules, module, raising=False)
 
 
-def test_entry_points_list_the_three_venues() -> None:
-    assert load_sources() == {"binance": BinanceSpot, "coinbase": CoinbaseSpot, "kraken": KrakenSpot}
+def test_entry_points_list_the_seven_sources_of_six_venues() -> None:
+    from feeds.sources.binance_futures import BinanceFutures
+    from feeds.sources.bybit import BybitSource
+    from feeds.sources.deribit import DeribitSource
+    from feeds.sources.okx import OkxSource
+
+    assert load_sources() == {
+        "binance": BinanceSpot, "binance-futures": BinanceFutures, "bybit": BybitSource,
+        "coinbase": CoinbaseSpot, "deribit": DeribitSource, "kraken": KrakenSpot, "okx": OkxSource,
+    }
 
 
 def test_make_source_builds_the_named_source_with_its_settings() -> None:
@@ -43,7 +51,7 @@ def test_make_source_builds_the_named_source_with_its_settings() -> None:
 def test_unknown_source_lists_the_known_names() -> None:
     with pytest.raises(UnknownSourceError) as caught:
         make_source("ftx")
-    assert "expected a registered source name (binance, coinbase, kraken), got 'ftx'" in str(caught.value)
+    assert "expected a registered source name (binance, binance-futures, bybit, coinbase, deribit, kraken, okx), got 'ftx'" in str(caught.value)
     assert isinstance(caught.value, SourceError) and caught.value.source == "ftx"
 
 
@@ -66,7 +74,7 @@ def test_a_third_party_plugin_is_picked_up(tmp_path: Path, monkeypatch: pytest.M
         """,
     )
     sources = load_sources()
-    assert sorted(sources) == ["binance", "bitstamp", "coinbase", "kraken"]
+    assert sorted(sources) == ["binance", "binance-futures", "bitstamp", "bybit", "coinbase", "deribit", "kraken", "okx"]
     assert issubclass(sources["bitstamp"], Source)
     assert make_source("bitstamp").symbol("BTC-USD") == "btcusd"
 

@@ -26,11 +26,12 @@ def test_same_seed_instrument_and_time_give_the_same_price(seed: int, instrument
 
 @settings(max_examples=200, deadline=None)
 @given(seed=seeds, instrument=instruments, t=times, dt=st.floats(min_value=0, max_value=1))
-def test_price_moves_at_most_two_bps_per_second(seed: int, instrument: str, t: float, dt: float) -> None:
+def test_price_moves_at_most_five_bps_per_second(seed: int, instrument: str, t: float, dt: float) -> None:
     model = MarketModel(seed)
     a, b = model.true_price(instrument, t), model.true_price(instrument, t + dt)
-    # 1.6 bps/s by construction, plus the 8-decimal quantize.
-    assert abs(b - a) / a <= Decimal("0.0002") * Decimal(dt) + Decimal("1e-11")
+    # Walk <= 1.2 bps/s (stressed regime), a jump ramps in at <= 3.5 bps/s, and a
+    # regime switch steps the fast layers by at most 2.7 bps.
+    assert abs(b - a) / a <= Decimal("0.0005") * Decimal(dt) + Decimal("0.0003")
 
 
 @settings(max_examples=100, deadline=None)
@@ -45,7 +46,8 @@ def test_price_stays_within_half_a_percent_over_ten_seconds(seed: int, instrumen
 @given(seed=seeds, t=times)
 def test_price_stays_near_its_base(seed: int, t: float) -> None:
     price = MarketModel(seed).true_price("BTC-USD", t)
-    assert abs(price - 64000) / 64000 < Decimal("0.015")
+    # Walk within 1.6 % (stressed), a jump within 0.35 %.
+    assert abs(price - 64000) / 64000 < Decimal("0.02")
 
 
 def test_seeds_and_instruments_give_different_walks() -> None:
@@ -68,7 +70,7 @@ def test_bad_simulator_settings_are_refused_with_the_choices() -> None:
     sim = VenueSimulator(MarketModel(0))
     with pytest.raises(SimulatorConfigError, match="garbage, timeout, http500, nan, truncated"):
         sim.set_fault("kraken", "meteor")
-    with pytest.raises(SimulatorConfigError, match="binance, coinbase, kraken"):
+    with pytest.raises(SimulatorConfigError, match="binance, binance-futures, coinbase, kraken, okx, bybit, deribit"):
         sim.set_fault("ftx", None)
     with pytest.raises(SimulatorConfigError, match="BTC-USD, ETH-USD"):
         MarketModel(0).true_price("DOGE-USD", 0.0)

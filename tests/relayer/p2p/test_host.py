@@ -311,3 +311,34 @@ async def test_a_peer_that_was_down_can_be_dialed_as_soon_as_it_is_up(make_node:
     late = await make_node(late_key, allowed=committee, listen_port=port)
     await dialer.host.connect(addr)
     assert late.host.peer_id in dialer.host.connected_peers()
+
+
+async def test_direct_messages_reach_one_peer_or_all_and_pass_the_validator(make_node: MakeNode) -> None:
+    keys = _keys(3)
+    committee = [_address(k) for k in keys]
+    refused: list[bytes] = []
+
+    def validator(sender: str, data: bytes) -> str | None:
+        if data.startswith(b"bad"):
+            refused.append(data)
+            return "malformed"
+        return None
+
+    nodes = [await make_node(k, allowed=committee, validator=validator) for k in keys]
+    await _connect_full_mesh(nodes)
+    await asyncio.gather(*(n.host.wait_for_peers(2, READY_TIMEOUT) for n in nodes))
+    nodes[0].host.send(committee[1], b"to one")
+    nodes[0].host.send_all(b"to all")
+    nodes[0].host.send_all(b"bad frame")
+    nodes[2].host.send(committee[0], b"x" * 200_000)  # spans many stream reads
+    await wait_until(lambda: len(nodes[1].inbox.messages) >= 2 and len(nodes[2].inbox.messages) >= 1
+                     and len(nodes[0].inbox.messages) >= 1, what="direct deliveries")
+    await asyncio.sleep(0.2)
+    assert sorted(nodes[1].inbox.from_(committee[0])) == [b"to all", b"to one"]
+    assert nodes[2].inbox.from_(committee[0]) == [b"to all"]
+    assert nodes[0].inbox.from_(committee[2]) == [b"x" * 200_000]
+    assert nodes[1].host.dropped[(committee[0], "malformed")] == 1
+    assert nodes[2].host.dropped[(committee[0], "malformed")] == 1
+    assert nodes[0].host.traffic()["published_msgs"] == 3
+    with pytest.raises(MessageTooLarge):
+        nodes[0].host.send_all(b"y" * (nodes[0].host.max_message_size + 1))

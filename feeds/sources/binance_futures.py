@@ -1,0 +1,72 @@
+"""Binance USD-M futures: perpetual funding rate and open interest.
+
+- Funding: ``GET /fapi/v1/premiumIndex?symbol=BTCUSDT``; ``lastFundingRate`` is the
+  rate of the current 8-hour funding period, a string fraction::
+
+      {"symbol": "BTCUSDT", "markPrice": "64010.10000000", "indexPrice": "64005.2",
+       "lastFundingRate": "0.00010000", "nextFundingTime": 1700006400000,
+       "interestRate": "0.00010000", "time": 1700000000123}
+
+- Open interest: ``GET /fapi/v1/openInterest?symbol=BTCUSDT`` gives contracts in the
+  base asset (``{"openInterest": "10659.509", "symbol": "BTCUSDT", "time": ...}``);
+  times ``markPrice`` from premiumIndex it is USD notional. Two GETs, one reading.
+
+Errors: ``{"code": -1121, "msg": "Invalid symbol."}`` with HTTP 400.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from decimal import Context, Decimal
+from typing import ClassVar
+
+from feeds.base import Source, VenueQuote
+from feeds.kinds import FactorKind
+
+
+class BinanceFutures(Source):
+    name: ClassVar[str] = "binance-futures"
+    default_url: ClassVar[str] = "https://fapi.binance.com"
+    symbols: ClassVar[Mapping[str, str]] = {"BTC-USD": "BTCUSDT", "ETH-USD": "ETHUSDT"}
+    factors: ClassVar[frozenset[FactorKind]] = frozenset({FactorKind.FUNDING_RATE, FactorKind.OPEN_INTEREST})
+
+    def plan(self, kind: FactorKind, instrument: str) -> Sequence[tuple[str, Mapping[str, str]]]:
+        symbol = self.symbol(instrument)
+        if kind == FactorKind.FUNDING_RATE:
+            return [("/fapi/v1/premiumIndex", {"symbol": symbol})]
+        if kind == FactorKind.OPEN_INTEREST:
+            return [("/fapi/v1/openInterest", {"symbol": symbol}), ("/fapi/v1/premiumIndex", {"symbol": symbol})]
+        return super().plan(kind, instrument)
+
+    def _check_symbol(self, payload: object, instrument: str) -> None:
+        symbol = self.symbol(instrument)
+        echoed = self.field(payload, instrument, "symbol")
+        if echoed != symbol:
+            raise self.format_error(instrument, f"JSON object with symbol {symbol!r}", f"symbol {echoed!r}")
+
+    def extract_factor(
+        self, kind: FactorKind, payloads: Sequence[object], instrument: str, fetched_at: float
+    ) -> VenueQuote:
+        for payload in payloads:
+            self._check_symbol(payload, instrument)
+        if kind == FactorKind.FUNDING_RATE:
+            premium = payloads[0]
+            rate = self.decimal(self.field(premium, instrument, "lastFundingRate"), instrument, "lastFundingRate")
+            return VenueQuote(price=rate, observed_at=self.epoch_millis(self.field(premium, instrument, "time"), instrument, "time"))
+        if kind == FactorKind.OPEN_INTEREST:
+            oi_body, premium = payloads
+            contracts = self.decimal(self.field(oi_body, instrument, "openInterest"), instrument, "openInterest")
+            mark = self.decimal(self.field(premium, instrument, "markPrice"), instrument, "markPrice")
+            if not mark.is_finite() or mark <= 0:
+                # A broken mark would turn a good OI into a wrong USD notional.
+                return VenueQuote(price=Decimal("NaN") if not mark.is_finite() else Decimal(0))
+            observed = self.epoch_millis(self.field(oi_body, instrument, "time"), instrument, "time")
+            if not contracts.is_finite():
+                return VenueQuote(price=contracts, observed_at=observed)
+            return VenueQuote(price=Context(prec=50).multiply(contracts, mark), observed_at=observed)
+        return super().extract_factor(kind, payloads, instrument, fetched_at)
+
+    def venue_error(self, payload: object) -> str | None:
+        if isinstance(payload, dict) and "msg" in payload:
+            return f"code {payload.get('code')}: {payload['msg']}"
+        return None

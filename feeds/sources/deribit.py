@@ -1,0 +1,79 @@
+"""Deribit v2: the DVOL implied-volatility index, perpetual funding and open interest.
+
+JSON-RPC over HTTP GET; numbers are JSON numbers (read exactly as Decimal, never float).
+Errors: ``{"jsonrpc": "2.0", "error": {"message": "Invalid params", "code": -32602}}``
+with HTTP 400. Deribit is not a spot source: its index price is itself an average of
+other venues, and counting it would count those venues twice.
+
+- Implied vol: ``GET /api/v2/public/get_volatility_index_data?currency=BTC&resolution=60
+  &start_timestamp=MS&end_timestamp=MS`` -> ``result.data = [[ts_ms, open, high, low,
+  close], ...]``; the newest close, in percent, divided by 100.
+- Funding: ``GET /api/v2/public/ticker?instrument_name=BTC-PERPETUAL`` ->
+  ``result.funding_8h`` (fraction per 8 h), ``result.timestamp`` (ms).
+- Open interest: same ticker -> ``result.open_interest``; perpetuals are inverse
+  contracts and Deribit states their open interest in USD.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
+from typing import ClassVar
+
+from feeds.base import Source, VenueQuote
+from feeds.kinds import FactorKind
+
+
+class DeribitSource(Source):
+    name: ClassVar[str] = "deribit"
+    default_url: ClassVar[str] = "https://www.deribit.com"
+    symbols: ClassVar[Mapping[str, str]] = {"BTC-USD": "BTC", "ETH-USD": "ETH"}
+    factors: ClassVar[frozenset[FactorKind]] = frozenset(
+        {FactorKind.IMPLIED_VOL, FactorKind.FUNDING_RATE, FactorKind.OPEN_INTEREST}
+    )
+
+    def plan(self, kind: FactorKind, instrument: str) -> Sequence[tuple[str, Mapping[str, str]]]:
+        currency = self.symbol(instrument)
+        if kind == FactorKind.IMPLIED_VOL:
+            end = int(time.time() * 1000)
+            return [("/api/v2/public/get_volatility_index_data",
+                     {"currency": currency, "resolution": "60", "start_timestamp": str(end - 300_000),
+                      "end_timestamp": str(end)})]
+        if kind in (FactorKind.FUNDING_RATE, FactorKind.OPEN_INTEREST):
+            return [("/api/v2/public/ticker", {"instrument_name": f"{currency}-PERPETUAL"})]
+        return super().plan(kind, instrument)
+
+    def extract_factor(
+        self, kind: FactorKind, payloads: Sequence[object], instrument: str, fetched_at: float
+    ) -> VenueQuote:
+        payload = payloads[0]
+        if isinstance(payload, dict) and "error" in payload and "result" not in payload:
+            raise self.format_error(instrument, "a JSON-RPC result", f"an error ({self.venue_error(payload)})")
+        if kind == FactorKind.IMPLIED_VOL:
+            data = self.array(payload, instrument, "result", "data")
+            if not data:
+                raise self.format_error(instrument, "at least one DVOL candle in result.data", "none")
+            # Newest by timestamp, whatever order the venue sent.
+            stamps = [self.epoch_millis(self.field(payload, instrument, "result", "data", i, 0),
+                                        instrument, "result", "data", i, 0) for i in range(len(data))]
+            newest = max(range(len(data)), key=lambda i: stamps[i])
+            close = self.decimal(self.field(payload, instrument, "result", "data", newest, 4),
+                                 instrument, "result", "data", newest, 4)
+            value = close.scaleb(-2) if close.is_finite() else close
+            return VenueQuote(price=value, observed_at=stamps[newest])
+        echoed = self.field(payload, instrument, "result", "instrument_name")
+        expected = f"{self.symbol(instrument)}-PERPETUAL"
+        if echoed != expected:
+            raise self.format_error(instrument, f"instrument_name {expected!r}", f"{echoed!r}")
+        field = {FactorKind.FUNDING_RATE: "funding_8h", FactorKind.OPEN_INTEREST: "open_interest"}[kind]
+        value = self.decimal(self.field(payload, instrument, "result", field), instrument, "result", field)
+        observed = self.epoch_millis(self.field(payload, instrument, "result", "timestamp"),
+                                     instrument, "result", "timestamp")
+        return VenueQuote(price=Decimal(value), observed_at=observed)
+
+    def venue_error(self, payload: object) -> str | None:
+        if isinstance(payload, dict) and isinstance(payload.get("error"), dict):
+            error = payload["error"]
+            return f"code {error.get('code')}: {error.get('message')}"
+        return None

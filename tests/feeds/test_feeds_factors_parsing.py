@@ -1,0 +1,209 @@
+"""Every venue x factor parsed from a recorded-format body (the shapes the venues document)."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+import pytest
+
+from feeds.base import RawResponse
+from feeds.errors import SourceFormatError, SourceHTTPError, SourceRateLimited, SourceValueError, UnsupportedFactorError
+from feeds.kinds import FactorKind
+from feeds.registry import make_source
+
+pytestmark = [pytest.mark.unit, pytest.mark.filterwarnings("error")]
+
+NOW = 1_700_000_100.0
+MS = int(NOW * 1000)
+
+
+def _closes(n: int = 61) -> list[tuple[int, str]]:
+    # Alternating +-0.1 % moves: a known realized volatility.
+    price = Decimal(64000)
+    out = []
+    for i in range(n):
+        out.append((int(NOW) - 60 * (n - 1 - i) - 30, f"{price:.2f}"))
+        price = price * (Decimal("1.001") if i % 2 == 0 else Decimal(1) / Decimal("1.001"))
+    return out
+
+
+CANDLES = _closes()
+BIDS = [["63990.00", "1.5"], ["63900.00", "2"], ["60000.00", "100"]]  # last one outside +-50 bps
+ASKS = [["64010.00", "1.0"], ["64100.00", "3"]]
+DEPTH = Decimal("63990") * Decimal("1.5") + 63900 * 2 + Decimal("64010") * 1 + 64100 * 3
+
+RECORDED: dict[tuple[str, FactorKind], list[object]] = {
+    ("binance", FactorKind.SPOT): [{"symbol": "BTCUSDT", "lastPrice": "64000.12000000", "closeTime": MS}],
+    ("binance", FactorKind.REALIZED_VOL): [[[t * 1000, c, c, c, c, "1.0", t * 1000 + 59999, "1", 1, "1", "1", "0"]
+                                            for t, c in CANDLES]],
+    ("binance", FactorKind.DEPTH): [{"lastUpdateId": 1027024, "bids": BIDS, "asks": ASKS}],
+    ("binance-futures", FactorKind.FUNDING_RATE): [{"symbol": "BTCUSDT", "markPrice": "64010.10000000",
+                                                    "indexPrice": "64005.2", "lastFundingRate": "-0.00012500",
+                                                    "nextFundingTime": MS + 1000, "interestRate": "0.0001", "time": MS}],
+    ("binance-futures", FactorKind.OPEN_INTEREST): [
+        {"openInterest": "10000.000", "symbol": "BTCUSDT", "time": MS},
+        {"symbol": "BTCUSDT", "markPrice": "64000.00000000", "lastFundingRate": "0.0001", "time": MS},
+    ],
+    ("coinbase", FactorKind.SPOT): [{"price": "64000.1", "size": "0.01", "time": "2023-11-14T22:15:00.000000Z"}],
+    ("coinbase", FactorKind.REALIZED_VOL): [[[t, float(c), float(c), float(c), float(c), 1.5] for t, c in reversed(CANDLES)]],
+    ("coinbase", FactorKind.DEPTH): [{"bids": [b + [3] for b in BIDS], "asks": [a + [1] for a in ASKS],
+                                      "sequence": 5, "time": "2023-11-14T22:15:00.000000Z"}],
+    ("kraken", FactorKind.SPOT): [{"error": [], "result": {"XXBTZUSD": {"c": ["64000.10000", "0.001"]}}}],
+    ("kraken", FactorKind.REALIZED_VOL): [{"error": [], "result": {
+        "XXBTZUSD": [[t, c, c, c, c, c, "1.0", 5] for t, c in CANDLES], "last": CANDLES[-2][0]}}],
+    ("kraken", FactorKind.DEPTH): [{"error": [], "result": {"XXBTZUSD": {
+        "asks": [a + [int(NOW)] for a in ASKS], "bids": [b + [int(NOW)] for b in BIDS]}}}],
+    ("okx", FactorKind.SPOT): [{"code": "0", "msg": "", "data": [{"instId": "BTC-USDT", "last": "64000.1", "ts": str(MS)}]}],
+    ("okx", FactorKind.REALIZED_VOL): [{"code": "0", "msg": "", "data": [
+        [str(t * 1000), c, c, c, c, "1", "1", "1", "1"] for t, c in reversed(CANDLES)]}],
+    ("okx", FactorKind.DEPTH): [{"code": "0", "msg": "", "data": [{
+        "asks": [a + ["0", "2"] for a in ASKS], "bids": [b + ["0", "2"] for b in BIDS], "ts": str(MS)}]}],
+    ("okx", FactorKind.FUNDING_RATE): [{"code": "0", "msg": "", "data": [{
+        "instId": "BTC-USDT-SWAP", "fundingRate": "0.0000792386", "fundingTime": str(MS + 1), "ts": str(MS)}]}],
+    ("okx", FactorKind.OPEN_INTEREST): [{"code": "0", "msg": "", "data": [{
+        "instType": "SWAP", "instId": "BTC-USDT-SWAP", "oi": "2216113", "oiCcy": "22161.13",
+        "oiUsd": "1418312000.5", "ts": str(MS)}]}],
+    ("bybit", FactorKind.SPOT): [{"retCode": 0, "retMsg": "OK", "result": {"category": "spot", "list": [
+        {"symbol": "BTCUSDT", "lastPrice": "64000.10"}]}, "retExtInfo": {}, "time": MS}],
+    ("bybit", FactorKind.REALIZED_VOL): [{"retCode": 0, "retMsg": "OK", "result": {"symbol": "BTCUSDT", "category": "spot",
+        "list": [[str(t * 1000), c, c, c, c, "1", "1"] for t, c in reversed(CANDLES)]}, "time": MS}],
+    ("bybit", FactorKind.DEPTH): [{"retCode": 0, "retMsg": "OK", "result": {"s": "BTCUSDT", "b": BIDS, "a": ASKS,
+                                                                           "ts": MS, "u": 1}, "time": MS}],
+    ("bybit", FactorKind.FUNDING_RATE): [{"retCode": 0, "retMsg": "OK", "result": {"category": "linear", "list": [
+        {"symbol": "BTCUSDT", "fundingRate": "0.0001", "openInterestValue": "3000000000.12"}]}, "time": MS}],
+    ("bybit", FactorKind.OPEN_INTEREST): [{"retCode": 0, "retMsg": "OK", "result": {"category": "linear", "list": [
+        {"symbol": "BTCUSDT", "fundingRate": "0.0001", "openInterestValue": "3000000000.12"}]}, "time": MS}],
+    ("deribit", FactorKind.IMPLIED_VOL): [{"jsonrpc": "2.0", "result": {"data": [
+        [MS - 60000, 55.1, 55.3, 55.0, 55.2], [MS, 55.2, 55.6, 55.1, 55.43]], "continuation": None}}],
+    ("deribit", FactorKind.FUNDING_RATE): [{"jsonrpc": "2.0", "result": {
+        "instrument_name": "BTC-PERPETUAL", "funding_8h": 0.00003456, "open_interest": 612345670, "timestamp": MS}}],
+    ("deribit", FactorKind.OPEN_INTEREST): [{"jsonrpc": "2.0", "result": {
+        "instrument_name": "BTC-PERPETUAL", "funding_8h": 0.00003456, "open_interest": 612345670, "timestamp": MS}}],
+}
+
+RV = None  # computed once below from the known closes
+
+
+def _expected_rv() -> Decimal:
+    from aggregation.volatility import annualized_realized_vol
+
+    return annualized_realized_vol([Decimal(c) for _, c in CANDLES], 60)
+
+
+EXPECTED: dict[tuple[str, FactorKind], Decimal] = {
+    ("binance", FactorKind.SPOT): Decimal("64000.12"),
+    ("binance-futures", FactorKind.FUNDING_RATE): Decimal("-0.000125"),
+    ("binance-futures", FactorKind.OPEN_INTEREST): Decimal(640_000_000),
+    ("coinbase", FactorKind.SPOT): Decimal("64000.1"),
+    ("kraken", FactorKind.SPOT): Decimal("64000.1"),
+    ("okx", FactorKind.SPOT): Decimal("64000.1"),
+    ("okx", FactorKind.FUNDING_RATE): Decimal("0.0000792386"),
+    ("okx", FactorKind.OPEN_INTEREST): Decimal("1418312000.5"),
+    ("bybit", FactorKind.SPOT): Decimal("64000.1"),
+    ("bybit", FactorKind.FUNDING_RATE): Decimal("0.0001"),
+    ("bybit", FactorKind.OPEN_INTEREST): Decimal("3000000000.12"),
+    ("deribit", FactorKind.IMPLIED_VOL): Decimal("0.5543"),
+    ("deribit", FactorKind.FUNDING_RATE): Decimal("0.00003456"),
+    ("deribit", FactorKind.OPEN_INTEREST): Decimal(612345670),
+}
+
+
+def parse(name: str, kind: FactorKind, bodies: list[object], instrument: str = "BTC-USD"):  # type: ignore[no-untyped-def]
+    source = make_source(name)
+    raws = [RawResponse(json.dumps(b).encode()) for b in bodies]
+    return source.parse_responses(raws, kind=kind, instrument=instrument, fetched_at=NOW)
+
+
+@pytest.mark.parametrize(("name", "kind"), sorted(RECORDED))
+def test_every_venue_and_factor_parses_its_documented_shape(name: str, kind: FactorKind) -> None:
+    reading = parse(name, kind, RECORDED[(name, kind)])
+    assert (reading.source, reading.kind, reading.instrument) == (name, kind, "BTC-USD")
+    if kind == FactorKind.REALIZED_VOL:
+        assert reading.value == _expected_rv()
+        assert Decimal("0.5") < reading.value < Decimal("1.0")  # 0.1 % per minute ~ 72 % a year
+    elif kind == FactorKind.DEPTH:
+        assert reading.value == DEPTH
+    else:
+        assert reading.value == EXPECTED[(name, kind)]
+    assert reading.observed_at <= NOW
+
+
+@pytest.mark.parametrize(("name", "kind"), sorted(RECORDED))
+def test_every_factor_refuses_nan_with_a_typed_error(name: str, kind: FactorKind) -> None:
+    text = json.dumps(RECORDED[(name, kind)][0])
+    for token in ('"64000.12000000"', '"-0.00012500"', '"10000.000"', '"64000.1"', '"0.0000792386"',
+                  '"1418312000.5"', '"3000000000.12"', "55.43", "0.00003456", "612345670", '"64010.00"',
+                  '"64000.10"', '"64000.10000"', "3.456e-05"):
+        text = text.replace(token, '"NaN"' if token.startswith('"') else "NaN", 1)
+    if (name, kind) == ("bybit", FactorKind.FUNDING_RATE):
+        text = text.replace('"0.0001"', '"NaN"')
+    if kind == FactorKind.REALIZED_VOL:
+        text = text.replace(CANDLES[-1][1], "NaN")
+        text = text.replace(str(float(CANDLES[-1][1])), "NaN")
+    bodies = [json.loads(text, parse_constant=lambda c: c)] + RECORDED[(name, kind)][1:]
+    with pytest.raises((SourceValueError, SourceFormatError)) as caught:
+        parse(name, kind, bodies)
+    assert str(caught.value).startswith(f"{name} BTC-USD: expected")
+
+
+def test_okx_error_code_inside_http_200_is_the_venues_error() -> None:
+    body = {"code": "51001", "msg": "Instrument ID does not exist", "data": []}
+    with pytest.raises(SourceHTTPError, match="51001.*Instrument ID does not exist"):
+        parse("okx", FactorKind.FUNDING_RATE, [body])
+
+
+def test_bybit_ret_code_is_the_venues_error() -> None:
+    with pytest.raises(SourceHTTPError, match="10001: Not supported symbols"):
+        parse("bybit", FactorKind.SPOT, [{"retCode": 10001, "retMsg": "Not supported symbols", "result": {}}])
+
+
+def test_deribit_error_status_carries_the_venue_message() -> None:
+    source = make_source("deribit")
+    body = json.dumps({"jsonrpc": "2.0", "error": {"message": "Invalid params", "code": -32602}}).encode()
+    with pytest.raises(SourceHTTPError, match="venue says: code -32602: Invalid params"):
+        source.parse_response(body, instrument="BTC-USD", fetched_at=NOW, status=400, kind="implied_vol")
+
+
+def test_rate_limit_carries_retry_after_seconds() -> None:
+    source = make_source("okx")
+    with pytest.raises(SourceRateLimited) as caught:
+        source.parse_response(b'{"code":"50011","msg":"Too Many Requests","data":[]}', instrument="BTC-USD",
+                              fetched_at=NOW, status=429, retry_after="3", kind="spot")
+    assert caught.value.retry_after == 3.0 and caught.value.status == 429
+    assert "Retry-After: 3" in str(caught.value)
+
+
+def test_a_source_is_never_asked_for_a_factor_it_does_not_serve() -> None:
+    with pytest.raises(UnsupportedFactorError, match="deribit BTC-USD: expected a factor this source serves"):
+        make_source("deribit").plan(FactorKind.SPOT, "BTC-USD")
+    with pytest.raises(UnsupportedFactorError):
+        parse("coinbase", FactorKind.FUNDING_RATE, [{}])
+
+
+def test_too_few_candles_is_a_format_error_not_a_guess() -> None:
+    body = RECORDED[("binance", FactorKind.REALIZED_VOL)][0][:30]  # type: ignore[index]
+    with pytest.raises(SourceFormatError, match="at least 61 candles of 60s, got 30 candles"):
+        parse("binance", FactorKind.REALIZED_VOL, [body])
+
+
+def test_a_gap_in_candles_is_a_format_error() -> None:
+    rows = list(RECORDED[("binance", FactorKind.REALIZED_VOL)][0])  # type: ignore[call-overload]
+    del rows[30]
+    first = rows[0]
+    rows.insert(0, [first[0] - 120_000, *first[1:]])  # still 61 candles, but one minute is missing
+    with pytest.raises(SourceFormatError, match="consecutive 60s candles"):
+        parse("binance", FactorKind.REALIZED_VOL, [rows])
+
+
+def test_a_crossed_book_is_a_value_error() -> None:
+    body = {"lastUpdateId": 1, "bids": [["64100.00", "1"]], "asks": [["64000.00", "1"]]}
+    with pytest.raises(SourceValueError, match="crossed"):
+        parse("binance", FactorKind.DEPTH, [body])
+
+
+def test_funding_may_be_negative_but_not_absurd() -> None:
+    body = dict(RECORDED[("binance-futures", FactorKind.FUNDING_RATE)][0])  # type: ignore[call-overload]
+    body["lastFundingRate"] = "-0.9"
+    with pytest.raises(SourceValueError, match=r"outside the sane range \[-0.5, 0.5\]"):
+        parse("binance-futures", FactorKind.FUNDING_RATE, [body])

@@ -1,0 +1,160 @@
+"""The node's HTTP API and /metrics on a live devnet, and the logs it leaves behind.
+
+One devnet for the module: anvil, the simulated venues and 4 relayer processes, each with
+its API on a free loopback port (listed in devnet.json).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from relayer.cli import main
+from tests.devnet_proc import DevnetProcess
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def devnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevnetProcess]:
+    dn = DevnetProcess(tmp_path_factory.mktemp("api-devnet"))
+    try:
+        dn.wait_first_report()
+        yield dn
+    finally:
+        dn.stop()
+
+
+def _get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def _metric(text: str, name: str, **labels: str) -> float | None:
+    for line in text.splitlines():
+        if line.startswith(name) and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            head = line.split(" ")[0]
+            if head == name or head.startswith(name + "{"):
+                return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def test_metrics_count_landed_rounds_and_every_stage(devnet: DevnetProcess) -> None:
+    api = devnet.info["nodes"][0]["api"]
+    deadline = time.monotonic() + 30
+    while True:
+        status, body = _get(api + "/metrics")
+        text = body.decode()
+        landed = _metric(text, "relayer_rounds_landed_total") or 0
+        if landed >= 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert status == 200
+    assert landed >= 2, text
+    for feed in ("BTC-USD", "ETH-USD"):
+        assert (_metric(text, "relayer_last_landed_round", feed=feed) or 0) >= 1
+    for stage in ("source_fetch", "observation", "report", "signature"):
+        assert (_metric(text, "relayer_stage_total", stage=stage, result="ok") or 0) >= 1, stage
+        assert (_metric(text, "relayer_stage_duration_seconds_count", stage=stage) or 0) >= 1, stage
+    assert _metric(text, "relayer_stage_duration_seconds_count", stage="transmission") is not None
+    assert _metric(text, "relayer_peers_connected") == 3
+    assert _metric(text, "relayer_epoch") is not None and _metric(text, "relayer_round") is not None
+    assert _metric(text, "relayer_source_healthy", source="kraken") == 1
+    assert (_metric(text, "relayer_transmitter_balance_wei") or 0) > 0
+    assert "relayer_gas_spent_total" in text and "relayer_messages_dropped_total" in text or \
+        "# TYPE relayer_messages_dropped counter" in text
+
+
+def test_gas_is_counted_across_the_committee(devnet: DevnetProcess) -> None:
+    gas = 0.0
+    for node in devnet.info["nodes"]:
+        gas += _metric(_get(node["api"] + "/metrics")[1].decode(), "relayer_gas_spent_total") or 0
+    assert gas > 0
+
+
+def test_health_ready_and_latest_feeds_with_signatures(devnet: DevnetProcess) -> None:
+    info = devnet.info
+    api = info["nodes"][1]["api"]
+    assert _get(api + "/healthz")[0] == 200
+    assert _get(api + "/readyz")[0] == 200
+    feeds = json.loads(_get(api + "/api/feeds")[1])["feeds"]
+    assert {f["feed_id"] for f in feeds} == {fd["feed_id"] for fd in info["feeds"]}
+    prices = {f["feed_id"]: f for f in feeds if f["feed_id"] in ("BTC-USD", "ETH-USD")}
+    assert len(prices) == 2
+    for feed in prices.values():
+        assert float(feed["value"]) > 0 and feed["round_id"] >= 1
+    signed = [f for f in feeds if f["report"]]
+    assert signed, feeds
+    report = signed[0]["report"]
+    assert report["config_digest"] == info["config_digest"]
+    assert len(report["signatures"]) >= info["threshold"]
+    committee = {n["address"] for n in info["nodes"]}
+    assert {s["signer"] for s in report["signatures"]} <= committee
+
+
+async def _read_events(url: str, want: set[str], timeout: float) -> dict[str, dict[str, Any]]:
+    seen: dict[str, dict[str, Any]] = {}
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        assert response.headers["Content-Type"].startswith("text/event-stream")
+        event = None
+        async with asyncio.timeout(timeout):
+            async for raw in response.content:
+                line = raw.decode().rstrip("\n")
+                if line.startswith("event: "):
+                    event = line[7:]
+                elif line.startswith("data: ") and event:
+                    seen.setdefault(event, json.loads(line[6:]))
+                    if want <= set(seen):
+                        return seen
+    return seen
+
+
+async def test_events_stream_attested_and_landed_reports(devnet: DevnetProcess) -> None:
+    api = devnet.info["nodes"][2]["api"]
+    seen = await _read_events(api + "/api/events", {"attested", "landed"}, timeout=30)
+    assert seen["attested"]["signer_count"] >= devnet.info["threshold"]
+    assert seen["attested"]["report"]["signatures"]
+    assert {"BTC-USD", "ETH-USD"} <= {f["feed_id"] for f in seen["landed"]["onchain"]}
+
+
+def test_status_command_reads_a_running_node(devnet: DevnetProcess, capsys: pytest.CaptureFixture[str]) -> None:
+    node = devnet.info["nodes"][3]
+    assert main(["status", "--api", node["api"]]) == 0
+    out = capsys.readouterr().out
+    assert node["address"] in out and "member #" in out and "3 connected" in out
+    assert main(["status", "--api", node["api"], "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["committee"]["member_index"] is not None
+
+
+def test_logs_carry_round_fields_and_never_a_key(devnet: DevnetProcess) -> None:
+    """Last in the module: stops the devnet, then greps everything it logged for key material."""
+    info = devnet.info
+    assert devnet.stop() == 0
+    secrets = []
+    for node in info["nodes"]:
+        for name in ("signing.key", "transmitter.key"):
+            key = (Path(node["data_dir"]) / name).read_text().strip().lower().removeprefix("0x")
+            secrets.append(key)
+    logs = [devnet.stderr_path.read_text(), "".join(devnet.stdout_lines)]
+    logs += [(Path(n["data_dir"]) / "node.log").read_text() for n in info["nodes"]]
+    everything = "\n".join(logs).lower()
+    for key in secrets:
+        assert key not in everything
+        assert key[:32] not in everything and key[32:] not in everything
+    node_log = logs[2]
+    round_lines = [line for line in node_log.splitlines() if "epoch=" in line]
+    assert round_lines
+    assert all(re.search(r"round=\d+", line) and "peer=" in line for line in round_lines), round_lines[:5]
+    assert "relayer: stopped cleanly" in node_log

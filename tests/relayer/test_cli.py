@@ -1,0 +1,245 @@
+"""The `relayer` command as an operator meets it: init, check, run, status and --help.
+
+`check` runs against a real anvil with a deployed, configured QuorumOracle and the
+simulated venues over HTTP; each likely failure gets its own test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from relayer.chain.anvil import AnvilNode
+from relayer.chain.codec import address_of, keccak
+from relayer.chain.oracle import QuorumOracleClient, connect, deploy_oracle
+from relayer.cli import build_parser, main
+from relayer.keystore import read_keystore, write_keystore
+from relayer.protocol.committee import OffchainConfig
+from relayer.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+PASSWORD = "correct horse battery"
+
+
+@dataclass
+class Chain:
+    anvil: AnvilNode
+    oracle: str
+    member_key: bytes
+    simulator: str
+
+
+def _signer(i: int) -> bytes:
+    return keccak(f"cli test signer {i}".encode())
+
+
+async def _deploy(anvil: AnvilNode) -> str:
+    w3 = connect(anvil.rpc_url)
+    owner = anvil.accounts[0][1]
+    address = await deploy_oracle(w3, owner)
+    client = QuorumOracleClient(w3, address)
+    for feed in ("BTC-USD", "ETH-USD"):
+        await client.add_feed(owner, feed, 8, f"{feed} spot", 1, 10**30)
+    await client.set_config(owner, [address_of(_signer(i)) for i in range(4)],
+                            [a for a, _ in anvil.accounts[1:5]], 1, 2, OffchainConfig().encode())
+    await w3.provider.disconnect()
+    return address
+
+
+@pytest.fixture(scope="module")
+def chain() -> Iterator[Chain]:
+    sim = subprocess.Popen([sys.executable, "-m", "feeds.simulator", "--port", "0"], cwd=REPO,
+                           stdout=subprocess.PIPE, text=True)
+    try:
+        assert sim.stdout is not None
+        base = sim.stdout.readline().strip().rsplit(" ", 1)[-1]
+        with AnvilNode.start() as anvil:
+            yield Chain(anvil, asyncio.run(_deploy(anvil)), _signer(0), base)
+    finally:
+        sim.terminate()
+        sim.wait(10)
+
+
+def _config(tmp_path: Path, chain: Chain, key: bytes | None = None, **over: object) -> Path:
+    keystore = tmp_path / "keystore.json"
+    write_keystore(keystore, key or chain.member_key, PASSWORD, scrypt_n=1024)
+    config = {
+        "data_dir": str(tmp_path / "data"), "keystore_file": str(keystore),
+        "rpc_urls": [chain.anvil.rpc_url], "chain_id": chain.anvil.chain_id, "oracle_address": chain.oracle,
+        "feeds": [{"feed_id": f, "instrument": f, "sources": ["binance", "coinbase", "kraken"]}
+                  for f in ("BTC-USD", "ETH-USD")],
+        "source_urls": {v: f"{chain.simulator}/{v}" for v in ("binance", "coinbase", "kraken")},
+        **over,
+    }
+    path = tmp_path / "node.json"
+    path.write_text(json.dumps(config))
+    return path
+
+
+@pytest.fixture
+def password(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RELAYER_KEYSTORE_PASSWORD", PASSWORD)
+    monkeypatch.delenv("RELAYER_KEYSTORE_PASSWORD_FILE", raising=False)
+
+
+# --- help and init -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["init", "check", "run", "status", "devnet"])
+def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        main([command, "--help"])
+    assert done.value.code == 0
+    assert f"usage: relayer {command}" in capsys.readouterr().out
+
+
+def test_top_level_help_lists_the_commands() -> None:
+    text = build_parser().format_help()
+    for command in ("init", "check", "run", "status", "devnet"):
+        assert command in text
+
+
+def test_init_writes_a_keystore_and_a_commented_config(tmp_path: Path, password: None,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["init", "--dir", str(tmp_path / "n"), "--chain-id", "31337", "--scrypt-n", "1024"]) == 0
+    out = capsys.readouterr().out
+    address = out.split("signer address", 1)[1].split()[0]
+    keystore, config = tmp_path / "n" / "keystore.json", tmp_path / "n" / "relayer.toml"
+    assert json.loads(keystore.read_text())["crypto"]["kdf"] == "scrypt"
+    assert address_of(read_keystore(keystore, PASSWORD)) == address
+    text = config.read_text()
+    assert text.count("\n# ") > 10 and PASSWORD not in text
+    assert tomllib.loads(text)["keystore_file"] == str(keystore)
+    settings = Settings.load(config)  # the file init writes is a valid config as it stands
+    assert settings.chain_id == 31337 and settings.keystore_file == keystore
+    # A second init does not silently replace the key.
+    assert main(["init", "--dir", str(tmp_path / "n")]) == 1
+
+
+def test_init_with_a_password_file_and_a_short_password(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RELAYER_KEYSTORE_PASSWORD", raising=False)
+    secret = tmp_path / "pw"
+    secret.write_text("short\n")
+    monkeypatch.setenv("RELAYER_KEYSTORE_PASSWORD_FILE", str(secret))
+    assert main(["init", "--dir", str(tmp_path / "a"), "--scrypt-n", "1024"]) == 2
+    secret.write_text(PASSWORD + "\n")
+    assert main(["init", "--dir", str(tmp_path / "a"), "--scrypt-n", "1024"]) == 0
+
+
+# --- check -------------------------------------------------------------------------
+
+
+def _check(config: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    code = main(["check", "--config", str(config), "--timeout", "2"])
+    return code, capsys.readouterr().out
+
+
+def test_check_passes_on_a_healthy_setup(tmp_path: Path, chain: Chain, password: None,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = _check(_config(tmp_path, chain), capsys)
+    assert code == 0, out
+    assert "FAIL" not in out
+    for name in ("config", "key", "rpc", "chain id", "contract", "committee", "feed", "venue", "peers"):
+        assert f"PASS  {name}" in out, (name, out)
+    assert "config digest 0x" in out and "is signer 0" in out
+
+
+def test_check_wrong_password(tmp_path: Path, chain: Chain, monkeypatch: pytest.MonkeyPatch,
+                              capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("RELAYER_KEYSTORE_PASSWORD", "not the password")
+    code, out = _check(_config(tmp_path, chain), capsys)
+    assert code == 1
+    assert "FAIL  key" in out and "wrong password" in out and "fix:" in out
+    assert "not the password" not in out
+
+
+def test_check_wrong_chain_id(tmp_path: Path, chain: Chain, password: None,
+                              capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = _check(_config(tmp_path, chain, chain_id=1), capsys)
+    assert code == 1
+    assert "FAIL  chain id" in out and "expected 1" in out and "fix:" in out
+
+
+def test_check_key_not_in_committee(tmp_path: Path, chain: Chain, password: None,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = _check(_config(tmp_path, chain, key=_signer(99)), capsys)
+    assert code == 1
+    assert "FAIL  committee" in out and address_of(_signer(99)) in out and "setConfig" in out
+
+
+def test_check_unreachable_rpc(tmp_path: Path, chain: Chain, password: None,
+                               capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = _check(_config(tmp_path, chain, rpc_urls=["http://127.0.0.1:9"]), capsys)
+    assert code == 1
+    assert "FAIL  rpc" in out and "127.0.0.1:9 unreachable" in out and "fix:" in out
+
+
+def test_check_a_second_rpc_url_is_a_fallback(tmp_path: Path, chain: Chain, password: None,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = _check(_config(tmp_path, chain, rpc_urls=["http://127.0.0.1:9", chain.anvil.rpc_url]), capsys)
+    assert "FAIL  rpc" in out and "PASS  committee" in out  # one down is reported, the rest still checked
+
+
+def test_check_unreachable_peer(tmp_path: Path, chain: Chain, password: None,
+                                capsys: pytest.CaptureFixture[str]) -> None:
+    peer = "/ip4/127.0.0.1/tcp/9/p2p/16Uiu2HAmPeer"
+    code, out = _check(_config(tmp_path, chain, peers=[peer]), capsys)
+    assert code == 1 and "FAIL  peers" in out and "127.0.0.1:9 unreachable" in out
+
+
+@pytest.mark.parametrize("broken, named", [
+    ({"oracle_address": "0x1234"}, "oracle_address"),
+    ({"poll_interval": -1}, "poll_interval"),
+    ({"rpc_urls": []}, "rpc_urls"),
+])
+def test_check_malformed_config_names_the_setting(tmp_path: Path, chain: Chain, password: None,
+                                                  capsys: pytest.CaptureFixture[str], broken: dict[str, object],
+                                                  named: str) -> None:
+    code, out = _check(_config(tmp_path, chain, **broken), capsys)
+    assert code == 1
+    assert "FAIL  config" in out and named in out
+
+
+def test_check_config_that_is_not_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "node.json"
+    path.write_text("{oops")
+    code, out = _check(path, capsys)
+    assert code == 1 and "not valid JSON" in out
+
+
+# --- run and status ----------------------------------------------------------------
+
+
+def test_run_malformed_config_stops_with_the_setting_named(tmp_path: Path) -> None:
+    path = tmp_path / "node.json"
+    path.write_text(json.dumps({"data_dir": str(tmp_path), "rpc_urls": ["http://x"], "oracle_address": "nope",
+                                "feeds": []}))
+    proc = subprocess.run([sys.executable, "-m", "relayer", "run", "--config", str(path)], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "oracle_address" in proc.stderr and "feeds" in proc.stderr
+
+
+def test_run_wrong_password_stops_before_anything_starts(tmp_path: Path, chain: Chain) -> None:
+    config = _config(tmp_path, chain)
+    env = {**os.environ, "RELAYER_KEYSTORE_PASSWORD": "wrong one!"}
+    proc = subprocess.run([sys.executable, "-m", "relayer", "run", "--config", str(config)], cwd=REPO,
+                          capture_output=True, text=True, timeout=60, env=env, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 2
+    assert "wrong password" in proc.stderr and "wrong one!" not in proc.stderr
+
+
+def test_status_without_a_node_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["status", "--api", "http://127.0.0.1:9", "--timeout", "1"]) == 1
+    assert "no node answers" in capsys.readouterr().err
