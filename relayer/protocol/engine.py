@@ -224,7 +224,9 @@ class RoundEngine:
             self.stats.rounds_started += 1
             self._broadcast(Kind.OBSERVE_REQUEST, epoch, round, ObserveRequest(started_at_ms=int(state.started_at * 1000)))
             try:
-                await asyncio.wait_for(state.done.wait(), timeout=max(interval, progress_timeout))
+                # One round interval at most: a round that needs longer overlaps the next one,
+                # and only the pacemaker's progress timeout gives up on the epoch.
+                await asyncio.wait_for(state.done.wait(), timeout=interval)
             except TimeoutError:
                 log.warning("round timed out without an attested report", extra={"epoch": epoch, "round": round})
             elapsed = time.time() - state.started_at
