@@ -412,15 +412,17 @@ class RoundEngine:
 
     def _on_report_signature(self, env: Envelope, sender: int, body: ReportSignature) -> None:
         state = self._state(env.epoch, env.round)
-        if state.attested:
-            return
         if state.report_digest is None:
+            if state.attested:
+                return
             # Gossip may deliver a co-signature before the proposal; keep a bounded few.
             if len(state.early_signatures) < self.committee.n:
                 state.early_signatures.append(env)
             return
         if body.report_digest != "0x" + state.report_digest.hex():
             raise InvalidMessage("conflicting_signature", f"{env.sender} signed another report for this round")
+        if state.attested:
+            return  # checked for conflict above, even when it comes after the quorum
         signature = bytes.fromhex(body.signature[2:])
         try:
             signer = recover_address(state.report_digest, signature)
