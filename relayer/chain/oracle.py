@@ -246,6 +246,16 @@ async def deploy_proxy(w3: AsyncWeb3, owner_key: bytes, oracle: str, feed_index:
     )
 
 
+async def call_view(contract: Any, fn: str, *args: Any) -> Any:
+    """A read-only contract call; reverts and RPC failures become chain errors."""
+    try:
+        return await getattr(contract.functions, fn)(*args).call()
+    except ContractLogicError as exc:
+        raise _to_revert(exc, fn, ContractRevert) from exc
+    except _RPC_FAILURES as exc:
+        raise RpcError(f"{fn} failed at the RPC: {exc!r}") from exc
+
+
 class QuorumOracleClient:
     """One deployed QuorumOracle: typed reads, owner administration and transmit."""
 
@@ -262,12 +272,7 @@ class QuorumOracleClient:
         return ReportDomain(chain_id, self.address)
 
     async def _call(self, fn: str, *args: Any) -> Any:
-        try:
-            return await getattr(self.contract.functions, fn)(*args).call()
-        except ContractLogicError as exc:
-            raise _to_revert(exc, fn, ContractRevert) from exc
-        except _RPC_FAILURES as exc:
-            raise RpcError(f"{fn} failed at the RPC: {exc!r}") from exc
+        return await call_view(self.contract, fn, *args)
 
     async def _transact(
         self,
@@ -493,12 +498,7 @@ class FeedProxyClient:
         self.contract = w3.eth.contract(address=self.address, abi=load_artifact("FeedProxy")["abi"])
 
     async def _call(self, fn: str, *args: Any) -> Any:
-        try:
-            return await getattr(self.contract.functions, fn)(*args).call()
-        except ContractLogicError as exc:
-            raise _to_revert(exc, fn, ContractRevert) from exc
-        except _RPC_FAILURES as exc:
-            raise RpcError(f"{fn} failed at the RPC: {exc!r}") from exc
+        return await call_view(self.contract, fn, *args)
 
     async def decimals(self) -> int:
         return int(await self._call("decimals"))

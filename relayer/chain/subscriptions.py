@@ -10,11 +10,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from web3 import AsyncWeb3
-from web3.exceptions import ContractLogicError
 
 from relayer.chain.codec import feed_id_bytes
-from relayer.chain.errors import ChainError, ContractRevert, RpcError
-from relayer.chain.oracle import _RPC_FAILURES, _send, _to_revert, deploy_contract, load_artifact
+from relayer.chain.errors import ChainError
+from relayer.chain.oracle import _send, call_view, deploy_contract, load_artifact
 
 __all__ = ["Subscription", "SubscriptionRegistryClient", "deploy_subscription_registry"]
 
@@ -40,12 +39,7 @@ class SubscriptionRegistryClient:
         self.contract = w3.eth.contract(address=self.address, abi=load_artifact("SubscriptionRegistry")["abi"])
 
     async def _call(self, fn: str, *args: Any) -> Any:
-        try:
-            return await getattr(self.contract.functions, fn)(*args).call()
-        except ContractLogicError as exc:
-            raise _to_revert(exc, fn, ContractRevert) from exc
-        except _RPC_FAILURES as exc:
-            raise RpcError(f"{fn} failed at the RPC: {exc!r}") from exc
+        return await call_view(self.contract, fn, *args)
 
     async def subscribe(self, key: bytes, feed_id: str, deviation_bps: int, heartbeat: int) -> None:
         """Create or replace the sender's subscription to ``feed_id``."""
