@@ -24,6 +24,7 @@ from web3 import AsyncWeb3  # noqa: E402
 
 from relayer.chain.anvil import AnvilNode  # noqa: E402
 from relayer.chain.codec import FeedUpdate, address_of, encode_updates, keccak, sign_digest  # noqa: E402
+from relayer.chain.contract import disconnect
 from relayer.chain.oracle import QuorumOracleClient, connect, deploy_oracle  # noqa: E402
 
 FEED_COUNTS = (1, 10, 50)
@@ -102,7 +103,7 @@ async def run() -> list[Measurement]:
             client = await _setup(w3, anvil, 1, 2)
             results.append(await _measure(w3, anvil, client, 1, 10, 2))
         finally:
-            await w3.provider.disconnect()
+            await disconnect(w3)
     return results
 
 

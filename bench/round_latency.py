@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sqlite3
 import statistics
 import subprocess
@@ -30,11 +31,12 @@ def pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
-def run(nodes: int, rounds: int, interval_ms: int) -> dict[str, Any]:
+def run(nodes: int, rounds: int, interval_ms: int, grace_ms: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-latency-") as tmp:
         data_dir = Path(tmp)
         cmd = [sys.executable, "-m", "relayer", "devnet", "--nodes", str(nodes), "--rounds", str(rounds),
-               "--json", "--data-dir", str(data_dir), "--round-interval-ms", str(interval_ms)]
+               "--json", "--data-dir", str(data_dir), "--round-interval-ms", str(interval_ms),
+               "--grace-ms", str(grace_ms)]
         proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=rounds * 5 + 180)
         if proc.returncode != 0:
             raise SystemExit(f"devnet n={nodes} failed:\n{proc.stderr[-4000:]}")
@@ -72,9 +74,11 @@ def main() -> int:
     parser.add_argument("--nodes", type=int, nargs="+", default=[4, 7, 10])
     parser.add_argument("--rounds", type=int, default=200)
     parser.add_argument("--interval-ms", type=int, default=250)
+    parser.add_argument("--grace-ms", type=int, default=20)
     args = parser.parse_args()
-    results = [run(n, args.rounds, args.interval_ms) for n in args.nodes]
-    print(f"round interval {args.interval_ms} ms; {args.rounds} landed reports per row; one machine, 2 cores")
+    results = [run(n, args.rounds, args.interval_ms, args.grace_ms) for n in args.nodes]
+    print(f"round interval {args.interval_ms} ms, grace {args.grace_ms} ms; {args.rounds} landed reports per row; "
+          f"one machine, {os.cpu_count()} cores")
     print("| n | f | feeds | sigs | attested p50 ms | attested p99 ms | landed p50 ms | landed p99 ms "
           "| msgs/round/node | KiB/round/node | gas/transmit p50 |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")

@@ -171,12 +171,14 @@ class Checker:
         return ok
 
     async def run(self) -> bool:
-        self._providers: list[Any] = []
+        from relayer.chain.contract import disconnect
+
+        self._clients: list[Any] = []
         try:
             return await self._run()
         finally:
-            for provider in self._providers:
-                await provider.disconnect()
+            for w3 in self._clients:
+                await disconnect(w3)
 
     async def _run(self) -> bool:
         from web3 import AsyncHTTPProvider, AsyncWeb3
@@ -203,7 +205,7 @@ class Checker:
         chain_ids: set[int] = set()
         for url in s.rpc_urls:
             candidate = AsyncWeb3(AsyncHTTPProvider(url, request_kwargs={"timeout": self.timeout}))
-            self._providers.append(candidate.provider)
+            self._clients.append(candidate)
             try:
                 chain_id = await asyncio.wait_for(candidate.eth.chain_id, self.timeout)
             except Exception as exc:
@@ -323,6 +325,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from relayer.chain.errors import ChainError
     from relayer.keystore import KeystoreError
 
     try:
@@ -335,11 +338,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     try:
         node = Node(settings)
-        log.info("starting: connecting to %s", settings.rpc_urls[0])
+        log.info("starting: connecting to %s", ", ".join(settings.rpc_urls))
         asyncio.run(node.run())
     except (SettingsError, KeystoreError) as exc:
         log.error("%s", exc)
         return 2
+    except ChainError as exc:
+        log.error("cannot start: %s", exc)
+        return 1
     except KeyboardInterrupt:
         print("relayer: interrupted during start-up; nothing was left running", file=sys.stderr)
         return 130
@@ -400,7 +406,7 @@ def _cmd_devnet(args: argparse.Namespace) -> int:
         return 2
     options = DevnetOptions(
         nodes=args.nodes, rounds=args.rounds, json_lines=args.json, data_dir=args.data_dir,
-        seed=args.seed, round_interval_ms=args.round_interval_ms,
+        seed=args.seed, round_interval_ms=args.round_interval_ms, grace_ms=args.grace_ms,
         venue_faults=dict(args.venue_fault),
     )
     try:
@@ -472,6 +478,8 @@ def build_parser() -> argparse.ArgumentParser:
     devnet.add_argument("--data-dir", type=Path, default=None, help="keep keys, stores and logs here")
     devnet.add_argument("--seed", type=int, default=7, help="seed of the simulated market")
     devnet.add_argument("--round-interval-ms", type=int, default=1000, help="time between rounds")
+    devnet.add_argument("--grace-ms", type=int, default=20,
+                        help="how long a leader waits for more observations after 2f+1 (default 20)")
     devnet.add_argument("--venue-fault", type=_venue_fault, action="append", default=[], metavar="VENUE=FAULT",
                         help="make one simulated venue misbehave, e.g. kraken=garbage or binance=timeout")
     devnet.set_defaults(func=_cmd_devnet)

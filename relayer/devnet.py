@@ -34,7 +34,8 @@ from feeds.simulator import VENUES as SIM_VENUES
 from feeds.simulator import MarketModel, VenueSimulator
 from relayer.chain.anvil import AnvilNode, die_with_parent
 from relayer.chain.codec import address_of, decode_updates
-from relayer.chain.oracle import QuorumOracleClient, deploy_oracle, deploy_proxy
+from relayer.chain.contract import disconnect
+from relayer.chain.oracle import QuorumOracleClient, Transmission, deploy_oracle, deploy_proxy
 from relayer.p2p.identity import peer_id_of
 from relayer.protocol.committee import Committee, OffchainConfig
 
@@ -208,7 +209,7 @@ class Devnet:
         }, indent=2))
         for node in self.nodes:
             self.start_node(node.index)
-        self._next_block = await self.w3.eth.block_number
+        self._next_block = await self.client.rpc.block_number()
         self._say(f"devnet: oracle {oracle_address} on {self.anvil.rpc_url}; dashboards at "
                   + ", ".join(n.api for n in self.nodes))
         self._say("devnet: relayers started; waiting for peers to connect and the first report to land")
@@ -257,13 +258,14 @@ class Devnet:
             return None
         return float(row[0]) if row and row[0] is not None else None
 
-    async def _report_landed(self, event: Any, seen_at: float) -> dict[str, Any]:
-        args = event["args"]
-        epoch, round_id = int(args["epoch"]), int(args["round"])
-        tx = await self.w3.eth.get_transaction(event["transactionHash"])
-        receipt = await self.w3.eth.get_transaction_receipt(event["transactionHash"])
+    async def _report_landed(self, event: Transmission, seen_at: float) -> dict[str, Any]:
+        epoch, round_id = event.epoch, event.round
+        tx_hash = "0x" + event.tx_hash.hex()
+        tx, receipt = await self.client.rpc.batch([
+            ("eth_getTransactionByHash", [tx_hash]), ("eth_getTransactionReceipt", [tx_hash]),
+        ])
         updates = decode_updates(self.client.decode_transmit_input(tx["input"])["updates"])
-        signer_indexes = [i for i in range(self.committee.n) if int(args["signerBitmask"]) >> i & 1]
+        signer_indexes = [i for i in range(self.committee.n) if event.signer_bitmask >> i & 1]
         by_index = {fd["index"]: fd for fd in self.feeds}
         feeds = []
         for update in updates:
@@ -282,9 +284,9 @@ class Devnet:
         return {
             "epoch": epoch, "round": round_id, "feeds": feeds,
             "signers": [self.committee.signers[i] for i in signer_indexes],
-            "signer_count": len(signer_indexes), "gas_used": int(receipt["gasUsed"]),
-            "transmitter": tx["from"], "tx_hash": "0x" + bytes(event["transactionHash"]).hex(),
-            "block": int(event["blockNumber"]),
+            "signer_count": len(signer_indexes), "gas_used": int(receipt["gasUsed"], 16),
+            "transmitter": self.w3.to_checksum_address(tx["from"]), "tx_hash": tx_hash,
+            "block": event.block_number,
             "latency_ms": round((seen_at - started) * 1000, 1) if started else None,
         }
 
@@ -308,7 +310,7 @@ class Devnet:
 
     async def poll_landed(self) -> list[dict[str, Any]]:
         """Reports that landed since the last call, read back from the chain."""
-        head = await self.w3.eth.block_number
+        head = await self.client.rpc.block_number()
         if head < self._next_block:
             return []
         events = await self.client.transmission_events(self._next_block, head)
@@ -342,6 +344,8 @@ class Devnet:
             node.stop()
         if self.simulator is not None:
             await self.simulator.stop()
+        if getattr(self, "w3", None) is not None:
+            await disconnect(self.w3)
         if self.anvil is not None:
             self.anvil.stop()
         if self._tmp is not None:

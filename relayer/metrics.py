@@ -325,14 +325,13 @@ class Telemetry:
         if balance and node.transmitter_key is not None:
             from relayer.chain.codec import address_of
 
-            wei = await oracle.w3.eth.get_balance(oracle.w3.to_checksum_address(address_of(node.transmitter_key)))
-            self.balance.set(int(wei))
-        head = await oracle.w3.eth.block_number
+            self.balance.set(await oracle.rpc.balance(address_of(node.transmitter_key)))
+        head = await oracle.rpc.block_number()
         first = self._next_block is None
         landed_keys: list[tuple[int, int]] = []
         if not first and head >= self._next_block:
             for event in await oracle.transmission_events(self._next_block, head):
-                landed_keys.append((int(event["args"]["epoch"]), int(event["args"]["round"])))
+                landed_keys.append((event.epoch, event.round))
         if first or head >= self._next_block:
             self._next_block = head + 1
         if not first and not landed_keys:

@@ -24,7 +24,9 @@ from feeds.poller import FeedCache
 from feeds.registry import make_source
 from relayer.chain.codec import address_of
 from relayer.api import ApiServer
+from relayer.chain.contract import chain_id_of
 from relayer.chain.oracle import QuorumOracleClient
+from relayer.chain.rpc import JsonRpcClient
 from relayer.keystore import load_signing_key
 from relayer.logs import register_secret, set_log_identity
 from relayer.metrics import Telemetry
@@ -203,9 +205,12 @@ class Node:
 
     async def run(self) -> None:
         s = self.settings
-        w3 = AsyncWeb3(AsyncHTTPProvider(s.rpc_urls[0], request_kwargs={"timeout": s.rpc_timeout}))
-        self.chain_id = await w3.eth.chain_id
-        self.oracle = QuorumOracleClient(w3, s.oracle_address)
+        # Reads and transmissions fail over across rpc_urls in order (relayer.chain.rpc);
+        # web3 only lends its ABI tooling here.
+        self.rpc = JsonRpcClient(s.rpc_urls, timeout=s.rpc_timeout)
+        w3 = AsyncWeb3(AsyncHTTPProvider(s.rpc_urls[0]))
+        self.chain_id = await chain_id_of(self.rpc)
+        self.oracle = QuorumOracleClient(w3, s.oracle_address, rpc=self.rpc)
         committee = Committee.from_onchain(await self.oracle.config())
         self.served = [ServedFeed(f, await self.oracle.feed_index(f.feed_id)) for f in s.feeds]
         sources = {name: make_source(name, s.source_urls.get(name), timeout=s.source_timeout)
@@ -259,4 +264,5 @@ class Node:
                 scheduler.shutdown(wait=False)
                 self._snapshot_stats()  # the final counters, for status and benchmarks
                 await self.host.stop()
+                await self.rpc.close()
                 self.store.close()

@@ -3,7 +3,9 @@
 The signing tables double as slashing protection (after EIP-3076): a row is committed
 with `synchronous=FULL` before the signature it holds leaves the process, and a new
 signature is refused when it would conflict with a row already there or sit below the
-highest (epoch, round) already signed under the same config digest.
+highest (epoch, round) already signed under the same config digest. Everything else
+(attested reports, transmissions, state) commits with `synchronous=NORMAL`: in WAL mode
+that survives a killed process, and the next signing commit syncs it to disk too.
 """
 
 from __future__ import annotations
@@ -33,8 +35,17 @@ class Store:
         conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
+        self._durable = True
+        self.conn = conn
         self.db = sqlite_utils.Database(conn)
         self._create()
+
+    def _write(self, sql: str, params: tuple[Any, ...], *, durable: bool) -> None:
+        """One statement in its own transaction; ``durable`` ones are fsynced before returning."""
+        if durable != self._durable:
+            self.conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+            self._durable = durable
+        self.conn.execute(sql, params)
 
     def _create(self) -> None:
         key = ("digest", "epoch", "round")
@@ -76,8 +87,10 @@ class Store:
         return (int(row[0]), int(row[1])) if row else None
 
     def _existing(self, table: str, digest: str, epoch: int, round: int) -> dict[str, Any] | None:
-        rows = list(self.db[table].rows_where("digest = ? AND epoch = ? AND round = ?", [digest, epoch, round]))
-        return rows[0] if rows else None
+        cursor = self.conn.execute(f"SELECT * FROM {table} WHERE digest = ? AND epoch = ? AND round = ?",
+                                   (digest, epoch, round))
+        row = cursor.fetchone()
+        return dict(zip([c[0] for c in cursor.description], row)) if row else None
 
     def signed_observation(self, digest: str, epoch: int, round: int) -> str | None:
         row = self._existing("signed_observations", digest, epoch, round)
@@ -94,10 +107,10 @@ class Store:
     def record_observation(self, digest: str, epoch: int, round: int, envelope: str) -> None:
         """Commit a signed observation; call before it is published."""
         self.check_observation_allowed(digest, epoch, round)
-        with self.db.conn:
-            self.db["signed_observations"].insert(
-                {"digest": digest, "epoch": epoch, "round": round, "envelope": envelope, "created_at": time.time()}
-            )
+        self._write(
+            "INSERT INTO signed_observations (digest, epoch, round, envelope, created_at) VALUES (?, ?, ?, ?, ?)",
+            (digest, epoch, round, envelope, time.time()), durable=True,
+        )
 
     def signed_report(self, digest: str, epoch: int, round: int) -> SignedReport | None:
         row = self._existing("signed_reports", digest, epoch, round)
@@ -128,11 +141,11 @@ class Store:
         """Commit a report signature; call before it is published."""
         if self.check_report_allowed(digest, epoch, round, report_digest) is not None:
             return
-        with self.db.conn:
-            self.db["signed_reports"].insert(
-                {"digest": digest, "epoch": epoch, "round": round, "report_digest": report_digest.hex(),
-                 "updates": updates.hex(), "signature": signature.hex(), "created_at": time.time()}
-            )
+        self._write(
+            "INSERT INTO signed_reports (digest, epoch, round, report_digest, updates, signature, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (digest, epoch, round, report_digest.hex(), updates.hex(), signature.hex(), time.time()), durable=True,
+        )
 
     # --- attested reports and transmissions ----------------------------------------
 
@@ -149,25 +162,24 @@ class Store:
         """Keep an attested report; False when it was known already."""
         if self._existing("attested", digest, epoch, round) is not None:
             return False
-        with self.db.conn:
-            self.db["attested"].insert(
-                {"digest": digest, "epoch": epoch, "round": round, "updates": updates.hex(),
-                 "signatures": json.dumps([[i, s.hex()] for i, s in signatures]),
-                 "observations": json.dumps(observations) if observations is not None else None,
-                 "started_at": started_at, "attested_at": time.time()}
-            )
+        self._write(
+            "INSERT INTO attested (digest, epoch, round, updates, signatures, observations, started_at, attested_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (digest, epoch, round, updates.hex(), json.dumps([[i, s.hex()] for i, s in signatures]),
+             json.dumps(observations) if observations is not None else None, started_at, time.time()),
+            durable=False,
+        )
         return True
 
     def record_transmission(
         self, digest: str, epoch: int, round: int, status: str, *, tx_hash: str = "", block: int = 0,
         gas_used: int = 0, detail: str = ""
     ) -> None:
-        with self.db.conn:
-            self.db["transmissions"].upsert(
-                {"digest": digest, "epoch": epoch, "round": round, "status": status, "tx_hash": tx_hash,
-                 "block": block, "gas_used": gas_used, "detail": detail, "created_at": time.time()},
-                pk=("digest", "epoch", "round"),
-            )
+        self._write(
+            "INSERT OR REPLACE INTO transmissions (digest, epoch, round, status, tx_hash, block, gas_used, detail, "
+            "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (digest, epoch, round, status, tx_hash, block, gas_used, detail, time.time()), durable=False,
+        )
 
     def attested_rows(self) -> list[dict[str, Any]]:
         return list(self.db["attested"].rows_where(order_by="epoch, round"))
@@ -179,5 +191,4 @@ class Store:
         return str(rows[0]["value"]) if rows else None
 
     def set_state(self, key: str, value: str) -> None:
-        with self.db.conn:
-            self.db["state"].upsert({"key": key, "value": value}, pk="key")
+        self._write("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)", (key, value), durable=False)

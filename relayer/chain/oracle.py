@@ -1,36 +1,29 @@
 """Typed async wrapper around the deployed QuorumOracle and FeedProxy contracts.
 
-Every state-changing call is first run as a static call (``eth_call``) so a revert surfaces
-as a :class:`ContractRevert` / :class:`TransmitError` carrying the custom error's name,
-before any gas is spent. Transactions are signed locally with eth-account; no node-side keys.
+Every state-changing call is first checked against the pending block (``eth_estimateGas``)
+so a revert surfaces as a :class:`ContractRevert` / :class:`TransmitError` carrying the
+custom error's name, before any gas is spent. Transactions are signed locally with
+eth-account; no node-side keys. Calls go through :mod:`relayer.chain.contract`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cache
-from pathlib import Path
 from typing import Any
 
 import aiohttp
-from eth_abi import decode as abi_decode
-from eth_account import Account
-from eth_utils import abi_to_signature
 from web3 import AsyncHTTPProvider, AsyncWeb3
-from web3.exceptions import ContractLogicError, TimeExhausted, Web3Exception
-from web3.logs import DISCARD
 
-from relayer.chain.codec import (
-    ReportDomain,
-    address_of,
-    feed_id_bytes,
-    keccak,
-    pack_signatures,
+from relayer.chain.codec import ReportDomain, feed_id_bytes, keccak, pack_signatures
+from relayer.chain.contract import (
+    ContractClient,
+    deploy_contract,
+    load_artifact,
+    require_success,
 )
-from relayer.chain.errors import ChainError, ContractRevert, RpcError, TransmitError
+from relayer.chain.errors import ChainError, TransmitError
+from relayer.chain.rpc import RpcCallError
 
 __all__ = [
     "FeedProxyClient",
@@ -39,6 +32,7 @@ __all__ = [
     "OnchainConfig",
     "QuorumOracleClient",
     "TransmitReceipt",
+    "Transmission",
     "connect",
     "deploy_contract",
     "deploy_oracle",
@@ -47,27 +41,11 @@ __all__ = [
     "load_artifact",
 ]
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-ARTIFACT_DIR = REPO_ROOT / "contracts-abi"
 RPC_TIMEOUT_S = 10.0
-RECEIPT_TIMEOUT_S = 30.0
-# Automine answers within milliseconds; web3's default 100 ms poll would dominate latency.
-RECEIPT_POLL_S = 0.02
 # Age after which readers call a feed stale, unless add_feed is told otherwise.
 DEFAULT_HEARTBEAT_S = 3600
-
-
-@cache
-def load_artifact(name: str) -> dict[str, Any]:
-    """``contracts-abi/<name>.json`` as written by ``node scripts/compile_contracts.js``."""
-    path = ARTIFACT_DIR / f"{name}.json"
-    try:
-        artifact: dict[str, Any] = json.loads(path.read_text())
-    except FileNotFoundError as exc:
-        raise ChainError(
-            f"contract artifact {path} is missing; run `node scripts/compile_contracts.js`"
-        ) from exc
-    return artifact
+NEW_TRANSMISSION_TOPIC = "0x" + keccak(b"NewTransmission(uint32,uint32,uint256)").hex()
+FEED_ADDED_TOPIC = "0x" + keccak(b"FeedAdded(uint16,bytes32,uint8,string,int192,int192)").hex()
 
 
 def connect(rpc_url: str, *, timeout: float = RPC_TIMEOUT_S) -> AsyncWeb3:
@@ -124,6 +102,17 @@ class FeedStatus:
 
 
 @dataclass(frozen=True)
+class Transmission:
+    """One ``NewTransmission`` event: a report landed."""
+
+    epoch: int
+    round: int
+    signer_bitmask: int
+    block_number: int
+    tx_hash: bytes
+
+
+@dataclass(frozen=True)
 class TransmitReceipt:
     tx_hash: bytes
     block_number: int
@@ -135,155 +124,23 @@ class TransmitReceipt:
         return self.status == 1
 
 
-@cache
-def _error_table() -> dict[bytes, tuple[str, tuple[str, ...]]]:
-    """4-byte selector -> (custom error name, argument types), from all our contracts."""
-    table: dict[bytes, tuple[str, tuple[str, ...]]] = {}
-    for name in ("QuorumOracle", "FeedProxy", "RiskGate", "SubscriptionRegistry", "ChainlinkConsumer"):
-        for entry in load_artifact(name)["abi"]:
-            if entry["type"] == "error":
-                selector = keccak(abi_to_signature(entry).encode())[:4]
-                table[selector] = (entry["name"], tuple(i["type"] for i in entry["inputs"]))
-    return table
-
-
-def _revert_data(exc: ContractLogicError) -> bytes:
-    data = exc.data
-    if isinstance(data, dict):  # some nodes nest it: {"data": "0x..."}
-        data = data.get("data")
-    if not isinstance(data, str) or not data.startswith("0x"):
-        return b""
-    try:
-        return bytes.fromhex(data[2:])
-    except ValueError:
-        return b""
-
-
-def _to_revert(
-    exc: ContractLogicError, what: str, error_cls: type[ContractRevert]
-) -> ContractRevert:
-    data = _revert_data(exc)
-    known = _error_table().get(data[:4])
-    if known is None:
-        return error_cls(
-            f"{what} reverted without a known custom error ({exc.message or data.hex() or 'no data'})",
-            reason=None,
-            data=data,
-        )
-    name, types = known
-    try:
-        raw_args = abi_decode(list(types), data[4:])
-        # eth_abi yields lower-case addresses; everything else in this package is checksummed.
-        args = tuple(
-            AsyncWeb3.to_checksum_address(a) if t == "address" else a for t, a in zip(types, raw_args)
-        )
-    except Exception:  # noqa: BLE001 - malformed arguments must not hide the error name
-        args = ()
-    return error_cls(f"{what} reverted with {name}{args}", reason=name, error_args=args, data=data)
-
-
-_RPC_FAILURES = (Web3Exception, aiohttp.ClientError, asyncio.TimeoutError, OSError)
-
-
-async def _send(
-    w3: AsyncWeb3,
-    key: bytes,
-    call: Any,
-    what: str,
-    *,
-    error_cls: type[ContractRevert] = ContractRevert,
-    static_call: bool = True,
-) -> dict[str, Any]:
-    """Static-call, sign and send ``call`` from ``key``'s account; return the receipt."""
-    sender = address_of(key)
-    try:
-        if static_call:
-            # Against the pending block: its timestamp is "now", while the latest block's may
-            # be minutes old on a quiet chain and would misjudge observation-time checks.
-            await call.call({"from": sender}, block_identifier="pending")
-        nonce = await w3.eth.get_transaction_count(sender, "pending")
-        tx = await call.build_transaction({"from": sender, "nonce": nonce})
-        signed = Account.sign_transaction(tx, key)
-        tx_hash = await w3.eth.send_raw_transaction(signed.raw_transaction)
-        receipt = await w3.eth.wait_for_transaction_receipt(
-            tx_hash, timeout=RECEIPT_TIMEOUT_S, poll_latency=RECEIPT_POLL_S
-        )
-    except ContractLogicError as exc:
-        raise _to_revert(exc, what, error_cls) from exc
-    except TimeExhausted as exc:
-        raise RpcError(f"{what}: no receipt after {RECEIPT_TIMEOUT_S}s") from exc
-    except _RPC_FAILURES as exc:
-        raise RpcError(f"{what} failed at the RPC: {exc!r}") from exc
-    return dict(receipt)
-
-
-async def deploy_contract(w3: AsyncWeb3, key: bytes, name: str, *args: Any) -> str:
-    """Deploy ``contracts-abi/<name>.json`` with constructor ``args``; returns its address."""
-    return await _deploy(w3, key, name, *args)
-
-
-async def _deploy(w3: AsyncWeb3, key: bytes, name: str, *args: Any) -> str:
-    artifact = load_artifact(name)
-    factory = w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
-    # A constructor has no static call; gas estimation in build_transaction surfaces reverts.
-    receipt = await _send(
-        w3, key, factory.constructor(*args), f"deploying {name}", static_call=False
-    )
-    if receipt["status"] != 1 or receipt.get("contractAddress") is None:
-        raise ChainError(f"deploying {name} failed on-chain (tx {receipt['transactionHash'].hex()})")
-    return AsyncWeb3.to_checksum_address(receipt["contractAddress"])
-
-
 async def deploy_oracle(w3: AsyncWeb3, owner_key: bytes) -> str:
     """Deploy a QuorumOracle owned by ``owner_key``'s account; returns its address."""
-    return await _deploy(w3, owner_key, "QuorumOracle")
+    return await deploy_contract(w3, owner_key, "QuorumOracle")
 
 
 async def deploy_proxy(w3: AsyncWeb3, owner_key: bytes, oracle: str, feed_index: int) -> str:
     """Deploy a FeedProxy (AggregatorV3Interface) for one feed of ``oracle``."""
-    return await _deploy(
-        w3, owner_key, "FeedProxy", AsyncWeb3.to_checksum_address(oracle), feed_index
-    )
+    return await deploy_contract(w3, owner_key, "FeedProxy", AsyncWeb3.to_checksum_address(oracle), feed_index)
 
 
-async def call_view(contract: Any, fn: str, *args: Any) -> Any:
-    """A read-only contract call; reverts and RPC failures become chain errors."""
-    try:
-        return await getattr(contract.functions, fn)(*args).call()
-    except ContractLogicError as exc:
-        raise _to_revert(exc, fn, ContractRevert) from exc
-    except _RPC_FAILURES as exc:
-        raise RpcError(f"{fn} failed at the RPC: {exc!r}") from exc
-
-
-class QuorumOracleClient:
+class QuorumOracleClient(ContractClient):
     """One deployed QuorumOracle: typed reads, owner administration and transmit."""
 
-    def __init__(self, w3: AsyncWeb3, address: str) -> None:
-        self.w3 = w3
-        self.address = AsyncWeb3.to_checksum_address(address)
-        self.contract = w3.eth.contract(
-            address=self.address, abi=load_artifact("QuorumOracle")["abi"]
-        )
-        # One sender at a time per client: nonces are read from the node, not tracked here.
-        self._send_lock = asyncio.Lock()
+    ARTIFACT = "QuorumOracle"
 
     def domain(self, chain_id: int) -> ReportDomain:
         return ReportDomain(chain_id, self.address)
-
-    async def _call(self, fn: str, *args: Any) -> Any:
-        return await call_view(self.contract, fn, *args)
-
-    async def _transact(
-        self,
-        key: bytes,
-        fn: str,
-        *args: Any,
-        error_cls: type[ContractRevert] = ContractRevert,
-    ) -> dict[str, Any]:
-        call = getattr(self.contract.functions, fn)(*args)
-        async with self._send_lock:
-            return await _send(self.w3, key, call, fn, error_cls=error_cls)
 
     # -- administration (owner) -------------------------------------------------------
 
@@ -305,7 +162,7 @@ class QuorumOracleClient:
             threshold,
             offchain_config,
         )
-        _require_success(receipt, "setConfig")
+        require_success(receipt, "setConfig")
         return await self.config()
 
     async def add_feed(
@@ -340,9 +197,11 @@ class QuorumOracleClient:
             heartbeat,
             history_depth,
         )
-        _require_success(receipt, "addFeed")
-        events = self.contract.events.FeedAdded().process_receipt(receipt, errors=DISCARD)
-        return int(events[0]["args"]["feedIndex"])
+        require_success(receipt, "addFeed")
+        for entry in receipt["logs"]:
+            if entry["topics"] and entry["topics"][0] == FEED_ADDED_TOPIC:
+                return int(entry["topics"][1], 16)  # feedIndex is indexed
+        raise ChainError(f"addFeed landed without a FeedAdded event (tx {receipt['transactionHash'].hex()})")
 
     async def set_feed_parameters(
         self, owner_key: bytes, index: int, min_value: int, max_value: int, breaker_bps: int, heartbeat: int
@@ -350,28 +209,28 @@ class QuorumOracleClient:
         receipt = await self._transact(
             owner_key, "setFeedParameters", index, min_value, max_value, breaker_bps, heartbeat
         )
-        _require_success(receipt, "setFeedParameters")
+        require_success(receipt, "setFeedParameters")
 
     async def reset_breaker(self, key: bytes, index: int) -> None:
         """Owner or guardian: clear a tripped breaker; the next report re-anchors the feed."""
-        _require_success(await self._transact(key, "resetBreaker", index), "resetBreaker")
+        require_success(await self._transact(key, "resetBreaker", index), "resetBreaker")
 
     async def set_guardian(self, owner_key: bytes, guardian: str) -> None:
         receipt = await self._transact(owner_key, "setGuardian", AsyncWeb3.to_checksum_address(guardian))
-        _require_success(receipt, "setGuardian")
+        require_success(receipt, "setGuardian")
 
     async def pause(self, key: bytes) -> None:
-        _require_success(await self._transact(key, "pause"), "pause")
+        require_success(await self._transact(key, "pause"), "pause")
 
     async def unpause(self, key: bytes) -> None:
-        _require_success(await self._transact(key, "unpause"), "unpause")
+        require_success(await self._transact(key, "unpause"), "unpause")
 
     async def transfer_ownership(self, owner_key: bytes, new_owner: str) -> None:
         receipt = await self._transact(owner_key, "transferOwnership", AsyncWeb3.to_checksum_address(new_owner))
-        _require_success(receipt, "transferOwnership")
+        require_success(receipt, "transferOwnership")
 
     async def accept_ownership(self, new_owner_key: bytes) -> None:
-        _require_success(await self._transact(new_owner_key, "acceptOwnership"), "acceptOwnership")
+        require_success(await self._transact(new_owner_key, "acceptOwnership"), "acceptOwnership")
 
     # -- reads ------------------------------------------------------------------------
 
@@ -422,16 +281,24 @@ class QuorumOracleClient:
         """The contract's own EIP-712 digest (to cross-check :class:`ReportDomain`)."""
         return bytes(await self._call("reportDigest", config_digest, epoch, round, updates))
 
-    async def transmission_events(self, from_block: int, to_block: int) -> list[Any]:
+    async def transmission_events(self, from_block: int, to_block: int) -> list[Transmission]:
         """``NewTransmission`` events in ``[from_block, to_block]``, oldest first."""
         try:
-            return list(
-                await self.contract.events.NewTransmission().get_logs(
-                    from_block=from_block, to_block=to_block
-                )
-            )
-        except _RPC_FAILURES as exc:
-            raise RpcError(f"NewTransmission logs {from_block}..{to_block}: {exc!r}") from exc
+            logs = await self.rpc.request("eth_getLogs", [{
+                "address": self.address, "topics": [NEW_TRANSMISSION_TOPIC],
+                "fromBlock": hex(from_block), "toBlock": hex(to_block),
+            }])
+        except RpcCallError as exc:
+            raise ChainError(f"NewTransmission logs {from_block}..{to_block}: {exc}") from exc
+        out = []
+        for entry in logs:
+            data = bytes.fromhex(entry["data"][2:])
+            out.append(Transmission(
+                epoch=int.from_bytes(data[0:32], "big"), round=int.from_bytes(data[32:64], "big"),
+                signer_bitmask=int.from_bytes(data[64:96], "big"), block_number=int(entry["blockNumber"], 16),
+                tx_hash=bytes.fromhex(entry["transactionHash"][2:]),
+            ))
+        return out
 
     def decode_transmit_input(self, data: bytes | str) -> dict[str, Any]:
         """Arguments of a ``transmit`` transaction's input, by name (``updates``, ...)."""
@@ -490,15 +357,10 @@ class QuorumOracleClient:
         )
 
 
-class FeedProxyClient:
+class FeedProxyClient(ContractClient):
     """Reads one FeedProxy the way a Chainlink consumer would."""
 
-    def __init__(self, w3: AsyncWeb3, address: str) -> None:
-        self.address = AsyncWeb3.to_checksum_address(address)
-        self.contract = w3.eth.contract(address=self.address, abi=load_artifact("FeedProxy")["abi"])
-
-    async def _call(self, fn: str, *args: Any) -> Any:
-        return await call_view(self.contract, fn, *args)
+    ARTIFACT = "FeedProxy"
 
     async def decimals(self) -> int:
         return int(await self._call("decimals"))
@@ -515,12 +377,3 @@ class FeedProxyClient:
     async def latest_status(self) -> FeedStatus:
         """The safety-stating read: value, time, round, stale, tripped, signer count."""
         return FeedStatus.from_tuple(await self._call("latestStatus"))
-
-
-def _require_success(receipt: dict[str, Any], what: str) -> None:
-    if receipt["status"] != 1:
-        raise ContractRevert(
-            f"{what} passed its static call but reverted on-chain "
-            f"(tx {bytes(receipt['transactionHash']).hex()}); state changed in between, retry",
-            reason=None,
-        )

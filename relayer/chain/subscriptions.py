@@ -7,13 +7,12 @@ serve the union: per feed the tightest deviation and the shortest heartbeat (:me
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from web3 import AsyncWeb3
 
 from relayer.chain.codec import feed_id_bytes
 from relayer.chain.errors import ChainError
-from relayer.chain.oracle import _send, call_view, deploy_contract, load_artifact
+from relayer.chain.contract import ContractClient, deploy_contract
 
 __all__ = ["Subscription", "SubscriptionRegistryClient", "deploy_subscription_registry"]
 
@@ -32,24 +31,17 @@ async def deploy_subscription_registry(w3: AsyncWeb3, key: bytes) -> str:
     return await deploy_contract(w3, key, "SubscriptionRegistry")
 
 
-class SubscriptionRegistryClient:
-    def __init__(self, w3: AsyncWeb3, address: str) -> None:
-        self.w3 = w3
-        self.address = AsyncWeb3.to_checksum_address(address)
-        self.contract = w3.eth.contract(address=self.address, abi=load_artifact("SubscriptionRegistry")["abi"])
-
-    async def _call(self, fn: str, *args: Any) -> Any:
-        return await call_view(self.contract, fn, *args)
+class SubscriptionRegistryClient(ContractClient):
+    ARTIFACT = "SubscriptionRegistry"
 
     async def subscribe(self, key: bytes, feed_id: str, deviation_bps: int, heartbeat: int) -> None:
         """Create or replace the sender's subscription to ``feed_id``."""
-        call = self.contract.functions.subscribe(feed_id_bytes(feed_id), deviation_bps, heartbeat)
-        receipt = await _send(self.w3, key, call, "subscribe")
+        receipt = await self._transact(key, "subscribe", feed_id_bytes(feed_id), deviation_bps, heartbeat)
         if receipt["status"] != 1:
             raise ChainError("subscribe reverted on-chain after a passing static call")
 
     async def unsubscribe(self, key: bytes, feed_id: str) -> None:
-        receipt = await _send(self.w3, key, self.contract.functions.unsubscribe(feed_id_bytes(feed_id)), "unsubscribe")
+        receipt = await self._transact(key, "unsubscribe", feed_id_bytes(feed_id))
         if receipt["status"] != 1:
             raise ChainError("unsubscribe reverted on-chain after a passing static call")
 

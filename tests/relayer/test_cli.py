@@ -20,6 +20,7 @@ import pytest
 
 from relayer.chain.anvil import AnvilNode
 from relayer.chain.codec import address_of, keccak
+from relayer.chain.contract import disconnect
 from relayer.chain.oracle import QuorumOracleClient, connect, deploy_oracle
 from relayer.cli import build_parser, main
 from relayer.keystore import read_keystore, write_keystore
@@ -53,7 +54,7 @@ async def _deploy(anvil: AnvilNode) -> str:
         await client.add_feed(owner, feed, 8, f"{feed} spot", 1, 10**30)
     await client.set_config(owner, [address_of(_signer(i)) for i in range(4)],
                             [a for a, _ in anvil.accounts[1:5]], 1, 2, OffchainConfig().encode())
-    await w3.provider.disconnect()
+    await disconnect(w3)
     return address
 
 

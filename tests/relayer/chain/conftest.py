@@ -21,6 +21,7 @@ from relayer.chain.codec import (
     keccak,
     sign_digest,
 )
+from relayer.chain.contract import disconnect
 from relayer.chain.oracle import (
     OnchainConfig,
     QuorumOracleClient,
@@ -53,7 +54,7 @@ async def w3(anvil: AnvilNode) -> AsyncIterator[AsyncWeb3]:
     try:
         yield web3
     finally:
-        await web3.provider.disconnect()
+        await disconnect(web3)
         anvil.rpc("evm_revert", [snapshot])
 
 

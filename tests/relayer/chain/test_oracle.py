@@ -51,8 +51,9 @@ async def test_valid_report_lands_and_is_stored(oracle: Deployment) -> None:
     assert await oracle.client.latest_signer_count() == 3
 
     (event,) = await oracle.client.transmission_events(receipt.block_number, receipt.block_number)
-    assert event["args"]["signerBitmask"] == 0b1101
-    assert (event["args"]["epoch"], event["args"]["round"]) == (1, 1)
+    assert event.signer_bitmask == 0b1101
+    assert (event.epoch, event.round) == (1, 1)
+    assert event.tx_hash == receipt.tx_hash
     tx = await oracle.w3.eth.get_transaction(receipt.tx_hash)
     assert oracle.client.decode_transmit_input(tx["input"])["updates"] == updates
 

@@ -15,7 +15,8 @@ from aggregation.margin import MarginCurve, compute_margins
 from relayer.chain.anvil import AnvilNode
 from relayer.chain.codec import feed_id_bytes
 from relayer.chain.errors import ContractRevert
-from relayer.chain.oracle import _send, deploy_contract, deploy_proxy, load_artifact
+from relayer.chain.contract import send_call as _send
+from relayer.chain.oracle import deploy_contract, deploy_proxy, load_artifact
 from relayer.chain.subscriptions import SubscriptionRegistryClient, deploy_subscription_registry
 
 from .conftest import Deployment
