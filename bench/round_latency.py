@@ -3,10 +3,14 @@
 For each committee size, runs `relayer devnet` until the given number of reports have
 landed, then reads the nodes' stores. Round latency is from the leader's ObserveRequest
 to the attested report (threshold signatures in hand, from the leader's store); landing
-latency adds transmission until the devnet sees the report on-chain. Traffic is what each
+latency adds transmission until the devnet sees the report on-chain. Two phases show where
+the round's time goes: when 2f+1 members had signed their observations, and when f+1 had
+co-signed the report (from the members' own stores). `--store-sync full normal` gives a row
+each with and without an fsync per signature. Traffic is what each
 node's p2p host sent and received, per attested round. Prints one table.
 
     .venv/bin/python bench/round_latency.py [--nodes 4 7 10] [--rounds 200] [--interval-ms 250]
+                                            [--store-sync full normal]
 """
 
 from __future__ import annotations
@@ -31,12 +35,12 @@ def pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
-def run(nodes: int, rounds: int, interval_ms: int, grace_ms: int) -> dict[str, Any]:
+def run(nodes: int, rounds: int, interval_ms: int, grace_ms: int, store_sync: str) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-latency-") as tmp:
         data_dir = Path(tmp)
         cmd = [sys.executable, "-m", "relayer", "devnet", "--nodes", str(nodes), "--rounds", str(rounds),
                "--json", "--data-dir", str(data_dir), "--round-interval-ms", str(interval_ms),
-               "--grace-ms", str(grace_ms)]
+               "--grace-ms", str(grace_ms), "--store-sync", store_sync]
         proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=rounds * 5 + 180)
         if proc.returncode != 0:
             raise SystemExit(f"devnet n={nodes} failed:\n{proc.stderr[-4000:]}")
@@ -45,17 +49,34 @@ def run(nodes: int, rounds: int, interval_ms: int, grace_ms: int) -> dict[str, A
         attest_ms: list[float] = []
         traffic: list[dict[str, int]] = []
         attested_rounds = 0
+        started: dict[tuple[int, int], float] = {}
+        signed_obs: dict[tuple[int, int], list[float]] = {}
+        signed_reports: dict[tuple[int, int], list[float]] = {}
         for node_db in sorted(data_dir.glob("node-*/node.sqlite")):
             with sqlite3.connect(node_db) as conn:
-                attest_ms += [(a - s) * 1000 for s, a in conn.execute(
-                    "SELECT started_at, attested_at FROM attested WHERE started_at IS NOT NULL")]
+                for e, r, s, a in conn.execute(
+                        "SELECT epoch, round, started_at, attested_at FROM attested WHERE started_at IS NOT NULL"):
+                    attest_ms.append((a - s) * 1000)
+                    started[(e, r)] = s
+                for table, into in (("signed_observations", signed_obs), ("signed_reports", signed_reports)):
+                    for e, r, t in conn.execute(f"SELECT epoch, round, created_at FROM {table}"):
+                        into.setdefault((e, r), []).append(t)
                 attested_rounds = max(attested_rounds, conn.execute("SELECT COUNT(*) FROM attested").fetchone()[0])
                 row = conn.execute("SELECT value FROM state WHERE key = 'stats'").fetchone()
                 if row:
                     traffic.append(json.loads(row[0]).get("p2p_traffic", {}))
     per_round = max(attested_rounds, 1)
+    f = (nodes - 1) // 3
+
+    def phase(times: dict[tuple[int, int], list[float]], k: int) -> list[float]:
+        """Per round: ms from the leader's request until the k-th member had signed."""
+        return [(sorted(times[key])[k - 1] - s) * 1000 for key, s in started.items() if len(times.get(key, [])) >= k]
+
     return {
         "nodes": nodes,
+        "sync": store_sync,
+        "obs_quorum_ms": phase(signed_obs, 2 * f + 1),
+        "cosign_ms": phase(signed_reports, f + 1),
         "landed": len(landed),
         "feeds": len(landed[0]["feeds"]) if landed else 0,
         "signers": landed[0]["signer_count"] if landed else 0,
@@ -75,17 +96,21 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=200)
     parser.add_argument("--interval-ms", type=int, default=250)
     parser.add_argument("--grace-ms", type=int, default=20)
+    parser.add_argument("--store-sync", nargs="+", default=["full"], choices=("full", "normal"),
+                        help="one table row per value: fsync each signature (full) or not (normal)")
     args = parser.parse_args()
-    results = [run(n, args.rounds, args.interval_ms, args.grace_ms) for n in args.nodes]
+    results = [run(n, args.rounds, args.interval_ms, args.grace_ms, sync) for n in args.nodes for sync in args.store_sync]
     print(f"round interval {args.interval_ms} ms, grace {args.grace_ms} ms; {args.rounds} landed reports per row; "
           f"one machine, {os.cpu_count()} cores")
-    print("| n | f | feeds | sigs | attested p50 ms | attested p99 ms | landed p50 ms | landed p99 ms "
-          "| msgs/round/node | KiB/round/node | gas/transmit p50 |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("phases (p50, from the leader's request): 2f+1 observations signed; f+1 co-signatures signed")
+    print("| n | f | feeds | sigs | store sync | 2f+1 obs ms | f+1 co-sign ms | attested p50 ms | attested p99 ms "
+          "| landed p50 ms | landed p99 ms | msgs/round/node | KiB/round/node | gas/transmit p50 |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         a, land, gas = r["attest_ms"], r["land_ms"], r["gas"]
         print(
-            f"| {r['nodes']} | {(r['nodes'] - 1) // 3} | {r['feeds']} | {r['signers']} "
+            f"| {r['nodes']} | {(r['nodes'] - 1) // 3} | {r['feeds']} | {r['signers']} | {r['sync']} "
+            f"| {statistics.median(r['obs_quorum_ms']):.1f} | {statistics.median(r['cosign_ms']):.1f} "
             f"| {statistics.median(a):.1f} | {pct(a, 99):.1f} "
             f"| {statistics.median(land):.1f} | {pct(land, 99):.1f} "
             f"| {r['msgs']:.1f} | {r['bytes'] / 1024:.1f} | {statistics.median(gas):,.0f} |"

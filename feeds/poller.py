@@ -209,6 +209,9 @@ class FeedCache:
         self._rng = rng or random.Random()
         self.health: dict[str, SourceHealth] = {name: SourceHealth(name) for name in self._sources}
         self._latest: dict[Target, SourceReading] = {}
+        # Bumped on every fetch outcome: what aggregate() computes can only change with it
+        # (or with the clock), so callers may reuse a result while it stands still.
+        self.generation = 0
         self._state: dict[Target, _TargetState] = {t: _TargetState() for t in self._targets}
         self._venue_not_before: dict[str, float] = {}
         self._semaphores: dict[str, asyncio.Semaphore] = {}
@@ -328,6 +331,7 @@ class FeedCache:
             self._record(target, outcomes[target])  # type: ignore[arg-type]
 
     def _record(self, target: Target, outcome: SourceReading | Exception) -> None:
+        self.generation += 1
         now = time.time()
         name, kind, instrument = target
         if isinstance(outcome, SourceReading):

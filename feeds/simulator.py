@@ -271,6 +271,8 @@ class VenueSimulator:
         self.latency_ms.update(latency_ms or {})
         self._clock = clock
         self._faults: dict[str, str | None] = {venue: None for venue in self.venues}
+        self._books: dict[tuple[str, str, float], tuple[list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]]] = {}
+        self._book_texts: dict[tuple[str, str, float, str | None], tuple[list[list[str]], list[list[str]]]] = {}
         self._frozen_at: dict[str, float] = {}
         self._runner: web.AppRunner | None = None
         self._base_url: str | None = None
@@ -311,7 +313,22 @@ class VenueSimulator:
         return _CTX.multiply(self.model.open_interest_usd(instrument, t), _OI_SHARE.get(venue, Decimal("0.1")))
 
     def venue_book(self, venue: str, instrument: str, t: float) -> tuple[list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]]:
-        """(bids, asks) best first: 100 levels a side, one per bp from 0.5 bp off mid."""
+        """(bids, asks) best first: 100 levels a side, one per bp from 0.5 bp off mid.
+
+        Like a venue's book snapshot, it changes once a second (and is built once per second).
+        """
+        t = float(math.floor(t))
+        key = (venue, instrument, t)
+        cached = self._books.get(key)
+        if cached is None:
+            if len(self._books) > 256:
+                self._books.clear()
+            cached = self._books[key] = self._build_book(venue, instrument, t)
+        return cached
+
+    def _build_book(
+        self, venue: str, instrument: str, t: float
+    ) -> tuple[list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]]:
         mid = self.venue_price(venue, instrument, t)
         usd = _CTX.multiply(self.model.usd_per_level(instrument, t), _BOOK_SCALE.get(venue, Decimal(1)))
         bids, asks = [], []
@@ -523,8 +540,18 @@ class VenueSimulator:
 
     def _book(self, venue: str, instrument: str) -> tuple[list[list[str]], list[list[str]]]:
         t = self._value_time(venue, self._now())
-        bids, asks = self.venue_book(venue, instrument, t)
         fault = self._faults[venue]
+        key = (venue, instrument, float(math.floor(t)), fault)
+        cached = self._book_texts.get(key)
+        if cached is None:
+            if len(self._book_texts) > 256:
+                self._book_texts.clear()
+            cached = self._book_texts[key] = self._format_book(*self.venue_book(venue, instrument, t), fault)
+        return cached
+
+    def _format_book(
+        self, bids: list[tuple[Decimal, Decimal]], asks: list[tuple[Decimal, Decimal]], fault: str | None
+    ) -> tuple[list[list[str]], list[list[str]]]:
 
         def size(value: Decimal) -> str:
             if fault == "zero":

@@ -407,6 +407,7 @@ def _cmd_devnet(args: argparse.Namespace) -> int:
     options = DevnetOptions(
         nodes=args.nodes, rounds=args.rounds, json_lines=args.json, data_dir=args.data_dir,
         seed=args.seed, round_interval_ms=args.round_interval_ms, grace_ms=args.grace_ms,
+        store_sync=args.store_sync,
         venue_faults=dict(args.venue_fault),
     )
     try:
@@ -480,6 +481,8 @@ def build_parser() -> argparse.ArgumentParser:
     devnet.add_argument("--round-interval-ms", type=int, default=1000, help="time between rounds")
     devnet.add_argument("--grace-ms", type=int, default=20,
                         help="how long a leader waits for more observations after 2f+1 (default 20)")
+    devnet.add_argument("--store-sync", choices=("full", "normal"), default="full",
+                        help="fsync each signature (full, default) or leave it to the OS (normal)")
     devnet.add_argument("--venue-fault", type=_venue_fault, action="append", default=[], metavar="VENUE=FAULT",
                         help="make one simulated venue misbehave, e.g. kraken=garbage or binance=timeout")
     devnet.set_defaults(func=_cmd_devnet)

@@ -63,7 +63,8 @@ class DevnetOptions:
     progress_timeout_ms: int = 4000
     grace_ms: int = 20
     transmit_stage_ms: int = 1000
-    poll_interval: float = 0.5
+    poll_interval: float = 1.0  # the node default: venues are polled once a second
+    store_sync: str = "full"  # relayer Settings.store_sync
     threshold: int | None = None
     venue_faults: dict[str, str] = field(default_factory=dict)
     # Test-only: node index -> fault name (relayer/testing/faults.py); the key "leader"
@@ -194,6 +195,7 @@ class Devnet:
                 "feeds": [spec.model_dump(mode="json") for spec in CATALOG],
                 "source_urls": {v: self.simulator.venue_url(v) for v in VENUES},
                 "poll_interval": o.poll_interval,
+                "store_sync": o.store_sync,
                 "api_port": api_ports[i],
             }
             config_path = node_dir / "config.json"

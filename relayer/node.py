@@ -11,6 +11,7 @@ import json
 import logging
 import signal
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import aiohttp
@@ -35,12 +36,14 @@ from relayer.p2p.identity import address_of_peer_id
 from relayer.protocol.committee import Committee
 from relayer.protocol.engine import AttestedReport, RoundEngine
 from relayer.protocol.errors import InvalidMessage
-from relayer.protocol.messages import FeedObservation, Observation, open_envelope
+from relayer.protocol.messages import Envelope, FeedObservation, Observation, open_envelope
 from relayer.settings import FeedSpec, Settings, read_key_file
 from relayer.store import Store
 from relayer.transmission import Transmitter
 
 log = logging.getLogger(__name__)
+
+PRECHECKED_MAX = 1024
 
 
 @dataclass(frozen=True)
@@ -61,17 +64,32 @@ class Node:
             register_secret(self.transmitter_key)
         self.address = address_of(self.key)
         set_log_identity(self.address)
-        self.store = Store(settings.data_dir / "node.sqlite")
+        self.store = Store(settings.data_dir / "node.sqlite", sync=settings.store_sync)
         self._stop = asyncio.Event()
         self.engine: RoundEngine | None = None
         self.host: P2PHost | None = None
         self.transmitter: Transmitter | None = None
         self.committee: Committee | None = None
         self.telemetry = Telemetry(self)
+        self._last_observation: tuple[tuple[int, int], Observation] | None = None
+        # Envelopes the p2p thread's validator opened, until the loop thread takes them.
+        self._prechecked: OrderedDict[bytes, Envelope] = OrderedDict()
 
     def observe(self) -> Observation:
-        """Observe every served feed from the local cache; a feed that cannot be served is left out."""
+        """Observe every served feed from the local cache; a feed that cannot be served is left out.
+
+        Rounds come faster than venue polls: within one second and with no new fetch since,
+        the cache yields the same observation, so the last one is reused.
+        """
         now = time.time()
+        key = (self.cache.generation, int(now))
+        if self._last_observation is not None and self._last_observation[0] == key:
+            return self._last_observation[1]
+        observation = self._observe_now(now)
+        self._last_observation = (key, observation)
+        return observation
+
+    def _observe_now(self, now: float) -> Observation:
         feeds = []
         for feed in self.served:
             try:
@@ -122,11 +140,17 @@ class Node:
         committee = self.committee
         if committee is not None and env.digest != committee.digest_hex:
             return "wrong_digest"
+        # Handed to the engine with the bytes, so it does not parse and recover them again.
+        opened = self._prechecked
+        opened[data] = env
+        while len(opened) > PRECHECKED_MAX:
+            opened.popitem(last=False)
         return None
 
     def _on_wire(self, sender: str, data: bytes) -> None:
+        opened = self._prechecked.pop(data, None)
         if self.engine is not None:
-            self.engine.on_wire(sender, data)
+            self.engine.on_wire(sender, data, opened)
 
     def _engine_class(self) -> type[RoundEngine]:
         if self.settings.test_fault:

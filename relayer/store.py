@@ -29,19 +29,28 @@ class SignedReport:
 
 
 class Store:
-    def __init__(self, path: Path | str) -> None:
+    """``sync="full"`` (the default) fsyncs every signing commit: a signature survives power
+    loss. ``sync="normal"`` leaves that to the OS: it survives a killed process (SIGKILL, a
+    crash) but not the machine losing power. The equivocation checks are the same in both."""
+
+    def __init__(self, path: Path | str, *, sync: str = "full") -> None:
+        if sync not in ("full", "normal"):
+            raise ValueError(f"store sync must be 'full' or 'normal', got {sync!r}")
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
+        self._signing_sync = sync == "full"
         self._durable = True
         self.conn = conn
         self.db = sqlite_utils.Database(conn)
         self._create()
 
     def _write(self, sql: str, params: tuple[Any, ...], *, durable: bool) -> None:
-        """One statement in its own transaction; ``durable`` ones are fsynced before returning."""
+        """One statement in its own transaction; ``durable`` ones are fsynced before returning
+        (unless the store was opened with ``sync="normal"``)."""
+        durable = durable and self._signing_sync
         if durable != self._durable:
             self.conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
             self._durable = durable

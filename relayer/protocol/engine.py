@@ -281,10 +281,14 @@ class RoundEngine:
 
     # --- inbound --------------------------------------------------------------------
 
-    def on_wire(self, sender_address: str, data: bytes) -> None:
-        """Entry point for bytes from the network; never raises."""
+    def on_wire(self, sender_address: str, data: bytes, opened: Envelope | None = None) -> None:
+        """Entry point for bytes from the network; never raises.
+
+        ``opened`` is the same bytes already parsed and authenticated by the transport's
+        validator (:func:`open_envelope`), which spares a second signature recovery.
+        """
         try:
-            env = open_envelope(data)
+            env = opened if opened is not None else open_envelope(data)
             if env.sender.lower() != sender_address.lower():
                 raise InvalidMessage("sender_mismatch", f"envelope from {env.sender} relayed as {sender_address}")
             if env.sig in self._seen:
@@ -402,8 +406,8 @@ class RoundEngine:
         signature = earlier.signature if earlier else sign_digest(self._key, report_digest)
         self.store.record_report_signature(self.digest, env.epoch, env.round, report_digest, updates, signature)
         state.updates, state.report_digest, state.observation_dicts = updates, report_digest, observation_dicts
-        self._broadcast(
-            Kind.REPORT_SIGNATURE, env.epoch, env.round,
+        self._send_report_signature(
+            env.epoch, env.round,
             ReportSignature(report_digest="0x" + report_digest.hex(), signature="0x" + signature.hex()),
         )
         for early in state.early_signatures:
@@ -497,12 +501,19 @@ class RoundEngine:
 
     # --- outbound -------------------------------------------------------------------
 
-    def _broadcast(self, kind: Kind, epoch: int, round: int, body: Any) -> None:
-        env = seal(
+    def _seal(self, kind: Kind, epoch: int, round: int, body: Any) -> bytes:
+        return seal(
             private_key=self._key, sender=self.address, kind=kind,
             config_digest=self.committee.config_digest, epoch=epoch, round=round, body=body,
-        )
-        self._send_raw(env.encode())
+        ).encode()
+
+    def _broadcast(self, kind: Kind, epoch: int, round: int, body: Any) -> None:
+        self._send_raw(self._seal(kind, epoch, round, body))
+
+    def _send_report_signature(self, epoch: int, round: int, body: ReportSignature) -> None:
+        """Co-signatures go to the leader, who broadcasts the attested report: n messages a
+        round instead of n squared, and no follower spends CPU on others' signatures."""
+        self._send_to_leader(epoch, self._seal(Kind.REPORT_SIGNATURE, epoch, round, body))
 
     def _send_to_leader(self, epoch: int, data: bytes) -> None:
         leader = self.committee.leader(epoch)

@@ -88,20 +88,20 @@ class AbsurdValuesEngine(RoundEngine):
 
 
 class EquivocatingEngine(RoundEngine):
-    """Signs a second, different report for every round it co-signs, bypassing its own store."""
+    """Signs a second, different report for every round it co-signs, bypassing its own store,
+    and sends both signatures to every member (not only to the leader)."""
 
-    def _broadcast(self, kind: Kind, epoch: int, round: int, body: Any) -> None:
-        super()._broadcast(kind, epoch, round, body)
-        if kind is Kind.REPORT_SIGNATURE:
-            state = self._rounds.get((epoch, round))
-            if state is None or state.updates is None:
-                return
-            updates = decode_updates(state.updates)
-            other = encode_updates([FeedUpdate(u.feed_index, u.observed_at, u.num_sources, u.value + 1) for u in updates])
-            digest = self.domain.report_digest(self.committee.config_digest, epoch, round, other)
-            conflicting = ReportSignature(report_digest="0x" + digest.hex(),
-                                          signature="0x" + sign_digest(self._key, digest).hex())
-            super()._broadcast(kind, epoch, round, conflicting)
+    def _send_report_signature(self, epoch: int, round: int, body: ReportSignature) -> None:
+        self._broadcast(Kind.REPORT_SIGNATURE, epoch, round, body)
+        state = self._rounds.get((epoch, round))
+        if state is None or state.updates is None:
+            return
+        updates = decode_updates(state.updates)
+        other = encode_updates([FeedUpdate(u.feed_index, u.observed_at, u.num_sources, u.value + 1) for u in updates])
+        digest = self.domain.report_digest(self.committee.config_digest, epoch, round, other)
+        conflicting = ReportSignature(report_digest="0x" + digest.hex(),
+                                      signature="0x" + sign_digest(self._key, digest).hex())
+        self._broadcast(Kind.REPORT_SIGNATURE, epoch, round, conflicting)
 
 
 class ReplayEngine(RoundEngine):
@@ -146,6 +146,13 @@ class SpamEngine(RoundEngine):
 
     def _send_raw(self, data: bytes) -> None:
         super()._send_raw(data)
+        self._spam()
+
+    def _send_to_leader(self, epoch: int, data: bytes) -> None:
+        super()._send_to_leader(epoch, data)
+        self._spam()
+
+    def _spam(self) -> None:
         self._publish(b"this is not json")
         self._publish(json.dumps({"v": 1, "kind": "observation", "digest": "0x00"}).encode())
         self._publish(b"{" + b" " * (1 << 20) + b"}")  # over the honest nodes' 1 MiB limit
