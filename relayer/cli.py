@@ -24,6 +24,7 @@ from relayer.settings import Settings, SettingsError
 log = logging.getLogger("relayer")
 
 DEFAULT_DIR = Path("relayer-node")
+NO_ORACLE = "0x" + "0" * 40
 
 
 def _say(text: str) -> None:
@@ -53,7 +54,8 @@ keystore_file = "{keystore}"
 # Leave commented out and the node signs reports but never sends a transaction.
 # transmitter_key_file = "/run/secrets/transmitter.key"
 
-# One or more JSON-RPC endpoints of the chain; the first that answers is used.
+# One or more JSON-RPC endpoints of the chain, in order of preference: when one fails (refused,
+# timeout, HTTP 5xx/429) the next takes over and the failed one rests for a few seconds.
 rpc_urls = [{rpc_urls}]
 
 # The chain id the RPC endpoints must report (`relayer check` refuses any other).
@@ -66,7 +68,7 @@ oracle_address = "{oracle}"
 # (/ip4/HOST/tcp/PORT/p2p/PEER_ID). Give each operator your multiaddr printed by `relayer init`.
 listen_host = "0.0.0.0"
 listen_port = {listen_port}
-peers = []
+peers = [{peers}]
 
 # HTTP API, dashboard and Prometheus /metrics. Loopback only unless you put a proxy in front.
 api_host = "127.0.0.1"
@@ -82,7 +84,7 @@ source_timeout = 2.0
 
 # Venue base URLs, to point a source at a mirror or the simulator; omit for the real venues.
 [source_urls]
-
+{source_urls}
 # The feeds this node observes; feed_id must be registered on the oracle.
 [[feeds]]
 feed_id = "BTC-USD"
@@ -106,6 +108,20 @@ def _cmd_init(args: argparse.Namespace) -> int:
     from relayer.settings import read_key_file
 
     directory: Path = args.dir.resolve()
+    args.peers, args.source_urls = [], {}
+    if args.devnet is not None:
+        try:
+            info = json.loads((args.devnet / "devnet.json").read_text())
+            args.rpc_url = args.rpc_url or [info["rpc_url"]]
+            args.chain_id = args.chain_id or int(info["chain_id"])
+            if args.oracle == NO_ORACLE:
+                args.oracle = info["oracle"]
+            args.peers, args.source_urls = list(info["peers"]), dict(info["source_urls"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            print(f"relayer init: cannot read {args.devnet / 'devnet.json'} ({exc}); start `relayer devnet "
+                  f"--data-dir {args.devnet}` first", file=sys.stderr)
+            return 2
+    args.rpc_url = args.rpc_url or ["http://127.0.0.1:8545"]
     keystore = directory / "keystore.json"
     config = directory / "relayer.toml"
     existing = [p for p in (keystore, config) if p.exists()]
@@ -132,6 +148,8 @@ def _cmd_init(args: argparse.Namespace) -> int:
         config=config, name=args.name, data_dir=directory / "data", keystore=keystore, rpc_urls=rpc,
         chain_id_line=f"chain_id = {args.chain_id}" if args.chain_id else "# chain_id = 1",
         oracle=args.oracle, listen_port=args.listen_port, api_port=args.api_port,
+        peers="".join(f"\n    {json.dumps(p)}," for p in args.peers) + ("\n" if args.peers else ""),
+        source_urls="".join(f"{name} = {json.dumps(url)}\n" for name, url in sorted(args.source_urls.items())),
     ))
     peer_id = peer_id_of(key)
     del key
@@ -394,6 +412,125 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- committee (oracle owner) -------------------------------------------------------------
+
+
+class CommitteeError(Exception):
+    """A committee change that cannot be made; the message says why and what to do."""
+
+
+def _cmd_committee(args: argparse.Namespace) -> int:
+    try:
+        return asyncio.run(_committee(args))
+    except CommitteeError as exc:
+        print(f"relayer committee: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\nrelayer committee: interrupted; check `relayer committee show` for the state", file=sys.stderr)
+        return 130
+
+
+def _committee_target(args: argparse.Namespace) -> tuple[str, str, Path | None]:
+    """(rpc url, oracle address, owner key file) from the flags, else from --devnet DIR."""
+    rpc, oracle, key_file = args.rpc_url, args.oracle, args.owner_key_file
+    if args.devnet is not None:
+        try:
+            info = json.loads((args.devnet / "devnet.json").read_text())
+        except (OSError, ValueError) as exc:
+            raise CommitteeError(f"cannot read {args.devnet / 'devnet.json'} ({exc}); is the devnet running "
+                                 f"with --data-dir {args.devnet}?") from None
+        rpc, oracle = rpc or info.get("rpc_url"), oracle or info.get("oracle")
+        key_file = key_file or (Path(info["owner_key_file"]) if info.get("owner_key_file") else None)
+    if not rpc or not oracle:
+        raise CommitteeError("give --rpc-url and --oracle (or --devnet DIR for a local devnet)")
+    return rpc, oracle, key_file
+
+
+async def _committee(args: argparse.Namespace) -> int:
+    from relayer.chain.contract import disconnect
+    from relayer.chain.errors import ChainError
+    from relayer.chain.oracle import QuorumOracleClient, connect
+    from relayer.protocol.committee import OffchainConfig
+    from relayer.settings import read_key_file
+
+    rpc, oracle, key_file = _committee_target(args)
+    w3 = connect(rpc)
+    try:
+        client = QuorumOracleClient(w3, oracle)
+        try:
+            cfg = await client.config()
+        except ChainError as exc:
+            raise CommitteeError(f"cannot read the committee of {oracle} at {rpc}: {exc}") from None
+        if args.action == "show":
+            _print_committee(cfg, OffchainConfig)
+            return 0
+        if not args.signer:
+            raise CommitteeError(f"`relayer committee {args.action}` needs --signer ADDRESS")
+        if key_file is None:
+            raise CommitteeError("changing the committee needs the oracle owner's key: --owner-key-file FILE")
+        try:
+            owner_key = read_key_file(key_file)
+        except SettingsError as exc:
+            raise CommitteeError(str(exc)) from None
+        signers, transmitters = list(cfg.signers), list(cfg.transmitters)
+        lowered = [a.lower() for a in signers]
+        target = _address(args.signer, "--signer")
+        if args.action == "add":
+            if target.lower() in lowered:
+                raise CommitteeError(f"{target} is already signer {lowered.index(target.lower())}")
+            transmitter = _address(args.transmitter, "--transmitter") if args.transmitter else target
+            if args.replace:
+                old = args.replace.lower()
+                if old not in lowered:
+                    raise CommitteeError(f"{args.replace} is not in the committee; `relayer committee show` lists it")
+                i = lowered.index(old)
+                signers[i], transmitters[i] = target, transmitter
+            else:
+                signers.append(target)
+                transmitters.append(transmitter)
+        else:  # remove
+            if target.lower() not in lowered:
+                raise CommitteeError(f"{target} is not in the committee")
+            i = lowered.index(target.lower())
+            del signers[i], transmitters[i]
+        if len(signers) < 3 * cfg.f + 1:
+            raise CommitteeError(f"{len(signers)} signers cannot tolerate f={cfg.f} faults (n must be >= "
+                                 f"{3 * cfg.f + 1}); add a member before removing one, or use --replace")
+        _say(f"sending setConfig to {oracle} ({len(signers)} signers, f={cfg.f}, threshold={cfg.threshold}) ...")
+        try:
+            new = await client.set_config(owner_key, signers, transmitters, cfg.f, cfg.threshold,
+                                          cfg.offchain_config)
+        except ChainError as exc:
+            raise CommitteeError(f"setConfig failed: {exc}") from None
+        _print_committee(new, OffchainConfig)
+        print("nodes switch to the new committee when they next read the chain (config_poll_interval)")
+        return 0
+    finally:
+        await disconnect(w3)
+
+
+def _address(text: str, flag: str) -> str:
+    from web3 import AsyncWeb3
+
+    try:
+        return str(AsyncWeb3.to_checksum_address(text))
+    except ValueError:
+        raise CommitteeError(f"{flag} {text!r} is not an address (0x followed by 40 hex digits)") from None
+
+
+def _print_committee(cfg: Any, offchain_cls: Any) -> None:
+    print(f"config digest  0x{cfg.config_digest.hex()}  (config #{cfg.config_count})")
+    print(f"n={len(cfg.signers)}  f={cfg.f}  threshold={cfg.threshold}")
+    try:
+        o = offchain_cls.decode(cfg.offchain_config)
+        print(f"round every {o.round_interval_ms} ms, progress timeout {o.progress_timeout_ms} ms, "
+              f"grace {o.grace_ms} ms, transmit stage {o.transmit_stage_ms} ms")
+    except Exception:  # noqa: BLE001 - an unreadable offchain config must not hide the committee
+        print(f"offchain config: {len(cfg.offchain_config)} bytes (not readable by this version)")
+    for i, (signer, transmitter) in enumerate(zip(cfg.signers, cfg.transmitters)):
+        print(f"  {i:>2}  signer {signer}  transmitter {transmitter}")
+
+
 # --- devnet ------------------------------------------------------------------------------
 
 
@@ -444,7 +581,10 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--rpc-url", action="append", default=None, metavar="URL",
                       help="chain JSON-RPC endpoint; repeat for fallbacks (default http://127.0.0.1:8545)")
     init.add_argument("--chain-id", type=int, default=None, help="the chain id `check` must find")
-    init.add_argument("--oracle", default="0x" + "0" * 40, help="QuorumOracle address (can be set later)")
+    init.add_argument("--oracle", default=NO_ORACLE, help="QuorumOracle address (can be set later)")
+    init.add_argument("--devnet", type=Path, default=None, metavar="DIR",
+                      help="join a local `relayer devnet --data-dir DIR`: take its RPC URL, chain id, oracle, "
+                           "peers and simulated venue URLs from DIR/devnet.json")
     init.add_argument("--listen-port", type=int, default=9000, help="libp2p port (default 9000)")
     init.add_argument("--api-port", type=int, default=8788, help="HTTP API/dashboard port (default 8788)")
     init.add_argument("--import-key", type=Path, default=None, metavar="HEXFILE",
@@ -472,6 +612,24 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--timeout", type=float, default=3.0, help="seconds to wait (default 3)")
     status.set_defaults(func=_cmd_status)
 
+    committee = sub.add_parser(
+        "committee", help="show the oracle's committee, or (as its owner) add, replace or remove a member",
+        description="Read the committee of a QuorumOracle, or change it with setConfig (owner only). f, the "
+                    "threshold and the off-chain timings stay as they are; nodes follow the change on their own.")
+    committee.add_argument("action", choices=("show", "add", "remove"))
+    committee.add_argument("--signer", default=None, metavar="ADDRESS", help="the member to add or remove")
+    committee.add_argument("--transmitter", default=None, metavar="ADDRESS",
+                           help="its transmitting account (default: the signer address, which never transmits)")
+    committee.add_argument("--replace", default=None, metavar="ADDRESS",
+                           help="with add: the member whose seat the new signer takes")
+    committee.add_argument("--rpc-url", default=None, metavar="URL", help="chain JSON-RPC endpoint")
+    committee.add_argument("--oracle", default=None, metavar="ADDRESS", help="QuorumOracle address")
+    committee.add_argument("--owner-key-file", type=Path, default=None, metavar="FILE",
+                           help="hex private key of the oracle owner (needed for add and remove)")
+    committee.add_argument("--devnet", type=Path, default=None, metavar="DIR",
+                           help="a local `relayer devnet --data-dir DIR`: RPC, oracle and owner key from it")
+    committee.set_defaults(func=_cmd_committee)
+
     devnet = sub.add_parser("devnet", help="run a local chain, simulated venues and several relayers")
     devnet.add_argument("--nodes", type=int, default=4, help="relayer processes (default 4)")
     devnet.add_argument("--rounds", type=int, default=None, help="exit 0 after this many landed reports")
@@ -493,7 +651,5 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if getattr(args, "command", None) == "init" and args.rpc_url is None:
-        args.rpc_url = ["http://127.0.0.1:8545"]
     func: Callable[[argparse.Namespace], int | Awaitable[int]] = args.func
     return int(func(args))  # type: ignore[arg-type]

@@ -154,6 +154,10 @@ class Devnet:
         keys = [secrets.token_bytes(32) for _ in range(o.nodes + o.spare_nodes)]
         transmitters = [self.anvil.accounts[1 + i] for i in range(len(keys))]
         self.owner_key = owner_key
+        # anvil's well-known first account: the oracle owner of this local network only.
+        owner_key_path = o.data_dir / "owner.key"
+        owner_key_path.write_text(owner_key.hex())
+        owner_key_path.chmod(0o600)
         self.transmitter_accounts = transmitters
         offchain = OffchainConfig(
             round_interval_ms=o.round_interval_ms, progress_timeout_ms=o.progress_timeout_ms,
@@ -208,6 +212,10 @@ class Devnet:
             "feeds": self.feeds, "threshold": threshold, "f": f,
             "nodes": [{"index": n.index, "address": n.address, "data_dir": str(n.data_dir), "api": n.api,
                        "transmitter": transmitters[n.index][0]} for n in self.nodes],
+            # For an operator joining this network (`relayer init --devnet`, `relayer committee`).
+            "peers": peers[:o.nodes],
+            "source_urls": {v: self.simulator.venue_url(v) for v in VENUES},
+            "owner_key_file": str(owner_key_path),
         }, indent=2))
         for node in self.nodes:
             self.start_node(node.index)
@@ -317,6 +325,12 @@ class Devnet:
             return []
         events = await self.client.transmission_events(self._next_block, head)
         seen_at = time.time()
+        if events:
+            # Someone else (an operator's `relayer committee`) may have changed the committee:
+            # signer bitmasks index into the one on-chain now.
+            _, _, digest = await self.client._call("latestConfigDetails")
+            if bytes(digest) != self.committee.config_digest:
+                self.committee = Committee.from_onchain(await self.client.config())
         self._next_block = head + 1
         fresh = [await self._report_landed(event, seen_at) for event in events]
         self.landed.extend(fresh)

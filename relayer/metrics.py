@@ -46,12 +46,13 @@ HISTORY = 240  # points kept per feed for the dashboard's charts
 RECENT_ROUNDS = 50
 
 # The curve the dashboard applies to the latest values when showing "what RiskGate would
-# set". Until a volatility feed lands on-chain, volatility is realized from landed prices
-# (annualized, in bps) and depth is taken at the reference (no liquidity penalty).
+# set": volatility in bps (annualized), depth in USD within +-50 bps of mid. Below $5M of
+# depth the initial margin rises by up to 10 percentage points.
 DEFAULT_CURVE = MarginCurve(
-    base_im_bps=500, vol_multiplier_bps=2500, depth_penalty_bps=0, depth_ref=1,
+    base_im_bps=500, vol_multiplier_bps=2500, depth_penalty_bps=1000, depth_ref=5_000_000,
     floor_im_bps=200, cap_im_bps=5000, mm_ratio_bps=6000, floor_mm_bps=100,
 )
+BPS = 10_000
 
 
 @dataclass
@@ -98,6 +99,13 @@ class _StatsCollector(Collector):
             for (peer, reason), n in list(host.dropped.items()):
                 dropped.add_metric([peer, reason, "p2p"], n)
         yield dropped
+        rpc = getattr(node, "rpc", None)
+        failovers = CounterMetricFamily("relayer_rpc_failovers", "Times an RPC endpoint failed and the next took over",
+                                        labels=["url"])
+        if rpc is not None:
+            for url in rpc.urls:
+                failovers.add_metric([url], rpc.failovers.get(url, 0))
+        yield failovers
         cache = getattr(node, "cache", None)
         healthy = GaugeMetricFamily("relayer_source_healthy", "1 when the source's last fetch succeeded",
                                     labels=["source"])
@@ -378,14 +386,58 @@ class Telemetry:
             entry["report"] = rec.report if rec is not None else None
             entry["signer_count"] = rec.signer_count if rec is not None else None
             entry["description"] = sf.spec.description
+            entry["kind"] = str(sf.spec.kind)
             entry["margin"] = self.margin(fid)
             out.append(entry)
         return out
 
     def margin(self, feed_id: str) -> dict[str, Any] | None:
-        points = list(self.history.get(feed_id, ()))
-        if len(points) < 3:
+        """What RiskGate would set for the market of a spot feed, from the latest on-chain values.
+
+        Volatility and depth come from the attested realized-vol and depth feeds of the same
+        instrument when this node serves them and they have landed (as RiskGate reads them);
+        otherwise volatility is estimated from the landed prices and depth is taken at the
+        reference. Other kinds of feed have no margin of their own (None).
+        """
+        spec = self._spec(feed_id)
+        if spec is None or str(getattr(spec, "kind", "spot")) != "spot":
             return None
+        vol_feed = self._sibling(spec.instrument, "realized_vol")
+        depth_feed = self._sibling(spec.instrument, "depth")
+        vol_bps = self._landed_decimal(vol_feed)
+        depth = self._landed_decimal(depth_feed)
+        source = {"volatility": vol_feed if vol_bps is not None else "landed prices",
+                  "depth": depth_feed if depth is not None else "reference"}
+        vol = int(vol_bps * BPS) if vol_bps is not None else self._realized_vol_bps(feed_id)
+        if vol is None:
+            return None
+        depth_units = int(depth) if depth is not None else DEFAULT_CURVE.depth_ref
+        try:
+            m = compute_margins(DEFAULT_CURVE, vol, depth_units)
+        except InvalidInput:
+            return None
+        return {"volatility_bps": vol, "depth": depth_units, "initial_bps": m.initial_bps,
+                "maintenance_bps": m.maintenance_bps, "samples": len(self.history.get(feed_id, ())),
+                "source": source}
+
+    def _spec(self, feed_id: str) -> Any:
+        return next((sf.spec for sf in getattr(self.node, "served", []) if sf.spec.feed_id == feed_id), None)
+
+    def _sibling(self, instrument: str, kind: str) -> str | None:
+        for sf in getattr(self.node, "served", []):
+            if sf.spec.instrument == instrument and str(sf.spec.kind) == kind:
+                return str(sf.spec.feed_id)
+        return None
+
+    def _landed_decimal(self, feed_id: str | None) -> Decimal | None:
+        entry = self.latest.get(feed_id) if feed_id else None
+        if not entry or entry.get("value") is None:
+            return None
+        value = Decimal(entry["value"])
+        return value if value >= 0 else None
+
+    def _realized_vol_bps(self, feed_id: str) -> int | None:
+        points = list(self.history.get(feed_id, ()))
         returns, gaps = [], []
         for (t0, v0), (t1, v1) in zip(points, points[1:]):
             a, b = Decimal(v0), Decimal(v1)
@@ -397,13 +449,7 @@ class Telemetry:
         mean = sum(returns) / len(returns)
         var = sum((r - mean) ** 2 for r in returns) / (len(returns) - 1)
         per_year = 365 * 86400 / (sum(gaps) / len(gaps))
-        vol_bps = int(math.sqrt(var * per_year) * 10_000)
-        try:
-            m = compute_margins(DEFAULT_CURVE, vol_bps, DEFAULT_CURVE.depth_ref)
-        except InvalidInput:
-            return None
-        return {"volatility_bps": vol_bps, "initial_bps": m.initial_bps, "maintenance_bps": m.maintenance_bps,
-                "samples": len(points)}
+        return int(math.sqrt(var * per_year) * BPS)
 
     def history_view(self) -> dict[str, list[list[Any]]]:
         return {fid: [[t, v] for t, v in pts] for fid, pts in self.history.items()}

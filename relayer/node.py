@@ -44,6 +44,7 @@ from relayer.transmission import Transmitter
 log = logging.getLogger(__name__)
 
 PRECHECKED_MAX = 1024
+DIAL_BACK_PASSES = 3
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,8 @@ class Node:
         return Observation(feeds=tuple(sorted(feeds, key=lambda f: f.feed_index)))
 
     async def _dial_peers(self) -> None:
-        """Keep one connection per pair: the node with the higher address dials, and redials."""
+        """Keep one connection per pair: the node with the higher address dials, and redials;
+        the other waits a few seconds for that call before dialing too."""
         assert self.host is not None
         host = self.host
 
@@ -116,13 +118,20 @@ class Node:
             except Exception as exc:  # a peer being down is normal; retry next pass
                 log.debug("dial %s failed: %s", addr, exc)
 
+        # A peer with the higher address may not know ours (a newcomer is in our list before
+        # we are in theirs): after this many passes without its call, we dial it ourselves.
+        waited: dict[str, int] = {}
         while True:
             connected = set(host.connected_peers())
-            missing = [
-                addr for addr in self.settings.peers
-                if (peer_id := addr.rsplit("/p2p/", 1)[-1]) not in connected
-                and address_of_peer_id(peer_id).lower() < self.address.lower()
-            ]
+            missing = []
+            for addr in self.settings.peers:
+                peer_id = addr.rsplit("/p2p/", 1)[-1]
+                if peer_id in connected:
+                    waited.pop(peer_id, None)
+                    continue
+                waited[peer_id] = waited.get(peer_id, 0) + 1
+                if address_of_peer_id(peer_id).lower() < self.address.lower() or waited[peer_id] > DIAL_BACK_PASSES:
+                    missing.append(addr)
             await asyncio.gather(*(dial(addr) for addr in missing))
             await asyncio.sleep(1.0)
 

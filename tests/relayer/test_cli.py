@@ -244,3 +244,38 @@ def test_run_wrong_password_stops_before_anything_starts(tmp_path: Path, chain: 
 def test_status_without_a_node_says_so(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["status", "--api", "http://127.0.0.1:9", "--timeout", "1"]) == 1
     assert "no node answers" in capsys.readouterr().err
+
+
+def test_committee_show_add_remove_and_refusals(chain: Chain, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    owner = tmp_path / "owner.key"
+    owner.write_text(chain.anvil.accounts[0][1].hex())
+    stranger = tmp_path / "stranger.key"
+    stranger.write_text(os.urandom(32).hex())
+    common = ["--rpc-url", chain.anvil.rpc_url, "--oracle", chain.oracle]
+    member, newcomer = address_of(_signer(0)), address_of(_signer(9))
+
+    assert main(["committee", "show", *common]) == 0
+    out = capsys.readouterr().out
+    assert member in out and "n=4  f=1  threshold=2" in out
+
+    # Refusals, each with the reason, and nothing sent.
+    assert main(["committee", "remove", *common, "--owner-key-file", str(owner), "--signer", member]) == 2
+    assert "n must be >= 4" in capsys.readouterr().err
+    assert main(["committee", "add", *common, "--owner-key-file", str(owner), "--signer", "0x1234"]) == 2
+    assert "not an address" in capsys.readouterr().err
+    assert main(["committee", "add", *common, "--owner-key-file", str(owner), "--signer", member]) == 2
+    assert "already signer 0" in capsys.readouterr().err
+    assert main(["committee", "add", *common, "--signer", newcomer]) == 2
+    assert "--owner-key-file" in capsys.readouterr().err
+
+    snapshot = chain.anvil.rpc("evm_snapshot")
+    try:
+        assert main(["committee", "add", *common, "--owner-key-file", str(stranger), "--signer", newcomer]) == 2
+        assert "NotOwner" in capsys.readouterr().err
+        assert main(["committee", "add", *common, "--owner-key-file", str(owner), "--signer", newcomer]) == 0
+        out = capsys.readouterr().out
+        assert newcomer in out and "n=5" in out
+        assert main(["committee", "remove", *common, "--owner-key-file", str(owner), "--signer", newcomer]) == 0
+        assert newcomer not in capsys.readouterr().out
+    finally:
+        chain.anvil.rpc("evm_revert", [snapshot])
