@@ -241,6 +241,26 @@ def test_run_wrong_password_stops_before_anything_starts(tmp_path: Path, chain: 
     assert "wrong password" in proc.stderr and "wrong one!" not in proc.stderr
 
 
+def test_run_with_every_rpc_endpoint_down_exits_1_naming_each(tmp_path: Path, chain: Chain) -> None:
+    dead = [f"http://127.0.0.1:{_free_port()}", f"http://127.0.0.1:{_free_port()}"]
+    config = _config(tmp_path, chain, rpc_urls=dead)
+    env = {**os.environ, "RELAYER_KEYSTORE_PASSWORD": PASSWORD}
+    proc = subprocess.run([sys.executable, "-m", "relayer", "run", "--config", str(config)], cwd=REPO,
+                          capture_output=True, text=True, timeout=60, env=env, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "cannot start" in proc.stderr and "rpc_urls" in proc.stderr
+    assert all(url in proc.stderr for url in dead)
+    assert "Traceback" not in proc.stderr
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def test_status_without_a_node_says_so(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["status", "--api", "http://127.0.0.1:9", "--timeout", "1"]) == 1
     assert "no node answers" in capsys.readouterr().err
