@@ -20,13 +20,15 @@ from typing import Any, ClassVar
 
 from eth_abi import decode as abi_decode
 from eth_abi import encode as abi_encode
+from eth_abi.grammar import TupleType
+from eth_abi.grammar import parse as parse_abi_type
 from eth_account import Account
 from eth_utils import abi_to_signature, to_checksum_address
 from web3 import AsyncWeb3
 
 from relayer.chain.codec import address_of, keccak
 from relayer.chain.errors import ChainError, ContractRevert, RpcError
-from relayer.chain.rpc import JsonRpcClient, RpcCallError
+from relayer.chain.rpc import RPC_TIMEOUT_S, JsonRpcClient, RpcCallError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACT_DIR = REPO_ROOT / "contracts-abi"
@@ -60,11 +62,17 @@ def _type_of(param: dict[str, Any]) -> str:
 
 
 def _checksummed(kind: str, value: Any) -> Any:
-    """eth-abi yields lower-case addresses; everything in this package is checksummed."""
-    if kind == "address":
+    """As web3 returns them: checksummed addresses at any depth, arrays as lists, structs as tuples."""
+    return _normalize(parse_abi_type(kind), value)
+
+
+def _normalize(abi_type: Any, value: Any) -> Any:
+    if abi_type.is_array:
+        return [_normalize(abi_type.item_type, v) for v in value]
+    if isinstance(abi_type, TupleType):
+        return tuple(_normalize(t, v) for t, v in zip(abi_type.components, value))
+    if abi_type.to_type_str() == "address":
         return to_checksum_address(value)
-    if kind == "address[]":
-        return [to_checksum_address(a) for a in value]
     return value
 
 
@@ -78,7 +86,10 @@ class AbiFunction:
     def encode(self, args: Sequence[Any]) -> bytes:
         if len(args) != len(self.inputs):
             raise ChainError(f"{self.name} takes {len(self.inputs)} arguments, got {len(args)}")
-        return self.selector + abi_encode(list(self.inputs), list(args))
+        try:
+            return self.selector + abi_encode(list(self.inputs), list(args))
+        except Exception as exc:  # noqa: BLE001 - eth-abi raises several unrelated types
+            raise ChainError(f"{self.name}{self.inputs}: arguments do not encode: {exc}") from exc
 
     def decode(self, data: bytes) -> Any:
         """The single output, or a tuple of them (as web3's ``.call()`` returns)."""
@@ -140,7 +151,8 @@ def rpc_for(w3: AsyncWeb3) -> JsonRpcClient:
     """The lean client for ``w3``'s endpoint, one per ``AsyncWeb3`` object."""
     rpc = getattr(w3, "_relayer_rpc", None)
     if rpc is None:
-        rpc = JsonRpcClient([str(w3.provider.endpoint_uri)])  # type: ignore[attr-defined]
+        timeout = getattr(w3, "_relayer_timeout", None) or RPC_TIMEOUT_S
+        rpc = JsonRpcClient([str(w3.provider.endpoint_uri)], timeout=timeout)  # type: ignore[attr-defined]
         w3._relayer_rpc = rpc  # type: ignore[attr-defined]
     return rpc
 
@@ -200,7 +212,13 @@ async def send_transaction(
         if to is not None:
             tx["to"] = to
         signed = Account.sign_transaction(tx, key)
-        tx_hash = await rpc.request("eth_sendRawTransaction", ["0x" + bytes(signed.raw_transaction).hex()])
+        tx_hash = "0x" + bytes(signed.hash).hex()
+        try:
+            await rpc.request("eth_sendRawTransaction", ["0x" + bytes(signed.raw_transaction).hex()])
+        except RpcCallError as exc:
+            # After a failover the first endpoint may have taken it already: then wait for it.
+            if not any(m in exc.rpc_message.lower() for m in _ALREADY_SENT) or not await _known(rpc, tx_hash):
+                raise
         deadline = time.monotonic() + RECEIPT_TIMEOUT_S
         while True:
             raw = await rpc.request("eth_getTransactionReceipt", [tx_hash])
@@ -214,6 +232,17 @@ async def send_transaction(
         if exc.is_revert:
             raise revert_error(exc.revert_data, exc.rpc_message, what, error_cls) from exc
         raise RpcError(f"{what} refused by the RPC: {exc}") from exc
+
+
+_ALREADY_SENT = ("already known", "known transaction", "nonce too low")
+
+
+async def _known(rpc: JsonRpcClient, tx_hash: str) -> bool:
+    """Whether the chain (pending pool or a block) holds the transaction ``tx_hash``."""
+    try:
+        return await rpc.request("eth_getTransactionByHash", [tx_hash]) is not None
+    except RpcCallError:
+        return False
 
 
 class ContractClient:

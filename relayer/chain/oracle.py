@@ -22,7 +22,7 @@ from relayer.chain.contract import (
     load_artifact,
     require_success,
 )
-from relayer.chain.errors import ChainError, TransmitError
+from relayer.chain.errors import ChainError, RpcError, TransmitError
 from relayer.chain.rpc import RpcCallError
 
 __all__ = [
@@ -49,11 +49,13 @@ FEED_ADDED_TOPIC = "0x" + keccak(b"FeedAdded(uint16,bytes32,uint8,string,int192,
 
 
 def connect(rpc_url: str, *, timeout: float = RPC_TIMEOUT_S) -> AsyncWeb3:
-    """An ``AsyncWeb3`` over HTTP with a total timeout on every request."""
+    """An ``AsyncWeb3`` over HTTP with a total timeout on every request (its clients' too)."""
     provider = AsyncHTTPProvider(
         rpc_url, request_kwargs={"timeout": aiohttp.ClientTimeout(total=timeout)}
     )
-    return AsyncWeb3(provider)
+    w3 = AsyncWeb3(provider)
+    w3._relayer_timeout = timeout  # type: ignore[attr-defined]  # read by contract.rpc_for
+    return w3
 
 
 @dataclass(frozen=True)
@@ -289,7 +291,7 @@ class QuorumOracleClient(ContractClient):
                 "fromBlock": hex(from_block), "toBlock": hex(to_block),
             }])
         except RpcCallError as exc:
-            raise ChainError(f"NewTransmission logs {from_block}..{to_block}: {exc}") from exc
+            raise RpcError(f"NewTransmission logs {from_block}..{to_block}: {exc}") from exc
         out = []
         for entry in logs:
             data = bytes.fromhex(entry["data"][2:])

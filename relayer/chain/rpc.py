@@ -5,10 +5,11 @@ a node reads the chain several times per round, so the round's reads, log querie
 transmissions go through this client (about 0.4 ms per call) and web3 keeps the cold paths
 (deployment, administration, ABI tooling).
 
-Endpoints are tried in the configured order. One that fails at the transport (refused,
-timeout, HTTP 5xx or 429, a body that is not JSON-RPC) is set aside for a cool-down and the
-request goes to the next; a JSON-RPC error answer (a revert, a rejected transaction) is the
-chain's answer and is returned as :class:`RpcCallError`, not retried elsewhere.
+Endpoints are tried in the configured order, starting with the one that answered last. One
+that fails at the transport (refused, timeout, HTTP 5xx or 429, a body that is not JSON-RPC)
+is set aside for a cool-down and the request goes to the next; a JSON-RPC error answer (a
+revert, a rejected transaction) is the chain's answer and is returned as
+:class:`RpcCallError`, not retried elsewhere.
 """
 
 from __future__ import annotations
@@ -63,6 +64,10 @@ class _EndpointDown(Exception):
     pass
 
 
+def _is_jsonrpc(answer: Any) -> bool:
+    return isinstance(answer, dict) and ("result" in answer or isinstance(answer.get("error"), dict))
+
+
 class JsonRpcClient:
     def __init__(self, urls: Sequence[str], *, timeout: float = RPC_TIMEOUT_S, cooldown: float = COOLDOWN_S) -> None:
         if not urls:
@@ -94,9 +99,15 @@ class JsonRpcClient:
         return self._session
 
     def _order(self) -> list[int]:
-        """Healthy endpoints in configured order, then the cooling ones (soonest back first)."""
+        """The endpoint that answered last, then the other healthy ones in configured order,
+        then the cooling ones (soonest back first). Staying on the one that works keeps
+        consecutive reads (a block number, then logs up to it; a pending nonce) on one node's
+        view of the chain, and a recovered but lagging primary does not take over mid-stream."""
         now = time.monotonic()
         healthy = [i for i in range(len(self.urls)) if self._down_until[i] <= now]
+        if self.current in healthy:
+            healthy.remove(self.current)
+            healthy.insert(0, self.current)
         cooling = sorted((i for i in range(len(self.urls)) if self._down_until[i] > now), key=lambda i: self._down_until[i])
         return healthy + cooling
 
@@ -108,11 +119,21 @@ class JsonRpcClient:
                 if resp.status != 200:
                     raise _EndpointDown(f"HTTP {resp.status}: {(await resp.text())[:120]}")
                 try:
-                    return await resp.json(content_type=None)
+                    answer = await resp.json(content_type=None)
                 except ValueError as exc:
                     raise _EndpointDown(f"answer is not JSON: {exc}") from None
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             raise _EndpointDown(repr(exc)) from None
+        # A rate-limit page served as JSON, or a provider that refuses batches, is the
+        # endpoint failing, not the chain answering: the next endpoint gets the request.
+        if isinstance(payload, list):
+            if not isinstance(answer, list) or len(answer) != len(payload):
+                raise _EndpointDown(f"batch answered with {str(answer)[:120]}")
+            if not all(_is_jsonrpc(a) for a in answer):
+                raise _EndpointDown("batch answer is not JSON-RPC")
+        elif not _is_jsonrpc(answer):
+            raise _EndpointDown(f"not a JSON-RPC answer: {str(answer)[:120]}")
+        return answer
 
     async def _send(self, payload: Any, what: str) -> Any:
         errors: list[str] = []
@@ -156,8 +177,6 @@ class JsonRpcClient:
             next(self._ids)
         what = "+".join(m for m, _ in calls)
         answers = await self._send(payload, what)
-        if not isinstance(answers, list) or len(answers) != len(calls):
-            raise RpcError(f"{what}: batch answer has the wrong shape")
         by_id = {a.get("id"): a for a in answers if isinstance(a, dict)}
         return [self._result(m, by_id.get(first + i)) for i, (m, _) in enumerate(calls)]
 

@@ -156,6 +156,9 @@ async def test_subscription_union_is_the_tightest_tolerance(oracle: Deployment) 
     await registry.subscribe(perps, "BTC/USD", 20, 600)
     await registry.subscribe(options, "ETH/USD", 100, 60)
     assert await registry.union() == {feed_id_bytes("ETH/USD"): (10, 60), feed_id_bytes("BTC/USD"): (20, 600)}
+    # Addresses inside returned structs come back checksummed, as everywhere in this package.
+    subscribers = {s.subscriber for s in await registry.subscriptions()}
+    assert subscribers == {oracle.anvil.accounts[i][0] for i in (21, 22, 23)}
 
     await registry.subscribe(perps, "ETH/USD", 75, 7_200)  # loosened: an update, not a second entry
     await registry.unsubscribe(options, "ETH/USD")

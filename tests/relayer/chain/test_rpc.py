@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from aiohttp import web
@@ -24,6 +24,17 @@ def dead_url() -> str:
     return f"http://127.0.0.1:{port}"
 
 
+async def serve(answer: Callable[[web.Request], Awaitable[web.Response]]) -> tuple[str, web.AppRunner]:
+    app = web.Application()
+    app.router.add_post("/", answer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return f"http://127.0.0.1:{port}", runner
+
+
 @pytest.fixture
 async def flaky() -> AsyncIterator[tuple[str, list[int]]]:
     """An endpoint that answers HTTP 503 to everything; the list counts its hits."""
@@ -33,15 +44,9 @@ async def flaky() -> AsyncIterator[tuple[str, list[int]]]:
         hits.append(1)
         return web.Response(status=503, text="upstream overloaded")
 
-    app = web.Application()
-    app.router.add_post("/", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    url, runner = await serve(handler)
     try:
-        yield f"http://127.0.0.1:{port}", hits
+        yield url, hits
     finally:
         await runner.cleanup()
 
@@ -60,19 +65,72 @@ async def test_a_refused_endpoint_fails_over_to_the_next(anvil: AnvilNode) -> No
         await rpc.close()
 
 
-async def test_http_503_counts_as_down_and_the_primary_is_retried_after_cooldown(
+async def test_http_503_fails_over_and_the_client_stays_on_the_endpoint_that_works(
     anvil: AnvilNode, flaky: tuple[str, list[int]]
 ) -> None:
     url, hits = flaky
     rpc = JsonRpcClient([url, anvil.rpc_url], cooldown=0.0)
     try:
         await rpc.block_number()
+        assert len(hits) == 1 and rpc.failovers[url] == 1 and rpc.url == anvil.rpc_url
+        # No cool-down left, yet the next reads stay on the endpoint that answered: a block
+        # number and the logs up to it come from one node's view of the chain.
         await rpc.block_number()
-        # No cool-down: the preferred endpoint is asked first every time, then the fallback answers.
-        assert len(hits) == 2 and rpc.failovers[url] == 2
-        assert rpc.url == anvil.rpc_url
+        await rpc.block_number()
+        assert len(hits) == 1
     finally:
         await rpc.close()
+
+
+async def test_when_the_fallback_fails_the_client_returns_to_the_primary(anvil: AnvilNode) -> None:
+    async def ok(request: web.Request) -> web.Response:
+        return await relay(request, anvil.rpc_url)
+
+    down = {"now": False}
+
+    async def sometimes(request: web.Request) -> web.Response:
+        if down["now"]:
+            return web.Response(status=502, text="bad gateway")
+        return await relay(request, anvil.rpc_url)
+
+    primary, runner_a = await serve(ok)
+    fallback, runner_b = await serve(sometimes)
+    rpc = JsonRpcClient([primary, fallback], cooldown=0.0)
+    try:
+        rpc.current = 1  # as after an earlier failover
+        await rpc.block_number()
+        assert rpc.url == fallback
+        down["now"] = True
+        await rpc.block_number()
+        assert rpc.url == primary and rpc.failovers[fallback] == 1
+    finally:
+        await rpc.close()
+        await runner_a.cleanup()
+        await runner_b.cleanup()
+
+
+async def relay(request: web.Request, upstream: str) -> web.Response:
+    """Forward one JSON-RPC request to anvil, as a proxy in front of a node would."""
+    import aiohttp
+
+    async with aiohttp.ClientSession() as session, session.post(upstream, data=await request.read(),
+                                                               headers={"Content-Type": "application/json"}) as r:
+        return web.Response(body=await r.read(), content_type="application/json")
+
+
+async def test_a_json_answer_that_is_not_json_rpc_fails_over(anvil: AnvilNode) -> None:
+    async def rate_limit_page(request: web.Request) -> web.Response:
+        return web.json_response({"message": "rate limited, try later"})
+
+    url, runner = await serve(rate_limit_page)
+    rpc = JsonRpcClient([url, anvil.rpc_url])
+    try:
+        assert await rpc.chain_id() == anvil.chain_id
+        chain_id, _ = await rpc.batch([("eth_chainId", []), ("eth_blockNumber", [])])
+        assert int(chain_id, 16) == anvil.chain_id and rpc.failovers[url] == 1
+    finally:
+        await rpc.close()
+        await runner.cleanup()
 
 
 async def test_every_endpoint_down_raises_one_error_naming_each() -> None:
