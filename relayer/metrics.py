@@ -344,14 +344,14 @@ class Telemetry:
             self._next_block = head + 1
         if not first and not landed_keys:
             return
-        latest = await oracle.latest_epoch_round()
+        served = list(getattr(node, "served", []))
+        latest, states = await oracle.latest_feeds([sf.index for sf in served])
         if latest == (0, 0):
             return
         self.last_landed = latest
         now = time.time()
         feeds = []
-        for sf in getattr(node, "served", []):
-            state = await oracle.latest_feed(sf.index)
+        for sf, state in zip(served, states):
             value = str(from_fixed(state.value, sf.spec.decimals))
             self.landed_round.labels(sf.spec.feed_id).set(state.round_id)
             entry = {"feed_id": sf.spec.feed_id, "value": value, "raw_value": state.value,

@@ -277,6 +277,20 @@ class ContractClient:
             raise RpcError(f"{fn} failed at the RPC: {exc}") from exc
         return abi.decode(out)
 
+    async def _call_many(self, calls: Sequence[tuple[str, tuple[Any, ...]]], block: str = "latest") -> list[Any]:
+        """Several read-only calls in one HTTP request (a JSON-RPC batch), results in order."""
+        abis = [self._function(fn) for fn, _ in calls]
+        requests = [("eth_call", [{"to": self.address, "data": "0x" + abi.encode(args).hex()}, block])
+                    for abi, (_, args) in zip(abis, calls)]
+        try:
+            results = await self.rpc.batch(requests)
+        except RpcCallError as exc:
+            if exc.is_revert:
+                raise revert_error(exc.revert_data, exc.rpc_message, "+".join(fn for fn, _ in calls),
+                                   ContractRevert) from exc
+            raise RpcError(f"batched calls failed at the RPC: {exc}") from exc
+        return [abi.decode(bytes.fromhex(out[2:])) for abi, out in zip(abis, results)]
+
     async def _transact(
         self, key: bytes, fn: str, *args: Any, error_cls: type[ContractRevert] = ContractRevert
     ) -> dict[str, Any]:

@@ -273,6 +273,12 @@ class QuorumOracleClient(ContractClient):
     async def latest_signer_count(self) -> int:
         return int((await self._call("latestTransmissionDetails"))[3])
 
+    async def latest_feeds(self, indexes: Sequence[int]) -> tuple[tuple[int, int], list[FeedState]]:
+        """(latest epoch and round, each feed's latest state), read in one request."""
+        results = await self._call_many([("latestEpochAndRound", ())] + [("latestFeed", (i,)) for i in indexes])
+        (epoch, round_), feeds = results[0], results[1:]
+        return (int(epoch), int(round_)), [FeedState(value=v, observed_at=t, round_id=r) for v, t, r in feeds]
+
     async def latest_feed(self, index: int) -> FeedState:
         value, observed_at, round_id = await self._call("latestFeed", index)
         return FeedState(value=value, observed_at=observed_at, round_id=round_id)

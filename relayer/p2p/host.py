@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 import socket
 import threading
 from collections import Counter
@@ -52,6 +53,13 @@ from relayer.p2p.stack import (
 )
 
 logger = logging.getLogger(__name__)
+
+# py-libp2p's Yamux answers every stream read with a WINDOW_UPDATE frame by default
+# (PY_YAMUX_RELEASE_ON_READ=1); go-yamux batches them until half the window is used. Round
+# messages are small, so batching removes about one encrypted frame per message: measured
+# on the devnet at n=7, 4 rounds/s, 14.5% -> 11.5% CPU per follower and 26% -> 19.5% for
+# the leader. An operator may still set the variable either way.
+os.environ.setdefault("PY_YAMUX_RELEASE_ON_READ", "0")
 
 T = TypeVar("T")
 

@@ -280,3 +280,13 @@ async def test_client_surfaces_reverts_of_reads(oracle: Deployment) -> None:
     error = await reverts(oracle.client.latest_feed(7), ContractRevert)
     assert error.reason == "UnknownFeed" and error.error_args == (7,)
 
+
+
+async def test_latest_feeds_reads_every_feed_in_one_batch(oracle: Deployment) -> None:
+    """The batched read used by the node's telemetry agrees with one call per feed."""
+    now = await oracle.now()
+    await oracle.transmit(2, 5, oracle.updates(now - 1, (0, ETH), (1, BTC)), (0, 1, 2))
+    key, states = await oracle.client.latest_feeds([1, 0])
+    assert key == (2, 5)
+    assert [(s.value, s.round_id) for s in states] == [(BTC, 1), (ETH, 1)]
+    assert states == [await oracle.client.latest_feed(1), await oracle.client.latest_feed(0)]

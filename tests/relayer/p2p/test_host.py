@@ -342,3 +342,21 @@ async def test_direct_messages_reach_one_peer_or_all_and_pass_the_validator(make
     assert nodes[0].host.traffic()["published_msgs"] == 3
     with pytest.raises(MessageTooLarge):
         nodes[0].host.send_all(b"y" * (nodes[0].host.max_message_size + 1))
+
+
+async def test_messages_larger_than_the_yamux_window_flow_with_batched_window_updates(make_node: MakeNode) -> None:
+    """Window updates are batched (go-yamux style, PY_YAMUX_RELEASE_ON_READ=0): a stream that
+    carries several times the 256 KiB initial window must still deliver everything, in order."""
+    import os
+
+    assert os.environ.get("PY_YAMUX_RELEASE_ON_READ") == "0"
+    keys = _keys(2)
+    committee = [_address(k) for k in keys]
+    nodes = [await make_node(k, allowed=committee) for k in keys]
+    await _connect_full_mesh(nodes)
+    await asyncio.gather(*(n.host.wait_for_peers(1, READY_TIMEOUT) for n in nodes))
+    frames = [bytes([i]) * 900_000 for i in range(4)]  # 3.6 MB on one stream
+    for frame in frames:
+        nodes[0].host.send(committee[1], frame)
+    await wait_until(lambda: len(nodes[1].inbox.messages) >= 4, what="four large frames")
+    assert nodes[1].inbox.from_(committee[0]) == frames
