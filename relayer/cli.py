@@ -345,6 +345,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from relayer.chain.errors import ChainError
     from relayer.keystore import KeystoreError
+    from relayer.p2p.errors import P2PError
 
     try:
         settings = Settings.load(args.config)
@@ -363,6 +364,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return 2
     except ChainError as exc:
         log.error("cannot start: %s", exc)
+        return 1
+    except P2PError as exc:
+        log.error("cannot start: %s; check listen_host/listen_port (is another process using the port?)", exc)
+        return 1
+    except OSError as exc:  # the HTTP API's port, the data directory
+        log.error("cannot start: %s; check api_host/api_port and data_dir", exc)
         return 1
     except KeyboardInterrupt:
         print("relayer: interrupted during start-up; nothing was left running", file=sys.stderr)

@@ -14,7 +14,6 @@ import logging
 import os
 import secrets
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -35,6 +34,7 @@ from feeds.simulator import MarketModel, VenueSimulator
 from relayer.chain.anvil import AnvilNode, die_with_parent
 from relayer.chain.codec import address_of, decode_updates
 from relayer.chain.contract import disconnect
+from relayer.ports import free_port
 from relayer.chain.oracle import QuorumOracleClient, Transmission, deploy_oracle, deploy_proxy
 from relayer.p2p.identity import peer_id_of
 from relayer.protocol.committee import Committee, OffchainConfig
@@ -73,12 +73,6 @@ class DevnetOptions:
     # Relayers started outside the committee (for rotation): they watch until added.
     spare_nodes: int = 0
     node_env: dict[str, str] = field(default_factory=dict)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

@@ -136,14 +136,18 @@ def test_sigterm_stops_every_child(tmp_path: Path) -> None:
     import signal
     import time
 
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "relayer", "devnet", "--nodes", "4", "--json", "--data-dir", str(tmp_path),
-         "--round-interval-ms", "500"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )
+    err_path = tmp_path.parent / f"{tmp_path.name}-devnet.err"
+    with err_path.open("w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "relayer", "devnet", "--nodes", "4", "--json", "--data-dir", str(tmp_path),
+             "--round-interval-ms", "500"],
+            cwd=REPO, stdout=subprocess.PIPE, stderr=err, text=True,
+        )
     try:
         assert proc.stdout is not None
-        first = json.loads(proc.stdout.readline())  # blocks until one report has landed
+        line = proc.stdout.readline()  # blocks until one report has landed
+        assert line, f"devnet ended before a report landed:\n{err_path.read_text()[-3000:]}"
+        first = json.loads(line)
         assert first["signer_count"] >= 2
         info = json.loads((tmp_path / "devnet.json").read_text())
         relayers = [pid for pid in _processes_mentioning(str(tmp_path)) if pid != proc.pid]

@@ -13,7 +13,6 @@ import io
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -24,17 +23,12 @@ import pytest
 
 from relayer.chain.codec import address_of
 from relayer.devnet import Devnet, DevnetOptions
+from relayer.ports import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[1]
 PASSWORD = "walkthrough password"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def relayer(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:

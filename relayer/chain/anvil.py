@@ -10,7 +10,6 @@ import ctypes
 import functools
 import json
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -25,6 +24,7 @@ from eth_account.hdaccount import key_from_seed, seed_from_mnemonic
 
 from relayer.chain.codec import address_of
 from relayer.chain.errors import ChainError, RpcError
+from relayer.ports import free_port
 
 __all__ = ["ANVIL_MNEMONIC", "AnvilNode", "anvil_binary", "dev_accounts"]
 
@@ -55,9 +55,7 @@ def dev_accounts(count: int = ACCOUNT_COUNT) -> tuple[tuple[str, bytes], ...]:
 
 
 def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_port()
 
 
 def _rpc(url: str, method: str, params: list[Any], timeout: float) -> Any:

@@ -23,6 +23,7 @@ from relayer.chain.codec import address_of, keccak
 from relayer.chain.contract import disconnect
 from relayer.chain.oracle import QuorumOracleClient, connect, deploy_oracle
 from relayer.cli import build_parser, main
+from relayer.ports import free_port
 from relayer.keystore import read_keystore, write_keystore
 from relayer.protocol.committee import OffchainConfig
 from relayer.settings import Settings
@@ -242,7 +243,7 @@ def test_run_wrong_password_stops_before_anything_starts(tmp_path: Path, chain: 
 
 
 def test_run_with_every_rpc_endpoint_down_exits_1_naming_each(tmp_path: Path, chain: Chain) -> None:
-    dead = [f"http://127.0.0.1:{_free_port()}", f"http://127.0.0.1:{_free_port()}"]
+    dead = [f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"]
     config = _config(tmp_path, chain, rpc_urls=dead)
     env = {**os.environ, "RELAYER_KEYSTORE_PASSWORD": PASSWORD}
     proc = subprocess.run([sys.executable, "-m", "relayer", "run", "--config", str(config)], cwd=REPO,
@@ -251,14 +252,6 @@ def test_run_with_every_rpc_endpoint_down_exits_1_naming_each(tmp_path: Path, ch
     assert "cannot start" in proc.stderr and "rpc_urls" in proc.stderr
     assert all(url in proc.stderr for url in dead)
     assert "Traceback" not in proc.stderr
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_status_without_a_node_says_so(capsys: pytest.CaptureFixture[str]) -> None:
@@ -299,3 +292,19 @@ def test_committee_show_add_remove_and_refusals(chain: Chain, tmp_path: Path, ca
         assert newcomer not in capsys.readouterr().out
     finally:
         chain.anvil.rpc("evm_revert", [snapshot])
+
+
+def test_run_with_its_listen_port_taken_exits_1_saying_so(tmp_path: Path, chain: Chain) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("0.0.0.0", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        config = _config(tmp_path, chain, listen_port=port, listen_host="0.0.0.0", api_enabled=False)
+        env = {**os.environ, "RELAYER_KEYSTORE_PASSWORD": PASSWORD}
+        proc = subprocess.run([sys.executable, "-m", "relayer", "run", "--config", str(config)], cwd=REPO,
+                              capture_output=True, text=True, timeout=60, env=env, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "cannot start" in proc.stderr and "listen_port" in proc.stderr
+    assert "Traceback" not in proc.stderr
