@@ -285,8 +285,9 @@ async def test_committee_rotation_while_rounds_run(tmp_path: Path, devnets: list
         assert loop.time() < deadline, "no reports under the new committee"
         for report in await devnet.poll_landed():
             if set(report["signers"]) <= members and report in devnet.landed:
-                rows = _query(devnet.nodes[0].data_dir, "SELECT digest FROM attested WHERE epoch = ? AND round = ?",
-                              [report["epoch"], report["round"]])
+                rows = [r for i in (0, 1, 2, 4) for r in _query(
+                    devnet.nodes[i].data_dir, "SELECT digest FROM attested WHERE epoch = ? AND round = ?",
+                    [report["epoch"], report["round"]])]
                 if any(r["digest"] == new.digest_hex for r in rows):
                     under_new.append(report)
         await asyncio.sleep(0.1)
