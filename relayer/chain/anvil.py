@@ -54,10 +54,6 @@ def dev_accounts(count: int = ACCOUNT_COUNT) -> tuple[tuple[str, bytes], ...]:
     return tuple(accounts)
 
 
-def _free_port() -> int:
-    return free_port()
-
-
 def _rpc(url: str, method: str, params: list[Any], timeout: float) -> Any:
     body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).encode()
     request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
@@ -127,7 +123,7 @@ class AnvilNode:
         last_error: ChainError | None = None
         for _ in range(attempts):
             try:
-                return cls._start_once(binary, port or _free_port(), block_time, chain_id)
+                return cls._start_once(binary, port or free_port(), block_time, chain_id)
             except ChainError as exc:
                 last_error = exc
         assert last_error is not None
