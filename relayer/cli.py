@@ -457,7 +457,6 @@ async def _committee(args: argparse.Namespace) -> int:
     from relayer.chain.contract import disconnect
     from relayer.chain.errors import ChainError
     from relayer.chain.oracle import QuorumOracleClient, connect
-    from relayer.protocol.committee import OffchainConfig
     from relayer.settings import read_key_file
 
     rpc, oracle, key_file = _committee_target(args)
@@ -469,7 +468,7 @@ async def _committee(args: argparse.Namespace) -> int:
         except ChainError as exc:
             raise CommitteeError(f"cannot read the committee of {oracle} at {rpc}: {exc}") from None
         if args.action == "show":
-            _print_committee(cfg, OffchainConfig)
+            _print_committee(cfg)
             return 0
         if not args.signer:
             raise CommitteeError(f"`relayer committee {args.action}` needs --signer ADDRESS")
@@ -509,7 +508,7 @@ async def _committee(args: argparse.Namespace) -> int:
                                           cfg.offchain_config)
         except ChainError as exc:
             raise CommitteeError(f"setConfig failed: {exc}") from None
-        _print_committee(new, OffchainConfig)
+        _print_committee(new)
         print("nodes switch to the new committee when they next read the chain (config_poll_interval)")
         return 0
     finally:
@@ -525,11 +524,13 @@ def _address(text: str, flag: str) -> str:
         raise CommitteeError(f"{flag} {text!r} is not an address (0x followed by 40 hex digits)") from None
 
 
-def _print_committee(cfg: Any, offchain_cls: Any) -> None:
+def _print_committee(cfg: Any) -> None:
+    from relayer.protocol.committee import OffchainConfig
+
     print(f"config digest  0x{cfg.config_digest.hex()}  (config #{cfg.config_count})")
     print(f"n={len(cfg.signers)}  f={cfg.f}  threshold={cfg.threshold}")
     try:
-        o = offchain_cls.decode(cfg.offchain_config)
+        o = OffchainConfig.decode(cfg.offchain_config)
         print(f"round every {o.round_interval_ms} ms, progress timeout {o.progress_timeout_ms} ms, "
               f"grace {o.grace_ms} ms, transmit stage {o.transmit_stage_ms} ms")
     except Exception:  # noqa: BLE001 - an unreadable offchain config must not hide the committee
