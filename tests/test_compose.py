@@ -11,6 +11,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
+pytestmark = pytest.mark.unit
+
 
 def _compose() -> list[str] | None:
     if shutil.which("docker-compose"):

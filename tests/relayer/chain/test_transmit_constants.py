@@ -6,8 +6,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from relayer.chain.codec import keccak
 from relayer.chain.oracle import load_artifact
+
+pytestmark = pytest.mark.unit
 
 SOURCE = Path(__file__).resolve().parents[3] / "contracts" / "QuorumOracle.sol"
 
