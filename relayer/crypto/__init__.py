@@ -1,0 +1,1 @@
+"""Signature primitives beyond the node's ECDSA: threshold Schnorr (FROST)."""
