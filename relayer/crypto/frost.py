@@ -133,20 +133,20 @@ def _expand_message_xmd(msg: bytes, dst: bytes, length: int) -> bytes:
     return b"".join(out)[:length]
 
 
-def _hash_to_scalar(msg: bytes, tag: bytes) -> int:
+def hash_to_scalar(msg: bytes, tag: bytes) -> int:
     return int.from_bytes(_expand_message_xmd(msg, CONTEXT + tag, _FIELD_BYTES), "big") % ORDER
 
 
 def h1(m: bytes) -> int:
-    return _hash_to_scalar(m, b"rho")
+    return hash_to_scalar(m, b"rho")
 
 
 def h2(m: bytes) -> int:
-    return _hash_to_scalar(m, b"chal")
+    return hash_to_scalar(m, b"chal")
 
 
 def h3(m: bytes) -> int:
-    return _hash_to_scalar(m, b"nonce")
+    return hash_to_scalar(m, b"nonce")
 
 
 def h4(m: bytes) -> bytes:
