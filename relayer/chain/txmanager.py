@@ -294,18 +294,19 @@ class TxManager:
         nonce = replacing.nonce if replacing is not None else (self._nonce if self._nonce is not None
                                                                 else await self._sync_nonce())
         attempt = self._sign(job, nonce, gas, max_fee, tip)
+        head = await self.rpc.block_number()  # before sending: nothing may fail between send and record
         if not await self._broadcast(attempt, replacing):
             return
         if self._wanted is job:
             self._wanted = None
         if replacing is None:
-            self._inflight = _InFlight(nonce, gas, await self.rpc.block_number(), [attempt])
+            self._inflight = _InFlight(nonce, gas, head, [attempt])
         else:
             for earlier in replacing.attempts:
                 if earlier.job is not job:
                     self._supersede(earlier.job, f"replaced on nonce {nonce} by request {job.request.key}")
             replacing.attempts.append(attempt)
-            replacing.sent_at_block = await self.rpc.block_number()
+            replacing.sent_at_block = head
             self.stats.replacements += 1
 
     async def _static_check(self, job: _Job) -> int | None:

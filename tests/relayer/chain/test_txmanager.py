@@ -145,7 +145,8 @@ async def test_a_transaction_priced_out_by_the_base_fee_is_replaced_with_bumped_
     try:
         job = asyncio.create_task(manager.submit(_request(11)))
         await _wait_until(lambda: manager.stats.broadcasts == 1)
-        first_fee = manager._inflight.latest.max_fee  # type: ignore[union-attr]
+        pending = await rpc.request("eth_getBlockByNumber", ["pending", True])
+        first_fee = int(pending["transactions"][0]["maxFeePerGas"], 16)
         # The base fee jumps past what the pending transaction offers: it cannot be included.
         for _ in range(3):
             anvil.rpc("anvil_setNextBlockBaseFeePerGas", [hex(first_fee + GWEI)])
