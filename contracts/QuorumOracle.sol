@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.24;
 
+import {Governed} from "./Governed.sol";
+
 /// @title QuorumOracle
 /// @notice Stores multi-feed reports attested by a threshold of an on-chain committee
 /// (DESIGN.md §6). A report is `updates` (one 32-byte word per feed) signed with EIP-712 by
@@ -19,7 +21,10 @@ pragma solidity ^0.8.24;
 ///    that is the value range: stored values are int64 (as Pyth's), so feed bounds are
 ///    clamped to int64 and decimals must be chosen accordingly (8 for USD prices);
 ///  - history (for getRoundData) is opt-in per feed, a ring of `historyDepth` slots.
-contract QuorumOracle {
+///
+/// Ownership (two-step) and the guardian come from Governed; the pause flag it sets is the
+/// top byte of the hot slot, so transmit checks it with the load it does anyway.
+contract QuorumOracle is Governed {
     // ---------------------------------------------------------------- constants
 
     uint256 public constant MAX_SIGNERS = 31;
@@ -78,11 +83,7 @@ contract QuorumOracle {
 
     // ---------------------------------------------------------------- errors
 
-    // Administration
-    error NotOwner();
-    error NotPendingOwner();
-    error NotGuardian();
-    error ZeroAddress();
+    // Administration (NotOwner, NotPendingOwner, NotGuardian, ZeroAddress: Governed)
     error LengthMismatch(uint256 signers, uint256 transmitters);
     error TooManySigners(uint256 n, uint256 max);
     error FaultToleranceTooHigh(uint256 n, uint8 f);
@@ -119,11 +120,8 @@ contract QuorumOracle {
     error RoundNotAvailable(uint16 feedIndex, uint80 roundId);
 
     // ---------------------------------------------------------------- events
+    // (OwnershipTransferStarted, OwnershipTransferred, GuardianSet, PausedSet: Governed)
 
-    event OwnershipTransferStarted(address indexed previousOwner, address indexed newOwner);
-    event OwnershipTransferred(address indexed previousOwner, address indexed newOwner);
-    event GuardianSet(address indexed previousGuardian, address indexed newGuardian);
-    event PausedSet(bool paused, address indexed by);
     event ConfigSet(
         bytes32 previousConfigDigest,
         uint64 configCount,
@@ -191,9 +189,8 @@ contract QuorumOracle {
         uint32 heartbeat;
     }
 
-    address public owner;
-    address public pendingOwner;
-    address public guardian;
+    // Slots 0..2 are Governed's (owner, pendingOwner, guardian); transmit's assembly names
+    // the slots below by `.slot`, so the layout is the compiler's to keep consistent.
     Transmission private s_transmission;
     bytes32 private s_configDigest; // for reads; transmit reads the blob's copy
     ConfigMeta private s_configMeta;
@@ -211,55 +208,18 @@ contract QuorumOracle {
     bytes32 private immutable i_cachedDomainSeparator;
 
     constructor() {
-        owner = msg.sender;
         i_cachedChainId = block.chainid;
         i_cachedDomainSeparator = _buildDomainSeparator();
-        emit OwnershipTransferred(address(0), msg.sender);
     }
 
-    modifier onlyOwner() {
-        if (msg.sender != owner) revert NotOwner();
-        _;
-    }
+    // ---------------------------------------------------------------- pause (Governed)
 
-    modifier onlyGuardianOrOwner() {
-        if (msg.sender != guardian && msg.sender != owner) revert NotGuardian();
-        _;
-    }
-
-    // ---------------------------------------------------------------- roles
-
-    /// Two-step: the new owner must call acceptOwnership, so a typo cannot brick the oracle.
-    function transferOwnership(address newOwner) external onlyOwner {
-        if (newOwner == address(0)) revert ZeroAddress();
-        pendingOwner = newOwner;
-        emit OwnershipTransferStarted(owner, newOwner);
-    }
-
-    function acceptOwnership() external {
-        if (msg.sender != pendingOwner) revert NotPendingOwner();
-        emit OwnershipTransferred(owner, msg.sender);
-        owner = msg.sender;
-        pendingOwner = address(0);
-    }
-
-    function setGuardian(address newGuardian) external onlyOwner {
-        emit GuardianSet(guardian, newGuardian);
-        guardian = newGuardian;
-    }
-
-    function pause() external onlyGuardianOrOwner {
-        s_transmission.paused = true;
-        emit PausedSet(true, msg.sender);
-    }
-
-    function unpause() external onlyGuardianOrOwner {
-        s_transmission.paused = false;
-        emit PausedSet(false, msg.sender);
-    }
-
-    function paused() external view returns (bool) {
+    function paused() external view override returns (bool) {
         return s_transmission.paused;
+    }
+
+    function _setPaused(bool value) internal override {
+        s_transmission.paused = value;
     }
 
     // ---------------------------------------------------------------- configuration

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.24;
 
+import {Owned} from "./Governed.sol";
 import {QuorumOracle} from "./QuorumOracle.sol";
 
 /// @title RiskGate
@@ -15,7 +16,10 @@ import {QuorumOracle} from "./QuorumOracle.sol";
 ///   depthTerm = depth >= depthRef ? 0 : depthPenaltyBps * (depthRef - depth) / depthRef
 ///   im        = min(max(baseImBps + volTerm + depthTerm, floorImBps), capImBps)
 ///   mm        = max(im * mmRatioBps / 10000, floorMmBps)
-contract RiskGate {
+///
+/// Governance is Owned's two-step owner. No guardian or pause of its own: a paused oracle
+/// already makes every input stale here, which refuses risk-increasing actions.
+contract RiskGate is Owned {
     struct Curve {
         uint32 baseImBps;
         uint32 volMultiplierBps;
@@ -34,48 +38,21 @@ contract RiskGate {
         Curve curve;
     }
 
-    error NotOwner();
-    error NotPendingOwner();
-    error ZeroAddress();
     error InvalidCurve();
     error UnknownMarket(bytes32 marketId);
     error NegativeRiskInput(uint16 feedIndex, int256 value);
     error FeedStale(uint16 feedIndex);
     error FeedTripped(uint16 feedIndex);
 
-    event OwnershipTransferStarted(address indexed previousOwner, address indexed newOwner);
-    event OwnershipTransferred(address indexed previousOwner, address indexed newOwner);
     event CurveSet(bytes32 indexed marketId, uint16 volFeed, uint16 depthFeed, Curve curve);
 
     uint256 private constant BPS = 10_000;
 
     QuorumOracle public immutable oracle;
-    address public owner;
-    address public pendingOwner;
     mapping(bytes32 => Market) private s_markets;
 
     constructor(QuorumOracle oracle_) {
         oracle = oracle_;
-        owner = msg.sender;
-        emit OwnershipTransferred(address(0), msg.sender);
-    }
-
-    modifier onlyOwner() {
-        if (msg.sender != owner) revert NotOwner();
-        _;
-    }
-
-    function transferOwnership(address newOwner) external onlyOwner {
-        if (newOwner == address(0)) revert ZeroAddress();
-        pendingOwner = newOwner;
-        emit OwnershipTransferStarted(owner, newOwner);
-    }
-
-    function acceptOwnership() external {
-        if (msg.sender != pendingOwner) revert NotPendingOwner();
-        emit OwnershipTransferred(owner, msg.sender);
-        owner = msg.sender;
-        pendingOwner = address(0);
     }
 
     /// Governance: sets (or replaces) a market's input feeds and curve.

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from coincurve import PrivateKey, PublicKey
 from Crypto.Hash import keccak as _keccak
-from eth_abi import encode as abi_encode
+from eth_abi.abi import encode as abi_encode
 
 from relayer.chain.errors import CodecError
 

@@ -16,15 +16,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeAlias
+from weakref import WeakKeyDictionary
 
-from eth_abi import decode as abi_decode
-from eth_abi import encode as abi_encode
+from eth_abi.abi import decode as abi_decode
+from eth_abi.abi import encode as abi_encode
 from eth_abi.grammar import TupleType
 from eth_abi.grammar import parse as parse_abi_type
 from eth_account import Account
-from eth_utils import abi_to_signature, to_checksum_address
-from web3 import AsyncWeb3
+from eth_utils.abi import abi_to_signature
+from eth_utils.address import to_checksum_address
+from web3 import AsyncHTTPProvider, AsyncWeb3
 
 from relayer.chain.codec import address_of, keccak
 from relayer.chain.errors import ChainError, ContractRevert, RpcError
@@ -40,6 +42,14 @@ RECEIPT_POLL_S = 0.02
 GAS_HEADROOM = 1.25
 
 ARTIFACTS = ("QuorumOracle", "FeedProxy", "RiskGate", "SubscriptionRegistry", "ChainlinkConsumer")
+
+# The web3 object this package is handed: HTTP, the one transport the lean client speaks.
+HttpWeb3: TypeAlias = AsyncWeb3[AsyncHTTPProvider]
+
+# Per web3 object, kept beside it (weakly) rather than patched onto it: the lean client
+# serving it, and the request timeout `oracle.connect` gave it.
+_rpc_clients: WeakKeyDictionary[HttpWeb3, JsonRpcClient] = WeakKeyDictionary()
+_rpc_timeouts: WeakKeyDictionary[HttpWeb3, float] = WeakKeyDictionary()
 
 
 @cache
@@ -147,22 +157,25 @@ def revert_error(data: bytes, message: str, what: str, error_cls: type[ContractR
     return error_cls(f"{what} reverted with {name}{args}", reason=name, error_args=args, data=data)
 
 
-def rpc_for(w3: AsyncWeb3) -> JsonRpcClient:
+def set_rpc_timeout(w3: HttpWeb3, timeout: float) -> None:
+    """The total timeout of every request :func:`rpc_for` ``w3`` will make."""
+    _rpc_timeouts[w3] = timeout
+
+
+def rpc_for(w3: HttpWeb3) -> JsonRpcClient:
     """The lean client for ``w3``'s endpoint, one per ``AsyncWeb3`` object."""
-    rpc = getattr(w3, "_relayer_rpc", None)
+    rpc = _rpc_clients.get(w3)
     if rpc is None:
-        timeout = getattr(w3, "_relayer_timeout", None) or RPC_TIMEOUT_S
-        rpc = JsonRpcClient([str(w3.provider.endpoint_uri)], timeout=timeout)  # type: ignore[attr-defined]
-        w3._relayer_rpc = rpc  # type: ignore[attr-defined]
+        timeout = _rpc_timeouts.get(w3) or RPC_TIMEOUT_S
+        rpc = JsonRpcClient([str(w3.provider.endpoint_uri)], timeout=timeout)
+        _rpc_clients[w3] = rpc
     return rpc
 
 
 async def chain_id_of(rpc: JsonRpcClient) -> int:
-    cached = getattr(rpc, "_chain_id", None)
-    if cached is None:
-        cached = await rpc.chain_id()
-        rpc._chain_id = cached  # type: ignore[attr-defined]
-    return int(cached)
+    if rpc.known_chain_id is None:
+        rpc.known_chain_id = await rpc.chain_id()
+    return rpc.known_chain_id
 
 
 def _receipt(raw: dict[str, Any]) -> dict[str, Any]:
@@ -250,7 +263,7 @@ class ContractClient:
 
     ARTIFACT: ClassVar[str]
 
-    def __init__(self, w3: AsyncWeb3, address: str, *, rpc: JsonRpcClient | None = None) -> None:
+    def __init__(self, w3: HttpWeb3, address: str, *, rpc: JsonRpcClient | None = None) -> None:
         self.w3 = w3
         self.rpc = rpc if rpc is not None else rpc_for(w3)
         self.address = to_checksum_address(address)
@@ -308,10 +321,10 @@ def require_success(receipt: dict[str, Any], what: str) -> None:
         )
 
 
-async def deploy_contract(w3: AsyncWeb3, key: bytes, name: str, *args: Any) -> str:
+async def deploy_contract(w3: HttpWeb3, key: bytes, name: str, *args: Any) -> str:
     """Deploy ``contracts-abi/<name>.json`` with constructor ``args``; returns its address."""
     artifact = load_artifact(name)
-    ctor = next((e for e in artifact["abi"] if e["type"] == "constructor"), {"inputs": []})
+    ctor: dict[str, Any] = next((e for e in artifact["abi"] if e["type"] == "constructor"), {"inputs": []})
     types = [_type_of(p) for p in ctor["inputs"]]
     data = bytes.fromhex(artifact["bytecode"].removeprefix("0x")) + (abi_encode(types, list(args)) if types else b"")
     receipt = await send_transaction(rpc_for(w3), key, None, data, f"deploying {name}")
@@ -321,16 +334,16 @@ async def deploy_contract(w3: AsyncWeb3, key: bytes, name: str, *args: Any) -> s
 
 
 async def send_call(
-    w3: AsyncWeb3, key: bytes, call: Any, what: str, *, error_cls: type[ContractRevert] = ContractRevert
+    w3: HttpWeb3, key: bytes, call: Any, what: str, *, error_cls: type[ContractRevert] = ContractRevert
 ) -> dict[str, Any]:
     """Send a web3 ``ContractFunction`` (``contract.functions.f(args)``) as a transaction."""
     data = bytes.fromhex(call._encode_transaction_data().removeprefix("0x"))
     return await send_transaction(rpc_for(w3), key, call.address, data, what, error_cls=error_cls)
 
 
-async def disconnect(w3: AsyncWeb3) -> None:
+async def disconnect(w3: HttpWeb3) -> None:
     """Close ``w3``'s HTTP sessions: web3's own and the lean client's."""
-    rpc = getattr(w3, "_relayer_rpc", None)
+    rpc = _rpc_clients.get(w3)
     if rpc is not None:
         await rpc.close()
-    await w3.provider.disconnect()  # type: ignore[attr-defined]
+    await w3.provider.disconnect()

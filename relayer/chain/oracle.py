@@ -18,9 +18,11 @@ from web3 import AsyncHTTPProvider, AsyncWeb3
 from relayer.chain.codec import ReportDomain, feed_id_bytes, keccak, pack_signatures
 from relayer.chain.contract import (
     ContractClient,
+    HttpWeb3,
     deploy_contract,
     load_artifact,
     require_success,
+    set_rpc_timeout,
 )
 from relayer.chain.errors import ChainError, RpcError, TransmitError
 from relayer.chain.rpc import RpcCallError
@@ -48,13 +50,13 @@ NEW_TRANSMISSION_TOPIC = "0x" + keccak(b"NewTransmission(uint32,uint32,uint256)"
 FEED_ADDED_TOPIC = "0x" + keccak(b"FeedAdded(uint16,bytes32,uint8,string,int192,int192)").hex()
 
 
-def connect(rpc_url: str, *, timeout: float = RPC_TIMEOUT_S) -> AsyncWeb3:
+def connect(rpc_url: str, *, timeout: float = RPC_TIMEOUT_S) -> HttpWeb3:
     """An ``AsyncWeb3`` over HTTP with a total timeout on every request (its clients' too)."""
     provider = AsyncHTTPProvider(
         rpc_url, request_kwargs={"timeout": aiohttp.ClientTimeout(total=timeout)}
     )
     w3 = AsyncWeb3(provider)
-    w3._relayer_timeout = timeout  # type: ignore[attr-defined]  # read by contract.rpc_for
+    set_rpc_timeout(w3, timeout)
     return w3
 
 
@@ -126,12 +128,12 @@ class TransmitReceipt:
         return self.status == 1
 
 
-async def deploy_oracle(w3: AsyncWeb3, owner_key: bytes) -> str:
+async def deploy_oracle(w3: HttpWeb3, owner_key: bytes) -> str:
     """Deploy a QuorumOracle owned by ``owner_key``'s account; returns its address."""
     return await deploy_contract(w3, owner_key, "QuorumOracle")
 
 
-async def deploy_proxy(w3: AsyncWeb3, owner_key: bytes, oracle: str, feed_index: int) -> str:
+async def deploy_proxy(w3: HttpWeb3, owner_key: bytes, oracle: str, feed_index: int) -> str:
     """Deploy a FeedProxy (AggregatorV3Interface) for one feed of ``oracle``."""
     return await deploy_contract(w3, owner_key, "FeedProxy", AsyncWeb3.to_checksum_address(oracle), feed_index)
 
@@ -377,10 +379,10 @@ class FeedProxyClient(ContractClient):
         return str(await self._call("description"))
 
     async def latest_round_data(self) -> tuple[int, int, int, int, int]:
-        return tuple(await self._call("latestRoundData"))  # type: ignore[return-value]
+        return tuple(await self._call("latestRoundData"))
 
     async def get_round_data(self, round_id: int) -> tuple[int, int, int, int, int]:
-        return tuple(await self._call("getRoundData", round_id))  # type: ignore[return-value]
+        return tuple(await self._call("getRoundData", round_id))
 
     async def latest_status(self) -> FeedStatus:
         """The safety-stating read: value, time, round, stale, tripped, signer count."""

@@ -80,6 +80,7 @@ class JsonRpcClient:
         self._ids = itertools.count(1)
         self.failovers: Counter[str] = Counter()  # url -> times it was set aside
         self.current = 0  # index of the endpoint that answered last
+        self.known_chain_id: int | None = None  # filled once by contract.chain_id_of
 
     @property
     def url(self) -> str:

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from web3 import AsyncWeb3
-
 from relayer.chain.codec import feed_id_bytes
 from relayer.chain.errors import ChainError
-from relayer.chain.contract import ContractClient, deploy_contract
+from relayer.chain.contract import ContractClient, HttpWeb3, deploy_contract
 
 __all__ = ["Subscription", "SubscriptionRegistryClient", "deploy_subscription_registry"]
 
@@ -27,7 +25,7 @@ class Subscription:
     heartbeat: int
 
 
-async def deploy_subscription_registry(w3: AsyncWeb3, key: bytes) -> str:
+async def deploy_subscription_registry(w3: HttpWeb3, key: bytes) -> str:
     return await deploy_contract(w3, key, "SubscriptionRegistry")
 
 

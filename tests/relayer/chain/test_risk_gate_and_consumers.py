@@ -87,6 +87,30 @@ async def test_curve_changes_are_governance_only_and_validated(oracle: Deploymen
     assert await _revert_reason(gate.functions.checkAction(b"\x01" * 32, False), oracle) == "UnknownMarket"
 
 
+async def test_risk_gate_ownership_moves_in_two_steps(oracle: Deployment) -> None:
+    gate, vol, depth = await _risk_gate(oracle)
+    new_address, new_key = oracle.anvil.accounts[27]
+    stranger = oracle.anvil.accounts[26][1]
+    owner_address = Web3.to_checksum_address(oracle.anvil.accounts[0][0])
+    assert await _revert_reason(gate.functions.transferOwnership("0x" + "00" * 20), oracle) == "ZeroAddress"
+    with pytest.raises(ContractRevert) as caught:
+        await _send(oracle.w3, stranger, gate.functions.transferOwnership(new_address), "transferOwnership")
+    assert caught.value.reason == "NotOwner"
+
+    await _send(oracle.w3, oracle.owner_key, gate.functions.transferOwnership(new_address), "transferOwnership")
+    assert await gate.functions.owner().call() == owner_address  # not yet
+    assert await gate.functions.pendingOwner().call() == new_address
+    with pytest.raises(ContractRevert) as caught:
+        await _send(oracle.w3, stranger, gate.functions.acceptOwnership(), "acceptOwnership")
+    assert caught.value.reason == "NotPendingOwner"
+
+    await _send(oracle.w3, new_key, gate.functions.acceptOwnership(), "acceptOwnership")
+    assert await gate.functions.owner().call() == new_address
+    assert int(await gate.functions.pendingOwner().call(), 16) == 0
+    assert await _revert_reason(gate.functions.setCurve(MARKET, vol, depth, CURVE.as_tuple()), oracle) == "NotOwner"
+    await _send(oracle.w3, new_key, gate.functions.setCurve(MARKET, vol, depth, CURVE.as_tuple()), "setCurve")
+
+
 # -- differential: Python mirror == contract, exactly --------------------------------
 
 
