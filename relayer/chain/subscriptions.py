@@ -1,18 +1,23 @@
-"""Reader (and writer, for protocols and tests) of the on-chain SubscriptionRegistry.
+"""Reader (and writer, for governance, protocols and tests) of the on-chain SubscriptionRegistry.
 
-A protocol registers the feeds it needs with a deviation threshold and a heartbeat; nodes
-serve the union: per feed the tightest deviation and the shortest heartbeat (:meth:`union`).
+A protocol the owner approved registers the feeds it needs with a deviation threshold and a
+heartbeat; nodes serve, per feed, the tightest of the catalog default and the subscriptions,
+never tighter than the governance floors (:meth:`SubscriptionRegistryClient.promises`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
+from aggregation.trigger import Floors, Promise, effective_promise
 from relayer.chain.codec import feed_id_bytes
 from relayer.chain.errors import ChainError
 from relayer.chain.contract import ContractClient, HttpWeb3, deploy_contract
 
 __all__ = ["Subscription", "SubscriptionRegistryClient", "deploy_subscription_registry"]
+
+DEFAULT_FLOORS = bytes(32)
 
 PAGE_SIZE = 500
 
@@ -25,12 +30,47 @@ class Subscription:
     heartbeat: int
 
 
-async def deploy_subscription_registry(w3: HttpWeb3, key: bytes) -> str:
-    return await deploy_contract(w3, key, "SubscriptionRegistry")
+async def deploy_subscription_registry(
+    w3: HttpWeb3, key: bytes, oracle: str, min_deviation_bps: int = 5, min_heartbeat: int = 60
+) -> str:
+    """Deploy a registry for the feeds ``oracle`` serves, with default floors."""
+    return await deploy_contract(w3, key, "SubscriptionRegistry", oracle, min_deviation_bps, min_heartbeat)
 
 
 class SubscriptionRegistryClient(ContractClient):
     ARTIFACT = "SubscriptionRegistry"
+
+    # --- governance (owner key) --------------------------------------------------------
+
+    async def approve(self, owner_key: bytes, subscriber: str, max_subscriptions: int) -> None:
+        """Let ``subscriber`` hold up to ``max_subscriptions`` subscriptions."""
+        await self._sent(owner_key, "approve", subscriber, max_subscriptions)
+
+    async def revoke(self, owner_key: bytes, subscriber: str) -> None:
+        """Take the approval away and remove every subscription of ``subscriber``."""
+        await self._sent(owner_key, "revoke", subscriber)
+
+    async def set_floors(self, owner_key: bytes, feed_id: str | None, min_deviation_bps: int, min_heartbeat: int) -> None:
+        """Floors for ``feed_id``, or the default floors when it is None."""
+        key = DEFAULT_FLOORS if feed_id is None else feed_id_bytes(feed_id)
+        await self._sent(owner_key, "setFloors", key, min_deviation_bps, min_heartbeat)
+
+    async def floors(self, feed_id: str | bytes) -> Floors:
+        key = feed_id if isinstance(feed_id, bytes) else feed_id_bytes(feed_id)
+        deviation, heartbeat = await self._call("floorsOf", key)
+        return Floors(int(deviation), int(heartbeat))
+
+    async def allowance(self, subscriber: str) -> tuple[int, int]:
+        """(subscriptions allowed, subscriptions held); (0, 0) for a stranger."""
+        limit, used = await self._call("allowanceOf", subscriber)
+        return int(limit), int(used)
+
+    async def _sent(self, key: bytes, fn: str, *args: object) -> None:
+        receipt = await self._transact(key, fn, *args)
+        if receipt["status"] != 1:
+            raise ChainError(f"{fn} reverted on-chain after a passing static call")
+
+    # --- subscribers ------------------------------------------------------------------
 
     async def subscribe(self, key: bytes, feed_id: str, deviation_bps: int, heartbeat: int) -> None:
         """Create or replace the sender's subscription to ``feed_id``."""
@@ -55,6 +95,16 @@ class SubscriptionRegistryClient(ContractClient):
     async def union(self) -> dict[bytes, tuple[int, int]]:
         """feed id (bytes32) -> (tightest deviation bps, shortest heartbeat s) over all subscribers."""
         return union_of(await self.subscriptions())
+
+    async def promises(self, defaults: Mapping[bytes, Promise]) -> dict[bytes, Promise]:
+        """Per served feed (bytes32 id -> catalog default), the promise nodes must keep."""
+        by_feed: dict[bytes, list[Promise]] = {}
+        for s in await self.subscriptions():
+            by_feed.setdefault(s.feed_id, []).append(Promise(s.deviation_bps, s.heartbeat))
+        return {
+            feed: effective_promise(default, by_feed.get(feed, []), await self.floors(feed))
+            for feed, default in defaults.items()
+        }
 
 
 def union_of(subscriptions: list[Subscription]) -> dict[bytes, tuple[int, int]]:

@@ -172,9 +172,16 @@ async def test_chainlink_style_consumer_works_unchanged_on_the_proxy(oracle: Dep
 # -- subscriptions ---------------------------------------------------------------------
 
 
+async def _registry(oracle: Deployment) -> SubscriptionRegistryClient:
+    address = await deploy_subscription_registry(oracle.w3, oracle.owner_key, oracle.client.address, 5, 60)
+    return SubscriptionRegistryClient(oracle.w3, address)
+
+
 async def test_subscription_union_is_the_tightest_tolerance(oracle: Deployment) -> None:
-    registry = SubscriptionRegistryClient(oracle.w3, await deploy_subscription_registry(oracle.w3, oracle.owner_key))
+    registry = await _registry(oracle)
     lender, perps, options = (oracle.anvil.accounts[i][1] for i in (21, 22, 23))
+    for i in (21, 22, 23):
+        await registry.approve(oracle.owner_key, oracle.anvil.accounts[i][0], 4)
     await registry.subscribe(lender, "ETH/USD", 50, 3_600)
     await registry.subscribe(perps, "ETH/USD", 10, 7_200)
     await registry.subscribe(perps, "BTC/USD", 20, 600)
@@ -198,3 +205,57 @@ async def test_subscription_union_is_the_tightest_tolerance(oracle: Deployment) 
     with pytest.raises(ContractRevert) as caught:
         await registry.unsubscribe(options, "BTC/USD")
     assert caught.value.reason == "NotSubscribed"
+
+
+async def test_strangers_unknown_feeds_and_wishes_below_the_floors_are_refused(oracle: Deployment) -> None:
+    registry = await _registry(oracle)
+    stranger_address, stranger = oracle.anvil.accounts[24]
+    with pytest.raises(ContractRevert) as caught:
+        await registry.subscribe(stranger, "ETH/USD", 50, 3_600)
+    assert caught.value.reason == "NotApproved"
+    with pytest.raises(ContractRevert) as caught:  # only the owner approves
+        await registry.approve(stranger, stranger_address, 100)
+    assert caught.value.reason == "NotOwner"
+
+    perps_address, perps = oracle.anvil.accounts[25]
+    await registry.approve(oracle.owner_key, perps_address, 1)
+    with pytest.raises(ContractRevert) as caught:
+        await registry.subscribe(perps, "DOGE/USD", 50, 3_600)
+    assert caught.value.reason == "UnknownFeed"
+    with pytest.raises(ContractRevert) as caught:
+        await registry.subscribe(perps, "ETH/USD", 4, 3_600)  # default floor: 5 bps
+    assert caught.value.reason == "BelowFloor"
+    await registry.set_floors(oracle.owner_key, "ETH/USD", 20, 300)
+    with pytest.raises(ContractRevert) as caught:
+        await registry.subscribe(perps, "ETH/USD", 25, 120)  # the feed's own floor: 300 s
+    assert caught.value.reason == "BelowFloor" and caught.value.error_args[1:] == (20, 300)
+    with pytest.raises(ContractRevert) as caught:
+        await registry.set_floors(oracle.owner_key, "DOGE/USD", 20, 300)
+    assert caught.value.reason == "UnknownFeed"
+
+    await registry.subscribe(perps, "ETH/USD", 20, 300)
+    with pytest.raises(ContractRevert) as caught:  # bounded: approved for one
+        await registry.subscribe(perps, "BTC/USD", 50, 3_600)
+    assert caught.value.reason == "TooManySubscriptions"
+    await registry.subscribe(perps, "ETH/USD", 30, 600)  # replacing its one subscription is fine
+    assert await registry.allowance(perps_address) == (1, 1)
+
+    await registry.revoke(oracle.owner_key, perps_address)
+    assert await registry.subscriptions() == []
+    assert await registry.allowance(perps_address) == (0, 0)
+    with pytest.raises(ContractRevert) as caught:
+        await registry.subscribe(perps, "ETH/USD", 30, 600)
+    assert caught.value.reason == "NotApproved"
+
+
+async def test_promises_combine_catalog_defaults_subscriptions_and_floors(oracle: Deployment) -> None:
+    from aggregation.trigger import Promise
+
+    registry = await _registry(oracle)
+    address, lender = oracle.anvil.accounts[26]
+    await registry.approve(oracle.owner_key, address, 5)
+    defaults = {feed_id_bytes("ETH/USD"): Promise(25, 3_600), feed_id_bytes("BTC/USD"): Promise(3, 3_600)}
+    await registry.subscribe(lender, "ETH/USD", 10, 7_200)
+    promises = await registry.promises(defaults)
+    assert promises[feed_id_bytes("ETH/USD")] == Promise(10, 3_600)  # tighter deviation, default heartbeat
+    assert promises[feed_id_bytes("BTC/USD")] == Promise(5, 3_600)  # a default below the floor is clamped
