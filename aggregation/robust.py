@@ -52,7 +52,15 @@ def _checked(values: Sequence[Decimal], what: str) -> list[Decimal]:
 def _sorted(values: list[Decimal]) -> list[Decimal]:
     # compare_total orders equal values by representation too (1.0 vs 1.00, -0 vs 0),
     # so even the representation of the result is independent of input order.
-    return sorted(values, key=cmp_to_key(lambda a, b: int(a.compare_total(b))))
+    return sorted(values, key=cmp_to_key(_compare_total))
+
+
+def _compare_total(a: Decimal, b: Decimal) -> int:
+    return int(a.compare_total(b))
+
+
+def _compare_pairs(a: tuple[Decimal, Decimal], b: tuple[Decimal, Decimal]) -> int:
+    return _compare_total(a[0], b[0]) or _compare_total(a[1], b[1])
 
 
 def median(values: Sequence[Decimal]) -> Decimal:
@@ -151,7 +159,7 @@ def weighted_median(values: Sequence[Decimal], weights: Sequence[Decimal]) -> De
             raise InvalidInput(f"weighted_median: expected positive weights, got {weight} at index {index}")
     pairs = sorted(
         zip(checked, ws),
-        key=cmp_to_key(lambda a, b: int(a[0].compare_total(b[0])) or int(a[1].compare_total(b[1]))),
+        key=cmp_to_key(_compare_pairs),
     )
     total = _EXACT.add(Decimal(0), sum(ws, Decimal(0)))
     half = _EXACT.multiply(total, _HALF)
