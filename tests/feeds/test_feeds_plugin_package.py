@@ -1,8 +1,9 @@
 """A separately installed package adds a source through the entry-point group, with no edit here.
 
-The package in tests/plugin_example is installed with pip into a scratch directory
-(not the shared venv), and a fresh interpreter with that directory on its path lists
-the source and serves a feed from it against a loopback venue.
+The package in tests/plugin_example (a source and its simulated venue) is installed
+with pip into a scratch directory (not the shared venv), and a fresh interpreter with
+that directory on its path lists both and serves a feed from the source against the
+package's own simulated venue.
 """
 
 from __future__ import annotations
@@ -67,25 +68,23 @@ def test_the_installed_source_is_listed(installed: dict[str, str]) -> None:
     assert {"binance", "okx", "deribit"} <= set(rows)
 
 
-def test_the_installed_source_serves_a_feed(installed: dict[str, str]) -> None:
+def test_the_installed_simulated_venue_is_listed(installed: dict[str, str]) -> None:
+    out = subprocess.run([sys.executable, "-m", "feeds.simulator", "--list"],
+                         capture_output=True, text=True, env=installed, timeout=60, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    assert {"examplex", "binance", "deribit"} <= set(out.stdout.split())
+
+
+def test_the_installed_source_serves_a_feed_from_its_simulated_venue(installed: dict[str, str]) -> None:
     script = textwrap.dedent(
         """
-        import asyncio, time, aiohttp
-        from aiohttp import web
+        import asyncio, aiohttp
         from feeds.catalog import parse_catalog
         from feeds.poller import FeedCache
         from feeds.registry import load_sources, make_source
         from feeds.simulator import MarketModel, VenueSimulator
 
-        async def price(request):
-            return web.json_response({"market": request.query["market"], "price": "64000.5",
-                                      "ts": int(time.time() * 1000)})
-
         async def main():
-            app = web.Application(); app.router.add_get("/api/price", price)
-            runner = web.AppRunner(app); await runner.setup()
-            site = web.TCPSite(runner, "127.0.0.1", 0); await site.start()
-            port = runner.addresses[0][1]
             sim = VenueSimulator(MarketModel(1)); await sim.start()
             feeds = parse_catalog('''
             [[feed]]
@@ -94,14 +93,13 @@ def test_the_installed_source_serves_a_feed(installed: dict[str, str]) -> None:
             sources = ["examplex", "coinbase"]
             min_sources = 2
             ''', "inline.toml", load_sources())
-            sources = {"examplex": make_source("examplex", base_url=f"http://127.0.0.1:{port}"),
-                       "coinbase": make_source("coinbase", base_url=sim.venue_url("coinbase"))}
+            sources = {name: make_source(name, base_url=sim.venue_url(name)) for name in ("examplex", "coinbase")}
             cache = FeedCache.for_feeds(sources, feeds)
             async with aiohttp.ClientSession() as session:
                 await cache.poll_once(session)
             local = cache.aggregate(feeds[0])
-            print(local.num_sources, ",".join(local.sources))
-            await sim.stop(); await runner.cleanup()
+            print(local.num_sources, ",".join(local.sources), sim.requests["examplex"])
+            await sim.stop()
 
         asyncio.run(main())
         """
@@ -109,4 +107,4 @@ def test_the_installed_source_serves_a_feed(installed: dict[str, str]) -> None:
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=installed,
                          timeout=60, cwd=REPO)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["2", "coinbase,examplex"]
+    assert out.stdout.split() == ["2", "coinbase,examplex", "1"]
