@@ -17,44 +17,18 @@ from pathlib import Path
 
 import pytest
 
+from tests.feeds.plugin_install import install_by_hand, pip_install
+
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _install_by_hand(package_root: Path, target: Path) -> None:
-    import shutil
-    import tomllib
-
-    project = tomllib.loads((package_root / "pyproject.toml").read_text())["project"]
-    name, version = project["name"], project["version"]
-    info = target / f"{name.replace('-', '_')}-{version}.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
-    lines = []
-    for group, entries in project["entry-points"].items():
-        lines.append(f"[{group}]")
-        lines.extend(f"{key} = {value}" for key, value in entries.items())
-    (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
-    for package in ["relayer_plugin_example"]:
-        shutil.copytree(package_root / package, target / package)
-
-
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     target = tmp_path_factory.mktemp("site")
-    build = tmp_path_factory.mktemp("build")
-    proc = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
-         "--target", str(target), str(REPO / "tests" / "plugin_example")],
-        capture_output=True, text=True, timeout=180, env={**os.environ, "TMPDIR": str(build)},
-    )
-    if proc.returncode != 0:
-        # pip needs a wheel builder (setuptools >= 70 or `wheel`); where the venv has
-        # neither, install it as pip would lay it out: the package plus a dist-info
-        # whose entry_points.txt comes from the package's own pyproject.toml.
-        assert "bdist_wheel" in proc.stderr or "setuptools" in proc.stderr, proc.stderr
-        _install_by_hand(REPO / "tests" / "plugin_example", target)
+    if pip_install(tmp_path_factory.mktemp("build"), "--target", str(target)) == "by hand":
+        install_by_hand(target)
     return {**os.environ, "PYTHONPATH": os.pathsep.join([str(target), str(REPO)])}
 
 
