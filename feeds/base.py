@@ -181,6 +181,7 @@ class Source(abc.ABC):
             source=self.name,
             instrument=instrument,
         )
+
     # ---- fetch ---------------------------------------------------------------------
 
     async def fetch_spot(self, session: aiohttp.ClientSession, instrument: str) -> SourceReading:
