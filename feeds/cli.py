@@ -65,12 +65,12 @@ async def _try(args: argparse.Namespace, out: TextIO) -> int:
     simulator = None
     url = args.url
     if url is None:
-        from feeds.simulator import VENUES, MarketModel, VenueSimulator
+        from feeds.simulator import MarketModel, VenueSimulator, simulated_venue_names
 
-        if args.name not in VENUES:
+        if args.name not in simulated_venue_names():
             print(f"{args.name}: no simulated venue of that name; pass --url", file=sys.stderr)
             return 2
-        simulator = VenueSimulator(MarketModel(args.seed))
+        simulator = VenueSimulator(MarketModel(args.seed), venues=[args.name])
         await simulator.start()
         url = simulator.venue_url(args.name)
     code = 0

@@ -3,10 +3,13 @@
 Everything raised on purpose by ``feeds`` derives from :class:`FeedsError`.
 Venue problems derive from :class:`SourceError`, which carries the source name
 and instrument so the poller and the node can log and count per source without
-parsing messages. Every message says what was expected, what came, and what to do.
+parsing messages. Every message says what was expected, what came, and what to do;
+:class:`Origin` writes the format error every venue raises alike.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 
 class FeedsError(Exception):
@@ -125,3 +128,20 @@ class FeedsConfigError(FeedsError, ValueError):
 
 class SimulatorConfigError(FeedsConfigError):
     """The venue simulator was asked for a venue, fault or instrument it does not have."""
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """The source and instrument a reading is for: what every source error names first."""
+
+    source: str
+    instrument: str
+
+    def format_error(self, expected: str, got: str) -> SourceFormatError:
+        """The body is not what the venue documents: say what was expected and what came."""
+        return SourceFormatError(
+            f"{self.source} {self.instrument}: expected {expected}, got {got}; the venue may be "
+            f"down or the URL wrong — check sources.{self.source}.url",
+            source=self.source,
+            instrument=self.instrument,
+        )

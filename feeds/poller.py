@@ -23,6 +23,7 @@ Polling policy (all per target = (source, kind, instrument)):
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import time
@@ -323,12 +324,14 @@ class FeedCache:
                 self._record(target, outcomes[target])
             else:
                 self._inflight[target] = task
-                task.add_done_callback(lambda t, target=target: self._finish_late(target, t, outcomes))
+                task.add_done_callback(functools.partial(self._finish_late, target, outcomes=outcomes))
 
-    def _finish_late(self, target: Target, task: asyncio.Task[None], outcomes: dict[Target, object]) -> None:
+    def _finish_late(
+        self, target: Target, task: asyncio.Task[None], *, outcomes: Mapping[Target, SourceReading | Exception]
+    ) -> None:
         self._inflight.pop(target, None)
         if not task.cancelled() and target in outcomes:
-            self._record(target, outcomes[target])  # type: ignore[arg-type]
+            self._record(target, outcomes[target])
 
     def _record(self, target: Target, outcome: SourceReading | Exception) -> None:
         self.generation += 1

@@ -1,47 +1,60 @@
-"""Which sources exist: read from the ``relayer.sources`` entry-point group.
+"""Which sources and simulated venues exist: read from entry-point groups.
 
-A third-party package adds a venue by declaring an entry point in that group;
-nothing in this repository lists sources by hand. Loading is done on call, not
-at import, so a broken plugin fails where it is used, with its name in the error.
+``relayer.sources`` names the venue adapters (:class:`feeds.base.Source`),
+``relayer.simulated_venues`` the simulated venues that speak their formats
+(:class:`feeds.simulated.venue.SimulatedVenue`), under the same names. A third-party
+package adds a venue by declaring an entry point in each group; nothing in this
+repository lists venues by hand. Loading is done on call, not at import, so a broken
+plugin fails where it is used, with its name in the error.
 """
 
 from __future__ import annotations
 
 from importlib.metadata import EntryPoint, entry_points
+from typing import TYPE_CHECKING, cast
 
 from feeds.base import Source
 from feeds.errors import SourcePluginError, UnknownSourceError
 
-__all__ = ["ENTRY_POINT_GROUP", "load_sources", "make_source"]
+if TYPE_CHECKING:
+    from feeds.simulated.venue import SimulatedVenue
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "SIMULATED_VENUE_GROUP",
+    "load_simulated_venues",
+    "load_sources",
+    "make_source",
+]
 
 ENTRY_POINT_GROUP = "relayer.sources"
-
+SIMULATED_VENUE_GROUP = "relayer.simulated_venues"
 
 def _origin(ep: EntryPoint) -> str:
     dist = ep.dist.name if ep.dist is not None else "unknown distribution"
     return f"{ep.name} = {ep.value!r} from {dist}"
 
 
-def _load_one(ep: EntryPoint) -> type[Source]:
+def _load_one(ep: EntryPoint, base: type, what: str) -> type:
     try:
         obj = ep.load()
     except Exception as exc:  # any import-time failure of foreign code is the plugin's fault
         raise SourcePluginError(
-            f"source plugin {ep.name!r}: expected {ep.value!r} to import, got "
+            f"{what} plugin {ep.name!r}: expected {ep.value!r} to import, got "
             f"{type(exc).__name__}: {exc}; fix or uninstall the package providing "
             f"{_origin(ep)}",
             source=ep.name,
         ) from exc
-    if not (isinstance(obj, type) and issubclass(obj, Source)):
+    if not (isinstance(obj, type) and issubclass(obj, base)):
         raise SourcePluginError(
-            f"source plugin {ep.name!r}: expected a subclass of feeds.base.Source, got "
-            f"{obj!r}; fix the entry point {_origin(ep)}",
+            f"{what} plugin {ep.name!r}: expected a subclass of {base.__module__}.{base.__qualname__}, "
+            f"got {obj!r}; fix the entry point {_origin(ep)}",
             source=ep.name,
         )
     if getattr(obj, "name", None) != ep.name:
         # The name in config, logs and metrics must be the one the class reports.
         raise SourcePluginError(
-            f"source plugin {ep.name!r}: expected {obj.__name__}.name == {ep.name!r}, got "
+            f"{what} plugin {ep.name!r}: expected {obj.__name__}.name == {ep.name!r}, got "
             f"{getattr(obj, 'name', None)!r}; make the entry point name and the class "
             f"name agree in {_origin(ep)}",
             source=ep.name,
@@ -49,21 +62,33 @@ def _load_one(ep: EntryPoint) -> type[Source]:
     return obj
 
 
-def load_sources() -> dict[str, type[Source]]:
-    """All registered source classes by name; raises SourcePluginError naming a broken one."""
-    found: dict[str, type[Source]] = {}
+# ``base`` is a plain ``type``: an abstract class is what is checked against, never instantiated.
+def _load_group(group: str, base: type, what: str) -> dict[str, type]:
+    found: dict[str, type] = {}
     origins: dict[str, str] = {}
-    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: (e.name, e.value)):
-        cls = _load_one(ep)
+    for ep in sorted(entry_points(group=group), key=lambda e: (e.name, e.value)):
+        cls = _load_one(ep, base, what)
         if ep.name in found and found[ep.name] is not cls:
             raise SourcePluginError(
-                f"source plugin {ep.name!r}: expected one provider, got two "
+                f"{what} plugin {ep.name!r}: expected one provider, got two "
                 f"({origins[ep.name]} and {_origin(ep)}); uninstall one of them",
                 source=ep.name,
             )
         found[ep.name] = cls
         origins[ep.name] = _origin(ep)
     return found
+
+
+def load_sources() -> dict[str, type[Source]]:
+    """All registered source classes by name; raises SourcePluginError naming a broken one."""
+    return cast("dict[str, type[Source]]", _load_group(ENTRY_POINT_GROUP, Source, "source"))
+
+
+def load_simulated_venues() -> dict[str, type[SimulatedVenue]]:
+    """All registered simulated venues by name, sorted; raises SourcePluginError naming a broken one."""
+    from feeds.simulated.venue import SimulatedVenue  # aiohttp.web only where a simulator is wanted
+
+    return cast("dict[str, type[SimulatedVenue]]", _load_group(SIMULATED_VENUE_GROUP, SimulatedVenue, "simulated venue"))
 
 
 def make_source(name: str, base_url: str | None = None, timeout: float = 2.0) -> Source:
@@ -87,4 +112,5 @@ def make_source(name: str, base_url: str | None = None, timeout: float = 2.0) ->
             f"{' and '.join(_origin(ep) for ep in candidates)}; uninstall all but one",
             source=name,
         )
-    return _load_one(candidates[0])(base_url=base_url, timeout=timeout)
+    source_class = cast("type[Source]", _load_one(candidates[0], Source, "source"))
+    return source_class(base_url=base_url, timeout=timeout)

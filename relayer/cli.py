@@ -544,6 +544,7 @@ def _print_committee(cfg: Any) -> None:
 
 def _cmd_devnet(args: argparse.Namespace) -> int:
     setup_logging(node="devnet", json_lines=False, level="WARNING")
+    from feeds.errors import FeedsError
     from relayer.devnet import DevnetOptions, run_devnet
 
     if args.nodes < 4:
@@ -553,13 +554,16 @@ def _cmd_devnet(args: argparse.Namespace) -> int:
         nodes=args.nodes, rounds=args.rounds, json_lines=args.json, data_dir=args.data_dir,
         seed=args.seed, round_interval_ms=args.round_interval_ms, grace_ms=args.grace_ms,
         store_sync=args.store_sync,
-        venue_faults=dict(args.venue_fault),
+        venue_faults=dict(args.venue_fault), catalog=args.catalog,
     )
     try:
         return asyncio.run(run_devnet(options))
     except KeyboardInterrupt:
         print("relayer devnet: stopped", file=sys.stderr)
         return 0
+    except FeedsError as exc:  # the catalog, or a source or simulated-venue plugin
+        print(f"relayer devnet: {exc}", file=sys.stderr)
+        return 2
 
 
 def _venue_fault(text: str) -> tuple[str, str]:
@@ -651,6 +655,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="fsync each signature (full, default) or leave it to the OS (normal)")
     devnet.add_argument("--venue-fault", type=_venue_fault, action="append", default=[], metavar="VENUE=FAULT",
                         help="make one simulated venue misbehave, e.g. kraken=garbage or binance=timeout")
+    devnet.add_argument("--catalog", type=Path, default=None, metavar="FILE",
+                        help="serve the feeds of this catalog (TOML, [[feed]] tables) instead of the packaged "
+                             "devnet catalog; every source it names needs an installed simulated venue")
     devnet.set_defaults(func=_cmd_devnet)
 
     _add_sources(sub)

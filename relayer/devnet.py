@@ -27,10 +27,9 @@ from typing import Any, TextIO
 from web3 import AsyncHTTPProvider, AsyncWeb3
 
 from aggregation.fixed import from_fixed
-from feeds.catalog import check_sources, load_catalog
-from feeds.registry import load_sources
-from feeds.simulator import VENUES as SIM_VENUES
-from feeds.simulator import MarketModel, VenueSimulator
+from feeds.catalog import FeedDefinition, load_catalog
+from feeds.errors import CatalogError
+from feeds.simulator import MarketModel, VenueSimulator, simulated_venue_names
 from relayer.chain.anvil import AnvilNode, die_with_parent
 from relayer.chain.codec import address_of, decode_updates
 from relayer.chain.contract import disconnect
@@ -41,15 +40,24 @@ from relayer.protocol.committee import Committee, OffchainConfig
 
 log = logging.getLogger(__name__)
 
-# The devnet serves the packaged feed catalog (feeds/catalogs/devnet.toml): 14 feeds
-# over 7 risk-factor kinds. Parsed here without importing any source plugin; checked
-# against the installed sources when the devnet starts.
-CATALOG = load_catalog(known_sources={})
-DEFAULT_FEEDS: tuple[tuple[str, str, int], ...] = tuple(
-    # feed id, instrument, decimals
-    (f.feed_id, f.instrument, f.decimals) for f in CATALOG
-)
-VENUES = SIM_VENUES
+
+def devnet_catalog(path: Path | None) -> list[FeedDefinition]:
+    """The feeds a devnet serves: the packaged catalog (14 feeds over 7 risk-factor kinds,
+    feeds/catalogs/devnet.toml) or the operator's ``--catalog FILE``.
+
+    Checked against the installed sources, and every source it names must have an
+    installed simulated venue: a devnet never asks a real venue.
+    """
+    catalog = load_catalog(path)
+    simulated = set(simulated_venue_names())
+    missing = sorted({name for feed in catalog for name in feed.sources} - simulated)
+    if missing:
+        raise CatalogError(
+            f"{path or 'the devnet catalog'}: expected every source to have a simulated venue "
+            f"(installed: {', '.join(sorted(simulated))}), got {', '.join(missing)} without one; install "
+            f"the package that simulates it (relayer.simulated_venues) or remove it from the catalog"
+        )
+    return catalog
 
 
 @dataclass
@@ -73,6 +81,8 @@ class DevnetOptions:
     # Relayers started outside the committee (for rotation): they watch until added.
     spare_nodes: int = 0
     node_env: dict[str, str] = field(default_factory=dict)
+    # A feed catalog file (TOML) instead of the packaged devnet catalog.
+    catalog: Path | None = None
 
 
 @dataclass
@@ -122,6 +132,8 @@ class Devnet:
 
     async def setup(self) -> None:
         o = self.o
+        # Before anything starts: a catalog the devnet cannot serve fails at once.
+        self.catalog = devnet_catalog(o.catalog)
         if o.data_dir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="relayer-devnet-")
             o.data_dir = Path(self._tmp.name)
@@ -136,8 +148,7 @@ class Devnet:
         oracle_address = await deploy_oracle(self.w3, owner_key)
         self.client = QuorumOracleClient(self.w3, oracle_address)
         self.feeds: list[dict[str, Any]] = []
-        check_sources(CATALOG, load_sources())
-        for spec in CATALOG:
+        for spec in self.catalog:
             low, high = spec.bounds_fixed
             index = await self.client.add_feed(owner_key, spec.feed_id, spec.decimals,
                                                spec.description or f"{spec.instrument} {spec.kind}", low, high,
@@ -166,7 +177,7 @@ class Devnet:
         self.chain_id = self.anvil.chain_id
 
         self.model = MarketModel(o.seed)
-        self.simulator = VenueSimulator(self.model, venues=VENUES)
+        self.simulator = VenueSimulator(self.model)
         await self.simulator.start()
         for venue, fault in o.venue_faults.items():
             self.simulator.set_fault(venue, fault)
@@ -190,8 +201,8 @@ class Devnet:
                 "oracle_address": oracle_address,
                 "listen_port": ports[i],
                 "peers": [p for j, p in enumerate(peers) if j != i],
-                "feeds": [spec.model_dump(mode="json") for spec in CATALOG],
-                "source_urls": {v: self.simulator.venue_url(v) for v in VENUES},
+                "feeds": [spec.model_dump(mode="json") for spec in self.catalog],
+                "source_urls": {v: self.simulator.venue_url(v) for v in self.simulator.venues},
                 "poll_interval": o.poll_interval,
                 "store_sync": o.store_sync,
                 "api_port": api_ports[i],
@@ -208,7 +219,7 @@ class Devnet:
                        "transmitter": transmitters[n.index][0]} for n in self.nodes],
             # For an operator joining this network (`relayer init --devnet`, `relayer committee`).
             "peers": peers[:o.nodes],
-            "source_urls": {v: self.simulator.venue_url(v) for v in VENUES},
+            "source_urls": {v: self.simulator.venue_url(v) for v in self.simulator.venues},
             "owner_key_file": str(owner_key_path),
         }, indent=2))
         for node in self.nodes:

@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
 from feeds.base import Source, VenueQuote
+from feeds.computed import book_depth, realized_vol
 from feeds.kinds import RV_RETURNS, FactorKind
 
 
@@ -46,34 +47,22 @@ class BinanceSpot(Source):
         return super().plan(kind, instrument)
 
     def extract(self, payload: object, instrument: str) -> VenueQuote:
+        body = self.body(payload, instrument)
         symbol = self.symbol(instrument)
-        echoed = self.field(payload, instrument, "symbol")
+        echoed = body.at("symbol")
         if echoed != symbol:
             # A ticker for another market is worse than none: it is a wrong price.
-            raise self.format_error(
-                instrument, f"JSON object with symbol {symbol!r}", f"symbol {echoed!r}"
-            )
-        price = self.decimal(self.field(payload, instrument, "lastPrice"), instrument, "lastPrice")
-        observed = self.epoch_millis(
-            self.field(payload, instrument, "closeTime"), instrument, "closeTime"
-        )
-        return VenueQuote(price=price, observed_at=observed)
+            raise body.error(f"JSON object with symbol {symbol!r}", f"symbol {echoed!r}")
+        return VenueQuote(price=body.decimal("lastPrice"), observed_at=body.epoch_millis("closeTime"))
 
     def extract_factor(
         self, kind: FactorKind, payloads: Sequence[object], instrument: str, fetched_at: float
     ) -> VenueQuote:
-        payload = payloads[0]
+        body = self.body(payloads[0], instrument)
         if kind == FactorKind.REALIZED_VOL:
-            candles = []
-            for i, _ in enumerate(self.array(payload, instrument)):
-                opened = self.epoch_millis(self.field(payload, instrument, i, 0), instrument, i, 0)
-                close = self.decimal(self.field(payload, instrument, i, 4), instrument, i, 4)
-                candles.append((opened, close))
-            return self.realized_vol(candles, instrument, fetched_at)
+            return VenueQuote(*realized_vol(body.candles(time_unit="ms"), body.origin, fetched_at))
         if kind == FactorKind.DEPTH:
-            bids = self.levels(payload, instrument, "bids")
-            asks = self.levels(payload, instrument, "asks")
-            return VenueQuote(price=self.book_depth(bids, asks, instrument))
+            return VenueQuote(price=book_depth(body.levels("bids"), body.levels("asks"), body.origin))
         return super().extract_factor(kind, payloads, instrument, fetched_at)
 
     def venue_error(self, payload: object) -> str | None:

@@ -38,29 +38,26 @@ class BinanceFutures(Source):
             return [("/fapi/v1/openInterest", {"symbol": symbol}), ("/fapi/v1/premiumIndex", {"symbol": symbol})]
         return super().plan(kind, instrument)
 
-    def _check_symbol(self, payload: object, instrument: str) -> None:
-        symbol = self.symbol(instrument)
-        echoed = self.field(payload, instrument, "symbol")
-        if echoed != symbol:
-            raise self.format_error(instrument, f"JSON object with symbol {symbol!r}", f"symbol {echoed!r}")
-
     def extract_factor(
         self, kind: FactorKind, payloads: Sequence[object], instrument: str, fetched_at: float
     ) -> VenueQuote:
-        for payload in payloads:
-            self._check_symbol(payload, instrument)
+        bodies = [self.body(payload, instrument) for payload in payloads]
+        symbol = self.symbol(instrument)
+        for body in bodies:
+            echoed = body.at("symbol")
+            if echoed != symbol:
+                raise body.error(f"JSON object with symbol {symbol!r}", f"symbol {echoed!r}")
         if kind == FactorKind.FUNDING_RATE:
-            premium = payloads[0]
-            rate = self.decimal(self.field(premium, instrument, "lastFundingRate"), instrument, "lastFundingRate")
-            return VenueQuote(price=rate, observed_at=self.epoch_millis(self.field(premium, instrument, "time"), instrument, "time"))
+            premium = bodies[0]
+            return VenueQuote(price=premium.decimal("lastFundingRate"), observed_at=premium.epoch_millis("time"))
         if kind == FactorKind.OPEN_INTEREST:
-            oi_body, premium = payloads
-            contracts = self.decimal(self.field(oi_body, instrument, "openInterest"), instrument, "openInterest")
-            mark = self.decimal(self.field(premium, instrument, "markPrice"), instrument, "markPrice")
+            oi_body, premium = bodies
+            contracts = oi_body.decimal("openInterest")
+            mark = premium.decimal("markPrice")
             if not mark.is_finite() or mark <= 0:
                 # A broken mark would turn a good OI into a wrong USD notional.
                 return VenueQuote(price=Decimal("NaN") if not mark.is_finite() else Decimal(0))
-            observed = self.epoch_millis(self.field(oi_body, instrument, "time"), instrument, "time")
+            observed = oi_body.epoch_millis("time")
             if not contracts.is_finite():
                 return VenueQuote(price=contracts, observed_at=observed)
             return VenueQuote(price=Context(prec=50).multiply(contracts, mark), observed_at=observed)

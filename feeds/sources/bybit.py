@@ -20,6 +20,8 @@ from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
 from feeds.base import Source, VenueQuote
+from feeds.body import Body
+from feeds.computed import book_depth, realized_vol
 from feeds.errors import SourceHTTPError
 from feeds.kinds import RV_RETURNS, FactorKind
 
@@ -46,60 +48,49 @@ class BybitSource(Source):
             return [("/v5/market/tickers", {"category": "linear", "symbol": symbol})]
         return super().plan(kind, instrument)
 
-    def _result(self, payload: object, instrument: str) -> None:
-        code = self.field(payload, instrument, "retCode")
+    def _result(self, body: Body) -> None:
+        code = body.at("retCode")
         if code != 0:
+            instrument = body.origin.instrument
             raise SourceHTTPError(
                 f"bybit {instrument}: expected retCode 0, got the venue's error {code!r} "
-                f"({self.venue_error(payload)}); check BybitSource.symbols for {instrument} — "
+                f"({self.venue_error(body.payload)}); check BybitSource.symbols for {instrument} — "
                 f"the feed uses the other sources",
                 source=self.name,
                 instrument=instrument,
                 status=200,
             )
 
-    def _ticker(self, payload: object, instrument: str) -> None:
-        self._result(payload, instrument)
-        if not self.array(payload, instrument, "result", "list"):
-            raise self.format_error(instrument, "a non-empty result.list", "an empty one")
-        echoed = self.field(payload, instrument, "result", "list", 0, "symbol")
-        if echoed != self.symbol(instrument):
-            raise self.format_error(instrument, f"symbol {self.symbol(instrument)!r}", f"symbol {echoed!r}")
+    def _ticker(self, body: Body) -> None:
+        self._result(body)
+        if not body.array("result", "list"):
+            raise body.error("a non-empty result.list", "an empty one")
+        symbol = self.symbol(body.origin.instrument)
+        echoed = body.at("result", "list", 0, "symbol")
+        if echoed != symbol:
+            raise body.error(f"symbol {symbol!r}", f"symbol {echoed!r}")
 
     def extract(self, payload: object, instrument: str) -> VenueQuote:
-        self._ticker(payload, instrument)
-        price = self.decimal(self.field(payload, instrument, "result", "list", 0, "lastPrice"),
-                             instrument, "result", "list", 0, "lastPrice")
-        observed = self.epoch_millis(self.field(payload, instrument, "time"), instrument, "time")
-        return VenueQuote(price=price, observed_at=observed)
+        body = self.body(payload, instrument)
+        self._ticker(body)
+        return VenueQuote(price=body.decimal("result", "list", 0, "lastPrice"), observed_at=body.epoch_millis("time"))
 
     def extract_factor(
         self, kind: FactorKind, payloads: Sequence[object], instrument: str, fetched_at: float
     ) -> VenueQuote:
-        payload = payloads[0]
         if kind == FactorKind.SPOT:
             return super().extract_factor(kind, payloads, instrument, fetched_at)
+        body = self.body(payloads[0], instrument)
         if kind == FactorKind.REALIZED_VOL:
-            self._result(payload, instrument)
-            candles = []
-            for i, _ in enumerate(self.array(payload, instrument, "result", "list")):
-                path = ("result", "list", i)
-                opened = self.epoch_millis(self.field(payload, instrument, *path, 0), instrument, *path, 0)
-                close = self.decimal(self.field(payload, instrument, *path, 4), instrument, *path, 4)
-                candles.append((opened, close))
-            return self.realized_vol(candles, instrument, fetched_at)
+            self._result(body)
+            return VenueQuote(*realized_vol(body.candles("result", "list", time_unit="ms"), body.origin, fetched_at))
         if kind == FactorKind.DEPTH:
-            self._result(payload, instrument)
-            bids = self.levels(payload, instrument, "result", "b")
-            asks = self.levels(payload, instrument, "result", "a")
-            ts = self.epoch_millis(self.field(payload, instrument, "result", "ts"), instrument, "result", "ts")
-            return VenueQuote(price=self.book_depth(bids, asks, instrument), observed_at=ts)
-        self._ticker(payload, instrument)
+            self._result(body)
+            depth = book_depth(body.levels("result", "b"), body.levels("result", "a"), body.origin)
+            return VenueQuote(price=depth, observed_at=body.epoch_millis("result", "ts"))
+        self._ticker(body)
         field = {FactorKind.FUNDING_RATE: "fundingRate", FactorKind.OPEN_INTEREST: "openInterestValue"}[kind]
-        value = self.decimal(self.field(payload, instrument, "result", "list", 0, field),
-                             instrument, "result", "list", 0, field)
-        observed = self.epoch_millis(self.field(payload, instrument, "time"), instrument, "time")
-        return VenueQuote(price=value, observed_at=observed)
+        return VenueQuote(price=body.decimal("result", "list", 0, field), observed_at=body.epoch_millis("time"))
 
     def venue_error(self, payload: object) -> str | None:
         if isinstance(payload, dict) and "retMsg" in payload:

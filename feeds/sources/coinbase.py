@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from typing import ClassVar
 
 from feeds.base import Source, VenueQuote
+from feeds.computed import book_depth, realized_vol
 from feeds.kinds import RV_CANDLE_SECONDS, RV_RETURNS, FactorKind
 
 
@@ -51,28 +52,18 @@ class CoinbaseSpot(Source):
         return super().plan(kind, instrument)
 
     def extract(self, payload: object, instrument: str) -> VenueQuote:
-        price = self.decimal(self.field(payload, instrument, "price"), instrument, "price")
-        observed = self.iso_time(self.field(payload, instrument, "time"), instrument, "time")
-        return VenueQuote(price=price, observed_at=observed)
+        body = self.body(payload, instrument)
+        return VenueQuote(price=body.decimal("price"), observed_at=body.iso_time("time"))
 
     def extract_factor(
         self, kind: FactorKind, payloads: Sequence[object], instrument: str, fetched_at: float
     ) -> VenueQuote:
-        payload = payloads[0]
+        body = self.body(payloads[0], instrument)
         if kind == FactorKind.REALIZED_VOL:
-            candles = []
-            for i, _ in enumerate(self.array(payload, instrument)):
-                opened = self.field(payload, instrument, i, 0)
-                if not isinstance(opened, int) or isinstance(opened, bool) or opened <= 0:
-                    raise self.format_error(instrument, f"unix seconds at [{i}][0]", repr(opened))
-                candles.append((float(opened), self.decimal(self.field(payload, instrument, i, 4), instrument, i, 4)))
-            return self.realized_vol(candles, instrument, fetched_at)
+            return VenueQuote(*realized_vol(body.candles(time_unit="s"), body.origin, fetched_at))
         if kind == FactorKind.DEPTH:
-            depth = self.book_depth(
-                self.levels(payload, instrument, "bids"), self.levels(payload, instrument, "asks"), instrument
-            )
-            observed = self.iso_time(self.field(payload, instrument, "time"), instrument, "time")
-            return VenueQuote(price=depth, observed_at=observed)
+            depth = book_depth(body.levels("bids"), body.levels("asks"), body.origin)
+            return VenueQuote(price=depth, observed_at=body.iso_time("time"))
         return super().extract_factor(kind, payloads, instrument, fetched_at)
 
     def venue_error(self, payload: object) -> str | None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from decimal import Decimal
 from typing import ClassVar
 
 from feeds.base import Source, VenueQuote
@@ -47,30 +46,26 @@ class DeribitSource(Source):
     def extract_factor(
         self, kind: FactorKind, payloads: Sequence[object], instrument: str, fetched_at: float
     ) -> VenueQuote:
-        payload = payloads[0]
+        body = self.body(payloads[0], instrument)
+        payload = body.payload
         if isinstance(payload, dict) and "error" in payload and "result" not in payload:
-            raise self.format_error(instrument, "a JSON-RPC result", f"an error ({self.venue_error(payload)})")
+            raise body.error("a JSON-RPC result", f"an error ({self.venue_error(payload)})")
         if kind == FactorKind.IMPLIED_VOL:
-            data = self.array(payload, instrument, "result", "data")
+            data = body.array("result", "data")
             if not data:
-                raise self.format_error(instrument, "at least one DVOL candle in result.data", "none")
+                raise body.error("at least one DVOL candle in result.data", "none")
             # Newest by timestamp, whatever order the venue sent.
-            stamps = [self.epoch_millis(self.field(payload, instrument, "result", "data", i, 0),
-                                        instrument, "result", "data", i, 0) for i in range(len(data))]
+            stamps = [body.epoch_millis("result", "data", i, 0) for i in range(len(data))]
             newest = max(range(len(data)), key=lambda i: stamps[i])
-            close = self.decimal(self.field(payload, instrument, "result", "data", newest, 4),
-                                 instrument, "result", "data", newest, 4)
+            close = body.decimal("result", "data", newest, 4)
             value = close.scaleb(-2) if close.is_finite() else close
             return VenueQuote(price=value, observed_at=stamps[newest])
-        echoed = self.field(payload, instrument, "result", "instrument_name")
+        echoed = body.at("result", "instrument_name")
         expected = f"{self.symbol(instrument)}-PERPETUAL"
         if echoed != expected:
-            raise self.format_error(instrument, f"instrument_name {expected!r}", f"{echoed!r}")
+            raise body.error(f"instrument_name {expected!r}", f"{echoed!r}")
         field = {FactorKind.FUNDING_RATE: "funding_8h", FactorKind.OPEN_INTEREST: "open_interest"}[kind]
-        value = self.decimal(self.field(payload, instrument, "result", field), instrument, "result", field)
-        observed = self.epoch_millis(self.field(payload, instrument, "result", "timestamp"),
-                                     instrument, "result", "timestamp")
-        return VenueQuote(price=Decimal(value), observed_at=observed)
+        return VenueQuote(price=body.decimal("result", field), observed_at=body.epoch_millis("result", "timestamp"))
 
     def venue_error(self, payload: object) -> str | None:
         if isinstance(payload, dict) and isinstance(payload.get("error"), dict):

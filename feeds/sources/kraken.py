@@ -29,6 +29,8 @@ from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
 from feeds.base import Source, VenueQuote
+from feeds.body import Body
+from feeds.computed import book_depth, realized_vol
 from feeds.errors import SourceHTTPError
 from feeds.kinds import RV_CANDLE_SECONDS, RV_RETURNS, FactorKind
 
@@ -56,14 +58,14 @@ class KrakenSpot(Source):
             return [("/0/public/Depth", {"pair": pair, "count": "100"})]
         return super().plan(kind, instrument)
 
-    def _result_key(self, payload: object, instrument: str) -> str:
-        errors = self.field(payload, instrument, "error")
+    def _result_key(self, body: Body) -> str:
+        errors = body.at("error")
         if not isinstance(errors, list):
-            raise self.format_error(instrument, "JSON object with an error list", repr(errors))
+            raise body.error("JSON object with an error list", repr(errors))
         if errors:
-            raise self._venue_refused(errors, instrument)
-        pair = self.symbol(instrument)
-        result = self.field(payload, instrument, "result")
+            raise self._venue_refused(errors, body.origin.instrument)
+        pair = self.symbol(body.origin.instrument)
+        result = body.at("result")
         # Newer pairs are keyed by their plain name; accept either spelling of *this*
         # pair, never some other entry that happens to be the only one.
         key = _RESULT_KEYS.get(pair, pair)
@@ -72,29 +74,20 @@ class KrakenSpot(Source):
         return key
 
     def extract(self, payload: object, instrument: str) -> VenueQuote:
-        key = self._result_key(payload, instrument)
-        raw = self.field(payload, instrument, "result", key, "c", 0)
-        return VenueQuote(price=self.decimal(raw, instrument, "result", key, "c", 0))
+        body = self.body(payload, instrument)
+        return VenueQuote(price=body.decimal("result", self._result_key(body), "c", 0))
 
     def extract_factor(
         self, kind: FactorKind, payloads: Sequence[object], instrument: str, fetched_at: float
     ) -> VenueQuote:
-        payload = payloads[0]
+        body = self.body(payloads[0], instrument)
         if kind == FactorKind.REALIZED_VOL:
-            key = self._result_key(payload, instrument)
-            candles = []
-            for i, _ in enumerate(self.array(payload, instrument, "result", key)):
-                opened = self.field(payload, instrument, "result", key, i, 0)
-                if not isinstance(opened, int) or isinstance(opened, bool) or opened <= 0:
-                    raise self.format_error(instrument, f"unix seconds at result.{key}[{i}][0]", repr(opened))
-                close = self.decimal(self.field(payload, instrument, "result", key, i, 4), instrument, "result", key, i, 4)
-                candles.append((float(opened), close))
-            return self.realized_vol(candles, instrument, fetched_at)
+            candles = body.candles("result", self._result_key(body), time_unit="s")
+            return VenueQuote(*realized_vol(candles, body.origin, fetched_at))
         if kind == FactorKind.DEPTH:
-            key = self._result_key(payload, instrument)
-            bids = self.levels(payload, instrument, "result", key, "bids")
-            asks = self.levels(payload, instrument, "result", key, "asks")
-            return VenueQuote(price=self.book_depth(bids, asks, instrument))
+            key = self._result_key(body)
+            depth = book_depth(body.levels("result", key, "bids"), body.levels("result", key, "asks"), body.origin)
+            return VenueQuote(price=depth)
         return super().extract_factor(kind, payloads, instrument, fetched_at)
 
     def venue_error(self, payload: object) -> str | None:

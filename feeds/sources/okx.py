@@ -22,6 +22,8 @@ from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
 from feeds.base import Source, VenueQuote
+from feeds.body import Body
+from feeds.computed import book_depth, realized_vol
 from feeds.errors import SourceHTTPError
 from feeds.kinds import RV_RETURNS, FactorKind
 
@@ -50,53 +52,47 @@ class OkxSource(Source):
             return [("/api/v5/public/open-interest", {"instType": "SWAP", "instId": swap})]
         return super().plan(kind, instrument)
 
-    def _data(self, payload: object, instrument: str) -> list[object]:
-        code = self.field(payload, instrument, "code")
+    def _data(self, body: Body) -> list[object]:
+        code = body.at("code")
         if code != "0":
+            instrument = body.origin.instrument
             raise SourceHTTPError(
                 f"okx {instrument}: expected code \"0\", got the venue's error code {code!r} "
-                f"({self.venue_error(payload)}); check OkxSource.symbols for {instrument} — "
+                f"({self.venue_error(body.payload)}); check OkxSource.symbols for {instrument} — "
                 f"the feed uses the other sources",
                 source=self.name,
                 instrument=instrument,
                 status=200,
             )
-        data = self.array(payload, instrument, "data")
+        data = body.array("data")
         if not data:
-            raise self.format_error(instrument, "a non-empty data array", "an empty one")
+            raise body.error("a non-empty data array", "an empty one")
         return data
 
     def extract(self, payload: object, instrument: str) -> VenueQuote:
-        self._data(payload, instrument)
-        echoed = self.field(payload, instrument, "data", 0, "instId")
-        if echoed != self.symbol(instrument):
-            raise self.format_error(instrument, f"instId {self.symbol(instrument)!r}", f"instId {echoed!r}")
-        price = self.decimal(self.field(payload, instrument, "data", 0, "last"), instrument, "data", 0, "last")
-        observed = self.epoch_millis(self.field(payload, instrument, "data", 0, "ts"), instrument, "data", 0, "ts")
-        return VenueQuote(price=price, observed_at=observed)
+        body = self.body(payload, instrument)
+        self._data(body)
+        symbol = self.symbol(instrument)
+        echoed = body.at("data", 0, "instId")
+        if echoed != symbol:
+            raise body.error(f"instId {symbol!r}", f"instId {echoed!r}")
+        return VenueQuote(price=body.decimal("data", 0, "last"), observed_at=body.epoch_millis("data", 0, "ts"))
 
     def extract_factor(
         self, kind: FactorKind, payloads: Sequence[object], instrument: str, fetched_at: float
     ) -> VenueQuote:
-        payload = payloads[0]
         if kind == FactorKind.SPOT:
             return super().extract_factor(kind, payloads, instrument, fetched_at)
-        data = self._data(payload, instrument)
+        body = self.body(payloads[0], instrument)
+        self._data(body)
         if kind == FactorKind.REALIZED_VOL:
-            candles = []
-            for i, _ in enumerate(data):
-                opened = self.epoch_millis(self.field(payload, instrument, "data", i, 0), instrument, "data", i, 0)
-                close = self.decimal(self.field(payload, instrument, "data", i, 4), instrument, "data", i, 4)
-                candles.append((opened, close))
-            return self.realized_vol(candles, instrument, fetched_at)
-        ts = self.epoch_millis(self.field(payload, instrument, "data", 0, "ts"), instrument, "data", 0, "ts")
+            return VenueQuote(*realized_vol(body.candles("data", time_unit="ms"), body.origin, fetched_at))
+        ts = body.epoch_millis("data", 0, "ts")
         if kind == FactorKind.DEPTH:
-            bids = self.levels(payload, instrument, "data", 0, "bids")
-            asks = self.levels(payload, instrument, "data", 0, "asks")
-            return VenueQuote(price=self.book_depth(bids, asks, instrument), observed_at=ts)
+            depth = book_depth(body.levels("data", 0, "bids"), body.levels("data", 0, "asks"), body.origin)
+            return VenueQuote(price=depth, observed_at=ts)
         field = {FactorKind.FUNDING_RATE: "fundingRate", FactorKind.OPEN_INTEREST: "oiUsd"}[kind]
-        value = self.decimal(self.field(payload, instrument, "data", 0, field), instrument, "data", 0, field)
-        return VenueQuote(price=value, observed_at=ts)
+        return VenueQuote(price=body.decimal("data", 0, field), observed_at=ts)
 
     def venue_error(self, payload: object) -> str | None:
         if isinstance(payload, dict) and "msg" in payload:

@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
-from feeds.simulator import VENUES, MarketModel, VenueSimulator
+from feeds.simulator import MarketModel, VenueSimulator
 
 SEED = 20240101
 
@@ -40,10 +40,10 @@ async def simulator() -> AsyncIterator[VenueSimulator]:
 @pytest.fixture
 def clean_faults(simulator: VenueSimulator) -> Iterator[VenueSimulator]:
     """The module's simulator with every venue healthy before and after the test."""
-    for venue in VENUES:
+    for venue in simulator.venues:
         simulator.set_fault(venue, None)
     yield simulator
-    for venue in VENUES:
+    for venue in simulator.venues:
         simulator.set_fault(venue, None)
 
 

@@ -26,7 +26,7 @@ from feeds.errors import (
 from feeds.kinds import FactorKind
 from feeds.poller import FeedCache
 from feeds.registry import load_sources, make_source
-from feeds.simulator import SPOT_VENUES, VenueSimulator
+from feeds.simulator import VenueSimulator
 
 pytestmark = [
     pytest.mark.integration,
@@ -34,6 +34,7 @@ pytestmark = [
     pytest.mark.filterwarnings("error"),
 ]
 
+SPOT_VENUES = tuple(name for name, cls in load_sources().items() if FactorKind.SPOT in cls.factors)
 PAIRS = sorted((name, kind) for name, cls in load_sources().items() for kind in cls.factors)
 
 

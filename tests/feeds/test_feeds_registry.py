@@ -70,7 +70,7 @@ def test_a_third_party_plugin_is_picked_up(tmp_path: Path, monkeypatch: pytest.M
                 return f"/api/v2/ticker/{self.symbol(instrument)}/", {}
 
             def extract(self, payload, instrument):
-                return VenueQuote(price=self.decimal(self.field(payload, instrument, "last"), instrument, "last"))
+                return VenueQuote(price=self.body(payload, instrument).decimal("last"))
         """,
     )
     sources = load_sources()

@@ -70,7 +70,7 @@ def test_bad_simulator_settings_are_refused_with_the_choices() -> None:
     sim = VenueSimulator(MarketModel(0))
     with pytest.raises(SimulatorConfigError, match="garbage, timeout, http500, nan, truncated"):
         sim.set_fault("kraken", "meteor")
-    with pytest.raises(SimulatorConfigError, match="binance, binance-futures, coinbase, kraken, okx, bybit, deribit"):
+    with pytest.raises(SimulatorConfigError, match="binance, binance-futures, bybit, coinbase, deribit, kraken, okx"):
         sim.set_fault("ftx", None)
     with pytest.raises(SimulatorConfigError, match="BTC-USD, ETH-USD"):
         MarketModel(0).true_price("DOGE-USD", 0.0)

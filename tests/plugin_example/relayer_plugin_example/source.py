@@ -1,4 +1,7 @@
-"""ExampleExchange: GET /api/price?market=BTC-USD -> {"market": "BTC-USD", "price": "64000.5", "ts": 1700000000123}."""
+"""ExampleExchange: GET /api/price?market=BTC-USD -> {"market": "BTC-USD", "price": "64000.5", "ts": 1700000000123}.
+
+Errors: ``{"error": "unknown market"}`` with HTTP 404.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +22,12 @@ class ExampleExchange(Source):
         return "/api/price", {"market": self.symbol(instrument)}
 
     def extract(self, payload: object, instrument: str) -> VenueQuote:
-        price = self.decimal(self.field(payload, instrument, "price"), instrument, "price")
-        observed = self.epoch_millis(self.field(payload, instrument, "ts"), instrument, "ts")
-        return VenueQuote(price=price, observed_at=observed)
+        body = self.body(payload, instrument)
+        if body.at("market") != self.symbol(instrument):
+            raise body.error(f"market {self.symbol(instrument)!r}", f"market {body.at('market')!r}")
+        return VenueQuote(price=body.decimal("price"), observed_at=body.epoch_millis("ts"))
+
+    def venue_error(self, payload: object) -> str | None:
+        if isinstance(payload, dict) and isinstance(payload.get("error"), str):
+            return str(payload["error"])
+        return None
