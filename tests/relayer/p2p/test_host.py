@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from relayer.p2p.errors import MessageTooLarge, P2PError, P2PStartError, PeerRejected
-from relayer.p2p.host import NOT_IN_COMMITTEE, OVERSIZED, P2PHost
+from relayer.p2p.admission import NOT_IN_COMMITTEE, OVERSIZED
+from relayer.p2p.errors import MessageRejected, MessageTooLarge, P2PError, P2PStartError, PeerRejected
+from relayer.p2p.host import P2PHost
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -26,7 +27,7 @@ class Inbox:
     messages: list[tuple[str, bytes]] = field(default_factory=list)
     threads: set[int] = field(default_factory=set)
 
-    def __call__(self, sender: str, data: bytes) -> None:
+    def __call__(self, sender: str, data: bytes, _opened: object) -> None:
         self.messages.append((sender, data))
         self.threads.add(threading.get_ident())
 
@@ -36,7 +37,7 @@ class Inbox:
 
 @dataclass
 class Node:
-    host: P2PHost
+    host: P2PHost[object]
     inbox: Inbox
 
 
@@ -286,10 +287,10 @@ async def test_stop_while_messages_arrive_is_clean_and_bounded(make_node: MakeNo
     assert _p2p_threads() == []
 
 
-def _raw_connections(host: P2PHost) -> list[str]:
+def _raw_connections(host: P2PHost[object]) -> list[str]:
     """Every connected peer, committee or not (connected_peers() filters)."""
-    swarm = host._swarm
-    return [] if swarm is None else [str(p) for p, conns in list(swarm.connections.items()) if conns]
+    runtime = host._runtime
+    return [] if runtime is None else [str(p) for p, conns in list(runtime.swarm.connections.items()) if conns]
 
 
 async def test_a_peer_that_was_down_can_be_dialed_as_soon_as_it_is_up(make_node: MakeNode) -> None:
@@ -318,13 +319,12 @@ async def test_direct_messages_reach_one_peer_or_all_and_pass_the_validator(make
     committee = [_address(k) for k in keys]
     refused: list[bytes] = []
 
-    def validator(sender: str, data: bytes) -> str | None:
+    def open_message(sender: str, data: bytes) -> None:
         if data.startswith(b"bad"):
             refused.append(data)
-            return "malformed"
-        return None
+            raise MessageRejected("malformed", "starts with bad")
 
-    nodes = [await make_node(k, allowed=committee, validator=validator) for k in keys]
+    nodes = [await make_node(k, allowed=committee, open_message=open_message) for k in keys]
     await _connect_full_mesh(nodes)
     await asyncio.gather(*(n.host.wait_for_peers(2, READY_TIMEOUT) for n in nodes))
     nodes[0].host.send(committee[1], b"to one")
