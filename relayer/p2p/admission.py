@@ -49,7 +49,7 @@ MessageOpener = Callable[[str, bytes], T]
 # Where both transports hand an accepted message: (sender address, bytes, opened value).
 Deliver = Callable[[str, bytes, T | None], None]
 
-# Refused peer ids remembered until their connection closes; bounds what strangers cost.
+# Refused peer ids remembered, so that a refused connection is counted once; bounds what strangers cost.
 _REFUSED_MAX = 4096
 
 
@@ -106,7 +106,8 @@ class Admission(Generic[T]):
         self._open_message = open_message
         # The gate's decision per connected peer (trio thread).
         self._admitted: dict[ID, str] = {}
-        self._refused: dict[ID, None] = {}
+        # Refused peers -> the connection refused (its id; None: not known yet).
+        self._refused: dict[ID, int | None] = {}
 
     # ------------------------------------------------------------------ the committee
 
@@ -125,23 +126,32 @@ class Admission(Generic[T]):
 
     # ------------------------------------------------------------------ connections (trio thread)
 
-    def admit(self, peer_id: ID) -> str | None:
-        """Judge a connected peer once: its address if admitted, None if refused.
+    def admit(self, peer_id: ID, connection: object | None = None) -> str | None:
+        """Judge a connected peer: its address if admitted, None if refused.
 
-        Idempotent per connection: the first call counts a refusal, later calls (a
-        stream opened before the connection event) reuse the decision.
+        Judged when its connection opens (``connection`` given), or when its first
+        stream or message beats that event; an admitted peer is not judged again
+        until the committee changes. A refusal is counted once per connection:
+        streams and messages on a refused connection, even read before it closed,
+        are refused without counting again. ``connection`` None (a gossip forwarder)
+        means whichever connection the peer has.
         """
         address = self._admitted.get(peer_id)
         if address is not None:
             return address
-        if peer_id in self._refused:
-            return None
         address = self.member_address(peer_id)
-        if address is None:
-            self._refuse(peer_id)
-            return None
-        self._admitted[peer_id] = address
-        return address
+        if address is not None:
+            self._refused.pop(peer_id, None)
+            self._admitted[peer_id] = address
+            return address
+        if peer_id in self._refused:
+            refused_on = self._refused[peer_id]
+            if refused_on is None or connection is None or refused_on == id(connection):
+                if refused_on is None and connection is not None:
+                    self._refused[peer_id] = id(connection)
+                return None
+        self._refuse(peer_id, connection)
+        return None
 
     def is_admitted(self, peer_id: ID) -> bool:
         """Whether the gate admitted this peer (any thread: a dict lookup, no re-check)."""
@@ -151,21 +161,26 @@ class Admission(Generic[T]):
         return self._admitted.get(peer_id)
 
     def release(self, peer_id: ID) -> None:
-        """The peer's last connection closed: a new connection is judged afresh."""
+        """The peer's last connection closed: its next one is judged afresh.
+
+        A refusal stays remembered: messages read before the close may still arrive.
+        """
         self._admitted.pop(peer_id, None)
-        self._refused.pop(peer_id, None)
 
     def rejudge(self) -> list[ID]:
         """After a committee change: the admitted peers now refused (counted), to disconnect."""
         removed = [peer for peer in list(self._admitted) if self.member_address(peer) is None]
         for peer in removed:
             del self._admitted[peer]
-            self._refuse(peer)
+            self._refuse(peer, None)
         return removed
 
-    def _refuse(self, peer_id: ID) -> None:
+    def _refuse(self, peer_id: ID, connection: object | None) -> None:
         self.drop(peer_id, NOT_IN_COMMITTEE)
-        self._refused[peer_id] = None
+        self._refused.pop(peer_id, None)
+        # Most recent last, so the oldest go first. An id, not the object: closed
+        # connections must not be kept alive by this memory.
+        self._refused[peer_id] = None if connection is None else id(connection)
         while len(self._refused) > _REFUSED_MAX:
             del self._refused[next(iter(self._refused))]
 
@@ -231,7 +246,7 @@ class GateNotifee(INotifee, Generic[T]):
     async def connected(self, network: INetwork, conn: INetConn) -> None:
         try:
             peer_id = conn.muxed_conn.peer_id
-            if self._admission.admit(peer_id) is None:
+            if self._admission.admit(peer_id, conn.muxed_conn) is None:
                 self._on_refused(peer_id)
         except Exception:
             logger.exception("committee gate failed on a new connection")

@@ -257,8 +257,9 @@ class TrioThread:
             if error is None:
                 started.set_result(None)
             else:
+                cause = _innermost(error)
                 started.set_exception(
-                    P2PStartError(f"{self.label} failed to start: {type(error).__name__}: {error}")
+                    P2PStartError(f"{self.label} failed to start: {type(cause).__name__}: {cause}")
                 )
 
         self.to_asyncio(settle)
@@ -271,3 +272,10 @@ class TrioThread:
             self.state = "stopped"
         if self._stopped is not None and not self._stopped.done():
             self._stopped.set_result(None)
+
+
+def _innermost(error: BaseException) -> BaseException:
+    """The one error a chain of single-member exception groups (trio nurseries) wraps."""
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    return error

@@ -108,7 +108,7 @@ class Direct(Generic[T]):
         try:
             peer_id = stream.muxed_conn.peer_id
             # Normally judged already, when it connected; a stream may beat that event.
-            address = admission.admit(peer_id)
+            address = admission.admit(peer_id, stream.muxed_conn)
             if address is None:
                 await _quietly_reset(stream)
                 return
