@@ -93,7 +93,7 @@ def _worker(index: int, key: bytes, conn: Connection) -> None:
 
     async def run() -> None:
         latencies: list[float] = []
-        host = P2PHost(
+        host: P2PHost[None] = P2PHost(
             key,
             on_message=lambda _s, d, _o: latencies.append((time.time_ns() - _HEADER.unpack_from(d)[2]) / 1e6),
         )

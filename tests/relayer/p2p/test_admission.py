@@ -16,7 +16,7 @@ from collections import Counter
 import pytest
 
 from relayer.p2p.admission import NOT_IN_COMMITTEE, OVERSIZED
-from relayer.p2p.errors import MessageRejected, P2PError
+from relayer.p2p.errors import MessageRejected, P2PError, PeerRejected
 from tests.relayer.p2p import hosts
 from tests.relayer.p2p.hosts import READY_TIMEOUT, MakeNode, wait_until
 
@@ -99,6 +99,8 @@ async def test_a_non_member_is_refused_once_at_the_door(make_node: MakeNode) -> 
     assert a.inbox.messages == []
     assert opener.calls == Counter(), "nothing from a refused peer reaches the message check"
     assert a.host.connected_peers() == [b.host.peer_id]
+    with pytest.raises(PeerRejected, match="not in the committee"):
+        await a.host.connect(outsider.host.listen_addrs[0])
 
 
 async def test_malformed_and_oversized_messages_are_dropped_with_their_reason_on_both_transports(
