@@ -63,7 +63,7 @@ async def _in_process(n_hosts: int, n_messages: int, interval_s: float) -> str:
     latencies: list[float] = []
     received = 0
 
-    def on_message(_sender: str, data: bytes) -> None:
+    def on_message(_sender: str, data: bytes, _opened: None) -> None:
         nonlocal received
         _origin, _seq, sent_ns = _HEADER.unpack_from(data)
         latencies.append((time.time_ns() - sent_ns) / 1e6)
@@ -93,9 +93,9 @@ def _worker(index: int, key: bytes, conn: Connection) -> None:
 
     async def run() -> None:
         latencies: list[float] = []
-        host = P2PHost(
+        host: P2PHost[None] = P2PHost(
             key,
-            on_message=lambda _s, d: latencies.append((time.time_ns() - _HEADER.unpack_from(d)[2]) / 1e6),
+            on_message=lambda _s, d, _o: latencies.append((time.time_ns() - _HEADER.unpack_from(d)[2]) / 1e6),
         )
         await host.start()
         conn.send(host.listen_addrs[0])

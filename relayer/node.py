@@ -11,7 +11,6 @@ import json
 import logging
 import signal
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import aiohttp
@@ -31,6 +30,7 @@ from relayer.chain.rpc import JsonRpcClient
 from relayer.keystore import load_signing_key
 from relayer.logs import register_secret, set_log_identity
 from relayer.metrics import Telemetry
+from relayer.p2p.errors import MessageRejected
 from relayer.p2p.host import P2PHost
 from relayer.p2p.identity import address_of_peer_id
 from relayer.protocol.committee import Committee
@@ -43,7 +43,6 @@ from relayer.transmission import Transmitter
 
 log = logging.getLogger(__name__)
 
-PRECHECKED_MAX = 1024
 DIAL_BACK_PASSES = 3
 
 
@@ -68,13 +67,11 @@ class Node:
         self.store = Store(settings.data_dir / "node.sqlite", sync=settings.store_sync)
         self._stop = asyncio.Event()
         self.engine: RoundEngine | None = None
-        self.host: P2PHost | None = None
+        self.host: P2PHost[Envelope] | None = None
         self.transmitter: Transmitter | None = None
         self.committee: Committee | None = None
         self.telemetry = Telemetry(self)
         self._last_observation: tuple[tuple[int, int], Observation] | None = None
-        # Envelopes the p2p thread's validator opened, until the loop thread takes them.
-        self._prechecked: OrderedDict[bytes, Envelope] = OrderedDict()
 
     def observe(self) -> Observation:
         """Observe every served feed from the local cache; a feed that cannot be served is left out.
@@ -138,26 +135,21 @@ class Node:
     def request_stop(self) -> None:
         self._stop.set()
 
-    def _precheck(self, sender: str, data: bytes) -> str | None:
-        """Gossip topic validator (p2p thread): a drop reason, or None to deliver and forward."""
+    def _open_message(self, sender: str, data: bytes) -> Envelope:
+        """Both transports' message check (p2p thread): the envelope, parsed and its signer
+        recovered once, travels with the bytes to the engine; a refusal names its reason."""
         try:
             env = open_envelope(data, max_bytes=self.settings.max_message_bytes)
         except InvalidMessage as exc:
-            return exc.reason
+            raise MessageRejected(exc.reason, exc.detail) from None
         if env.sender.lower() != sender.lower():
-            return "sender_mismatch"
+            raise MessageRejected("sender_mismatch", f"envelope from {env.sender} relayed as {sender}")
         committee = self.committee
         if committee is not None and env.digest != committee.digest_hex:
-            return "wrong_digest"
-        # Handed to the engine with the bytes, so it does not parse and recover them again.
-        opened = self._prechecked
-        opened[data] = env
-        while len(opened) > PRECHECKED_MAX:
-            opened.popitem(last=False)
-        return None
+            raise MessageRejected("wrong_digest", f"{env.digest[:12]} is not the config digest {committee.digest_hex[:12]}")
+        return env
 
-    def _on_wire(self, sender: str, data: bytes) -> None:
-        opened = self._prechecked.pop(data, None)
+    def _on_wire(self, sender: str, data: bytes, opened: Envelope | None) -> None:
         if self.engine is not None:
             self.engine.on_wire(sender, data, opened)
 
@@ -265,7 +257,7 @@ class Node:
             loop = asyncio.get_running_loop()
             self.host = P2PHost(
                 self.key, listen_host=s.listen_host, listen_port=s.listen_port,
-                allowed_addresses=committee.signers, on_message=self._on_wire, validator=self._precheck,
+                allowed_addresses=committee.signers, on_message=self._on_wire, open_message=self._open_message,
                 max_message_size=s.max_message_bytes,
             )
             self.committee = committee

@@ -17,3 +17,16 @@ class PeerRejected(P2PError):
 
 class MessageTooLarge(P2PError):
     """A message exceeds the configured gossip size limit."""
+
+
+class MessageRejected(P2PError):
+    """A message failed the size or shape check; ``reason`` is the short label counted per peer.
+
+    Raised by the message-opening callable a host is given, when the bytes are not a
+    message the application accepts; the host drops the message and counts the reason.
+    """
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail

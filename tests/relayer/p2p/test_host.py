@@ -6,115 +6,28 @@ import asyncio
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
 
 import pytest
 
-from relayer.p2p.errors import MessageTooLarge, P2PError, P2PStartError, PeerRejected
-from relayer.p2p.host import NOT_IN_COMMITTEE, OVERSIZED, P2PHost
+from relayer.p2p.admission import NOT_IN_COMMITTEE, OVERSIZED
+from relayer.p2p.errors import MessageRejected, MessageTooLarge, P2PError, P2PStartError
+from relayer.p2p.host import P2PHost
+from tests.relayer.p2p import hosts
+from tests.relayer.p2p.hosts import READY_TIMEOUT, MakeNode, Node, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
-READY_TIMEOUT = 10.0
-
-
-@dataclass
-class Inbox:
-    """What one host's on_message saw, and on which thread."""
-
-    messages: list[tuple[str, bytes]] = field(default_factory=list)
-    threads: set[int] = field(default_factory=set)
-
-    def __call__(self, sender: str, data: bytes) -> None:
-        self.messages.append((sender, data))
-        self.threads.add(threading.get_ident())
-
-    def from_(self, sender: str) -> list[bytes]:
-        return [data for who, data in self.messages if who == sender]
-
-
-@dataclass
-class Node:
-    host: P2PHost
-    inbox: Inbox
-
-
-MakeNode = Callable[..., Awaitable[Node]]
-
-
-def _p2p_threads() -> list[str]:
-    return [
-        t.name
-        for t in threading.enumerate()
-        if t.name.startswith("p2p-") or "_background_cleanup" in t.name
-    ]
-
-
-async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
-        await asyncio.sleep(0.01)
-
-
-@pytest.fixture
-async def make_node() -> AsyncIterator[MakeNode]:
-    """Start hosts on loopback; stop all of them afterwards and check nothing is left."""
-    nodes: list[Node] = []
-
-    async def factory(
-        key: bytes | None = None,
-        *,
-        allowed: Iterable[str] | None = None,
-        **kwargs: object,
-    ) -> Node:
-        inbox = Inbox()
-        host = P2PHost(key or os.urandom(32), allowed_addresses=allowed, on_message=inbox, **kwargs)  # type: ignore[arg-type]  # test-only passthrough
-        node = Node(host, inbox)
-        nodes.append(node)
-        await host.start()
-        return node
-
-    yield factory
-
-    started = time.monotonic()
-    await asyncio.gather(*(n.host.stop() for n in nodes))
-    assert time.monotonic() - started < 6.0, "stop() must be bounded"
-    assert _p2p_threads() == [], f"threads left behind: {_p2p_threads()}"
-
-
-async def _connect_full_mesh(nodes: list[Node]) -> None:
-    await asyncio.gather(
-        *(
-            nodes[i].host.connect(nodes[j].host.listen_addrs[0])
-            for i in range(len(nodes))
-            for j in range(i + 1, len(nodes))
-        )
-    )
-
-
-def _keys(n: int) -> list[bytes]:
-    return [os.urandom(32) for _ in range(n)]
-
-
-def _address(key: bytes) -> str:
-    from eth_account import Account
-
-    return str(Account.from_key(key).address)
-
 
 async def test_four_hosts_deliver_every_message_to_the_other_three(make_node: MakeNode) -> None:
-    keys = _keys(4)
-    committee = [_address(k) for k in keys]
+    keys = hosts.keys(4)
+    committee = [hosts.address(k) for k in keys]
     nodes = [await make_node(k, allowed=committee) for k in keys]
     for node, address in zip(nodes, committee):
         assert node.host.address == address
         assert node.host.listen_addrs[0].startswith("/ip4/127.0.0.1/tcp/")
         assert node.host.listen_addrs[0].endswith(f"/p2p/{node.host.peer_id}")
 
-    await _connect_full_mesh(nodes)
+    await hosts.connect_full_mesh(nodes)
     await asyncio.gather(*(n.host.wait_for_peers(3, READY_TIMEOUT) for n in nodes))
     assert all(len(n.host.connected_peers()) == 3 for n in nodes)
 
@@ -132,8 +45,8 @@ async def test_four_hosts_deliver_every_message_to_the_other_three(make_node: Ma
 
 
 async def test_star_topology_relays_through_the_hub(make_node: MakeNode) -> None:
-    keys = _keys(4)
-    committee = [_address(k) for k in keys]
+    keys = hosts.keys(4)
+    committee = [hosts.address(k) for k in keys]
     hub, *leaves = [await make_node(k, allowed=committee) for k in keys]
     await asyncio.gather(*(leaf.host.connect(hub.host.listen_addrs[0]) for leaf in leaves))
     await hub.host.wait_for_peers(3, READY_TIMEOUT)
@@ -146,41 +59,11 @@ async def test_star_topology_relays_through_the_hub(make_node: MakeNode) -> None
     )
 
 
-async def test_outsider_connection_is_closed_and_counted(make_node: MakeNode) -> None:
-    keys = _keys(2)
-    committee = [_address(k) for k in keys]
-    a, b = [await make_node(k, allowed=committee) for k in keys]
-    outsider = await make_node()  # allows anyone, but nobody allows it
-    await a.host.connect(b.host.listen_addrs[0])
-    await a.host.wait_for_peers(1, READY_TIMEOUT)
-
-    try:
-        await outsider.host.connect(a.host.listen_addrs[0])
-    except P2PError:
-        pass  # closed before the dial finished: just as good
-    await wait_until(
-        lambda: a.host.dropped[(outsider.host.address, NOT_IN_COMMITTEE)] >= 1,
-        what="rejection counted",
-    )
-    await wait_until(lambda: outsider.host.peer_id not in _raw_connections(a.host), what="connection closed")
-    for _ in range(5):
-        try:
-            outsider.host.publish(b"let me in")
-        except P2PError:
-            pass
-        await asyncio.sleep(0.05)
-
-    assert a.host.connected_peers() == [b.host.peer_id]
-    assert a.inbox.messages == []
-    with pytest.raises(PeerRejected, match="not in the committee"):
-        await a.host.connect(outsider.host.listen_addrs[0])
-
-
 async def test_validator_drops_outsider_messages_relayed_by_a_member(make_node: MakeNode) -> None:
     # b's committee includes the outsider, a's does not: the outsider's messages
     # reach a only through b, and a's topic validator must drop them.
-    key_a, key_b, key_o = _keys(3)
-    a = await make_node(key_a, allowed=[_address(key_a), _address(key_b)])
+    key_a, key_b, key_o = hosts.keys(3)
+    a = await make_node(key_a, allowed=[hosts.address(key_a), hosts.address(key_b)])
     b = await make_node(key_b, allowed=None)
     outsider = await make_node(key_o)
     await a.host.connect(b.host.listen_addrs[0])
@@ -222,15 +105,15 @@ async def test_oversized_message_from_a_peer_with_a_larger_limit_is_dropped(make
 
 
 async def test_set_allowed_disconnects_removed_peers(make_node: MakeNode) -> None:
-    keys = _keys(3)
-    committee = [_address(k) for k in keys]
+    keys = hosts.keys(3)
+    committee = [hosts.address(k) for k in keys]
     a, b, c = [await make_node(k, allowed=committee) for k in keys]
-    await _connect_full_mesh([a, b, c])
+    await hosts.connect_full_mesh([a, b, c])
     await a.host.wait_for_peers(2, READY_TIMEOUT)
 
     a.host.set_allowed(committee[:2])
 
-    await wait_until(lambda: c.host.peer_id not in _raw_connections(a.host), what="c disconnected from a")
+    await wait_until(lambda: c.host.peer_id not in hosts.raw_connections(a.host), what="c disconnected from a")
     assert a.host.connected_peers() == [b.host.peer_id]
     assert a.host.dropped[(c.host.address, NOT_IN_COMMITTEE)] >= 1
     # c still gossips to b, and b relays; a's validator must now refuse it.
@@ -245,7 +128,7 @@ async def test_set_allowed_disconnects_removed_peers(make_node: MakeNode) -> Non
 async def test_start_on_a_busy_port_fails_with_the_reason(make_node: MakeNode) -> None:
     first = await make_node()
     port = int(first.host.listen_addrs[0].split("/tcp/")[1].split("/")[0])
-    clash = P2PHost(os.urandom(32), listen_port=port)
+    clash: P2PHost[None] = P2PHost(os.urandom(32), listen_port=port)
 
     with pytest.raises(P2PStartError, match="failed to start"):
         await clash.start()
@@ -264,7 +147,7 @@ async def test_stop_is_idempotent_and_publish_after_stop_fails(make_node: MakeNo
 
 async def test_stop_while_messages_arrive_is_clean_and_bounded(make_node: MakeNode) -> None:
     nodes = [await make_node() for _ in range(3)]
-    await _connect_full_mesh(nodes)
+    await hosts.connect_full_mesh(nodes)
     await asyncio.gather(*(n.host.wait_for_peers(2, READY_TIMEOUT) for n in nodes))
 
     async def flood(node: Node) -> None:
@@ -283,13 +166,7 @@ async def test_stop_while_messages_arrive_is_clean_and_bounded(make_node: MakeNo
     await asyncio.gather(*flooders)
 
     assert elapsed < 3.0, f"stop took {elapsed:.2f} s under load"
-    assert _p2p_threads() == []
-
-
-def _raw_connections(host: P2PHost) -> list[str]:
-    """Every connected peer, committee or not (connected_peers() filters)."""
-    swarm = host._swarm
-    return [] if swarm is None else [str(p) for p, conns in list(swarm.connections.items()) if conns]
+    assert hosts.p2p_threads() == []
 
 
 async def test_a_peer_that_was_down_can_be_dialed_as_soon_as_it_is_up(make_node: MakeNode) -> None:
@@ -314,18 +191,17 @@ async def test_a_peer_that_was_down_can_be_dialed_as_soon_as_it_is_up(make_node:
 
 
 async def test_direct_messages_reach_one_peer_or_all_and_pass_the_validator(make_node: MakeNode) -> None:
-    keys = _keys(3)
-    committee = [_address(k) for k in keys]
+    keys = hosts.keys(3)
+    committee = [hosts.address(k) for k in keys]
     refused: list[bytes] = []
 
-    def validator(sender: str, data: bytes) -> str | None:
+    def open_message(sender: str, data: bytes) -> None:
         if data.startswith(b"bad"):
             refused.append(data)
-            return "malformed"
-        return None
+            raise MessageRejected("malformed", "starts with bad")
 
-    nodes = [await make_node(k, allowed=committee, validator=validator) for k in keys]
-    await _connect_full_mesh(nodes)
+    nodes = [await make_node(k, allowed=committee, open_message=open_message) for k in keys]
+    await hosts.connect_full_mesh(nodes)
     await asyncio.gather(*(n.host.wait_for_peers(2, READY_TIMEOUT) for n in nodes))
     nodes[0].host.send(committee[1], b"to one")
     nodes[0].host.send_all(b"to all")
@@ -350,10 +226,10 @@ async def test_messages_larger_than_the_yamux_window_flow_with_batched_window_up
     import os
 
     assert os.environ.get("PY_YAMUX_RELEASE_ON_READ") == "0"
-    keys = _keys(2)
-    committee = [_address(k) for k in keys]
+    keys = hosts.keys(2)
+    committee = [hosts.address(k) for k in keys]
     nodes = [await make_node(k, allowed=committee) for k in keys]
-    await _connect_full_mesh(nodes)
+    await hosts.connect_full_mesh(nodes)
     await asyncio.gather(*(n.host.wait_for_peers(1, READY_TIMEOUT) for n in nodes))
     frames = [bytes([i]) * 900_000 for i in range(4)]  # 3.6 MB on one stream
     for frame in frames:
