@@ -57,6 +57,8 @@ log = logging.getLogger(__name__)
 
 PRECHECKED_MAX = 1024
 DIAL_BACK_PASSES = 3
+# How often the node tells telemetry (and the store) its counters: the gauges lag by at most this.
+SNAPSHOT_INTERVAL_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -296,7 +298,8 @@ class Node:
             scheduler = AsyncIOScheduler()
             scheduler.add_job(self.cache.poll_once, "interval", args=[session], seconds=s.poll_interval,
                               max_instances=1, coalesce=True, misfire_grace_time=None)
-            scheduler.add_job(self._snapshot_stats, "interval", seconds=1.0, max_instances=1, coalesce=True)
+            scheduler.add_job(self._snapshot_stats, "interval", seconds=SNAPSHOT_INTERVAL_S, max_instances=1,
+                              coalesce=True)
             scheduler.start()
             api = ApiServer(self.telemetry, s.api_host, s.api_port) if s.api_enabled else None
             if api is not None:
