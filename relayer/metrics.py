@@ -284,8 +284,9 @@ class Telemetry:
         self.last_landed: tuple[int, int] | None = None
         self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
         self._seen_health: dict[str, tuple[int, int]] = {}
-        self._seen_transmission: TransmissionCounts | None = None
-        self._gas_base = 0
+        # (gas of earlier committees' transmitters, the current one's counters), replaced in one
+        # assignment: update() runs on the node's stats thread while a scrape may read it.
+        self._transmission: tuple[int, TransmissionCounts | None] = (0, None)
         self._signature_seq = 0
         self._next_block: int | None = None
         self._markets: dict[bytes, _MarketReading] = {}
@@ -316,22 +317,23 @@ class Telemetry:
             if h.error_count > err:
                 self.stage_total.labels("source_fetch", "error").inc(h.error_count - err)
             self._seen_health[h.name] = (h.ok_count, h.error_count)
-        t, seen = snap.transmission, self._seen_transmission
+        t = snap.transmission
+        gas_base, seen = self._transmission
         if t is None:
             return
         if seen is not None and seen.digest != t.digest:  # a new committee's transmitter counts from zero
-            self._gas_base += seen.gas_used
-            seen = None
+            gas_base, seen = gas_base + seen.gas_used, None
         for result, now, before in (("ok", t.transmitted, seen.transmitted if seen else 0),
                                     ("superseded", t.superseded, seen.superseded if seen else 0),
                                     ("error", t.failed, seen.failed if seen else 0)):
             if now > before:
                 self.stage_total.labels("transmission", result).inc(now - before)
-        self._seen_transmission = t
+        self._transmission = (gas_base, t)
 
     def gas_spent(self) -> int:
         """Gas of every transmission this node made, across committees."""
-        return self._gas_base + (self._seen_transmission.gas_used if self._seen_transmission else 0)
+        gas_base, current = self._transmission
+        return gas_base + (current.gas_used if current else 0)
 
     # --- wrapping the engine's callbacks -----------------------------------------------
 
@@ -606,7 +608,7 @@ class Telemetry:
         for pid in snap.host.peers if snap and snap.host else ():
             with contextlib.suppress(Exception):
                 peers.append({"peer_id": pid, "address": address_of_peer_id(pid)})
-        t = self._seen_transmission
+        t = self._transmission[1]
         return {
             "name": ident.name, "address": ident.address, "dry_run": ident.dry_run,
             "chain_id": self.chain.chain_id if self.chain else None, "oracle": ident.oracle,
