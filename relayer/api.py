@@ -5,12 +5,16 @@
     GET /readyz      200 once the node follows the chain and (as a member) has a quorum of peers
     GET /metrics     Prometheus text format
     GET /api/status  node, committee, peers, epoch/round, sources, transmission counters
-    GET /api/feeds   latest on-chain value per feed, with its attested report and signatures
+    GET /api/feeds   latest on-chain value per feed, with its attested report and signatures, the
+                     realized vol of its landed values, and the margin the deployed RiskGate sets
+                     (or that no RiskGate is configured)
+    GET /api/margins the RiskGate's markets and the margins it sets now, or that there is none
     GET /api/rounds  recent rounds: latency, signers, landed or not
     GET /api/history per-feed (observed_at, value) points for charts
     GET /api/events  server-sent events: `attested` and `landed` as they happen
 
-Everything is read through `relayer.metrics.Telemetry`; the API never touches the engine.
+Everything is read through `relayer.metrics.Telemetry`; the API never touches the node, the
+engine or the store.
 """
 
 from __future__ import annotations
@@ -59,7 +63,12 @@ async def _status(request: web.Request) -> web.Response:
 
 
 async def _feeds(request: web.Request) -> web.Response:
-    return _json({"feeds": request.app[_TELEMETRY].feed_view()})
+    telemetry = request.app[_TELEMETRY]
+    return _json({"feeds": telemetry.feed_view(), "risk_gate": telemetry.risk_gate_view()})
+
+
+async def _margins(request: web.Request) -> web.Response:
+    return _json(request.app[_TELEMETRY].risk_gate_view())
 
 
 async def _rounds(request: web.Request) -> web.Response:
@@ -103,6 +112,7 @@ def build_app(telemetry: Telemetry) -> web.Application:
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/api/status", _status)
     app.router.add_get("/api/feeds", _feeds)
+    app.router.add_get("/api/margins", _margins)
     app.router.add_get("/api/rounds", _rounds)
     app.router.add_get("/api/history", _history)
     app.router.add_get("/api/events", _events)

@@ -1,10 +1,13 @@
-"""What a node exposes about itself: Prometheus metrics and the recent-history the API serves.
+"""What a node exposes about itself: Prometheus metrics and the recent history the API serves.
 
-`Telemetry` is the node's one read-only window for operators. It owns a per-node
-`CollectorRegistry` (no import-time globals), wraps the two callbacks the round engine
-already takes (`observe`, `on_attested`), and runs one background task that samples the
-node (peers, epoch and round, source health, signatures in the store, the chain's
-latest landed round, the transmitter's balance). Everything is named `relayer_*`.
+`Telemetry` is the node's one read-only window for operators, and it is told, never
+reaching in: the node pushes a frozen `NodeSnapshot` (peers, epoch and round, protocol and
+p2p counters, source health, transmitter counters) about once a second, and the round
+engine's two callbacks (`observe`, `on_attested`) are wrapped to time them. Everything
+else it reads through typed interfaces: the store's methods (signature timings), and on
+the chain the oracle's latest feeds and landings and, when one is configured, what the
+deployed RiskGate sets as margins. It owns a per-node `CollectorRegistry` (no import-time
+globals); every metric is named `relayer_*`.
 
 Stages: `source_fetch`, `observation`, `report`, `signature`, `transmission`; each has a
 result counter (`relayer_stage_total{stage,result}`) and a duration histogram
@@ -16,43 +19,170 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
-import sqlite3
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from aggregation.errors import InvalidInput
+from aggregation.errors import AggregationError
 from aggregation.fixed import from_fixed
-from aggregation.margin import MarginCurve, compute_margins
+from aggregation.volatility import annualized_realized_vol
 from relayer.chain.codec import decode_updates
+from relayer.chain.errors import ChainError
 
 if TYPE_CHECKING:
-    from relayer.node import Node
+    from relayer.chain.oracle import QuorumOracleClient
+    from relayer.chain.risk_gate import MarketMargins, RiskGateClient, RiskMarket
     from relayer.protocol.engine import AttestedReport
     from relayer.protocol.messages import Observation
+    from relayer.settings import FeedSpec
+    from relayer.store import Store
 
 log = logging.getLogger(__name__)
 
 STAGES = ("source_fetch", "observation", "report", "signature", "transmission")
 HISTORY = 240  # points kept per feed for the dashboard's charts
 RECENT_ROUNDS = 50
+SAMPLE_INTERVAL_S = 0.5
+# Balance, RiskGate markets and margins change slowly (margins also refresh on every landing).
+SLOW_SAMPLE_EVERY = 10
+NO_RISK_GATE = "no RiskGate configured: set risk_gate_address to show the margins it sets"
 
-# The curve the dashboard applies to the latest values when showing "what RiskGate would
-# set": volatility in bps (annualized), depth in USD within +-50 bps of mid. Below $5M of
-# depth the initial margin rises by up to 10 percentage points.
-DEFAULT_CURVE = MarginCurve(
-    base_im_bps=500, vol_multiplier_bps=2500, depth_penalty_bps=1000, depth_ref=5_000_000,
-    floor_im_bps=200, cap_im_bps=5000, mm_ratio_bps=6000, floor_mm_bps=100,
-)
-BPS = 10_000
+
+# --- what the node tells --------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class NodeIdentity:
+    """What does not change while the node runs."""
+
+    name: str
+    address: str
+    dry_run: bool
+    oracle: str
+    risk_gate: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CommitteeView:
+    digest: str
+    signers: tuple[str, ...]
+    f: int
+    threshold: int
+    quorum: int
+    member_index: int | None
+    leader: int | None  # of the engine's current epoch; None while no engine runs
+
+    @property
+    def n(self) -> int:
+        return len(self.signers)
+
+
+@dataclass(frozen=True, slots=True)
+class DropCount:
+    peer: str
+    reason: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class EngineCounters:
+    epoch: int
+    round: int
+    rounds_started: int
+    reports_attested: int
+    epoch_changes: int
+    refused: Mapping[str, int]
+    dropped: tuple[DropCount, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class HostCounters:
+    peers: tuple[str, ...]  # connected committee peers' ids
+    dropped: tuple[DropCount, ...]
+    traffic: Mapping[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class SourceHealthView:
+    name: str
+    healthy: bool
+    consecutive_failures: int
+    ok_count: int
+    error_count: int
+    last_latency_ms: float | None
+    last_error_type: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class TransmissionCounts:
+    digest: str  # the committee this transmitter serves: a new one starts new counters
+    transmitted: int
+    superseded: int
+    failed: int
+    gas_used: int
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSnapshot:
+    """One moment of the node, as it tells it. Frozen: safe to hand from the stats thread."""
+
+    at: float
+    committee: CommitteeView | None
+    engine: EngineCounters | None
+    host: HostCounters | None
+    transmission: TransmissionCounts | None
+    sources: tuple[SourceHealthView, ...] = ()
+    rpc_failovers: Mapping[str, int] = field(default_factory=dict)
+
+    def stats_record(self, address: str) -> dict[str, object]:
+        """The counters kept in the store (state ``stats``) for `relayer status`, tests and benchmarks."""
+        data: dict[str, object] = {"at": self.at, "address": address,
+                                   "digest": self.committee.digest if self.committee else None}
+        if self.engine is not None:
+            e = self.engine
+            data.update(epoch=e.epoch, round=e.round, rounds_started=e.rounds_started,
+                        reports_attested=e.reports_attested, epoch_changes=e.epoch_changes,
+                        refused=dict(e.refused), dropped=[[d.peer, d.reason, d.count] for d in e.dropped])
+        if self.host is not None:
+            data["p2p_dropped"] = [[d.peer, d.reason, d.count] for d in self.host.dropped]
+            data["peers"] = len(self.host.peers)
+            data["p2p_traffic"] = dict(self.host.traffic)
+        if self.transmission is not None:
+            t = self.transmission
+            data["transmission"] = {"transmitted": t.transmitted, "superseded": t.superseded,
+                                    "failed": t.failed, "gas_used": t.gas_used}
+        return data
+
+
+class ServedFeedLike(Protocol):
+    """A feed the node serves and its on-chain index (``relayer.node.ServedFeed``)."""
+
+    @property
+    def spec(self) -> FeedSpec: ...
+
+    @property
+    def index(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class ChainContext:
+    """What telemetry reads on-chain, given once the node has connected."""
+
+    oracle: QuorumOracleClient
+    chain_id: int
+    feeds: Sequence[ServedFeedLike]
+    transmitter: str | None = None  # the transmitter's address, for its balance
+    risk_gate: RiskGateClient | None = None
+
+
+# --- recent rounds ----------------------------------------------------------------------
 
 
 @dataclass
@@ -80,51 +210,52 @@ class RoundRecord:
                 "signers": self.signers, "feeds": self.feeds, "landed": self.landed_at is not None}
 
 
-class _StatsCollector(Collector):
-    """Counters the node keeps itself (drops, source health, gas), read at scrape time."""
+@dataclass
+class _MarketReading:
+    market: RiskMarket
+    margins: MarketMargins | None = None
+    error: str | None = None
 
-    def __init__(self, telemetry: "Telemetry") -> None:
+
+class _StatsCollector(Collector):
+    """Counters the node keeps itself (drops, source health, gas), from its latest snapshot."""
+
+    def __init__(self, telemetry: Telemetry) -> None:
         self.t = telemetry
 
     def collect(self) -> Iterator[Any]:
-        node = self.t.node
+        snap = self.t.snapshot
         dropped = CounterMetricFamily("relayer_messages_dropped", "Messages dropped, per peer, reason and layer",
                                       labels=["peer", "reason", "layer"])
-        engine = getattr(node, "engine", None)
-        if engine is not None:
-            for (peer, reason), n in list(engine.stats.dropped.items()):
-                dropped.add_metric([peer, reason, "protocol"], n)
-        host = getattr(node, "host", None)
-        if host is not None:
-            for (peer, reason), n in list(host.dropped.items()):
-                dropped.add_metric([peer, reason, "p2p"], n)
-        yield dropped
-        rpc = getattr(node, "rpc", None)
         failovers = CounterMetricFamily("relayer_rpc_failovers", "Times an RPC endpoint failed and the next took over",
                                         labels=["url"])
-        if rpc is not None:
-            for url in rpc.urls:
-                failovers.add_metric([url], rpc.failovers.get(url, 0))
-        yield failovers
-        cache = getattr(node, "cache", None)
         healthy = GaugeMetricFamily("relayer_source_healthy", "1 when the source's last fetch succeeded",
                                     labels=["source"])
         failures = GaugeMetricFamily("relayer_source_consecutive_failures", "Failed fetches since the last good one",
                                      labels=["source"])
-        if cache is not None:
-            for name, h in cache.health.items():
-                healthy.add_metric([name], 1.0 if h.healthy else 0.0)
-                failures.add_metric([name], h.consecutive_failures)
+        if snap is not None:
+            for layer, counts in (("protocol", snap.engine.dropped if snap.engine else ()),
+                                  ("p2p", snap.host.dropped if snap.host else ())):
+                for d in counts:
+                    dropped.add_metric([d.peer, d.reason, layer], d.count)
+            for url, n in snap.rpc_failovers.items():
+                failovers.add_metric([url], n)
+            for h in snap.sources:
+                healthy.add_metric([h.name], 1.0 if h.healthy else 0.0)
+                failures.add_metric([h.name], h.consecutive_failures)
+        yield dropped
+        yield failovers
         yield healthy
         yield failures
         gas = CounterMetricFamily("relayer_gas_spent", "Gas used by this node's transmissions (wei-free units)")
-        gas.add_metric([], self.t.gas_base + self.t._transmitter_stat("gas_used"))
+        gas.add_metric([], self.t.gas_spent())
         yield gas
 
 
 class Telemetry:
-    def __init__(self, node: "Node") -> None:
-        self.node = node
+    def __init__(self, identity: NodeIdentity, store: Store) -> None:
+        self.identity = identity
+        self._store = store
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.stage_total = Counter("relayer_stage", "Stage outcomes", ["stage", "result"], registry=r)
@@ -145,24 +276,69 @@ class Telemetry:
                                       registry=r)
         self.balance = Gauge("relayer_transmitter_balance_wei", "Balance of this node's transmitter", registry=r)
         self.member = Gauge("relayer_committee_member", "1 when this node's key is in the committee", registry=r)
-        self.gas_base = 0
+        self.snapshot: NodeSnapshot | None = None
+        self.chain: ChainContext | None = None
         self.rounds: dict[tuple[int, int], RoundRecord] = {}
-        self.history: dict[str, deque[tuple[float, str]]] = {}
+        self.history: dict[str, deque[tuple[int, str]]] = {}
         self.latest: dict[str, dict[str, Any]] = {}
         self.last_landed: tuple[int, int] | None = None
         self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
         self._seen_health: dict[str, tuple[int, int]] = {}
-        self._seen_transmitter: dict[str, int] = {}
-        self._transmitter_ref: Any = None
-        self._signature_rowid = 0
+        # (gas of earlier committees' transmitters, the current one's counters), replaced in one
+        # assignment: update() runs on the node's stats thread while a scrape may read it.
+        self._transmission: tuple[int, TransmissionCounts | None] = (0, None)
+        self._signature_seq = 0
         self._next_block: int | None = None
+        self._markets: dict[bytes, _MarketReading] = {}
+        self._gate_next_block = 0
+        self._gate_error: str | None = None
+        self._gate_checked = False
         self._task: asyncio.Task[None] | None = None
         r.register(_StatsCollector(self))
 
+    # --- what the node tells ------------------------------------------------------------
+
+    def update(self, snap: NodeSnapshot) -> None:
+        """Take the node's latest snapshot: gauges, and stage counts from the counters' growth."""
+        self.snapshot = snap
+        if snap.host is not None:
+            self.peers.set(len(snap.host.peers))
+        if snap.engine is not None:
+            self.epoch.set(snap.engine.epoch)
+            self.round.set(snap.engine.round)
+        member = snap.committee is not None and snap.committee.member_index is not None
+        self.member.set(1 if member and not self.identity.dry_run else 0)
+        for h in snap.sources:
+            ok, err = self._seen_health.get(h.name, (0, 0))
+            if h.ok_count > ok:
+                self.stage_total.labels("source_fetch", "ok").inc(h.ok_count - ok)
+                if h.last_latency_ms is not None:
+                    self.stage_seconds.labels("source_fetch").observe(h.last_latency_ms / 1000)
+            if h.error_count > err:
+                self.stage_total.labels("source_fetch", "error").inc(h.error_count - err)
+            self._seen_health[h.name] = (h.ok_count, h.error_count)
+        t = snap.transmission
+        gas_base, seen = self._transmission
+        if t is None:
+            return
+        if seen is not None and seen.digest != t.digest:  # a new committee's transmitter counts from zero
+            gas_base, seen = gas_base + seen.gas_used, None
+        for result, now, before in (("ok", t.transmitted, seen.transmitted if seen else 0),
+                                    ("superseded", t.superseded, seen.superseded if seen else 0),
+                                    ("error", t.failed, seen.failed if seen else 0)):
+            if now > before:
+                self.stage_total.labels("transmission", result).inc(now - before)
+        self._transmission = (gas_base, t)
+
+    def gas_spent(self) -> int:
+        """Gas of every transmission this node made, across committees."""
+        gas_base, current = self._transmission
+        return gas_base + (current.gas_used if current else 0)
+
     # --- wrapping the engine's callbacks -----------------------------------------------
 
-    def timed_observe(self, observe: Callable[[], "Observation"]) -> Callable[[], "Observation"]:
-        def wrapped() -> "Observation":
+    def timed_observe(self, observe: Callable[[], Observation]) -> Callable[[], Observation]:
+        def wrapped() -> Observation:
             started = time.perf_counter()
             try:
                 result = observe()
@@ -175,24 +351,22 @@ class Telemetry:
         return wrapped
 
     def wrap_attested(
-        self, handle: Callable[["AttestedReport"], Awaitable[None]]
-    ) -> Callable[["AttestedReport"], Awaitable[None]]:
-        async def wrapped(report: "AttestedReport") -> None:
+        self, handle: Callable[[AttestedReport], Awaitable[None]], signers: Sequence[str]
+    ) -> Callable[[AttestedReport], Awaitable[None]]:
+        """``handle`` (the transmitter), after telemetry records the report; ``signers`` are the
+        committee's, by index, to name who signed."""
+        async def wrapped(report: AttestedReport) -> None:
             try:
-                self.on_attested(report)
+                self.on_attested(report, signers)
             except Exception:  # telemetry never stands in the way of transmission
                 log.exception("telemetry failed on an attested report", extra={"epoch": report.epoch,
                                                                                   "round": report.round})
             await handle(report)
         return wrapped
 
-    def _feed_names(self) -> dict[int, Any]:
-        return {sf.index: sf.spec for sf in getattr(self.node, "served", [])}
-
-    def on_attested(self, report: "AttestedReport") -> None:
+    def on_attested(self, report: AttestedReport, committee_signers: Sequence[str]) -> None:
         now = time.time()
-        committee = self.node.committee
-        specs = self._feed_names()
+        specs = {sf.index: sf.spec for sf in self._served()}
         feeds = []
         for u in decode_updates(report.updates):
             spec = specs.get(u.feed_index)
@@ -200,10 +374,12 @@ class Telemetry:
             feeds.append({"feed_id": spec.feed_id if spec else str(u.feed_index), "feed_index": u.feed_index,
                           "value": str(from_fixed(u.value, decimals)), "raw_value": u.value, "decimals": decimals,
                           "observed_at": u.observed_at, "num_sources": u.num_sources})
-        signers = [committee.signers[i] if committee and i < committee.n else str(i) for i, _ in report.signatures]
+        signers = [committee_signers[i] if i < len(committee_signers) else str(i) for i, _ in report.signatures]
         rec = self.rounds.setdefault((report.epoch, report.round), RoundRecord(report.epoch, report.round))
         rec.attested_at = now
-        rec.started_at = report.started_at if report.started_at is not None else self._observed_at(report)
+        # The leader times from its request, a follower from its own observation.
+        rec.started_at = report.started_at if report.started_at is not None else self._store.observation_signed_at(
+            "0x" + report.config_digest.hex(), report.epoch, report.round)
         rec.signer_count, rec.signers, rec.feeds = len(report.signatures), signers, feeds
         rec.report = {
             "config_digest": "0x" + report.config_digest.hex(), "epoch": report.epoch, "round": report.round,
@@ -214,20 +390,9 @@ class Telemetry:
         self._trim_rounds()
         self.attested_total.inc()
         self.stage_total.labels("report", "ok").inc()
-        started = rec.started_at
-        if started is not None:  # the leader times from its request, a follower from its observation
-            self.stage_seconds.labels("report").observe(max(0.0, now - started))
+        if rec.started_at is not None:
+            self.stage_seconds.labels("report").observe(max(0.0, now - rec.started_at))
         self.publish({"type": "attested", **rec.public(), "report": rec.report})
-
-    def _observed_at(self, report: "AttestedReport") -> float | None:
-        try:
-            row = self.node.store.db.conn.execute(
-                "SELECT created_at FROM signed_observations WHERE digest = ? AND epoch = ? AND round = ?",
-                ["0x" + report.config_digest.hex(), report.epoch, report.round],
-            ).fetchone()
-        except sqlite3.Error:
-            return None
-        return float(row[0]) if row and row[0] is not None else None
 
     def _trim_rounds(self) -> None:
         while len(self.rounds) > RECENT_ROUNDS:
@@ -250,7 +415,8 @@ class Telemetry:
 
     # --- sampling ----------------------------------------------------------------------
 
-    def start(self) -> None:
+    def start(self, chain: ChainContext) -> None:
+        self.chain = chain
         self._task = asyncio.create_task(self._sample_loop(), name="telemetry")
 
     async def stop(self) -> None:
@@ -258,94 +424,51 @@ class Telemetry:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 
-    def _transmitter_stat(self, name: str) -> int:
-        t = getattr(self.node, "transmitter", None)
-        return int(getattr(t.stats, name)) if t is not None else 0
-
     async def _sample_loop(self) -> None:
         tick = 0
         while True:
             try:
-                self._sample_local()
-                await self._sample_chain(balance=tick % 10 == 0)
+                self.sample_signatures()
+                await self.sample_chain(slow=tick % SLOW_SAMPLE_EVERY == 0)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # an RPC hiccup is retried next tick
                 log.debug("telemetry sample failed: %s", exc)
             tick += 1
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(SAMPLE_INTERVAL_S)
 
-    def _sample_local(self) -> None:
-        node = self.node
-        engine, host, committee = getattr(node, "engine", None), getattr(node, "host", None), node.committee
-        if host is not None:
-            self.peers.set(len(host.connected_peers()))
-        if engine is not None:
-            self.epoch.set(engine.epoch)
-            self.round.set(engine.round)
-        self.member.set(1 if committee is not None and committee.index_of(node.address) is not None
-                        and not node.dry_run else 0)
-        cache = getattr(node, "cache", None)
-        if cache is not None:
-            for name, h in cache.health.items():
-                ok, err = self._seen_health.get(name, (0, 0))
-                if h.ok_count > ok:
-                    self.stage_total.labels("source_fetch", "ok").inc(h.ok_count - ok)
-                    if h.last_latency_ms is not None:
-                        self.stage_seconds.labels("source_fetch").observe(h.last_latency_ms / 1000)
-                if h.error_count > err:
-                    self.stage_total.labels("source_fetch", "error").inc(h.error_count - err)
-                self._seen_health[name] = (h.ok_count, h.error_count)
-        transmitter = getattr(node, "transmitter", None)
-        if transmitter is not self._transmitter_ref:  # a new committee starts new stats
-            self.gas_base += self._seen_transmitter.get("gas_used", 0)
-            self._seen_transmitter, self._transmitter_ref = {}, transmitter
-        if transmitter is not None:
-            for name, result in (("transmitted", "ok"), ("superseded", "superseded"), ("failed", "error")):
-                now, seen = int(getattr(transmitter.stats, name)), self._seen_transmitter.get(name, 0)
-                if now > seen:
-                    self.stage_total.labels("transmission", result).inc(now - seen)
-                self._seen_transmitter[name] = now
-            self._seen_transmitter["gas_used"] = transmitter.stats.gas_used
-        self._sample_signatures()
-
-    def _sample_signatures(self) -> None:
+    def sample_signatures(self) -> None:
         """Report signatures this node gave, timed from its observation of the same round."""
-        try:
-            rows = self.node.store.db.conn.execute(
-                "SELECT r.rowid, r.created_at, o.created_at FROM signed_reports r LEFT JOIN signed_observations o "
-                "ON o.digest = r.digest AND o.epoch = r.epoch AND o.round = r.round WHERE r.rowid > ? "
-                "ORDER BY r.rowid", [self._signature_rowid],
-            ).fetchall()
-        except sqlite3.Error:
-            return
-        for rowid, signed_at, observed_at in rows:
-            self._signature_rowid = rowid
+        for sig in self._store.report_signatures_after(self._signature_seq):
+            self._signature_seq = sig.seq
             self.stage_total.labels("signature", "ok").inc()
-            if signed_at is not None and observed_at is not None:
-                self.stage_seconds.labels("signature").observe(max(0.0, signed_at - observed_at))
+            if sig.observed_at is not None:
+                self.stage_seconds.labels("signature").observe(max(0.0, sig.signed_at - sig.observed_at))
 
-    async def _sample_chain(self, *, balance: bool) -> None:
-        node = self.node
-        oracle = getattr(node, "oracle", None)
-        if oracle is None:
+    async def sample_chain(self, *, slow: bool) -> None:
+        """One look at the chain: landings since the last look, the feeds' latest values, and
+        (``slow``, on a landing, or the first time) the transmitter's balance and RiskGate's margins."""
+        chain = self.chain
+        if chain is None:
             return
-        if balance and node.transmitter_key is not None:
-            from relayer.chain.codec import address_of
-
-            self.balance.set(await oracle.rpc.balance(address_of(node.transmitter_key)))
+        oracle = chain.oracle
+        if slow and chain.transmitter is not None:
+            self.balance.set(await oracle.rpc.balance(chain.transmitter))
         head = await oracle.rpc.block_number()
         first = self._next_block is None
         landed_keys: list[tuple[int, int]] = []
-        if not first and head >= self._next_block:
-            for event in await oracle.transmission_events(self._next_block, head):
-                landed_keys.append((event.epoch, event.round))
-        if first or head >= self._next_block:
+        if self._next_block is not None and head >= self._next_block:
+            landed_keys = [(e.epoch, e.round) for e in await oracle.transmission_events(self._next_block, head)]
+        if self._next_block is None or head >= self._next_block:
             self._next_block = head + 1
-        if not first and not landed_keys:
-            return
-        served = list(getattr(node, "served", []))
-        latest, states = await oracle.latest_feeds([sf.index for sf in served])
+        if chain.risk_gate is not None and (first or slow or landed_keys):
+            await self._sample_risk_gate(chain.risk_gate, oracle.address, head, markets=first or slow)
+        if first or landed_keys:
+            await self._sample_landed(chain, landed_keys)
+
+    async def _sample_landed(self, chain: ChainContext, landed_keys: list[tuple[int, int]]) -> None:
+        served = list(chain.feeds)
+        latest, states = await chain.oracle.latest_feeds([sf.index for sf in served])
         if latest == (0, 0):
             return
         self.last_landed = latest
@@ -360,7 +483,7 @@ class Telemetry:
             feeds.append(entry)
             points = self.history.setdefault(sf.spec.feed_id, deque(maxlen=HISTORY))
             if not points or points[-1][0] != state.observed_at:
-                points.append((float(state.observed_at), value))
+                points.append((int(state.observed_at), value))
             self.latest[sf.spec.feed_id] = entry
         # What was on-chain before we started is history, not a landing we saw.
         for key in sorted(landed_keys):
@@ -374,82 +497,100 @@ class Telemetry:
             self.publish({"type": "landed", **rec.public(), "onchain": feeds})
         self._trim_rounds()
 
+    async def _sample_risk_gate(self, gate: RiskGateClient, oracle: str, head: int, *, markets: bool) -> None:
+        """RiskGate's markets (from its CurveSet events) and the margins it sets for each now."""
+        if not self._gate_checked:
+            reads = await gate.oracle()
+            self._gate_checked = True
+            if reads.lower() != oracle.lower():
+                self._gate_error = (f"RiskGate {gate.address} reads oracle {reads}, not this node's oracle {oracle}; "
+                                    "check risk_gate_address")
+        if self._gate_error is not None:
+            return
+        if markets and head >= self._gate_next_block:
+            for market in await gate.curve_events(self._gate_next_block, head):
+                self._markets[market.market_id] = _MarketReading(market)  # the latest curve wins
+            self._gate_next_block = head + 1
+        readings = list(self._markets.values())
+        results = await asyncio.gather(*(gate.margins(r.market.market_id) for r in readings), return_exceptions=True)
+        for reading, result in zip(readings, results):
+            if isinstance(result, ChainError):  # e.g. NegativeRiskInput: the gate refuses, and we say so
+                reading.margins, reading.error = None, str(getattr(result, "reason", None) or result)
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                reading.margins, reading.error = result, None
+
     # --- views for the API -------------------------------------------------------------
+
+    def _served(self) -> Sequence[ServedFeedLike]:
+        return self.chain.feeds if self.chain is not None else ()
 
     def feed_view(self) -> list[dict[str, Any]]:
         out = []
         by_key = {(r.epoch, r.round): r for r in self.rounds.values()}
-        for sf in getattr(self.node, "served", []):
-            fid = sf.spec.feed_id
-            entry = dict(self.latest.get(fid, {"feed_id": fid, "decimals": sf.spec.decimals, "value": None}))
+        for sf in self._served():
+            spec = sf.spec
+            entry = dict(self.latest.get(spec.feed_id, {"feed_id": spec.feed_id, "decimals": spec.decimals,
+                                                        "value": None}))
             rec = by_key.get((entry.get("epoch"), entry.get("round")))  # type: ignore[arg-type]
             entry["report"] = rec.report if rec is not None else None
             entry["signer_count"] = rec.signer_count if rec is not None else None
-            entry["description"] = sf.spec.description
-            entry["kind"] = str(sf.spec.kind)
-            entry["margin"] = self.margin(fid)
+            entry["description"] = spec.description
+            entry["kind"] = str(spec.kind)
+            entry["instrument"] = spec.instrument
+            spot = str(spec.kind) == "spot"
+            entry["realized_vol"] = self.realized_vol(spec.feed_id) if spot else None
+            entry["margin"] = self.margin(spec.instrument) if spot else None
             out.append(entry)
         return out
 
-    def margin(self, feed_id: str) -> dict[str, Any] | None:
-        """What RiskGate would set for the market of a spot feed, from the latest on-chain values.
-
-        Volatility and depth come from the attested realized-vol and depth feeds of the same
-        instrument when this node serves them and they have landed (as RiskGate reads them);
-        otherwise volatility is estimated from the landed prices and depth is taken at the
-        reference. Other kinds of feed have no margin of their own (None).
-        """
-        spec = self._spec(feed_id)
-        if spec is None or str(getattr(spec, "kind", "spot")) != "spot":
+    def realized_vol(self, feed_id: str) -> dict[str, Any] | None:
+        """Annualized realized volatility of the landed values of ``feed_id`` (aggregation's
+        estimator), or None below three landed values."""
+        points = list(self.history.get(feed_id, ()))
+        if len(points) < 3:
             return None
-        vol_feed = self._sibling(spec.instrument, "realized_vol")
-        depth_feed = self._sibling(spec.instrument, "depth")
-        vol_bps = self._landed_decimal(vol_feed)
-        depth = self._landed_decimal(depth_feed)
-        source = {"volatility": vol_feed if vol_bps is not None else "landed prices",
-                  "depth": depth_feed if depth is not None else "reference"}
-        vol = int(vol_bps * BPS) if vol_bps is not None else self._realized_vol_bps(feed_id)
-        if vol is None:
-            return None
-        depth_units = int(depth) if depth is not None else DEFAULT_CURVE.depth_ref
+        # Landings are not evenly spaced: their mean spacing stands for the sampling period.
+        sampling = max(1, round((points[-1][0] - points[0][0]) / (len(points) - 1)))
         try:
-            m = compute_margins(DEFAULT_CURVE, vol, depth_units)
-        except InvalidInput:
+            vol = annualized_realized_vol([Decimal(v) for _, v in points], sampling)
+        except AggregationError:
             return None
-        return {"volatility_bps": vol, "depth": depth_units, "initial_bps": m.initial_bps,
-                "maintenance_bps": m.maintenance_bps, "samples": len(self.history.get(feed_id, ())),
-                "source": source}
+        return {"annualized": str(vol), "samples": len(points), "sampling_seconds": sampling}
 
-    def _spec(self, feed_id: str) -> Any:
-        return next((sf.spec for sf in getattr(self.node, "served", []) if sf.spec.feed_id == feed_id), None)
-
-    def _sibling(self, instrument: str, kind: str) -> str | None:
-        for sf in getattr(self.node, "served", []):
-            if sf.spec.instrument == instrument and str(sf.spec.kind) == kind:
-                return str(sf.spec.feed_id)
+    def margin(self, instrument: str) -> dict[str, Any] | None:
+        """What the deployed RiskGate sets for the market whose inputs are ``instrument``'s feeds;
+        None when no RiskGate is configured or none of its markets reads this instrument."""
+        for view in self._market_views():
+            if view["instrument"] == instrument:
+                return view
         return None
 
-    def _landed_decimal(self, feed_id: str | None) -> Decimal | None:
-        entry = self.latest.get(feed_id) if feed_id else None
-        if not entry or entry.get("value") is None:
-            return None
-        value = Decimal(entry["value"])
-        return value if value >= 0 else None
+    def _market_views(self) -> list[dict[str, Any]]:
+        by_index = {sf.index: sf.spec for sf in self._served()}
+        out = []
+        for reading in self._markets.values():
+            m, margins = reading.market, reading.margins
+            vol, depth = by_index.get(m.vol_feed), by_index.get(m.depth_feed)
+            out.append({
+                "market_id": "0x" + m.market_id.hex(), "name": m.name,
+                "vol_feed": m.vol_feed, "vol_feed_id": vol.feed_id if vol else None,
+                "depth_feed": m.depth_feed, "depth_feed_id": depth.feed_id if depth else None,
+                "instrument": vol.instrument if vol else depth.instrument if depth else None,
+                "initial_bps": margins.initial_bps if margins else None,
+                "maintenance_bps": margins.maintenance_bps if margins else None,
+                "usable": margins.usable if margins else None,
+                "error": reading.error,
+            })
+        return out
 
-    def _realized_vol_bps(self, feed_id: str) -> int | None:
-        points = list(self.history.get(feed_id, ()))
-        returns, gaps = [], []
-        for (t0, v0), (t1, v1) in zip(points, points[1:]):
-            a, b = Decimal(v0), Decimal(v1)
-            if a > 0 and b > 0 and t1 > t0:
-                returns.append(math.log(float(b / a)))
-                gaps.append(t1 - t0)
-        if len(returns) < 2:
-            return None
-        mean = sum(returns) / len(returns)
-        var = sum((r - mean) ** 2 for r in returns) / (len(returns) - 1)
-        per_year = 365 * 86400 / (sum(gaps) / len(gaps))
-        return int(math.sqrt(var * per_year) * BPS)
+    def risk_gate_view(self) -> dict[str, Any]:
+        address = self.identity.risk_gate
+        if address is None:
+            return {"configured": False, "address": None, "message": NO_RISK_GATE, "error": None, "markets": []}
+        return {"configured": True, "address": address, "message": f"margins as RiskGate {address} sets them",
+                "error": self._gate_error, "markets": self._market_views()}
 
     def history_view(self) -> dict[str, list[list[Any]]]:
         return {fid: [[t, v] for t, v in pts] for fid, pts in self.history.items()}
@@ -458,43 +599,43 @@ class Telemetry:
         return [self.rounds[k].public() for k in sorted(self.rounds, reverse=True)]
 
     def status(self) -> dict[str, Any]:
-        node = self.node
-        engine, host, committee = getattr(node, "engine", None), getattr(node, "host", None), node.committee
-        peers = []
-        if host is not None:
-            from relayer.p2p.identity import address_of_peer_id
+        from relayer.p2p.identity import address_of_peer_id
 
-            for pid in host.connected_peers():
-                with contextlib.suppress(Exception):
-                    peers.append({"peer_id": pid, "address": address_of_peer_id(pid)})
-        index = committee.index_of(node.address) if committee is not None else None
+        ident, snap = self.identity, self.snapshot
+        committee = snap.committee if snap else None
+        engine = snap.engine if snap else None
+        peers = []
+        for pid in snap.host.peers if snap and snap.host else ():
+            with contextlib.suppress(Exception):
+                peers.append({"peer_id": pid, "address": address_of_peer_id(pid)})
+        t = self._transmission[1]
         return {
-            "name": node.settings.name, "address": node.address, "dry_run": node.dry_run,
-            "chain_id": getattr(node, "chain_id", None), "oracle": node.settings.oracle_address,
+            "name": ident.name, "address": ident.address, "dry_run": ident.dry_run,
+            "chain_id": self.chain.chain_id if self.chain else None, "oracle": ident.oracle,
+            "risk_gate": ident.risk_gate,
             "committee": None if committee is None else {
-                "digest": committee.digest_hex, "signers": list(committee.signers), "f": committee.f,
-                "threshold": committee.threshold, "n": committee.n, "member_index": index,
-                "leader": committee.leader(engine.epoch) if engine is not None else None,
+                "digest": committee.digest, "signers": list(committee.signers), "f": committee.f,
+                "threshold": committee.threshold, "n": committee.n, "member_index": committee.member_index,
+                "leader": committee.leader,
             },
             "peers": peers, "epoch": engine.epoch if engine is not None else None,
             # A follower's engine only knows the leader's rounds through what it attested.
             "round": (max([engine.round] + [k[1] for k in self.rounds if k[0] == engine.epoch])
                       if engine is not None else None),
             "last_landed": list(self.last_landed) if self.last_landed else None,
-            "reports_attested": engine.stats.reports_attested if engine is not None else 0,
-            "transmission": {k: self._transmitter_stat(k) for k in ("transmitted", "superseded", "failed", "gas_used")},
-            "sources": {name: {"healthy": h.healthy, "ok": h.ok_count, "errors": h.error_count,
-                               "last_error": h.last_error_type}
-                        for name, h in (getattr(node, "cache", None).health.items()
-                                        if getattr(node, "cache", None) is not None else [])},
+            "reports_attested": engine.reports_attested if engine is not None else 0,
+            "transmission": {"transmitted": t.transmitted if t else 0, "superseded": t.superseded if t else 0,
+                             "failed": t.failed if t else 0, "gas_used": t.gas_used if t else 0},
+            "sources": {h.name: {"healthy": h.healthy, "ok": h.ok_count, "errors": h.error_count,
+                                 "last_error": h.last_error_type}
+                        for h in (snap.sources if snap else ())},
             "ready": self.ready(),
         }
 
     def ready(self) -> bool:
-        node = self.node
-        host, committee = getattr(node, "host", None), node.committee
-        if host is None or committee is None or getattr(node, "cache", None) is None:
+        snap = self.snapshot
+        if snap is None or snap.host is None or snap.committee is None:
             return False
-        if node.dry_run or committee.index_of(node.address) is None:
+        if self.identity.dry_run or snap.committee.member_index is None:
             return True  # a watcher is ready once it follows the chain
-        return getattr(node, "engine", None) is not None and len(host.connected_peers()) >= committee.quorum - 1
+        return snap.engine is not None and len(snap.host.peers) >= snap.committee.quorum - 1

@@ -26,10 +26,22 @@ from relayer.chain.codec import address_of
 from relayer.api import ApiServer
 from relayer.chain.contract import chain_id_of
 from relayer.chain.oracle import QuorumOracleClient
+from relayer.chain.risk_gate import RiskGateClient
 from relayer.chain.rpc import JsonRpcClient
 from relayer.keystore import load_signing_key
 from relayer.logs import register_secret, set_log_identity
-from relayer.metrics import Telemetry
+from relayer.metrics import (
+    ChainContext,
+    CommitteeView,
+    DropCount,
+    EngineCounters,
+    HostCounters,
+    NodeIdentity,
+    NodeSnapshot,
+    SourceHealthView,
+    Telemetry,
+    TransmissionCounts,
+)
 from relayer.p2p.errors import MessageRejected
 from relayer.p2p.host import P2PHost
 from relayer.p2p.identity import address_of_peer_id
@@ -44,6 +56,8 @@ from relayer.transmission import Transmitter
 log = logging.getLogger(__name__)
 
 DIAL_BACK_PASSES = 3
+# How often the node tells telemetry (and the store) its counters: the gauges lag by at most this.
+SNAPSHOT_INTERVAL_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -70,7 +84,11 @@ class Node:
         self.host: P2PHost[Envelope] | None = None
         self.transmitter: Transmitter | None = None
         self.committee: Committee | None = None
-        self.telemetry = Telemetry(self)
+        self.telemetry = Telemetry(
+            NodeIdentity(name=settings.name, address=self.address, dry_run=self.dry_run,
+                         oracle=settings.oracle_address, risk_gate=settings.risk_gate_address),
+            self.store,
+        )
         self._last_observation: tuple[tuple[int, int], Observation] | None = None
 
     def observe(self) -> Observation:
@@ -185,7 +203,7 @@ class Node:
             private_key=self.key, address=self.address, committee=committee,
             domain=self.oracle.domain(self.chain_id), store=self.store,
             observe=self.telemetry.timed_observe(self.observe),
-            on_attested=self.telemetry.wrap_attested(self.transmitter.handle),
+            on_attested=self.telemetry.wrap_attested(self.transmitter.handle, committee.signers),
             # Direct streams by default: one copy per peer per message, where gossip costs
             # several; gossip stays available for networks that are not fully connected.
             publish=self.host.send_all if self.settings.transport == "direct" else self.host.publish,
@@ -207,26 +225,49 @@ class Node:
                          self.committee.digest_hex[:12])
                 await self._start_committee(Committee.from_onchain(onchain))
 
+    def _snapshot(self) -> NodeSnapshot:
+        # Called from run() only, once its RPC client and source cache exist.
+        engine, host, committee, transmitter = self.engine, self.host, self.committee, self.transmitter
+        cache, rpc = self.cache, self.rpc
+        return NodeSnapshot(
+            at=time.time(),
+            committee=None if committee is None else CommitteeView(
+                digest=committee.digest_hex, signers=committee.signers, f=committee.f,
+                threshold=committee.threshold, quorum=committee.quorum,
+                member_index=committee.index_of(self.address),
+                leader=committee.leader(engine.epoch) if engine is not None else None,
+            ),
+            engine=None if engine is None else EngineCounters(
+                epoch=engine.epoch, round=engine.round, rounds_started=engine.stats.rounds_started,
+                reports_attested=engine.stats.reports_attested, epoch_changes=engine.stats.epoch_changes,
+                refused=dict(engine.stats.refused),
+                dropped=tuple(DropCount(peer, reason, n) for (peer, reason), n in list(engine.stats.dropped.items())),
+            ),
+            host=None if host is None else HostCounters(
+                peers=tuple(host.connected_peers()),
+                dropped=tuple(DropCount(peer, reason, n) for (peer, reason), n in list(host.dropped.items())),
+                traffic=host.traffic(),
+            ),
+            transmission=None if transmitter is None else TransmissionCounts(
+                digest=transmitter.committee.digest_hex, transmitted=transmitter.stats.transmitted,
+                superseded=transmitter.stats.superseded, failed=transmitter.stats.failed,
+                gas_used=transmitter.stats.gas_used,
+            ),
+            sources=tuple(
+                SourceHealthView(name=name, healthy=h.healthy, consecutive_failures=h.consecutive_failures,
+                                 ok_count=h.ok_count, error_count=h.error_count, last_latency_ms=h.last_latency_ms,
+                                 last_error_type=h.last_error_type)
+                for name, h in list(cache.health.items())
+            ),
+            rpc_failovers={url: rpc.failovers.get(url, 0) for url in rpc.urls},
+        )
+
     def _snapshot_stats(self) -> None:
-        """Counters into the store, where `relayer status`, tests and benchmarks read them."""
-        engine, host = self.engine, self.host
-        data: dict[str, object] = {"at": time.time(), "address": self.address,
-                                   "digest": self.committee.digest_hex if self.committee else None}
-        if engine is not None:
-            st = engine.stats
-            data.update(epoch=engine.epoch, round=engine.round, rounds_started=st.rounds_started,
-                        reports_attested=st.reports_attested, epoch_changes=st.epoch_changes,
-                        refused=dict(st.refused),
-                        dropped=[[peer, reason, n] for (peer, reason), n in st.dropped.items()])
-        if host is not None:
-            data["p2p_dropped"] = [[peer, reason, n] for (peer, reason), n in host.dropped.items()]
-            data["peers"] = len(host.connected_peers())
-            data["p2p_traffic"] = host.traffic()
-        if self.transmitter is not None:
-            t = self.transmitter.stats
-            data["transmission"] = {"transmitted": t.transmitted, "superseded": t.superseded,
-                                    "failed": t.failed, "gas_used": t.gas_used}
-        self.store.set_state("stats", json.dumps(data))
+        """Tell telemetry, and keep the counters in the store, where `relayer status`, tests and
+        benchmarks read them."""
+        snapshot = self._snapshot()
+        self.telemetry.update(snapshot)
+        self.store.set_state("stats", json.dumps(snapshot.stats_record(self.address)))
 
     async def run(self) -> None:
         s = self.settings
@@ -249,7 +290,8 @@ class Node:
             scheduler = AsyncIOScheduler()
             scheduler.add_job(self.cache.poll_once, "interval", args=[session], seconds=s.poll_interval,
                               max_instances=1, coalesce=True, misfire_grace_time=None)
-            scheduler.add_job(self._snapshot_stats, "interval", seconds=1.0, max_instances=1, coalesce=True)
+            scheduler.add_job(self._snapshot_stats, "interval", seconds=SNAPSHOT_INTERVAL_S, max_instances=1,
+                              coalesce=True)
             scheduler.start()
             api = ApiServer(self.telemetry, s.api_host, s.api_port) if s.api_enabled else None
             if api is not None:
@@ -272,7 +314,12 @@ class Node:
                     log.warning("starting with fewer peers than a quorum: %s", exc)
             await self._start_committee(committee)
             watcher = asyncio.create_task(self._watch_config())
-            self.telemetry.start()
+            self._snapshot_stats()
+            self.telemetry.start(ChainContext(
+                oracle=self.oracle, chain_id=self.chain_id, feeds=self.served,
+                transmitter=address_of(self.transmitter_key) if self.transmitter_key is not None else None,
+                risk_gate=RiskGateClient(w3, s.risk_gate_address, rpc=self.rpc) if s.risk_gate_address else None,
+            ))
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.request_stop)
             try:

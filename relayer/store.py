@@ -28,6 +28,15 @@ class SignedReport:
     signature: bytes
 
 
+@dataclass(frozen=True)
+class ReportSignatureTiming:
+    """A report signature this node gave, with when it signed its observation of that round."""
+
+    seq: int  # rising with every signature: the position to read on from
+    signed_at: float
+    observed_at: float | None  # None when this node's observation of the round is not kept
+
+
 class Store:
     """``sync="full"`` (the default) fsyncs every signing commit: a signature survives power
     loss. ``sync="normal"`` leaves that to the OS: it survives a killed process (SIGKILL, a
@@ -58,30 +67,30 @@ class Store:
 
     def _create(self) -> None:
         key = ("digest", "epoch", "round")
-        self.db["signed_observations"].create(
+        self.db.table("signed_observations").create(
             {"digest": str, "epoch": int, "round": int, "envelope": str, "created_at": float},
             pk=key,
             if_not_exists=True,
         )
-        self.db["signed_reports"].create(
+        self.db.table("signed_reports").create(
             {"digest": str, "epoch": int, "round": int, "report_digest": str, "updates": str,
              "signature": str, "created_at": float},
             pk=key,
             if_not_exists=True,
         )
-        self.db["attested"].create(
+        self.db.table("attested").create(
             {"digest": str, "epoch": int, "round": int, "updates": str, "signatures": str,
              "observations": str, "started_at": float, "attested_at": float},
             pk=key,
             if_not_exists=True,
         )
-        self.db["transmissions"].create(
+        self.db.table("transmissions").create(
             {"digest": str, "epoch": int, "round": int, "status": str, "tx_hash": str,
              "block": int, "gas_used": int, "detail": str, "created_at": float},
             pk=key,
             if_not_exists=True,
         )
-        self.db["state"].create({"key": str, "value": str}, pk="key", if_not_exists=True)
+        self.db.table("state").create({"key": str, "value": str}, pk="key", if_not_exists=True)
 
     def close(self) -> None:
         self.db.conn.close()
@@ -190,13 +199,31 @@ class Store:
             (digest, epoch, round, status, tx_hash, block, gas_used, detail, time.time()), durable=False,
         )
 
+    def observation_signed_at(self, digest: str, epoch: int, round: int) -> float | None:
+        """When this node signed its observation of (``digest``, epoch, round), if it did."""
+        row = self.conn.execute(
+            "SELECT created_at FROM signed_observations WHERE digest = ? AND epoch = ? AND round = ?",
+            (digest, epoch, round),
+        ).fetchone()
+        return float(row[0]) if row and row[0] is not None else None
+
+    def report_signatures_after(self, seq: int) -> list[ReportSignatureTiming]:
+        """Report signatures given after position ``seq`` (0: all), in the order they were given."""
+        rows = self.conn.execute(
+            "SELECT r.rowid, r.created_at, o.created_at FROM signed_reports r LEFT JOIN signed_observations o "
+            "ON o.digest = r.digest AND o.epoch = r.epoch AND o.round = r.round WHERE r.rowid > ? "
+            "ORDER BY r.rowid", (seq,),
+        ).fetchall()
+        return [ReportSignatureTiming(int(rowid), float(signed_at), None if observed is None else float(observed))
+                for rowid, signed_at, observed in rows]
+
     def attested_rows(self) -> list[dict[str, Any]]:
-        return list(self.db["attested"].rows_where(order_by="epoch, round"))
+        return list(self.db.table("attested").rows_where(order_by="epoch, round"))
 
     # --- small state ----------------------------------------------------------------
 
     def get_state(self, key: str) -> str | None:
-        rows = list(self.db["state"].rows_where("key = ?", [key]))
+        rows = list(self.db.table("state").rows_where("key = ?", [key]))
         return str(rows[0]["value"]) if rows else None
 
     def set_state(self, key: str, value: str) -> None:

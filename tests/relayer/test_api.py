@@ -104,6 +104,20 @@ def test_health_ready_and_latest_feeds_with_signatures(devnet: DevnetProcess) ->
     assert {s["signer"] for s in report["signatures"]} <= committee
 
 
+def test_without_a_risk_gate_the_api_says_so_and_shows_no_margin(devnet: DevnetProcess) -> None:
+    """The devnet deploys no RiskGate: no margin is made up, and the answer says why."""
+    api = devnet.info["nodes"][1]["api"]
+    body = json.loads(_get(api + "/api/feeds")[1])
+    gate = body["risk_gate"]
+    assert gate["configured"] is False and gate["address"] is None and gate["markets"] == []
+    assert "no RiskGate configured" in gate["message"]
+    assert json.loads(_get(api + "/api/margins")[1]) == gate
+    spot = [f for f in body["feeds"] if f["kind"] == "spot"]
+    assert spot and all(f["margin"] is None for f in spot)
+    assert all(f["margin"] is None for f in body["feeds"])
+    assert json.loads(_get(api + "/api/status")[1])["risk_gate"] is None
+
+
 async def _read_events(url: str, want: set[str], timeout: float) -> dict[str, dict[str, Any]]:
     seen: dict[str, dict[str, Any]] = {}
     async with aiohttp.ClientSession() as session, session.get(url) as response:

@@ -1,72 +1,134 @@
-"""The dashboard's margin: what RiskGate would set from the landed vol and depth feeds."""
+"""The dashboard's margin is what the deployed RiskGate returns, or it says there is none.
+
+A real anvil: QuorumOracle with a spot, a volatility and a depth feed, a RiskGate with a
+governance-set curve for one market, and telemetry reading both as a node's would.
+"""
 
 from __future__ import annotations
 
-from collections import deque
-from decimal import Decimal
-from types import SimpleNamespace
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import pytest
+from web3 import AsyncWeb3
 
-from aggregation.margin import compute_margins
-from relayer.metrics import DEFAULT_CURVE, Telemetry
+from aggregation.margin import MarginCurve, compute_margins
+from feeds.kinds import FactorKind
+from relayer.chain.anvil import AnvilNode
+from relayer.chain.oracle import QuorumOracleClient, deploy_oracle
+from relayer.chain.risk_gate import RiskGateClient, deploy_risk_gate, market_id_bytes
+from relayer.metrics import ChainContext, NodeIdentity, Telemetry
+from relayer.node import ServedFeed
 from relayer.settings import FeedSpec
+from relayer.store import Store
+from tests.relayer.chain.conftest import ETH_USD, Deployment, anvil, deploy, w3  # noqa: F401 - fixtures
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.integration
 
-
-def spec(feed_id: str, kind: str, decimals: int) -> FeedSpec:
-    return FeedSpec(feed_id=feed_id, instrument="BTC-USD", kind=kind, sources=["binance", "coinbase", "kraken"],
-                    min_sources=2, decimals=decimals)
-
-
-def telemetry(*specs: FeedSpec) -> Telemetry:
-    node = SimpleNamespace(served=[SimpleNamespace(spec=s, index=i) for i, s in enumerate(specs)],
-                           committee=None, engine=None, host=None, cache=None)
-    return Telemetry(node)  # type: ignore[arg-type]
+MARKET = market_id_bytes("ETH-PERP")
+CURVE = MarginCurve(
+    base_im_bps=200, vol_multiplier_bps=2_500, depth_penalty_bps=800, depth_ref=10**9,
+    floor_im_bps=300, cap_im_bps=5_000, mm_ratio_bps=6_000, floor_mm_bps=150,
+)
 
 
-def land(t: Telemetry, feed_id: str, value: str) -> None:
-    t.latest[feed_id] = {"feed_id": feed_id, "value": value}
+def feed(feed_id: str, kind: str, decimals: int) -> FeedSpec:
+    return FeedSpec(feed_id=feed_id, instrument="ETH-USD", kind=FactorKind(kind), decimals=decimals,
+                    sources=("binance", "coinbase", "kraken"), min_sources=2)
 
 
-def test_margin_reads_the_landed_vol_and_depth_feeds_as_riskgate_would() -> None:
-    t = telemetry(spec("BTC-USD", "spot", 8), spec("BTC-RVOL-1H", "realized_vol", 6),
-                  spec("BTC-DEPTH-50BPS", "depth", 0))
-    land(t, "BTC-USD", "65000")
-    land(t, "BTC-RVOL-1H", "0.55")  # 55% annualized
-    land(t, "BTC-DEPTH-50BPS", "2500000")  # half the reference depth: a liquidity add-on
-    m = t.margin("BTC-USD")
-    assert m is not None
-    expected = compute_margins(DEFAULT_CURVE, 5500, 2_500_000)
-    assert (m["volatility_bps"], m["depth"]) == (5500, 2_500_000)
-    assert (m["initial_bps"], m["maintenance_bps"]) == (expected.initial_bps, expected.maintenance_bps)
-    assert m["source"] == {"volatility": "BTC-RVOL-1H", "depth": "BTC-DEPTH-50BPS"}
-
-    # Thinner books tighten the margin; calmer markets loosen it.
-    land(t, "BTC-DEPTH-50BPS", "500000")
-    thinner = t.margin("BTC-USD")
-    land(t, "BTC-RVOL-1H", "0.20")
-    calmer = t.margin("BTC-USD")
-    assert thinner is not None and calmer is not None
-    assert thinner["initial_bps"] > m["initial_bps"]  # same vol, less depth
-    assert calmer["initial_bps"] < thinner["initial_bps"]  # same depth, less vol
+async def _market(dep: Deployment) -> tuple[RiskGateClient, list[ServedFeed]]:
+    vol = await dep.client.add_feed(dep.owner_key, "ETH-VOL", 0, "ETH vol bps", 0, 100_000,
+                                    breaker_bps=5_000, heartbeat=600)
+    depth = await dep.client.add_feed(dep.owner_key, "ETH-DEPTH", 0, "ETH depth USD", 0, 10**15,
+                                      breaker_bps=5_000, heartbeat=600)
+    gate = RiskGateClient(dep.w3, await deploy_risk_gate(dep.w3, dep.owner_key, dep.client.address))
+    await gate.set_curve(dep.owner_key, MARKET, vol, depth, CURVE)
+    served = [ServedFeed(feed(ETH_USD, "spot", 8), 0), ServedFeed(feed("ETH-VOL", "realized_vol", 0), vol),
+              ServedFeed(feed("ETH-DEPTH", "depth", 0), depth)]
+    return gate, served
 
 
-def test_without_vol_and_depth_feeds_it_falls_back_to_landed_prices() -> None:
-    t = telemetry(spec("BTC-USD", "spot", 8))
-    assert t.margin("BTC-USD") is None  # nothing landed yet
-    t.history["BTC-USD"] = deque(
-        [(1000.0 + i, str(Decimal(65000) + (i % 3) * 50)) for i in range(10)]
-    )
-    m = t.margin("BTC-USD")
-    assert m is not None and m["volatility_bps"] > 0
-    assert m["source"] == {"volatility": "landed prices", "depth": "reference"}
-    assert m["depth"] == DEFAULT_CURVE.depth_ref
+def _telemetry(tmp_path: Path, dep: Deployment, served: Sequence[ServedFeed], gate: RiskGateClient | None) -> Telemetry:
+    me = NodeIdentity(name="n0", address=dep.anvil.accounts[0][0], dry_run=True, oracle=dep.client.address,
+                      risk_gate=gate.address if gate is not None else None)
+    t = Telemetry(me, Store(tmp_path / "node.sqlite"))
+    t.chain = ChainContext(oracle=dep.client, chain_id=dep.anvil.chain_id, feeds=served, risk_gate=gate)
+    return t
 
 
-def test_only_spot_feeds_carry_a_margin() -> None:
-    t = telemetry(spec("BTC-USD", "spot", 8), spec("BTC-RVOL-1H", "realized_vol", 6))
-    land(t, "BTC-RVOL-1H", "0.5")
-    assert t.margin("BTC-RVOL-1H") is None
-    assert t.margin("NO-SUCH-FEED") is None
+def _spot(t: Telemetry) -> dict[str, Any]:
+    return next(f for f in t.feed_view() if f["feed_id"] == ETH_USD)
+
+
+async def test_the_margin_shown_is_what_the_deployed_risk_gate_returns(
+    anvil: AnvilNode, w3: AsyncWeb3, tmp_path: Path  # noqa: F811 - fixtures
+) -> None:
+    dep = await deploy(anvil, w3, n=4, f=1, threshold=3)
+    gate, served = await _market(dep)
+    vol, depth = served[1].index, served[2].index
+    now = await dep.now()
+    await dep.transmit(1, 1, dep.updates(now, (0, 3_000 * 10**8), (vol, 6_000), (depth, 4 * 10**8)))
+    t = _telemetry(tmp_path, dep, served, gate)
+    await t.sample_chain(slow=True)
+
+    onchain = await gate.margins(MARKET)
+    margin = _spot(t)["margin"]
+    assert margin is not None and margin["name"] == "ETH-PERP" and margin["error"] is None
+    assert (margin["initial_bps"], margin["maintenance_bps"], margin["usable"]) == (
+        onchain.initial_bps, onchain.maintenance_bps, True)
+    assert (margin["vol_feed_id"], margin["depth_feed_id"]) == ("ETH-VOL", "ETH-DEPTH")
+    expected = compute_margins(CURVE, 6_000, 4 * 10**8)  # the curve governance set, not one of ours
+    assert (margin["initial_bps"], margin["maintenance_bps"]) == (expected.initial_bps, expected.maintenance_bps)
+    view = t.risk_gate_view()
+    assert view["configured"] is True and view["address"] == gate.address and view["markets"] == [margin]
+
+    # A landing moves the margin: higher volatility, thinner book, tighter margin.
+    await dep.transmit(1, 2, dep.updates(now, (vol, 8_000), (depth, 3 * 10**8)))
+    await t.sample_chain(slow=False)
+    tighter = _spot(t)["margin"]
+    assert tighter["initial_bps"] == (await gate.margins(MARKET)).initial_bps > margin["initial_bps"]
+
+    # Governance replaces the curve: the page follows the chain's new curve.
+    looser = dataclasses.replace(CURVE, vol_multiplier_bps=1_000)
+    await gate.set_curve(dep.owner_key, MARKET, vol, depth, looser)
+    await t.sample_chain(slow=True)
+    relaxed = _spot(t)["margin"]
+    assert relaxed["initial_bps"] == compute_margins(looser, 8_000, 3 * 10**8).initial_bps < tighter["initial_bps"]
+
+    # A tripped breaker on an input: the gate calls its margins unusable, and so does the page.
+    await dep.transmit(1, 3, dep.updates(now, (vol, 20_000)))
+    await t.sample_chain(slow=False)
+    assert _spot(t)["margin"]["usable"] is False
+
+
+async def test_a_risk_gate_reading_another_oracle_is_named_not_shown(
+    anvil: AnvilNode, w3: AsyncWeb3, tmp_path: Path  # noqa: F811 - fixtures
+) -> None:
+    dep = await deploy(anvil, w3, n=4, f=1, threshold=3)
+    other = await deploy_oracle(w3, dep.owner_key)
+    gate = RiskGateClient(w3, await deploy_risk_gate(w3, dep.owner_key, other))
+    t = _telemetry(tmp_path, dep, [ServedFeed(feed(ETH_USD, "spot", 8), 0)], gate)
+    await t.sample_chain(slow=True)
+    view = t.risk_gate_view()
+    assert view["configured"] is True and view["markets"] == []
+    assert view["error"] is not None and f"reads oracle {QuorumOracleClient(w3, other).address}" in view["error"]
+    assert _spot(t)["margin"] is None
+
+
+async def test_without_a_risk_gate_landed_feeds_carry_no_margin(
+    anvil: AnvilNode, w3: AsyncWeb3, tmp_path: Path  # noqa: F811 - fixtures
+) -> None:
+    dep = await deploy(anvil, w3, n=4, f=1, threshold=3)
+    _gate, served = await _market(dep)
+    now = await dep.now()
+    await dep.transmit(1, 1, dep.updates(now, (0, 3_000 * 10**8), (served[1].index, 6_000)))
+    t = _telemetry(tmp_path, dep, served, None)
+    await t.sample_chain(slow=True)
+    spot = _spot(t)
+    assert spot["value"] == "3000.00000000"  # landed and read
+    assert spot["margin"] is None
+    view = t.risk_gate_view()
+    assert view["configured"] is False and "no RiskGate configured" in view["message"]
