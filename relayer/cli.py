@@ -202,6 +202,7 @@ class Checker:
         from web3 import AsyncHTTPProvider, AsyncWeb3
 
         from relayer.chain.codec import address_of
+        from relayer.chain.contract import HttpWeb3
         from relayer.chain.oracle import QuorumOracleClient
         from relayer.keystore import KeystoreError, load_signing_key
 
@@ -219,7 +220,7 @@ class Checker:
             self.record("key", False, str(exc), "run `relayer init`, or set the password through "
                         "RELAYER_KEYSTORE_PASSWORD or RELAYER_KEYSTORE_PASSWORD_FILE")
 
-        w3: AsyncWeb3 | None = None
+        w3: HttpWeb3 | None = None
         chain_ids: set[int] = set()
         for url in s.rpc_urls:
             candidate = AsyncWeb3(AsyncHTTPProvider(url, request_kwargs={"timeout": self.timeout}))

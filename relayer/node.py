@@ -220,9 +220,10 @@ class Node:
             except Exception as exc:
                 log.warning("cannot read the on-chain config: %s", exc)
                 continue
-            if bytes(onchain.config_digest) != self.committee.config_digest:
+            current = self.committee
+            if current is None or bytes(onchain.config_digest) != current.config_digest:
                 log.info("new on-chain config %s replaces %s", "0x" + bytes(onchain.config_digest).hex()[:10],
-                         self.committee.digest_hex[:12])
+                         current.digest_hex[:12] if current else "none")
                 await self._start_committee(Committee.from_onchain(onchain))
 
     def _snapshot(self) -> NodeSnapshot:
