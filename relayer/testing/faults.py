@@ -21,6 +21,7 @@ from pydantic import BaseModel
 
 from relayer.chain.codec import FeedUpdate, ReportDomain, decode_updates, encode_updates, keccak
 from relayer.protocol.attestation import AttestedReport
+from relayer.protocol.clock import Clock
 from relayer.protocol.committee import Committee
 from relayer.protocol.engine import RoundEngine
 from relayer.protocol.messages import (
@@ -300,11 +301,12 @@ class FaultyEngineFactory:
         publish: Callable[[bytes], None],
         on_attested: Callable[[AttestedReport], Awaitable[None]],
         send_to: Callable[[str, bytes], None] | None = None,
+        clock: Clock | None = None,
     ) -> RoundEngine:
         fault = self.fault(FaultContext(private_key, address, committee, domain))
         publish, send_to = fault.wire(publish, send_to)
         return RoundEngine(
             private_key=private_key, address=address, committee=committee, domain=domain, store=store,
             observe=fault.observe(observe), publish=publish, send_to=send_to, on_attested=on_attested,
-            wrap_outbox=fault.outbox,
+            wrap_outbox=fault.outbox, clock=clock,
         )

@@ -12,13 +12,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydantic import BaseModel
+
 from relayer.chain.codec import ReportDomain
 from relayer.protocol.committee import Committee
 from relayer.protocol.engine import AttestedReport, RoundEngine
-from relayer.protocol.messages import FeedObservation, Observation
+from relayer.protocol.messages import Envelope, FeedObservation, Kind, Observation, open_envelope, seal
 from relayer.protocol.outbox import Outbox
 from relayer.store import Store
 from relayer.testing.clock import ManualClock
+from relayer.testing.faults import FaultyEngineFactory
 
 DOMAIN = ReportDomain(31337, "0x" + "11" * 20)
 OBSERVED_AT = 1_700_000_000
@@ -71,7 +74,7 @@ class Network:
 
 def network(tmp_path: Path, keys: list[bytes], committee: Committee, values: list[int], *,
             wrap: dict[int, Callable[[Outbox], Outbox]] | None = None,
-            observe: dict[int, Callable[[], Observation]] | None = None) -> Network:
+            factories: dict[int, FaultyEngineFactory] | None = None) -> Network:
     net = Network(clock=ManualClock())
     for i, key in enumerate(keys):
         reports: list[AttestedReport] = []
@@ -80,11 +83,63 @@ def network(tmp_path: Path, keys: list[bytes], committee: Committee, values: lis
         async def collect(report: AttestedReport, into: list[AttestedReport] = reports) -> None:
             into.append(report)
 
+        store = Store(tmp_path / f"n{i}.sqlite", sync="normal")
+        factory = (factories or {}).get(i)
+        if factory is not None:
+            net.engines.append(factory(
+                private_key=key, address=committee.signers[i], committee=committee, domain=DOMAIN, store=store,
+                observe=observer(values[i]), publish=net.publisher(i), send_to=net.sender(i), on_attested=collect,
+                clock=net.clock,
+            ))
+            continue
         net.engines.append(RoundEngine(
-            private_key=key, address=committee.signers[i], committee=committee, domain=DOMAIN,
-            store=Store(tmp_path / f"n{i}.sqlite", sync="normal"),
-            observe=(observe or {}).get(i, observer(values[i])),
-            publish=net.publisher(i), send_to=net.sender(i), on_attested=collect,
+            private_key=key, address=committee.signers[i], committee=committee, domain=DOMAIN, store=store,
+            observe=observer(values[i]), publish=net.publisher(i), send_to=net.sender(i), on_attested=collect,
             clock=net.clock, wrap_outbox=(wrap or {}).get(i),
         ))
     return net
+
+
+@dataclass
+class Solo:
+    """One engine under test; the other members are played by the test, message by message."""
+
+    engine: RoundEngine
+    keys: list[bytes]
+    committee: Committee
+    clock: ManualClock
+    published: list[bytes] = field(default_factory=list)
+    sent: list[tuple[str, bytes]] = field(default_factory=list)
+    attested: list[AttestedReport] = field(default_factory=list)
+
+    def deliver(self, member: int, kind: Kind, epoch: int, round: int, body: BaseModel) -> bytes:
+        data = seal(private_key=self.keys[member], sender=self.committee.signers[member], kind=kind,
+                    config_digest=self.committee.config_digest, epoch=epoch, round=round, body=body).encode()
+        self.engine.on_wire(self.committee.signers[member], data)
+        return data
+
+    def outgoing(self, kind: Kind, *, to: int | None = None) -> list[Envelope]:
+        """What the engine sent of `kind`: broadcast, or to member `to`."""
+        raw = self.published if to is None else [d for a, d in self.sent if a == self.committee.signers[to]]
+        return [e for e in (open_envelope(d) for d in raw) if e.kind is kind]
+
+    def drops(self, reason: str) -> int:
+        return sum(n for (_, r), n in self.engine.stats.dropped.items() if r == reason)
+
+
+def solo(tmp_path: Path, keys: list[bytes], committee: Committee, me: int, value: int = 100) -> Solo:
+    clock = ManualClock()
+    published: list[bytes] = []
+    sent: list[tuple[str, bytes]] = []
+    reports: list[AttestedReport] = []
+
+    async def collect(report: AttestedReport) -> None:
+        reports.append(report)
+
+    engine = RoundEngine(
+        private_key=keys[me], address=committee.signers[me], committee=committee, domain=DOMAIN,
+        store=Store(tmp_path / f"solo{me}.sqlite", sync="normal"), observe=observer(value),
+        publish=published.append, send_to=lambda address, data: sent.append((address, data)),
+        on_attested=collect, clock=clock,
+    )
+    return Solo(engine, keys, committee, clock, published, sent, reports)
