@@ -34,7 +34,7 @@ from relayer.metrics import Telemetry
 from relayer.p2p.host import P2PHost
 from relayer.p2p.identity import address_of_peer_id
 from relayer.protocol.committee import Committee
-from relayer.protocol.engine import AttestedReport, EngineFactory, RoundEngine
+from relayer.protocol.engine import AttestedReport, EngineFactory, EngineInputs, RoundEngine
 from relayer.protocol.errors import InvalidMessage, SchemeMismatch
 from relayer.protocol.messages import Envelope, FeedObservation, Observation, open_envelope
 from relayer.settings import FeedSpec, Settings, read_key_file
@@ -184,7 +184,7 @@ class Node:
         self.transmitter = Transmitter(oracle=self.oracle, committee=committee, index=index,
                                        transmitter_key=self.transmitter_key, store=self.store)
         try:
-            self.engine = self.engine_factory(
+            self.engine = self.engine_factory(EngineInputs(
                 private_key=self.key, address=self.address, committee=committee,
                 domain=self.oracle.domain(self.chain_id), store=self.store,
                 observe=self.telemetry.timed_observe(self.observe),
@@ -193,7 +193,7 @@ class Node:
                 # several; gossip stays available for networks that are not fully connected.
                 publish=self.host.send_all if self.settings.transport == "direct" else self.host.publish,
                 send_to=self.host.send if self.settings.transport == "direct" else None,
-            )
+            ))
         except SchemeMismatch as exc:
             log.error("cannot take part in this committee, watching only: %s", exc, extra=extra)
             return

@@ -23,7 +23,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from relayer.chain.codec import ReportDomain
 from relayer.protocol.attestation import Attestation, AttestedReport
@@ -40,7 +40,7 @@ from relayer.protocol.round_state import Rounds, Stats
 from relayer.protocol.signer import EcdsaReportSigner, ReportSigner
 from relayer.store import Store
 
-__all__ = ["AttestedReport", "EngineFactory", "RoundEngine", "Stats"]
+__all__ = ["AttestedReport", "EngineFactory", "EngineInputs", "RoundEngine", "Stats"]
 
 log = logging.getLogger(__name__)
 
@@ -54,41 +54,39 @@ class Route:
     current_epoch: bool
 
 
-class EngineFactory(Protocol):
-    """How the node builds its engine; `RoundEngine` itself is the production one."""
+@dataclass(frozen=True)
+class EngineInputs:
+    """What the node gives its round engine: its key, the committee, the chain, the store,
+    where observations come from, where bytes go and where attested reports go."""
 
-    def __call__(
-        self,
-        *,
-        private_key: bytes,
-        address: str,
-        committee: Committee,
-        domain: ReportDomain,
-        store: Store,
-        observe: Callable[[], Observation],
-        publish: Callable[[bytes], None],
-        on_attested: Callable[[AttestedReport], Awaitable[None]],
-        send_to: Callable[[str, bytes], None] | None = None,
-    ) -> RoundEngine: ...
+    private_key: bytes
+    address: str
+    committee: Committee
+    domain: ReportDomain
+    store: Store
+    observe: Callable[[], Observation]
+    publish: Callable[[bytes], None]
+    on_attested: Callable[[AttestedReport], Awaitable[None]]
+    # Point-to-point path for messages only the leader needs; without one, they are
+    # broadcast like everything else.
+    send_to: Callable[[str, bytes], None] | None = None
+
+
+# How the node builds its engine; `RoundEngine` itself is the production one.
+EngineFactory = Callable[[EngineInputs], "RoundEngine"]
 
 
 class RoundEngine:
     def __init__(
         self,
+        inputs: EngineInputs,
         *,
-        private_key: bytes,
-        address: str,
-        committee: Committee,
-        domain: ReportDomain,
-        store: Store,
-        observe: Callable[[], Observation],
-        publish: Callable[[bytes], None],
-        on_attested: Callable[[AttestedReport], Awaitable[None]],
-        send_to: Callable[[str, bytes], None] | None = None,
         clock: Clock | None = None,
         signer: ReportSigner | None = None,
         wrap_outbox: Callable[[Outbox], Outbox] | None = None,
     ) -> None:
+        private_key, address, committee, domain, store = (
+            inputs.private_key, inputs.address, inputs.committee, inputs.domain, inputs.store)
         me = committee.index_of(address)
         if me is None:
             raise EquivocationRefused(f"{address} is not in the committee; this node can only watch")
@@ -102,10 +100,8 @@ class RoundEngine:
         self.clock = clock if clock is not None else AsyncioClock()
         self.stats = Stats()
         self.rounds = Rounds()
-        # Point-to-point path for messages only the leader needs; without one, they are
-        # broadcast like everything else.
         self._sealer = SealingOutbox(private_key=private_key, address=address, index=me, committee=committee,
-                                     wire=CallbackWire(publish, send_to), deliver=self.on_wire)
+                                     wire=CallbackWire(inputs.publish, inputs.send_to), deliver=self.on_wire)
         self.outbox: Outbox = wrap_outbox(self._sealer) if wrap_outbox is not None else self._sealer
         self.pacemaker = Pacemaker(committee=committee, store=store, clock=self.clock, outbox=self.outbox,
                                    stats=self.stats)
@@ -113,8 +109,8 @@ class RoundEngine:
                              pacemaker=self.pacemaker, rounds=self.rounds, stats=self.stats)
         self.attestation = Attestation(committee=committee, index=me, signer=self.signer, domain=domain, store=store,
                                        outbox=self.outbox, pacemaker=self.pacemaker, rounds=self.rounds,
-                                       stats=self.stats, on_attested=on_attested)
-        self.follower = Follower(committee=committee, index=me, store=store, observe=observe, outbox=self.outbox,
+                                       stats=self.stats, on_attested=inputs.on_attested)
+        self.follower = Follower(committee=committee, index=me, store=store, observe=inputs.observe, outbox=self.outbox,
                                  signer=self.signer, domain=domain, rounds=self.rounds, stats=self.stats,
                                  attestation=self.attestation)
         self._routes: dict[Kind, Route] = {

@@ -13,17 +13,16 @@ from __future__ import annotations
 import json
 import secrets
 from collections import deque
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 from pydantic import BaseModel
 
 from relayer.chain.codec import FeedUpdate, ReportDomain, decode_updates, encode_updates, keccak
-from relayer.protocol.attestation import AttestedReport
 from relayer.protocol.clock import Clock
 from relayer.protocol.committee import Committee
-from relayer.protocol.engine import RoundEngine
+from relayer.protocol.engine import EngineInputs, RoundEngine
 from relayer.protocol.messages import (
     Epoch,
     FeedObservation,
@@ -39,7 +38,6 @@ from relayer.protocol.messages import (
 )
 from relayer.protocol.outbox import Outbox
 from relayer.protocol.signer import EcdsaReportSigner
-from relayer.store import Store
 
 Publish = Callable[[bytes], None]
 SendTo = Callable[[str, bytes], None]
@@ -289,24 +287,8 @@ class FaultyEngineFactory:
             raise UnknownFault(f"unknown test fault {name!r}; known: {', '.join(sorted(FAULTS))}") from None
         self.name = name
 
-    def __call__(
-        self,
-        *,
-        private_key: bytes,
-        address: str,
-        committee: Committee,
-        domain: ReportDomain,
-        store: Store,
-        observe: Callable[[], Observation],
-        publish: Callable[[bytes], None],
-        on_attested: Callable[[AttestedReport], Awaitable[None]],
-        send_to: Callable[[str, bytes], None] | None = None,
-        clock: Clock | None = None,
-    ) -> RoundEngine:
-        fault = self.fault(FaultContext(private_key, address, committee, domain))
-        publish, send_to = fault.wire(publish, send_to)
-        return RoundEngine(
-            private_key=private_key, address=address, committee=committee, domain=domain, store=store,
-            observe=fault.observe(observe), publish=publish, send_to=send_to, on_attested=on_attested,
-            wrap_outbox=fault.outbox, clock=clock,
-        )
+    def __call__(self, inputs: EngineInputs, *, clock: Clock | None = None) -> RoundEngine:
+        fault = self.fault(FaultContext(inputs.private_key, inputs.address, inputs.committee, inputs.domain))
+        publish, send_to = fault.wire(inputs.publish, inputs.send_to)
+        faulty = replace(inputs, observe=fault.observe(inputs.observe), publish=publish, send_to=send_to)
+        return RoundEngine(faulty, wrap_outbox=fault.outbox, clock=clock)

@@ -16,7 +16,7 @@ from pydantic import BaseModel
 
 from relayer.chain.codec import ReportDomain
 from relayer.protocol.committee import Committee
-from relayer.protocol.engine import AttestedReport, RoundEngine
+from relayer.protocol.engine import AttestedReport, EngineInputs, RoundEngine
 from relayer.protocol.messages import Envelope, FeedObservation, Kind, Observation, open_envelope, seal
 from relayer.protocol.outbox import Outbox
 from relayer.store import Store
@@ -83,20 +83,14 @@ def network(tmp_path: Path, keys: list[bytes], committee: Committee, values: lis
         async def collect(report: AttestedReport, into: list[AttestedReport] = reports) -> None:
             into.append(report)
 
-        store = Store(tmp_path / f"n{i}.sqlite", sync="normal")
+        inputs = EngineInputs(
+            private_key=key, address=committee.signers[i], committee=committee, domain=DOMAIN,
+            store=Store(tmp_path / f"n{i}.sqlite", sync="normal"), observe=observer(values[i]),
+            publish=net.publisher(i), send_to=net.sender(i), on_attested=collect,
+        )
         factory = (factories or {}).get(i)
-        if factory is not None:
-            net.engines.append(factory(
-                private_key=key, address=committee.signers[i], committee=committee, domain=DOMAIN, store=store,
-                observe=observer(values[i]), publish=net.publisher(i), send_to=net.sender(i), on_attested=collect,
-                clock=net.clock,
-            ))
-            continue
-        net.engines.append(RoundEngine(
-            private_key=key, address=committee.signers[i], committee=committee, domain=DOMAIN, store=store,
-            observe=observer(values[i]), publish=net.publisher(i), send_to=net.sender(i), on_attested=collect,
-            clock=net.clock, wrap_outbox=(wrap or {}).get(i),
-        ))
+        net.engines.append(factory(inputs, clock=net.clock) if factory is not None else
+                           RoundEngine(inputs, clock=net.clock, wrap_outbox=(wrap or {}).get(i)))
     return net
 
 
@@ -127,6 +121,14 @@ class Solo:
         return sum(n for (_, r), n in self.engine.stats.dropped.items() if r == reason)
 
 
+async def leading(tmp_path: Path, keys: list[bytes], committee: Committee) -> Solo:
+    """The leader of epoch 0, started: its first observe request is out, its own observation in."""
+    s = solo(tmp_path, keys, committee, committee.leader(0))
+    s.engine.start()
+    await s.clock.advance(0)
+    return s
+
+
 def solo(tmp_path: Path, keys: list[bytes], committee: Committee, me: int, value: int = 100) -> Solo:
     clock = ManualClock()
     published: list[bytes] = []
@@ -136,10 +138,10 @@ def solo(tmp_path: Path, keys: list[bytes], committee: Committee, me: int, value
     async def collect(report: AttestedReport) -> None:
         reports.append(report)
 
-    engine = RoundEngine(
+    engine = RoundEngine(EngineInputs(
         private_key=keys[me], address=committee.signers[me], committee=committee, domain=DOMAIN,
         store=Store(tmp_path / f"solo{me}.sqlite", sync="normal"), observe=observer(value),
         publish=published.append, send_to=lambda address, data: sent.append((address, data)),
-        on_attested=collect, clock=clock,
-    )
+        on_attested=collect,
+    ), clock=clock)
     return Solo(engine, keys, committee, clock, published, sent, reports)

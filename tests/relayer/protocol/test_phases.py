@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 
 from relayer.protocol.committee import Committee
-from relayer.protocol.engine import RoundEngine
+from relayer.protocol.engine import EngineInputs, RoundEngine
 from relayer.protocol.epoch_buffer import PER_SENDER, FutureEpochBuffer
 from relayer.protocol.errors import SchemeMismatch
 from relayer.protocol.messages import Epoch, Kind, NewEpoch, ObserveRequest, seal
 from relayer.protocol.round_state import Stats
 from relayer.store import Store
-from tests.relayer.protocol.network import DOMAIN, observer, solo
+from tests.relayer.protocol.network import DOMAIN, leading, network, observer, solo
 
 pytestmark = pytest.mark.unit
 
@@ -36,10 +36,8 @@ def _follower_of(committee: Committee, *epochs: int) -> int:
 async def test_the_leader_waits_the_grace_period_after_a_quorum_then_proposes(
     tmp_path: Path, keys: list[bytes], committee: Committee
 ) -> None:
-    me = committee.leader(0)
-    s = solo(tmp_path, keys, committee, me)
-    s.engine.start()
-    await s.clock.advance(0)
+    s = await leading(tmp_path, keys, committee)
+    me = s.engine.index
     (request,) = s.outgoing(Kind.OBSERVE_REQUEST)
     assert (request.epoch, request.round) == (0, 1)
     a, b, c = _others(committee, me)
@@ -59,11 +57,8 @@ async def test_the_leader_waits_the_grace_period_after_a_quorum_then_proposes(
 async def test_the_leader_proposes_at_once_when_every_member_has_observed(
     tmp_path: Path, keys: list[bytes], committee: Committee
 ) -> None:
-    me = committee.leader(0)
-    s = solo(tmp_path, keys, committee, me)
-    s.engine.start()
-    await s.clock.advance(0)
-    for i, member in enumerate(_others(committee, me)):
+    s = await leading(tmp_path, keys, committee)
+    for i, member in enumerate(_others(committee, s.engine.index)):
         s.deliver(member, Kind.OBSERVATION, 0, 1, observer(101 + i)())
     await s.clock.settle()
     (proposal,) = s.outgoing(Kind.PROPOSAL)
@@ -102,8 +97,6 @@ async def test_no_progress_within_the_timeout_announces_and_enters_the_next_epoc
 async def test_an_attested_report_of_the_epoch_resets_the_progress_timeout(
     tmp_path: Path, keys: list[bytes], committee: Committee
 ) -> None:
-    from tests.relayer.protocol.network import network
-
     net = network(tmp_path, keys, committee, [100, 101, 102, 103])
     net.start()
     await net.clock.advance(3.0)  # five progress timeouts, with a report every round
@@ -229,11 +222,8 @@ async def test_every_dropped_message_is_counted_with_a_debug_line(
 async def test_a_second_observation_of_a_member_is_counted_as_a_duplicate(
     tmp_path: Path, keys: list[bytes], committee: Committee
 ) -> None:
-    me = committee.leader(0)
-    s = solo(tmp_path, keys, committee, me)
-    s.engine.start()
-    await s.clock.advance(0)
-    other = _others(committee, me)[0]
+    s = await leading(tmp_path, keys, committee)
+    other = _others(committee, s.engine.index)[0]
     s.deliver(other, Kind.OBSERVATION, 0, 1, observer(100)())
     s.deliver(other, Kind.OBSERVATION, 0, 1, observer(101)())  # signed differently: not a replay
     assert s.engine.stats.dropped[(committee.signers[other], "duplicate_observation")] == 1
@@ -248,9 +238,9 @@ async def test_an_engine_refuses_a_committee_of_another_signature_scheme(
 ) -> None:
     schnorr = replace(committee, config_digest=bytes.fromhex("0002") + committee.config_digest[2:])
     with pytest.raises(SchemeMismatch, match="0x0002"):
-        RoundEngine(private_key=keys[0], address=committee.signers[0], committee=schnorr, domain=DOMAIN,
-                    store=Store(tmp_path / "x.sqlite"), observe=observer(1), publish=lambda d: None,
-                    on_attested=_never)
+        RoundEngine(EngineInputs(private_key=keys[0], address=committee.signers[0], committee=schnorr,
+                                 domain=DOMAIN, store=Store(tmp_path / "x.sqlite"), observe=observer(1),
+                                 publish=lambda d: None, on_attested=_never))
 
 
 async def _never(report: object) -> None:

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from relayer.settings import Settings
 from relayer.testing.run import NotALocalDevnet, ensure_local_devnet
+from tests.relayer.chain.test_rpc import serve
 
 pytestmark = pytest.mark.integration
 
@@ -25,15 +26,9 @@ async def rpc() -> AsyncIterator[Callable[[int], Awaitable[str]]]:
             call = await request.json()
             return web.json_response({"jsonrpc": "2.0", "id": call["id"], "result": hex(chain_id)})
 
-        app = web.Application()
-        app.router.add_post("/", handle)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
+        url, runner = await serve(handle)
         runners.append(runner)
-        port = runner.addresses[0][1]
-        return f"http://127.0.0.1:{port}"
+        return url
 
     yield start
     for runner in runners:
