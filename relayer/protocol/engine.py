@@ -122,7 +122,7 @@ class RoundEngine:
             Kind.ATTESTED: Route(self.attestation.on_attested, current_epoch=False),
             Kind.NEW_EPOCH: Route(self.pacemaker.on_new_epoch, current_epoch=False),
         }
-        self._future = FutureEpochBuffer(self.stats)
+        self._future = FutureEpochBuffer(self.stats, members=committee.n)
         self.pacemaker.on_enter.append(lambda epoch: self._future.enter(epoch, self._replay))
         # Signatures of envelopes already handled: gossip dedups by its own message id, so an
         # envelope published again under a new gossip id is a replay.

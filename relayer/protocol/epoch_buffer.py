@@ -2,8 +2,8 @@
 
 A leader that moved to a new epoch a moment earlier than this node sends its observe
 request before this node follows; dropping it would cost the round. Such messages are
-kept, a bounded number per sender and in total (a member cannot fill the buffer for the
-others), and handed back in arrival order when the node enters their epoch; those of an
+kept, a bounded number per sender and in total (by default every member's share fits,
+so f faulty members cannot take the honest ones' room), and handed back in arrival order when the node enters their epoch; those of an
 epoch the node skipped are dropped as stale.
 """
 
@@ -20,7 +20,6 @@ from relayer.protocol.messages import Envelope, Epoch
 from relayer.protocol.round_state import Stats
 
 PER_SENDER = 16
-TOTAL = 128
 
 
 @dataclass(frozen=True)
@@ -31,10 +30,10 @@ class Kept:
 
 
 class FutureEpochBuffer:
-    def __init__(self, stats: Stats, *, per_sender: int = PER_SENDER, total: int = TOTAL) -> None:
+    def __init__(self, stats: Stats, *, members: int, per_sender: int = PER_SENDER, total: int | None = None) -> None:
         self.stats = stats
         self.per_sender = per_sender
-        self.total = total
+        self.total = total if total is not None else per_sender * members
         self._kept: defaultdict[Epoch, list[Kept]] = defaultdict(list)
         self._per_sender: defaultdict[int, int] = defaultdict(int)
         self._size = 0

@@ -172,7 +172,7 @@ async def test_future_epoch_messages_are_bounded_per_sender(tmp_path: Path, keys
 def test_the_future_buffer_is_bounded_in_total_and_drops_skipped_epochs(keys: list[bytes],
                                                                          committee: Committee) -> None:
     stats = Stats()
-    buffer = FutureEpochBuffer(stats, per_sender=3, total=4)
+    buffer = FutureEpochBuffer(stats, members=committee.n, per_sender=3, total=4)
 
     def env(member: int, epoch: int, round: int):  # type: ignore[no-untyped-def]
         return seal(private_key=keys[member], sender=committee.signers[member], kind=Kind.NEW_EPOCH,
