@@ -85,12 +85,12 @@ class RoundEngine:
         signer: ReportSigner | None = None,
         wrap_outbox: Callable[[Outbox], Outbox] | None = None,
     ) -> None:
-        private_key, address, committee, domain, store = (
-            inputs.private_key, inputs.address, inputs.committee, inputs.domain, inputs.store)
+        committee, domain, store = inputs.committee, inputs.domain, inputs.store
+        address = inputs.address
         me = committee.index_of(address)
         if me is None:
             raise EquivocationRefused(f"{address} is not in the committee; this node can only watch")
-        self.signer = signer if signer is not None else EcdsaReportSigner(private_key)
+        self.signer = signer if signer is not None else EcdsaReportSigner(inputs.private_key)
         self.signer.check_committee(committee)
         self.address = address
         self.index = me
@@ -100,7 +100,7 @@ class RoundEngine:
         self.clock = clock if clock is not None else AsyncioClock()
         self.stats = Stats()
         self.rounds = Rounds()
-        self._sealer = SealingOutbox(private_key=private_key, address=address, index=me, committee=committee,
+        self._sealer = SealingOutbox(private_key=inputs.private_key, address=address, index=me, committee=committee,
                                      wire=CallbackWire(inputs.publish, inputs.send_to), deliver=self.on_wire)
         self.outbox: Outbox = wrap_outbox(self._sealer) if wrap_outbox is not None else self._sealer
         self.pacemaker = Pacemaker(committee=committee, store=store, clock=self.clock, outbox=self.outbox,
