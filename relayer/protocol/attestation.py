@@ -19,7 +19,7 @@ from typing import Any
 from relayer.chain.codec import ReportDomain, decode_updates
 from relayer.chain.errors import CodecError
 from relayer.protocol.committee import Committee
-from relayer.protocol.errors import Ignored, InvalidMessage, SignatureRejected
+from relayer.protocol.errors import Dropped, Ignored, InvalidMessage, SignatureRejected
 from relayer.protocol.messages import Attested, Envelope, Epoch, Kind, ReportSignature, RoundId, from_hex, to_hex
 from relayer.protocol.outbox import Outbox
 from relayer.protocol.pacemaker import Pacemaker
@@ -93,7 +93,7 @@ class Attestation:
         for env, sender, body in early:
             try:
                 self.on_report_signature(env, sender, body)
-            except (InvalidMessage, Ignored) as exc:
+            except Dropped as exc:
                 self.stats.drop(env.sender, exc, epoch=epoch, round=round)
 
     def _quorum(self, epoch: Epoch, round: RoundId, state: RoundState) -> None:

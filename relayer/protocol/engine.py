@@ -30,7 +30,7 @@ from relayer.protocol.attestation import Attestation, AttestedReport
 from relayer.protocol.clock import AsyncioClock, Clock
 from relayer.protocol.committee import Committee
 from relayer.protocol.epoch_buffer import FutureEpochBuffer, Kept
-from relayer.protocol.errors import EquivocationRefused, Ignored, InvalidMessage
+from relayer.protocol.errors import Dropped, EquivocationRefused, Ignored, InvalidMessage
 from relayer.protocol.follower import Follower
 from relayer.protocol.leader import Leader
 from relayer.protocol.messages import Envelope, Epoch, Kind, Observation, RoundId, open_envelope, parse_body
@@ -182,7 +182,7 @@ class RoundEngine:
             if len(self._seen) > _SEEN_ENVELOPES:
                 self._seen.popitem(last=False)
             self._dispatch(env)
-        except (InvalidMessage, Ignored) as exc:
+        except Dropped as exc:
             self.stats.drop(sender_address, exc, epoch=env.epoch if env else None, round=env.round if env else None)
         except Exception:
             # A bug must cost one message, never the node.
@@ -212,7 +212,7 @@ class RoundEngine:
         env = kept.env
         try:
             self._routes[env.kind].handle(env, kept.sender, kept.body)
-        except (InvalidMessage, Ignored) as exc:
+        except Dropped as exc:
             self.stats.drop(env.sender, exc, epoch=env.epoch, round=env.round)
         except Exception:
             self.stats.dropped[(env.sender, "internal_error")] += 1

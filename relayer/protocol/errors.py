@@ -9,8 +9,8 @@ class ProtocolError(Exception):
     """Root of the round protocol's errors."""
 
 
-class InvalidMessage(ProtocolError):
-    """A wire message failed validation; `reason` is the short label counted per peer."""
+class Dropped(ProtocolError):
+    """A message the node will not act on; `reason` is the short label counted per peer."""
 
     log_level = logging.WARNING
 
@@ -20,18 +20,17 @@ class InvalidMessage(ProtocolError):
         self.detail = detail
 
 
-class Ignored(ProtocolError):
+class InvalidMessage(Dropped):
+    """A wire message failed validation (logged at WARNING)."""
+
+
+class Ignored(Dropped):
     """A valid message this node has no use for (stale epoch, not for it, late, duplicate).
 
-    Counted per peer like an invalid one, but logged at DEBUG: honest peers send these too.
+    Logged at DEBUG only: honest peers send these too.
     """
 
     log_level = logging.DEBUG
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
 
 
 class ReportMismatch(ProtocolError):

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from relayer.protocol.clock import Timer
-from relayer.protocol.errors import Ignored, InvalidMessage
+from relayer.protocol.errors import Dropped
 from relayer.protocol.messages import Envelope, Epoch, Proposal, ReportSignature, RoundId
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ class Stats:
         self.future_buffered = 0
         self.future_replayed = 0
 
-    def drop(self, peer: str, why: InvalidMessage | Ignored, *, epoch: int | None = None,
+    def drop(self, peer: str, why: Dropped, *, epoch: int | None = None,
              round: int | None = None) -> None:
         """Count a message this node will not act on, with a log line saying why: WARNING for an
         invalid one, DEBUG for one that is valid but of no use here."""
