@@ -75,8 +75,9 @@ class DevnetOptions:
     store_sync: str = "full"  # relayer Settings.store_sync
     threshold: int | None = None
     venue_faults: dict[str, str] = field(default_factory=dict)
-    # Test-only: node index -> fault name (relayer/testing/faults.py); the key "leader"
-    # stands for whichever node leads epoch 0, known only once the committee is set.
+    # Test-only: node index -> fault name (relayer/testing/faults.py), started through
+    # `python -m relayer.testing run`; the key "leader" stands for whichever node leads
+    # epoch 0, known only once the committee is set.
     node_faults: dict[int | str, str] = field(default_factory=dict)
     # Relayers started outside the committee (for rotation): they watch until added.
     spare_nodes: int = 0
@@ -95,10 +96,11 @@ class NodeProcess:
     api: str = ""
     proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, env: dict[str, str]) -> None:
+    def start(self, env: dict[str, str], fault: str | None = None) -> None:
+        command = ["relayer", "run"] if fault is None else ["relayer.testing", "run", "--fault", fault]
         log_file = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "relayer", "run", "--config", str(self.config_path)],
+            [sys.executable, "-m", *command, "--config", str(self.config_path)],
             stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env=env, preexec_fn=die_with_parent,
         )
@@ -234,12 +236,10 @@ class Devnet:
         fault = self.o.node_faults.get(index)
         if fault is None and index == self.committee.leader(0):
             fault = self.o.node_faults.get("leader")
-        if fault is not None:
-            env["RELAYER_TEST_FAULT"] = fault
-            if fault == "spam":
-                # The spammer lifts its own size limit so that it can send what others refuse.
-                env["RELAYER_MAX_MESSAGE_BYTES"] = str(4 << 20)
-        self.nodes[index].start(env)
+        if fault == "spam":
+            # The spammer lifts its own size limit so that it can send what others refuse.
+            env["RELAYER_MAX_MESSAGE_BYTES"] = str(4 << 20)
+        self.nodes[index].start(env, fault)
 
     def kill_node(self, index: int) -> None:
         """SIGKILL one relayer: no chance to flush or say goodbye."""

@@ -46,8 +46,8 @@ from relayer.p2p.errors import MessageRejected
 from relayer.p2p.host import P2PHost
 from relayer.p2p.identity import address_of_peer_id
 from relayer.protocol.committee import Committee
-from relayer.protocol.engine import AttestedReport, RoundEngine
-from relayer.protocol.errors import InvalidMessage
+from relayer.protocol.engine import AttestedReport, EngineFactory, EngineInputs, RoundEngine
+from relayer.protocol.errors import InvalidMessage, SchemeMismatch
 from relayer.protocol.messages import Envelope, FeedObservation, Observation, open_envelope
 from relayer.settings import FeedSpec, Settings, read_key_file
 from relayer.store import Store
@@ -67,8 +67,10 @@ class ServedFeed:
 
 
 class Node:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, engine_factory: EngineFactory = RoundEngine) -> None:
         self.settings = settings
+        # Only `python -m relayer.testing` passes another factory (a fault's), on a local devnet.
+        self.engine_factory = engine_factory
         self.key, self.dry_run = load_signing_key(settings)
         if self.dry_run:
             log.warning("dry run: no keystore_file or signing_key_file given; following the network, signing nothing")
@@ -171,14 +173,6 @@ class Node:
         if self.engine is not None:
             self.engine.on_wire(sender, data, opened)
 
-    def _engine_class(self) -> type[RoundEngine]:
-        if self.settings.test_fault:
-            # Test-only misbehaviour (see relayer/testing/faults.py); never set in production.
-            from relayer.testing.faults import faulty_engine_class
-
-            return faulty_engine_class(self.settings.test_fault)
-        return RoundEngine
-
     async def _start_committee(self, committee: Committee) -> None:
         """Start (or restart) the round protocol under `committee`; watch only when not a member."""
         assert self.host is not None
@@ -199,16 +193,20 @@ class Node:
                  committee.threshold, committee.digest_hex[:12], extra=extra)
         self.transmitter = Transmitter(oracle=self.oracle, committee=committee, index=index,
                                        transmitter_key=self.transmitter_key, store=self.store)
-        self.engine = self._engine_class()(
-            private_key=self.key, address=self.address, committee=committee,
-            domain=self.oracle.domain(self.chain_id), store=self.store,
-            observe=self.telemetry.timed_observe(self.observe),
-            on_attested=self.telemetry.wrap_attested(self.transmitter.handle, committee.signers),
-            # Direct streams by default: one copy per peer per message, where gossip costs
-            # several; gossip stays available for networks that are not fully connected.
-            publish=self.host.send_all if self.settings.transport == "direct" else self.host.publish,
-            send_to=self.host.send if self.settings.transport == "direct" else None,
-        )
+        try:
+            self.engine = self.engine_factory(EngineInputs(
+                private_key=self.key, address=self.address, committee=committee,
+                domain=self.oracle.domain(self.chain_id), store=self.store,
+                observe=self.telemetry.timed_observe(self.observe),
+                on_attested=self.telemetry.wrap_attested(self.transmitter.handle, committee.signers),
+                # Direct streams by default: one copy per peer per message, where gossip costs
+                # several; gossip stays available for networks that are not fully connected.
+                publish=self.host.send_all if self.settings.transport == "direct" else self.host.publish,
+                send_to=self.host.send if self.settings.transport == "direct" else None,
+            ))
+        except SchemeMismatch as exc:
+            log.error("cannot take part in this committee, watching only: %s", exc, extra=extra)
+            return
         self.engine.start()
 
     async def _watch_config(self) -> None:

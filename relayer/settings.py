@@ -56,8 +56,6 @@ class Settings(BaseSettings):
     store_sync: Literal["full", "normal"] = "full"
     # "direct": long-lived streams to each committee peer; "gossip": gossipsub on one topic.
     transport: Literal["direct", "gossip"] = "direct"
-    # Test-only: makes this node misbehave (relayer/testing/faults.py). Never set in production.
-    test_fault: str | None = None
     log_json: bool = False
     log_level: str = "INFO"
     # HTTP API, dashboard and /metrics; loopback unless the operator says otherwise.

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import json
 from enum import StrEnum
-from typing import Any, NewType
+from typing import Annotated, Any, NewType
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
 
 from relayer.chain.codec import keccak, recover_address, sign_digest
 from relayer.chain.errors import CodecError
@@ -21,6 +21,14 @@ from relayer.protocol.errors import InvalidMessage
 
 Epoch = NewType("Epoch", int)
 RoundId = NewType("RoundId", int)
+
+# Hex on the wire is always lower case with a 0x prefix: one spelling per value keeps the
+# encoding canonical. A 32-byte digest (config digest, report digest):
+DigestHex = Annotated[str, StringConstraints(pattern=r"^0x[0-9a-f]{64}$")]
+# A 65-byte r||s||v secp256k1 signature (envelopes, and reports under scheme 0x0001):
+SignatureHex = Annotated[str, StringConstraints(pattern=r"^0x[0-9a-f]{130}$")]
+# A report's update words, 32 bytes each:
+UpdatesHex = Annotated[str, StringConstraints(pattern=r"^0x([0-9a-f]{64})*$")]
 
 WIRE_VERSION = 1
 MAX_MESSAGE_BYTES = 1 << 20
@@ -59,12 +67,12 @@ class Envelope(BaseModel):
 
     v: int
     kind: Kind
-    digest: str = Field(pattern=r"^0x[0-9a-f]{64}$")
-    epoch: int = Field(ge=0, le=_MAX_U32)
-    round: int = Field(ge=0, le=_MAX_U32)
+    digest: DigestHex
+    epoch: Epoch = Field(ge=0, le=_MAX_U32)
+    round: RoundId = Field(ge=0, le=_MAX_U32)
     sender: str = Field(pattern=r"^0x[0-9a-fA-F]{40}$")
     body: dict[str, Any]
-    sig: str = Field(pattern=r"^0x[0-9a-f]{130}$")
+    sig: SignatureHex
 
     @field_validator("v")
     @classmethod
@@ -114,9 +122,9 @@ def seal(
     config_digest: bytes,
     epoch: int,
     round: int,
-    body: BaseModel,
+    body: BaseModel | dict[str, Any],
 ) -> Envelope:
-    """Build and sign an envelope; the body is a pydantic model dumped in JSON mode."""
+    """Build and sign an envelope; a model body is dumped in JSON mode, a dict is sent as it is."""
     unsigned = {
         "v": WIRE_VERSION,
         "kind": kind.value,
@@ -124,7 +132,7 @@ def seal(
         "epoch": epoch,
         "round": round,
         "sender": sender,
-        "body": body.model_dump(mode="json"),
+        "body": body.model_dump(mode="json") if isinstance(body, BaseModel) else body,
     }
     signature = sign_digest(private_key, keccak(_SIGNING_TAG + canonical_json(unsigned)))
     return Envelope.model_validate({**unsigned, "sig": "0x" + signature.hex()})
@@ -193,17 +201,17 @@ class Observation(_Body):
 
 class Proposal(_Body):
     observations: tuple[dict[str, Any], ...]
-    updates: str = Field(pattern=r"^0x([0-9a-f]{64})*$")
+    updates: UpdatesHex
 
 
 class ReportSignature(_Body):
-    report_digest: str = Field(pattern=r"^0x[0-9a-f]{64}$")
-    signature: str = Field(pattern=r"^0x[0-9a-f]{130}$")
+    report_digest: DigestHex
+    signature: SignatureHex
 
 
 class Attested(_Body):
-    updates: str = Field(pattern=r"^0x([0-9a-f]{64})*$")
-    signatures: tuple[tuple[int, str], ...]
+    updates: UpdatesHex
+    signatures: tuple[tuple[int, SignatureHex], ...]
 
 
 class NewEpoch(_Body):
@@ -225,3 +233,13 @@ def parse_body(envelope: Envelope) -> _Body:
         return BODY_MODELS[envelope.kind].model_validate(envelope.body)
     except ValidationError as exc:
         raise InvalidMessage("malformed", f"{envelope.kind.value} body: {_first_error(exc)}") from None
+
+
+def to_hex(data: bytes) -> str:
+    """The wire spelling of bytes: 0x and lower-case hex."""
+    return "0x" + data.hex()
+
+
+def from_hex(text: str) -> bytes:
+    """Bytes of a wire hex string that its model has already checked."""
+    return bytes.fromhex(text[2:])

@@ -1,8 +1,11 @@
-"""Test-only misbehaviour for real nodes: subclasses of RoundEngine that lie in chosen ways.
+"""Test-only misbehaviour for real nodes: each fault attacks one check that honest nodes or
+the contract must make.
 
-A node runs one of these only when its settings carry `test_fault` (tests and the
-Byzantine scenarios set it through `RELAYER_TEST_FAULT`); production code never does.
-Each fault attacks one check that honest nodes or the contract must make.
+A fault never reaches into the engine: it wraps what the engine is given, the wire below
+the outbox (what leaves the process, as bytes), the outbox (what the protocol phases send)
+or the observe callable (what the node says it saw). `FaultyEngineFactory` builds an
+ordinary `RoundEngine` around those wrappers; only `python -m relayer.testing` hands one to
+a node, and only on a local devnet (`relayer.testing.run`).
 """
 
 from __future__ import annotations
@@ -10,168 +13,282 @@ from __future__ import annotations
 import json
 import secrets
 from collections import deque
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import ClassVar
 
-from relayer.chain.codec import FeedUpdate, decode_updates, encode_updates, keccak, sign_digest
-from relayer.protocol.engine import RoundEngine
+from pydantic import BaseModel
+
+from relayer.chain.codec import FeedUpdate, ReportDomain, decode_updates, encode_updates, keccak
+from relayer.protocol.clock import Clock
+from relayer.protocol.committee import Committee
+from relayer.protocol.engine import EngineInputs, RoundEngine
 from relayer.protocol.messages import (
-    Envelope,
+    Epoch,
     FeedObservation,
     Kind,
     Observation,
     Proposal,
     ReportSignature,
+    RoundId,
+    from_hex,
     open_envelope,
     seal,
+    to_hex,
 )
+from relayer.protocol.outbox import Outbox
+from relayer.protocol.signer import EcdsaReportSigner
+
+Publish = Callable[[bytes], None]
+SendTo = Callable[[str, bytes], None]
+Observe = Callable[[], Observation]
 
 
-class SilentEngine(RoundEngine):
-    """Connected but mute: never publishes (a withholding leader, a crashed follower)."""
-
-    def _send_raw(self, data: bytes) -> None:
-        return None
+class UnknownFault(ValueError):
+    """No fault of that name; the message lists the known ones."""
 
 
-class WrongMedianEngine(RoundEngine):
+@dataclass(frozen=True)
+class FaultContext:
+    """What a fault may use besides the engine's inputs: the node's key, as the node itself has it."""
+
+    private_key: bytes
+    address: str
+    committee: Committee
+    domain: ReportDomain
+
+
+class OutboxWrapper(Outbox):
+    """Passes everything to the wrapped outbox; a fault overrides what it lies about."""
+
+    def __init__(self, inner: Outbox) -> None:
+        self.inner = inner
+        self.committee = inner.committee
+
+    def seal(self, kind: Kind, epoch: Epoch, round: RoundId, body: BaseModel) -> bytes:
+        return self.inner.seal(kind, epoch, round, body)
+
+    def send_all(self, data: bytes, *, to_self: bool = True) -> None:
+        self.inner.send_all(data, to_self=to_self)
+
+    def send_to(self, index: int, data: bytes) -> None:
+        self.inner.send_to(index, data)
+
+
+class Fault:
+    """Honest by default: each hook returns what it was given."""
+
+    name: ClassVar[str]
+
+    def __init__(self, ctx: FaultContext) -> None:
+        self.ctx = ctx
+
+    def wire(self, publish: Publish, send_to: SendTo | None) -> tuple[Publish, SendTo | None]:
+        return publish, send_to
+
+    def outbox(self, outbox: Outbox) -> Outbox:
+        return outbox
+
+    def observe(self, observe: Observe) -> Observe:
+        return observe
+
+
+class Silent(Fault):
+    """Connected but mute: nothing leaves the process (a withholding leader, a hung follower)."""
+
+    name = "silent"
+
+    def wire(self, publish: Publish, send_to: SendTo | None) -> tuple[Publish, SendTo | None]:
+        return (lambda data: None), (lambda address, data: None)
+
+
+class _ProposalLie(OutboxWrapper):
+    def __init__(self, inner: Outbox, change: Callable[[Proposal], Proposal]) -> None:
+        super().__init__(inner)
+        self._change = change
+
+    def broadcast(self, kind: Kind, epoch: Epoch, round: RoundId, body: BaseModel, *, to_self: bool = True) -> None:
+        if isinstance(body, Proposal):
+            body = self._change(body)
+        super().broadcast(kind, epoch, round, body, to_self=to_self)
+
+
+class WrongMedian(Fault):
     """As leader, proposes honest observations with a value of its own choosing."""
 
-    def _broadcast(self, kind: Kind, epoch: int, round: int, body: Any) -> None:
-        if kind is Kind.PROPOSAL:
-            updates = decode_updates(bytes.fromhex(body.updates[2:]))
+    name = "wrong_median"
+
+    def outbox(self, outbox: Outbox) -> Outbox:
+        def skew(proposal: Proposal) -> Proposal:
+            updates = decode_updates(from_hex(proposal.updates))
             skewed = [FeedUpdate(u.feed_index, u.observed_at, u.num_sources, u.value * 2) for u in updates]
-            body = Proposal(observations=body.observations, updates="0x" + encode_updates(skewed).hex())
-        super()._broadcast(kind, epoch, round, body)
+            return Proposal(observations=proposal.observations, updates=to_hex(encode_updates(skewed)))
+
+        return _ProposalLie(outbox, skew)
 
 
-class DropObservationsEngine(RoundEngine):
+class DropObservations(Fault):
     """As leader, proposes fewer than 2f+1 observations (its own and f others)."""
 
-    def _broadcast(self, kind: Kind, epoch: int, round: int, body: Any) -> None:
-        if kind is Kind.PROPOSAL:
-            kept = body.observations[: self.committee.f + 1]
-            body = Proposal(observations=kept, updates=body.updates)
-        super()._broadcast(kind, epoch, round, body)
+    name = "drop_observations"
+
+    def outbox(self, outbox: Outbox) -> Outbox:
+        keep = self.ctx.committee.f + 1
+        return _ProposalLie(outbox, lambda p: Proposal(observations=p.observations[:keep], updates=p.updates))
 
 
-class ForgeObservationEngine(RoundEngine):
+class ForgeObservation(Fault):
     """As leader, alters one honest observation it forwards (its signature no longer holds)."""
 
-    def _broadcast(self, kind: Kind, epoch: int, round: int, body: Any) -> None:
-        if kind is Kind.PROPOSAL:
-            forged = json.loads(json.dumps(list(body.observations)))
+    name = "forge_observation"
+
+    def outbox(self, outbox: Outbox) -> Outbox:
+        def forge(proposal: Proposal) -> Proposal:
+            forged = json.loads(json.dumps(list(proposal.observations)))
             for feed in forged[-1]["body"]["feeds"]:
                 feed["value"] = feed["value"] * 3
-            body = Proposal(observations=tuple(forged), updates=body.updates)
-        super()._broadcast(kind, epoch, round, body)
+            return Proposal(observations=tuple(forged), updates=proposal.updates)
+
+        return _ProposalLie(outbox, forge)
 
 
-class AbsurdValuesEngine(RoundEngine):
+class AbsurdValues(Fault):
     """Observes zero, negative and 1000x values in turn (f such nodes must not move a median)."""
 
-    def __init__(self, **kwargs: Any) -> None:
-        honest_observe = kwargs["observe"]
-        self._turn = 0
+    name = "absurd"
+
+    def observe(self, observe: Observe) -> Observe:
+        turn = 0
 
         def absurd() -> Observation:
-            self._turn += 1
-            factor = (0, -1, 1000)[self._turn % 3]
-            feeds = honest_observe().feeds
+            nonlocal turn
+            turn += 1
+            factor = (0, -1, 1000)[turn % 3]
             return Observation(feeds=tuple(
                 FeedObservation(feed_index=f.feed_index, value=f.value * factor, observed_at=f.observed_at,
                                 num_sources=f.num_sources)
-                for f in feeds
+                for f in observe().feeds
             ))
 
-        kwargs["observe"] = absurd
-        super().__init__(**kwargs)
+        return absurd
 
 
-class EquivocatingEngine(RoundEngine):
+class _Equivocating(OutboxWrapper):
+    def __init__(self, inner: Outbox, fault: Equivocate) -> None:
+        super().__init__(inner)
+        self._fault = fault
+
+    def to_leader(self, kind: Kind, epoch: Epoch, round: RoundId, body: BaseModel) -> None:
+        if not isinstance(body, ReportSignature):
+            super().to_leader(kind, epoch, round, body)
+            return
+        self.broadcast(kind, epoch, round, body)
+        other = self._fault.other_report(epoch, round)
+        if other is not None:
+            self.broadcast(kind, epoch, round, other)
+
+
+class Equivocate(Fault):
     """Signs a second, different report for every round it co-signs, bypassing its own store,
     and sends both signatures to every member (not only to the leader)."""
 
-    def _send_report_signature(self, epoch: int, round: int, body: ReportSignature) -> None:
-        self._broadcast(Kind.REPORT_SIGNATURE, epoch, round, body)
-        state = self._rounds.get((epoch, round))
-        if state is None or state.updates is None:
-            return
-        updates = decode_updates(state.updates)
-        other = encode_updates([FeedUpdate(u.feed_index, u.observed_at, u.num_sources, u.value + 1) for u in updates])
-        digest = self.domain.report_digest(self.committee.config_digest, epoch, round, other)
-        conflicting = ReportSignature(report_digest="0x" + digest.hex(),
-                                      signature="0x" + sign_digest(self._key, digest).hex())
-        self._broadcast(Kind.REPORT_SIGNATURE, epoch, round, conflicting)
+    name = "equivocate"
+
+    def __init__(self, ctx: FaultContext) -> None:
+        super().__init__(ctx)
+        self._last: Observation | None = None
+        self._signer = EcdsaReportSigner(ctx.private_key)
+
+    def observe(self, observe: Observe) -> Observe:
+        def remembering() -> Observation:
+            self._last = observe()
+            return self._last
+
+        return remembering
+
+    def outbox(self, outbox: Outbox) -> Outbox:
+        return _Equivocating(outbox, self)
+
+    def other_report(self, epoch: Epoch, round: RoundId) -> ReportSignature | None:
+        """A signature over a report the leader never proposed: this node's last observation, nudged."""
+        if self._last is None or not self._last.feeds:
+            return None
+        other = encode_updates([FeedUpdate(f.feed_index, f.observed_at, f.num_sources, f.value + 1)
+                                for f in self._last.feeds])
+        digest = self.ctx.domain.report_digest(self.ctx.committee.config_digest, epoch, round, other)
+        return ReportSignature(report_digest=to_hex(digest), signature=to_hex(self._signer.sign(digest)))
 
 
-class ReplayEngine(RoundEngine):
+class Replay(Fault):
     """Re-publishes its own old messages, and copies of them re-sealed under a foreign digest."""
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._sent: deque[bytes] = deque(maxlen=32)
+    name = "replay"
 
-    def _send_to_leader(self, epoch: int, data: bytes) -> None:
-        super()._send_to_leader(epoch, data)
-        self._replay(data)
+    def wire(self, publish: Publish, send_to: SendTo | None) -> tuple[Publish, SendTo | None]:
+        sent: deque[bytes] = deque(maxlen=32)
 
-    def _send_raw(self, data: bytes) -> None:
-        super()._send_raw(data)
-        self._replay(data)
+        def replay(data: bytes) -> None:
+            if len(sent) >= 4:
+                old = sent[0]
+                publish(old)  # an exact replay of an earlier message
+                env = open_envelope(old)
+                foreign = seal(private_key=self.ctx.private_key, sender=self.ctx.address, kind=env.kind,
+                               config_digest=keccak(secrets.token_bytes(8)), epoch=env.epoch, round=env.round,
+                               body=env.body)
+                publish(foreign.encode())
+            sent.append(data)
 
-    def _replay(self, data: bytes) -> None:
-        if len(self._sent) >= 4:
-            old = self._sent[0]
-            self._publish(old)  # an exact replay of an earlier message
-            env = open_envelope(old)
-            foreign = seal(private_key=self._key, sender=self.address, kind=env.kind,
-                           config_digest=keccak(secrets.token_bytes(8)), epoch=env.epoch, round=env.round,
-                           body=_RawBody(env))
-            self._publish(foreign.encode())
-        self._sent.append(data)
+        def publishing(data: bytes) -> None:
+            publish(data)
+            replay(data)
 
+        def sending(address: str, data: bytes) -> None:
+            (send_to or (lambda _, d: publish(d)))(address, data)
+            replay(data)
 
-class _RawBody:
-    """Lets `seal` re-use an envelope's body as is."""
-
-    def __init__(self, env: Envelope) -> None:
-        self._body = env.body
-
-    def model_dump(self, mode: str = "json") -> dict[str, Any]:
-        return self._body
+        return publishing, sending
 
 
-class SpamEngine(RoundEngine):
+class Spam(Fault):
     """Publishes oversized and malformed messages besides its honest ones."""
 
-    def _send_raw(self, data: bytes) -> None:
-        super()._send_raw(data)
-        self._spam()
+    name = "spam"
 
-    def _send_to_leader(self, epoch: int, data: bytes) -> None:
-        super()._send_to_leader(epoch, data)
-        self._spam()
+    def wire(self, publish: Publish, send_to: SendTo | None) -> tuple[Publish, SendTo | None]:
+        def spam() -> None:
+            publish(b"this is not json")
+            publish(json.dumps({"v": 1, "kind": "observation", "digest": "0x00"}).encode())
+            publish(b"{" + b" " * (1 << 20) + b"}")  # over the honest nodes' 1 MiB limit
 
-    def _spam(self) -> None:
-        self._publish(b"this is not json")
-        self._publish(json.dumps({"v": 1, "kind": "observation", "digest": "0x00"}).encode())
-        self._publish(b"{" + b" " * (1 << 20) + b"}")  # over the honest nodes' 1 MiB limit
+        def publishing(data: bytes) -> None:
+            publish(data)
+            spam()
+
+        def sending(address: str, data: bytes) -> None:
+            (send_to or (lambda _, d: publish(d)))(address, data)
+            spam()
+
+        return publishing, sending
 
 
-FAULTS: dict[str, type[RoundEngine]] = {
-    "silent": SilentEngine,
-    "wrong_median": WrongMedianEngine,
-    "drop_observations": DropObservationsEngine,
-    "forge_observation": ForgeObservationEngine,
-    "absurd": AbsurdValuesEngine,
-    "equivocate": EquivocatingEngine,
-    "replay": ReplayEngine,
-    "spam": SpamEngine,
+FAULTS: dict[str, type[Fault]] = {
+    cls.name: cls
+    for cls in (Silent, WrongMedian, DropObservations, ForgeObservation, AbsurdValues, Equivocate, Replay, Spam)
 }
 
 
-def faulty_engine_class(name: str) -> type[RoundEngine]:
-    try:
-        return FAULTS[name]
-    except KeyError:
-        raise ValueError(f"unknown test fault {name!r}; known: {', '.join(sorted(FAULTS))}") from None
+class FaultyEngineFactory:
+    """An `EngineFactory` for `Node`: an ordinary `RoundEngine` around one fault's wrappers."""
+
+    def __init__(self, name: str) -> None:
+        try:
+            self.fault = FAULTS[name]
+        except KeyError:
+            raise UnknownFault(f"unknown test fault {name!r}; known: {', '.join(sorted(FAULTS))}") from None
+        self.name = name
+
+    def __call__(self, inputs: EngineInputs, *, clock: Clock | None = None) -> RoundEngine:
+        fault = self.fault(FaultContext(inputs.private_key, inputs.address, inputs.committee, inputs.domain))
+        publish, send_to = fault.wire(inputs.publish, inputs.send_to)
+        faulty = replace(inputs, observe=fault.observe(inputs.observe), publish=publish, send_to=send_to)
+        return RoundEngine(faulty, wrap_outbox=fault.outbox, clock=clock)

@@ -8,10 +8,12 @@ import pytest
 from relayer.chain.codec import address_of
 from relayer.protocol.errors import InvalidMessage
 from relayer.protocol.messages import (
+    Attested,
     FeedObservation,
     Kind,
     Observation,
     ObserveRequest,
+    ReportSignature,
     open_envelope,
     parse_body,
     seal,
@@ -83,3 +85,24 @@ def test_observation_feeds_must_be_ascending() -> None:
     env = seal(private_key=key, sender=address_of(key), kind=Kind.OBSERVE_REQUEST, config_digest=DIGEST,
                epoch=0, round=1, body=ObserveRequest(started_at_ms=5))
     assert isinstance(parse_body(open_envelope(env.encode())), ObserveRequest)
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"report_digest": "0x" + "AB" * 32, "signature": "0x" + "ab" * 65}, "report_digest"),  # upper case
+        ({"report_digest": "0x" + "ab" * 31, "signature": "0x" + "ab" * 65}, "report_digest"),  # 31 bytes
+        ({"report_digest": "0x" + "ab" * 32, "signature": "ab" * 65}, "signature"),  # no 0x
+        ({"report_digest": "0x" + "ab" * 32, "signature": "0x" + "ab" * 64}, "signature"),
+    ],
+)
+def test_digests_and_signatures_have_one_hex_spelling(body: dict[str, str], field: str) -> None:
+    with pytest.raises(ValueError, match=field):
+        ReportSignature.model_validate(body)
+
+
+def test_attested_signatures_are_hex_checked() -> None:
+    good = {"updates": "0x" + "00" * 32, "signatures": [[0, "0x" + "ab" * 65]]}
+    assert Attested.model_validate(good).signatures[0][1] == "0x" + "ab" * 65
+    with pytest.raises(ValueError):
+        Attested.model_validate({**good, "signatures": [[0, "not hex"]]})

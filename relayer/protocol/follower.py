@@ -1,0 +1,143 @@
+"""A member's side of a round: answer the leader's observe request, check and co-sign its proposal.
+
+A follower signs an observation or a report only after the store has durably recorded
+it, and never two different ones for the same (digest, epoch, round) (slashing
+protection, after EIP-3076). Before co-signing a proposal it re-verifies every included
+observation (signature, membership, distinctness, round) and recomputes the report from
+them; the leader's own proposal, built from observations it verified on arrival, is not
+checked twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from relayer.chain.codec import ReportDomain, encode_updates
+from relayer.chain.errors import CodecError
+from relayer.protocol.attestation import Attestation
+from relayer.protocol.committee import Committee
+from relayer.protocol.errors import EquivocationRefused, Ignored, InvalidMessage, ReportMismatch
+from relayer.protocol.leader import count_outliers
+from relayer.protocol.messages import (
+    Envelope,
+    Kind,
+    Observation,
+    ObserveRequest,
+    Proposal,
+    ReportSignature,
+    from_hex,
+    open_envelope,
+    to_hex,
+)
+from relayer.protocol.outbox import Outbox
+from relayer.protocol.report import build_updates
+from relayer.protocol.round_state import Rounds, Stats
+from relayer.protocol.signer import ReportSigner
+from relayer.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class Follower:
+    def __init__(self, *, committee: Committee, index: int, store: Store, observe: Callable[[], Observation],
+                 outbox: Outbox, signer: ReportSigner, domain: ReportDomain, rounds: Rounds, stats: Stats,
+                 attestation: Attestation) -> None:
+        self.committee = committee
+        self.index = index
+        self.store = store
+        self.observe = observe
+        self.outbox = outbox
+        self.signer = signer
+        self.domain = domain
+        self.rounds = rounds
+        self.stats = stats
+        self.attestation = attestation
+        self.digest = committee.digest_hex
+
+    def on_observe_request(self, env: Envelope, sender: int, body: ObserveRequest) -> None:
+        if self.committee.leader(env.epoch) != sender:
+            raise InvalidMessage("not_leader", f"observe request for epoch {env.epoch} from a non-leader")
+        existing = self.store.signed_observation(self.digest, env.epoch, env.round)
+        if existing is not None:
+            # Asked again (a restarted leader): the same signed observation, never a new one.
+            self.outbox.send_to_leader(env.epoch, existing.encode())
+            return
+        try:
+            self.store.check_observation_allowed(self.digest, env.epoch, env.round)
+        except EquivocationRefused as exc:
+            self.stats.refused["observation"] += 1
+            log.warning("%s", exc, extra={"epoch": env.epoch, "round": env.round})
+            return
+        encoded = self.outbox.seal(Kind.OBSERVATION, env.epoch, env.round, self.observe())
+        self.store.record_observation(self.digest, env.epoch, env.round, encoded.decode())
+        self.outbox.send_to_leader(env.epoch, encoded)
+
+    def on_proposal(self, env: Envelope, sender: int, body: Proposal) -> None:
+        if self.committee.leader(env.epoch) != sender:
+            raise InvalidMessage("not_leader", f"proposal for epoch {env.epoch} from a non-leader")
+        state = self.rounds.state(env.epoch, env.round)
+        if state.updates is not None:
+            raise Ignored("duplicate_proposal", f"a second proposal for round {env.round}")
+        if sender == self.index and body == state.own_proposal:
+            # Our own proposal, exactly as we built it from observations we had verified.
+            updates, observation_dicts = from_hex(body.updates), list(body.observations)
+        else:
+            updates, observation_dicts = self._verify(env, body)
+        report_digest = self.domain.report_digest(self.committee.config_digest, env.epoch, env.round, updates)
+        try:
+            earlier = self.store.check_report_allowed(self.digest, env.epoch, env.round, report_digest)
+        except EquivocationRefused as exc:
+            self.stats.refused["report"] += 1
+            log.warning("%s", exc, extra={"epoch": env.epoch, "round": env.round})
+            return
+        signature = earlier.signature if earlier else self.signer.sign(report_digest)
+        self.store.record_report_signature(self.digest, env.epoch, env.round, report_digest, updates, signature)
+        state.updates, state.report_digest, state.observation_dicts = updates, report_digest, observation_dicts
+        self.outbox.to_leader(Kind.REPORT_SIGNATURE, env.epoch, env.round,
+                              ReportSignature(report_digest=to_hex(report_digest), signature=to_hex(signature)))
+        self.attestation.release_early(env.epoch, env.round)
+
+    def _verify(self, env: Envelope, body: Proposal) -> tuple[bytes, list[dict[str, Any]]]:
+        seen: set[int] = set()
+        observations: list[Observation] = []
+        inners: list[Envelope] = []
+        for raw in body.observations:
+            try:
+                inner = open_envelope(raw)
+            except InvalidMessage as exc:
+                raise InvalidMessage("bad_proposal", f"an included observation fails: {exc}") from None
+            if inner.kind is not Kind.OBSERVATION:
+                raise InvalidMessage("bad_proposal", f"proposal carries a {inner.kind.value}, not an observation")
+            if (inner.digest, inner.epoch, inner.round) != (env.digest, env.epoch, env.round):
+                raise InvalidMessage("bad_proposal", "an included observation is for another digest, epoch or round")
+            who = self.committee.index_of(inner.sender)
+            if who is None:
+                raise InvalidMessage("bad_proposal", f"an included observation is from non-member {inner.sender}")
+            if who in seen:
+                raise InvalidMessage("bad_proposal", f"observation of {inner.sender} included twice")
+            seen.add(who)
+            try:
+                parsed = Observation.model_validate(inner.body)
+            except ValueError as exc:
+                raise InvalidMessage("bad_proposal", f"an included observation does not parse: {exc}") from None
+            observations.append(parsed)
+            inners.append(inner)
+        if len(observations) < self.committee.quorum:
+            raise InvalidMessage(
+                "bad_proposal", f"{len(observations)} observations, a report needs {self.committee.quorum}"
+            )
+        built = build_updates(observations, quorum=self.committee.quorum)
+        try:
+            updates = encode_updates(built)
+        except CodecError:
+            updates = b""
+        proposed = from_hex(body.updates)
+        if updates != proposed or not updates:
+            raise InvalidMessage("bad_proposal", str(ReportMismatch(
+                f"leader proposed {proposed.hex()[:24]}.., recomputed {updates.hex()[:24]}.."
+            )))
+        if self.committee.leader(env.epoch) != self.index:  # the leader counted them when proposing
+            count_outliers(inners, observations, built, self.stats)
+        return updates, list(body.observations)

@@ -1,0 +1,98 @@
+"""What a node knows about each round it takes part in, kept for the last few dozen rounds,
+and the engine's counters.
+
+The leader fills in observations and its proposal, the follower side the report it signed,
+attestation the co-signatures; one `RoundState` per (epoch, round) holds all of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from relayer.protocol.clock import Timer
+from relayer.protocol.errors import Dropped
+from relayer.protocol.messages import Envelope, Epoch, Proposal, ReportSignature, RoundId
+
+log = logging.getLogger(__name__)
+
+KEEP_ROUNDS = 64
+
+RoundKey = tuple[Epoch, RoundId]
+
+
+@dataclass
+class RoundState:
+    started_at: float | None = None  # unix time the leader sent its observe request
+    started_mono: float | None = None
+    observations: dict[int, Envelope] = field(default_factory=dict)
+    proposal_timer: Timer | None = None
+    proposed: bool = False
+    updates: bytes | None = None
+    report_digest: bytes | None = None
+    observation_dicts: list[dict[str, Any]] | None = None
+    signatures: dict[int, bytes] = field(default_factory=dict)
+    early_signatures: list[tuple[Envelope, int, ReportSignature]] = field(default_factory=list)
+    own_proposal: Proposal | None = None  # as the leader built it, before it went out
+    attested: bool = False
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class Rounds:
+    """The round states of the latest `KEEP_ROUNDS` rounds; older ones are forgotten."""
+
+    def __init__(self, keep: int = KEEP_ROUNDS) -> None:
+        self._keep = keep
+        self._states: dict[RoundKey, RoundState] = {}
+
+    def get(self, epoch: Epoch, round: RoundId) -> RoundState | None:
+        return self._states.get((epoch, round))
+
+    def state(self, epoch: Epoch, round: RoundId) -> RoundState:
+        key = (epoch, round)
+        found = self._states.get(key)
+        if found is None:
+            found = self._states[key] = RoundState()
+            if len(self._states) > self._keep:
+                for old in sorted(self._states)[: len(self._states) - self._keep]:
+                    del self._states[old]
+        return found
+
+    def cancel_timers(self) -> None:
+        for state in self._states.values():
+            if state.proposal_timer is not None:
+                state.proposal_timer.cancel()
+
+
+class Stats:
+    """Counters the node exposes; drops are counted per (peer, reason).
+
+    Reasons of invalid messages (WARNING): oversized, malformed, bad_signature,
+    sender_mismatch, replayed, wrong_digest, not_in_committee, not_leader, bad_proposal,
+    conflicting_signature, bad_attested. Of valid ones this node does not use (DEBUG):
+    stale_epoch, future_epoch_full, not_for_me, unknown_round, late_observation,
+    duplicate_observation, duplicate_proposal, late_signature, early_buffer_full,
+    duplicate_attested. Besides: outlier_observation (used, but far from the median) and
+    internal_error (a bug cost one message).
+    """
+
+    def __init__(self) -> None:
+        self.dropped: defaultdict[tuple[str, str], int] = defaultdict(int)
+        self.refused: defaultdict[str, int] = defaultdict(int)
+        self.rounds_started = 0
+        self.reports_attested = 0
+        self.epoch_changes = 0
+        # Messages for an epoch this node had not reached, kept and later handled.
+        self.future_buffered = 0
+        self.future_replayed = 0
+
+    def drop(self, peer: str, why: Dropped, *, epoch: int | None = None,
+             round: int | None = None) -> None:
+        """Count a message this node will not act on, with a log line saying why: WARNING for an
+        invalid one, DEBUG for one that is valid but of no use here."""
+        self.dropped[(peer, why.reason)] += 1
+        log.log(why.log_level, "dropped message from %s: %s", peer, why,
+                extra={"peer": peer, "epoch": epoch, "round": round})

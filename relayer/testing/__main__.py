@@ -1,0 +1,5 @@
+import sys
+
+from relayer.testing.run import main
+
+sys.exit(main())
