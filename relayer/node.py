@@ -28,6 +28,7 @@ from relayer.chain.contract import chain_id_of
 from relayer.chain.oracle import QuorumOracleClient
 from relayer.chain.risk_gate import RiskGateClient
 from relayer.chain.rpc import JsonRpcClient
+from relayer.chain.txmanager import TxManager
 from relayer.keystore import load_signing_key
 from relayer.logs import register_secret, set_log_identity
 from relayer.metrics import (
@@ -85,6 +86,9 @@ class Node:
         self.engine: RoundEngine | None = None
         self.host: P2PHost[Envelope] | None = None
         self.transmitter: Transmitter | None = None
+        # One transaction manager per transmitting key, across committee changes: it owns the nonce.
+        self.txmanager: TxManager | None = None
+        self._committees_seen = 0
         self.committee: Committee | None = None
         self.telemetry = Telemetry(
             NodeIdentity(name=settings.name, address=self.address, dry_run=self.dry_run,
@@ -191,8 +195,9 @@ class Node:
             return
         log.info("committee member %d of %d (f=%d, threshold=%d, digest %s)", index, committee.n, committee.f,
                  committee.threshold, committee.digest_hex[:12], extra=extra)
+        self._committees_seen += 1
         self.transmitter = Transmitter(oracle=self.oracle, committee=committee, index=index,
-                                       transmitter_key=self.transmitter_key, store=self.store)
+                                       txmanager=self.txmanager, store=self.store, generation=self._committees_seen)
         try:
             self.engine = self.engine_factory(EngineInputs(
                 private_key=self.key, address=self.address, committee=committee,
@@ -276,6 +281,11 @@ class Node:
         w3 = AsyncWeb3(AsyncHTTPProvider(s.rpc_urls[0]))
         self.chain_id = await chain_id_of(self.rpc)
         self.oracle = QuorumOracleClient(w3, s.oracle_address, rpc=self.rpc)
+        if self.transmitter_key is not None:
+            self.txmanager = TxManager(
+                self.rpc, self.transmitter_key, self.chain_id, max_fee_per_gas=int(s.max_fee_per_gas_gwei * 10**9),
+                resend_after_blocks=s.resend_after_blocks, confirmations=s.confirmations,
+            )
         committee = Committee.from_onchain(await self.oracle.config())
         self.served = [ServedFeed(f, await self.oracle.feed_index(f.feed_id)) for f in s.feeds]
         sources = {name: make_source(name, s.source_urls.get(name), timeout=s.source_timeout)
@@ -332,6 +342,8 @@ class Node:
                     await api.stop()
                 if self.engine is not None:
                     await self.engine.stop()
+                if self.txmanager is not None:
+                    await self.txmanager.stop()
                 scheduler.shutdown(wait=False)
                 self._snapshot_stats()  # the final counters, for status and benchmarks
                 await self.host.stop()

@@ -63,6 +63,12 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8788, ge=0, le=65535)
     chain_id: int | None = Field(default=None, ge=1)
+    # Transactions: never pay more than this per gas (during a spike above it, wait at the cap);
+    # re-broadcast or re-price a pending one after this many blocks; count a report landed after
+    # this many blocks on top of its own (0 on a devnet).
+    max_fee_per_gas_gwei: float = Field(default=500.0, gt=0)
+    resend_after_blocks: int = Field(default=3, ge=1)
+    confirmations: int = Field(default=0, ge=0)
 
     @model_validator(mode="after")
     def _one_key_source(self) -> "Settings":

@@ -1,8 +1,14 @@
-"""Staged transmission of attested reports.
+"""Staged transmission of attested reports, through the node's transaction manager.
 
 Every node derives the same transmitter order from (config digest, epoch, round); the
-k-th waits k stages and then transmits only if the chain does not already hold this
-round or a newer one. One honest transmitter is enough; the others cost a read.
+k-th waits k stages and then hands the report to its transaction manager
+(`relayer.chain.txmanager`), which sends only the newest report it holds: an older one
+still waiting is dropped, one in flight is replaced on its nonce. Before every broadcast
+the manager asks whether the chain already holds this round or a newer one; one honest
+transmitter is enough, and the others cost a read.
+
+A landed report is watched until a newer one lands: if its block leaves the canonical
+chain (a reorg) and the chain no longer holds it or anything newer, it is sent again.
 """
 
 from __future__ import annotations
@@ -12,8 +18,10 @@ import logging
 import time
 from dataclasses import dataclass
 
+from relayer.chain.contract import revert_error
 from relayer.chain.errors import ChainError, TransmitError
 from relayer.chain.oracle import QuorumOracleClient
+from relayer.chain.txmanager import Status, TxManager, TxOutcome, TxRequest
 from relayer.protocol.committee import Committee
 from relayer.protocol.engine import AttestedReport
 from relayer.store import Store
@@ -30,6 +38,7 @@ class TransmissionStats:
     superseded: int = 0
     failed: int = 0
     gas_used: int = 0
+    reorged: int = 0
 
 
 class Transmitter:
@@ -39,82 +48,106 @@ class Transmitter:
         oracle: QuorumOracleClient,
         committee: Committee,
         index: int,
-        transmitter_key: bytes | None,
+        txmanager: TxManager | None,
         store: Store,
-        attempts: int = 4,
+        generation: int = 0,
     ) -> None:
+        # The transaction manager orders requests by key; a later committee's reports (whose
+        # rounds start again at 0) must still count as newer than an earlier committee's.
         self.oracle = oracle
         self.committee = committee
         self.index = index
-        self._key = transmitter_key
+        self.txmanager = txmanager
         self.store = store
-        self.attempts = attempts
+        self.generation = generation
         self.stats = TransmissionStats()
-        self._lock = asyncio.Lock()
+        self._landed: tuple[AttestedReport, TxOutcome] | None = None
 
-    async def _already_onchain(self, report: AttestedReport) -> bool:
-        return await self.oracle.latest_epoch_round() >= report.key
+    async def _onchain_key(self) -> tuple[int, int]:
+        epoch, round = await self.oracle.latest_epoch_round()
+        return (int(epoch), int(round))
 
     async def handle(self, report: AttestedReport) -> None:
         """Wait our stage, then transmit unless the chain has this round already. Never raises."""
         extra = {"epoch": report.epoch, "round": report.round}
-        digest = "0x" + report.config_digest.hex()
         try:
+            await self._recheck_landed()
             order = self.committee.transmitter_order(report.epoch, report.round)
             stage = order.index(self.index)
             await asyncio.sleep(stage * self.committee.offchain.transmit_stage_ms / 1000)
-            if self._key is None:
+            if self.txmanager is None:
                 log.info("dry run: would transmit at stage %d", stage, extra=extra)
                 return
-            for attempt in range(1, self.attempts + 1):
-                try:
-                    # One transaction at a time per node keeps its nonces in order.
-                    async with self._lock:
-                        if await self._already_onchain(report):
-                            self.stats.superseded += 1
-                            self.store.record_transmission(digest, report.epoch, report.round, "superseded")
-                            return
-                        started = time.monotonic()
-                        receipt = await self.oracle.transmit(
-                            self._key, report.config_digest, report.epoch, report.round,
-                            report.updates, list(report.signatures),
-                        )
-                    self.stats.gas_used += receipt.gas_used
-                    if not receipt.succeeded:
-                        # Passed the static call, reverted in the block: someone landed first.
-                        if await self._already_onchain(report):
-                            self.stats.superseded += 1
-                            self.store.record_transmission(
-                                digest, report.epoch, report.round, "superseded", tx_hash=receipt.tx_hash.hex(),
-                                block=receipt.block_number, gas_used=receipt.gas_used, detail="reverted in block",
-                            )
-                            return
-                        raise TransmitError(f"transaction 0x{receipt.tx_hash.hex()} reverted in block", reason=None)
-                    self.stats.transmitted += 1
-                    self.store.record_transmission(
-                        digest, report.epoch, report.round, "landed", tx_hash=receipt.tx_hash.hex(),
-                        block=receipt.block_number, gas_used=receipt.gas_used,
-                    )
-                    log.info(
-                        "transmitted at stage %d: gas %d, %.0f ms", stage, receipt.gas_used,
-                        (time.monotonic() - started) * 1000, extra=extra,
-                    )
-                    return
-                except TransmitError as exc:
-                    if exc.reason in _SUPERSEDED:
-                        self.stats.superseded += 1
-                        self.store.record_transmission(digest, report.epoch, report.round, "superseded", detail=str(exc))
-                        return
-                    log.warning("transmit attempt %d failed: %s", attempt, exc, extra=extra)
-                    last = str(exc)
-                except ChainError as exc:
-                    log.warning("transmit attempt %d: chain error: %s", attempt, exc, extra=extra)
-                    last = str(exc)
-                await asyncio.sleep(0.2 * 2 ** (attempt - 1))
-            self.stats.failed += 1
-            self.store.record_transmission(digest, report.epoch, report.round, "failed", detail=last)
+            await self._send(report, stage)
         except asyncio.CancelledError:
             raise
         except Exception:
             self.stats.failed += 1
             log.exception("transmission crashed", extra=extra)
+
+    async def _send(self, report: AttestedReport, stage: int, *, again: bool = False) -> None:
+        assert self.txmanager is not None
+        extra = {"epoch": report.epoch, "round": report.round}
+        digest = "0x" + report.config_digest.hex()
+
+        async def still_wanted() -> bool:
+            return await self._onchain_key() < report.key
+
+        started = time.monotonic()
+        data = self.oracle.transmit_calldata(
+            report.config_digest, report.epoch, report.round, report.updates, list(report.signatures)
+        )
+        request = TxRequest((self.generation, *report.key), self.oracle.address, data, still_wanted)
+        outcome = await self.txmanager.submit(request, again=again)
+        self.stats.gas_used += outcome.gas_used
+        tx_hash, block, gas = (outcome.tx_hash or "").removeprefix("0x"), outcome.block_number or 0, outcome.gas_used
+        if outcome.status is Status.LANDED:
+            self.stats.transmitted += 1
+            self._landed = (report, outcome)
+            self.store.record_transmission(digest, report.epoch, report.round, "landed", tx_hash=tx_hash,
+                                           block=block, gas_used=gas)
+            log.info("transmitted at stage %d: gas %d, %.0f ms", stage, outcome.gas_used,
+                     (time.monotonic() - started) * 1000, extra=extra)
+            return
+        reason = self._revert_reason(outcome)
+        if outcome.status is Status.SUPERSEDED or reason in _SUPERSEDED or (
+            outcome.status is Status.REVERTED and await self._onchain_key() >= report.key
+        ):
+            self.stats.superseded += 1
+            self.store.record_transmission(digest, report.epoch, report.round, "superseded", tx_hash=tx_hash,
+                                           block=block, gas_used=gas, detail=outcome.detail or reason or "")
+            return
+        self.stats.failed += 1
+        detail = f"reverted with {reason}" if reason else outcome.detail
+        self.store.record_transmission(digest, report.epoch, report.round, "failed", tx_hash=tx_hash, block=block,
+                                       gas_used=gas, detail=detail)
+        log.warning("transmission failed: %s", detail, extra=extra)
+
+    @staticmethod
+    def _revert_reason(outcome: TxOutcome) -> str | None:
+        if outcome.status is not Status.REVERTED or not outcome.revert_data:
+            return None
+        return revert_error(outcome.revert_data, outcome.detail, "transmit", TransmitError).reason
+
+    async def _recheck_landed(self) -> None:
+        """If the last report this node landed was reorged out and nothing newer holds its
+        place on-chain, send it again."""
+        landed, txmanager = self._landed, self.txmanager
+        if landed is None or txmanager is None:
+            return
+        report, outcome = landed
+        try:
+            if await txmanager.is_canonical(outcome):
+                return
+            if await self._onchain_key() >= report.key:
+                self._landed = None  # another transmitter's copy (or a newer report) holds it
+                return
+        except ChainError as exc:
+            log.warning("cannot check the last landing: %s", exc)
+            return
+        self.stats.reorged += 1
+        self._landed = None
+        txmanager.resync_nonce()
+        log.warning("report left the canonical chain with block %s; sending it again", outcome.block_hash,
+                    extra={"epoch": report.epoch, "round": report.round})
+        await self._send(report, stage=0, again=True)

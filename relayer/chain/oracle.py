@@ -337,6 +337,18 @@ class QuorumOracleClient(ContractClient):
             transmitter_key, config_digest, epoch, round, updates, bitmask, packed
         )
 
+    def transmit_calldata(
+        self,
+        config_digest: bytes,
+        epoch: int,
+        round: int,
+        updates: bytes,
+        signatures: Sequence[tuple[int, bytes]],
+    ) -> bytes:
+        """The calldata of ``transmit`` for an attested report, for a transaction manager to send."""
+        bitmask, packed = pack_signatures(signatures)
+        return self._function("transmit").encode((config_digest, epoch, round, updates, bitmask, packed))
+
     async def transmit_packed(
         self,
         transmitter_key: bytes,

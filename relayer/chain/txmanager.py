@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -110,6 +111,7 @@ class _InFlight:
     gas: int
     sent_at_block: int
     attempts: list[_Attempt] = field(default_factory=list)
+    sent_at: float = field(default_factory=time.monotonic)
 
     @property
     def latest(self) -> _Attempt:
@@ -131,6 +133,7 @@ class TxManager:
         max_fee_per_gas: int,
         bump_percent: int = 15,
         resend_after_blocks: int = 3,
+        resend_after_s: float = 6.0,
         confirmations: int = 0,
         poll_interval: float = 0.02,
     ) -> None:
@@ -143,6 +146,9 @@ class TxManager:
         self.max_fee_per_gas = max_fee_per_gas
         self.bump_percent = bump_percent
         self.resend_after_blocks = resend_after_blocks
+        # Also look after this long without a receipt: a chain that mines only when sent to
+        # (a devnet) may never reach `resend_after_blocks` on its own.
+        self.resend_after_s = resend_after_s
         self.confirmations = confirmations
         self.poll_interval = poll_interval
         self.stats = TxStats()
@@ -184,11 +190,15 @@ class TxManager:
 
     # --- requests ---------------------------------------------------------------------
 
-    async def submit(self, request: TxRequest) -> TxOutcome:
+    async def submit(self, request: TxRequest, *, again: bool = False) -> TxOutcome:
         """Send ``request`` as soon as the transaction in flight allows; returns its outcome.
-        A newer request submitted meanwhile makes this one ``SUPERSEDED``."""
-        newest = max((k for k in (self.pending_key, self._highest_sent) if k is not None), default=None)
-        if newest is not None and newest >= request.key:
+        A newer request submitted meanwhile makes this one ``SUPERSEDED``. A request is never
+        sent after a newer one was, nor twice, unless ``again`` (its landing was reorged out)."""
+        pending, sent = self.pending_key, self._highest_sent
+        if (pending is not None and pending >= request.key) or (
+            sent is not None and (sent > request.key or (sent == request.key and not again))
+        ):
+            newest = max(k for k in (pending, sent) if k is not None)
             self.stats.superseded += 1
             return TxOutcome(Status.SUPERSEDED, detail=f"request {newest} is newer or the same")
         job = _Job(request, asyncio.get_running_loop().create_future())
@@ -398,7 +408,20 @@ class TxManager:
             if receipt is not None:
                 await self._mined(inflight, attempt, receipt, head)
                 return
-        if head - inflight.sent_at_block < self.resend_after_blocks:
+        if head - inflight.sent_at_block < self.resend_after_blocks and (
+            time.monotonic() - inflight.sent_at < self.resend_after_s
+        ):
+            return
+        inflight.sent_at = time.monotonic()
+        mined = int(await self.rpc.request("eth_getTransactionCount", [self.sender, "latest"]), 16)
+        if mined < inflight.nonce:
+            # A gap below our nonce (a reorg took an earlier transaction of ours away): ours can
+            # never be mined; send again from the first free nonce.
+            log.warning("nonce %d is ahead of the chain's %d; resending from there", inflight.nonce, mined)
+            self.stats.nonce_resyncs += 1
+            self._inflight, self._nonce = None, mined
+            for attempt in inflight.attempts:
+                self._requeue(attempt.job)
             return
         latest = inflight.latest
         base, _ = await self._fees()
@@ -451,6 +474,12 @@ class TxManager:
     async def _canonical(self, block: int, block_hash: str) -> bool:
         canonical = await self.rpc.request("eth_getBlockByNumber", [hex(block), False])
         return canonical is not None and canonical.get("hash") == block_hash
+
+    def resync_nonce(self) -> None:
+        """Read the nonce from the chain before the next send (after a reorg took a landed
+        transaction of ours away). A transaction in flight keeps its own."""
+        if self._inflight is None:
+            self._nonce = None
 
     async def is_canonical(self, outcome: TxOutcome) -> bool:
         """Whether a landed transaction is still in the canonical chain (a reorg may have

@@ -218,3 +218,17 @@ async def test_confirmations_and_a_reorg_that_takes_the_block_away(anvil: AnvilN
         assert not await manager.is_canonical(outcome)
     finally:
         await manager.stop()
+
+
+async def test_a_nonce_gap_left_by_a_reorg_is_closed(anvil: AnvilNode, rpc: JsonRpcClient) -> None:
+    manager = _manager(anvil, rpc, resend_after_s=0.3)
+    try:
+        first = await manager.submit(_request(1))
+        first_nonce = int(str((await _tx(rpc, first))["nonce"]), 16)
+        anvil.rpc("anvil_reorg", [1, []])  # the first transaction is gone; our next nonce now leaves a gap
+        assert not await manager.is_canonical(first)
+        outcome = await asyncio.wait_for(manager.submit(_request(2)), 10)
+        assert outcome.status is Status.LANDED and manager.stats.nonce_resyncs == 1
+        assert int(str((await _tx(rpc, outcome))["nonce"]), 16) == first_nonce
+    finally:
+        await manager.stop()
