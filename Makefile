@@ -39,10 +39,13 @@ $(NPM_STAMP): package.json package-lock.json
 devnet: setup
 	$(PY) -m relayer devnet --nodes 4
 
+# The type checker first (configured in pyproject.toml), then the whole suite.
 test: setup
+	$(PY) -m mypy
 	$(PY) -m pytest
 
 test-quick: setup
+	$(PY) -m mypy
 	$(PY) -m pytest -m "not slow"
 
 contracts: $(NPM_STAMP)
