@@ -280,7 +280,30 @@ class TxManager:
             self._wanted = None if self._wanted is job else self._wanted
             self._supersede(job, "no longer wanted (the chain holds it or a newer one)")
             return
-        base, tip = await self._fees()
+        # One round trip for what a send needs: the static check (first, so a revert is the
+        # error the batch raises), the next block's base fee, the tip, the head (read before
+        # sending: nothing may fail between the send and recording it), and the nonce if unknown.
+        call = {"from": self.sender, "to": job.request.to, "data": "0x" + job.request.data.hex()}
+        calls: list[tuple[str, list[Any]]] = [
+            ("eth_getBlockByNumber", ["pending", False]), ("eth_maxPriorityFeePerGas", []), ("eth_blockNumber", []),
+        ]
+        if not repricing:
+            calls.insert(0, ("eth_estimateGas", [call, "pending"]))
+        if replacing is None and self._nonce is None:
+            calls.append(("eth_getTransactionCount", [self.sender, "latest"]))
+        try:
+            answers = await self.rpc.batch(calls)
+        except RpcCallError as exc:
+            if repricing or not exc.is_revert:
+                raise
+            self._refuse(job, exc)
+            return
+        if not repricing:
+            estimate, *answers = answers
+        block, tip_hex, head_hex, *nonce_hex = answers
+        base, tip, head = int((block or {}).get("baseFeePerGas", "0x0"), 16), int(tip_hex, 16), int(head_hex, 16)
+        if nonce_hex:
+            self._nonce = int(nonce_hex[0], 16)
         max_fee = min(2 * base + tip, self.max_fee_per_gas)
         if replacing is not None:
             old = replacing.latest
@@ -297,14 +320,10 @@ class TxManager:
             assert replacing is not None
             gas = replacing.gas  # checked when first sent; the pending block now holds it
         else:
-            checked = await self._static_check(job)
-            if checked is None:
-                return
-            gas = checked
-        nonce = replacing.nonce if replacing is not None else (self._nonce if self._nonce is not None
-                                                                else await self._sync_nonce())
+            gas = int(int(estimate, 16) * GAS_HEADROOM)
+        nonce = replacing.nonce if replacing is not None else self._nonce
+        assert nonce is not None
         attempt = self._sign(job, nonce, gas, max_fee, tip)
-        head = await self.rpc.block_number()  # before sending: nothing may fail between send and record
         if not await self._broadcast(attempt, replacing):
             return
         if self._wanted is job:
@@ -319,19 +338,12 @@ class TxManager:
             replacing.sent_at_block = head
             self.stats.replacements += 1
 
-    async def _static_check(self, job: _Job) -> int | None:
-        """The gas limit for ``job``, or None when it would revert (the job is then resolved)."""
-        call = {"from": self.sender, "to": job.request.to, "data": "0x" + job.request.data.hex()}
-        try:
-            return int(int(await self.rpc.request("eth_estimateGas", [call, "pending"]), 16) * GAS_HEADROOM)
-        except RpcCallError as exc:
-            if not exc.is_revert:
-                raise
-            self._wanted = None if self._wanted is job else self._wanted
-            self.stats.reverted += 1
-            job.resolve(TxOutcome(Status.REVERTED, revert_data=exc.revert_data, detail=exc.rpc_message,
-                                  broadcasts=job.broadcasts))
-            return None
+    def _refuse(self, job: _Job, exc: RpcCallError) -> None:
+        """The static check says ``job`` would revert: it is not sent."""
+        self._wanted = None if self._wanted is job else self._wanted
+        self.stats.reverted += 1
+        job.resolve(TxOutcome(Status.REVERTED, revert_data=exc.revert_data, detail=exc.rpc_message,
+                              broadcasts=job.broadcasts))
 
     def _sign(self, job: _Job, nonce: int, gas: int, max_fee: int, tip: int) -> _Attempt:
         tx: dict[str, Any] = {
