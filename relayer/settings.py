@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     oracle_address: str = Field(pattern=r"^0x[0-9a-fA-F]{40}$")
     # A deployed RiskGate reading this oracle: the dashboard and /api/feeds show the margins it sets.
     risk_gate_address: str | None = Field(default=None, pattern=r"^0x[0-9a-fA-F]{40}$")
+    # The SubscriptionRegistry for this oracle: subscribers' deviation and heartbeat wishes.
+    subscription_registry_address: str | None = Field(default=None, pattern=r"^0x[0-9a-fA-F]{40}$")
     listen_host: str = "127.0.0.1"
     listen_port: int = Field(default=0, ge=0, le=65535)
     peers: list[str] = Field(default_factory=list)
