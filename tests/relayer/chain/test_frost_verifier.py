@@ -5,7 +5,7 @@ the DKG, and rejects every altered one, with one ecrecover whatever the committe
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -42,12 +42,6 @@ def _sign(shares: list[frost.KeyShare], vss: list[frost.PublicKey], chosen: list
     sig_shares = {i: frost.sign(keys[i], nonces[i], commitments, msg) for i in chosen}
     return frost.aggregate(commitments, msg, shares[0].group_public_key, sig_shares,
                            {i: frost.public_key_share(vss, i) for i in chosen})
-
-
-@pytest.fixture(scope="module")
-def anvil() -> Iterator[AnvilNode]:
-    with AnvilNode.start() as node:
-        yield node
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ re-broadcast, fees never pass the cap, a used nonce is resynced, reorgs are seen
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 from eth_account import Account
@@ -21,12 +21,6 @@ pytestmark = pytest.mark.integration
 
 GWEI = 10**9
 SINK = "0x000000000000000000000000000000000000dEaD"
-
-
-@pytest.fixture(scope="module")
-def anvil() -> Iterator[AnvilNode]:
-    with AnvilNode.start() as node:
-        yield node
 
 
 @pytest.fixture
