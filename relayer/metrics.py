@@ -33,8 +33,8 @@ from prometheus_client.registry import Collector
 from aggregation.errors import AggregationError
 from aggregation.fixed import from_fixed
 from aggregation.volatility import annualized_realized_vol
-from relayer.chain.codec import decode_updates
 from relayer.chain.errors import ChainError
+from relayer.protocol.report import decode_carried
 
 if TYPE_CHECKING:
     from relayer.chain.oracle import QuorumOracleClient
@@ -368,7 +368,7 @@ class Telemetry:
         now = time.time()
         specs = {sf.index: sf.spec for sf in self._served()}
         feeds = []
-        for u in decode_updates(report.updates):
+        for u in decode_carried(report.updates):
             spec = specs.get(u.feed_index)
             decimals = spec.decimals if spec else 0
             feeds.append({"feed_id": spec.feed_id if spec else str(u.feed_index), "feed_index": u.feed_index,

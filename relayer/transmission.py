@@ -39,6 +39,7 @@ class TransmissionStats:
     failed: int = 0
     gas_used: int = 0
     reorged: int = 0
+    empty: int = 0
 
 
 class Transmitter:
@@ -70,6 +71,9 @@ class Transmitter:
     async def handle(self, report: AttestedReport) -> None:
         """Wait our stage, then transmit unless the chain has this round already. Never raises."""
         extra = {"epoch": report.epoch, "round": report.round}
+        if not report.updates:
+            self.stats.empty += 1  # nothing triggered this round: attested for progress, never sent
+            return
         try:
             await self._recheck_landed()
             order = self.committee.transmitter_order(report.epoch, report.round)

@@ -16,13 +16,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from relayer.chain.codec import ReportDomain, decode_updates
+from relayer.chain.codec import ReportDomain
 from relayer.chain.errors import CodecError
 from relayer.protocol.committee import Committee
 from relayer.protocol.errors import Dropped, Ignored, InvalidMessage, SignatureRejected
 from relayer.protocol.messages import Attested, Envelope, Epoch, Kind, ReportSignature, RoundId, from_hex, to_hex
 from relayer.protocol.outbox import Outbox
 from relayer.protocol.pacemaker import Pacemaker
+from relayer.protocol.report import decode_carried
 from relayer.protocol.round_state import Rounds, RoundState, Stats
 from relayer.protocol.signer import ReportSigner
 from relayer.store import Store
@@ -114,7 +115,7 @@ class Attestation:
     def verify(self, epoch: Epoch, round: RoundId, updates: bytes, signatures: Sequence[tuple[int, bytes]]) -> None:
         """Check an attested report on its own: decodable, >= threshold distinct committee signatures."""
         try:
-            decode_updates(updates)
+            decode_carried(updates)
         except CodecError as exc:
             raise InvalidMessage("bad_attested", f"updates do not decode: {exc}") from None
         if len({i for i, _ in signatures}) != len(signatures) or len(signatures) < self.committee.threshold:

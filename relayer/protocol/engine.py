@@ -36,6 +36,7 @@ from relayer.protocol.leader import Leader
 from relayer.protocol.messages import Envelope, Epoch, Kind, Observation, RoundId, open_envelope, parse_body
 from relayer.protocol.outbox import CallbackWire, Outbox, SealingOutbox
 from relayer.protocol.pacemaker import Pacemaker
+from relayer.protocol.selection import CarryAll, FeedSelection
 from relayer.protocol.round_state import Rounds, Stats
 from relayer.protocol.signer import EcdsaReportSigner, ReportSigner
 from relayer.store import Store
@@ -70,6 +71,8 @@ class EngineInputs:
     # Point-to-point path for messages only the leader needs; without one, they are
     # broadcast like everything else.
     send_to: Callable[[str, bytes], None] | None = None
+    # Which feeds a report carries (relayer.protocol.selection); every feed with a quorum if None.
+    selection: FeedSelection | None = None
 
 
 # How the node builds its engine; `RoundEngine` itself is the production one.
@@ -105,14 +108,16 @@ class RoundEngine:
         self.outbox: Outbox = wrap_outbox(self._sealer) if wrap_outbox is not None else self._sealer
         self.pacemaker = Pacemaker(committee=committee, store=store, clock=self.clock, outbox=self.outbox,
                                    stats=self.stats)
+        self.selection: FeedSelection = inputs.selection if inputs.selection is not None else CarryAll()
         self.leader = Leader(committee=committee, index=me, clock=self.clock, outbox=self.outbox,
-                             pacemaker=self.pacemaker, rounds=self.rounds, stats=self.stats)
+                             pacemaker=self.pacemaker, rounds=self.rounds, stats=self.stats,
+                             selection=self.selection)
         self.attestation = Attestation(committee=committee, index=me, signer=self.signer, domain=domain, store=store,
                                        outbox=self.outbox, pacemaker=self.pacemaker, rounds=self.rounds,
                                        stats=self.stats, on_attested=inputs.on_attested)
         self.follower = Follower(committee=committee, index=me, store=store, observe=inputs.observe, outbox=self.outbox,
                                  signer=self.signer, domain=domain, rounds=self.rounds, stats=self.stats,
-                                 attestation=self.attestation)
+                                 attestation=self.attestation, selection=self.selection)
         self._routes: dict[Kind, Route] = {
             Kind.OBSERVE_REQUEST: Route(self.follower.on_observe_request, current_epoch=True),
             Kind.OBSERVATION: Route(self.leader.on_observation, current_epoch=True),

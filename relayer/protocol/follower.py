@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from relayer.chain.codec import ReportDomain, encode_updates
+from relayer.chain.codec import ReportDomain
 from relayer.chain.errors import CodecError
 from relayer.protocol.attestation import Attestation
 from relayer.protocol.committee import Committee
@@ -32,7 +32,8 @@ from relayer.protocol.messages import (
     to_hex,
 )
 from relayer.protocol.outbox import Outbox
-from relayer.protocol.report import build_updates
+from relayer.protocol.report import build_updates, decode_carried, encode_carried
+from relayer.protocol.selection import FeedSelection
 from relayer.protocol.round_state import Rounds, Stats
 from relayer.protocol.signer import ReportSigner
 from relayer.store import Store
@@ -43,8 +44,9 @@ log = logging.getLogger(__name__)
 class Follower:
     def __init__(self, *, committee: Committee, index: int, store: Store, observe: Callable[[], Observation],
                  outbox: Outbox, signer: ReportSigner, domain: ReportDomain, rounds: Rounds, stats: Stats,
-                 attestation: Attestation) -> None:
+                 attestation: Attestation, selection: FeedSelection) -> None:
         self.committee = committee
+        self.selection = selection
         self.index = index
         self.store = store
         self.observe = observe
@@ -129,15 +131,23 @@ class Follower:
                 "bad_proposal", f"{len(observations)} observations, a report needs {self.committee.quorum}"
             )
         built = build_updates(observations, quorum=self.committee.quorum)
-        try:
-            updates = encode_updates(built)
-        except CodecError:
-            updates = b""
+        if not built:
+            raise InvalidMessage("bad_proposal", "no feed has a quorum of the included observations")
         proposed = from_hex(body.updates)
-        if updates != proposed or not updates:
-            raise InvalidMessage("bad_proposal", str(ReportMismatch(
-                f"leader proposed {proposed.hex()[:24]}.., recomputed {updates.hex()[:24]}.."
-            )))
+        try:
+            carried = decode_carried(proposed)
+            canonical = encode_carried(carried)
+        except CodecError as exc:
+            raise InvalidMessage("bad_proposal", f"proposed updates do not decode: {exc}") from None
+        if canonical != proposed:
+            raise InvalidMessage("bad_proposal", "proposed updates are not canonically encoded")
+        refusal = self.selection.check(built, carried)
+        if refusal is not None:
+            # not_recomputed: a value that is not the median; unjustified_feed / missing_feed:
+            # a selection no honest leader could have made from the chain as this node sees it.
+            reason = "bad_proposal" if refusal.reason == "not_recomputed" else refusal.reason
+            raise InvalidMessage(reason, str(ReportMismatch(refusal.message)))
+        updates = proposed
         if self.committee.leader(env.epoch) != self.index:  # the leader counted them when proposing
             count_outliers(inners, observations, built, self.stats)
         return updates, list(body.observations)

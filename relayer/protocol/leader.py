@@ -13,7 +13,7 @@ import asyncio
 import logging
 from collections.abc import Sequence
 
-from relayer.chain.codec import FeedUpdate, encode_updates
+from relayer.chain.codec import FeedUpdate
 from relayer.chain.errors import CodecError
 from relayer.protocol.clock import Clock
 from relayer.protocol.committee import Committee
@@ -21,7 +21,8 @@ from relayer.protocol.errors import Ignored
 from relayer.protocol.messages import Envelope, Epoch, Kind, Observation, ObserveRequest, Proposal, RoundId, to_hex
 from relayer.protocol.outbox import Outbox
 from relayer.protocol.pacemaker import Pacemaker
-from relayer.protocol.report import build_updates
+from relayer.protocol.report import build_updates, encode_carried
+from relayer.protocol.selection import FeedSelection
 from relayer.protocol.round_state import Rounds, Stats
 
 log = logging.getLogger(__name__)
@@ -44,8 +45,9 @@ def count_outliers(chosen: Sequence[Envelope], bodies: Sequence[Observation], bu
 
 class Leader:
     def __init__(self, *, committee: Committee, index: int, clock: Clock, outbox: Outbox, pacemaker: Pacemaker,
-                 rounds: Rounds, stats: Stats) -> None:
+                 rounds: Rounds, stats: Stats, selection: FeedSelection) -> None:
         self.committee = committee
+        self.selection = selection
         self.index = index
         self.clock = clock
         self.outbox = outbox
@@ -115,13 +117,19 @@ class Leader:
         bodies = [Observation.model_validate(e.body) for e in chosen]
         built = build_updates(bodies, quorum=self.committee.quorum)
         count_outliers(chosen, bodies, built, self.stats)
-        try:
-            updates = encode_updates(built)
-        except CodecError:
-            updates = b""
-        if not updates:
+        if not built:
             log.warning("no feed has a quorum of observations; nothing to propose", extra={"epoch": epoch, "round": round})
             return
+        carried = self.selection.choose(built)
+        try:
+            updates = encode_carried(carried)
+        except CodecError as exc:
+            log.warning("cannot encode the report (%s); nothing to propose", exc, extra={"epoch": epoch, "round": round})
+            return
+        if not carried:
+            # Nothing triggered: an empty report is still attested, so the round counts as
+            # progress, and it is never transmitted.
+            self.stats.empty_reports += 1
         proposal = Proposal(observations=tuple(e.to_dict() for e in chosen), updates=to_hex(updates))
         state.own_proposal = proposal
         self.outbox.broadcast(Kind.PROPOSAL, epoch, round, proposal)

@@ -11,7 +11,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 from aggregation.robust import median_int
-from relayer.chain.codec import FeedUpdate
+from relayer.chain.codec import FeedUpdate, decode_updates, encode_updates
 from relayer.protocol.messages import Observation
 
 
@@ -35,3 +35,13 @@ def build_updates(observations: Sequence[Observation], *, quorum: int) -> list[F
             )
         )
     return updates
+
+
+def encode_carried(updates: Sequence[FeedUpdate]) -> bytes:
+    """The report's updates as signed and sent; a report that carries no feed (nothing
+    triggered: relayer.protocol.selection) has empty updates and is never transmitted."""
+    return encode_updates(updates) if updates else b""
+
+
+def decode_carried(data: bytes) -> list[FeedUpdate]:
+    return decode_updates(data) if data else []

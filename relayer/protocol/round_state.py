@@ -72,8 +72,9 @@ class Stats:
 
     Reasons of invalid messages (WARNING): oversized, malformed, bad_signature,
     sender_mismatch, replayed, wrong_digest, not_in_committee, not_leader, bad_proposal,
-    conflicting_signature, bad_attested. Of valid ones this node does not use (DEBUG):
-    stale_epoch, future_epoch_full, not_for_me, unknown_round, late_observation,
+    conflicting_signature, bad_attested, unjustified_feed and missing_feed (a proposal's
+    feed selection no honest leader could make: relayer.protocol.selection). Of valid ones
+    this node does not use (DEBUG): stale_epoch, future_epoch_full, not_for_me, unknown_round, late_observation,
     duplicate_observation, duplicate_proposal, late_signature, early_buffer_full,
     duplicate_attested. Besides: outlier_observation (used, but far from the median) and
     internal_error (a bug cost one message).
@@ -88,6 +89,8 @@ class Stats:
         # Messages for an epoch this node had not reached, kept and later handled.
         self.future_buffered = 0
         self.future_replayed = 0
+        # Rounds in which no feed triggered: attested with no updates, never transmitted.
+        self.empty_reports = 0
 
     def drop(self, peer: str, why: Dropped, *, epoch: int | None = None,
              round: int | None = None) -> None:

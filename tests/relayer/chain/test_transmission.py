@@ -69,3 +69,16 @@ async def test_a_landing_taken_away_by_a_reorg_is_sent_again(oracle: Deployment,
     finally:
         assert transmitter.txmanager is not None
         await transmitter.txmanager.stop()
+
+
+async def test_a_report_that_carries_no_feed_is_never_sent(oracle: Deployment, tmp_path: Path) -> None:
+    transmitter = _transmitter(oracle, tmp_path)
+    try:
+        empty = AttestedReport(oracle.config.config_digest, Epoch(0), RoundId(1), b"", ())
+        await transmitter.handle(empty)
+        assert transmitter.stats.empty == 1 and transmitter.stats.transmitted == 0
+        assert transmitter.txmanager is not None and transmitter.txmanager.stats.broadcasts == 0
+        assert await oracle.client.latest_epoch_round() == (0, 0)
+    finally:
+        assert transmitter.txmanager is not None
+        await transmitter.txmanager.stop()

@@ -19,6 +19,7 @@ from relayer.protocol.committee import Committee
 from relayer.protocol.engine import AttestedReport, EngineInputs, RoundEngine
 from relayer.protocol.messages import Envelope, FeedObservation, Kind, Observation, open_envelope, seal
 from relayer.protocol.outbox import Outbox
+from relayer.protocol.selection import FeedSelection
 from relayer.store import Store
 from relayer.testing.clock import ManualClock
 from relayer.testing.faults import FaultyEngineFactory
@@ -74,7 +75,8 @@ class Network:
 
 def network(tmp_path: Path, keys: list[bytes], committee: Committee, values: list[int], *,
             wrap: dict[int, Callable[[Outbox], Outbox]] | None = None,
-            factories: dict[int, FaultyEngineFactory] | None = None) -> Network:
+            factories: dict[int, FaultyEngineFactory] | None = None,
+            selections: dict[int, FeedSelection] | None = None) -> Network:
     net = Network(clock=ManualClock())
     for i, key in enumerate(keys):
         reports: list[AttestedReport] = []
@@ -87,6 +89,7 @@ def network(tmp_path: Path, keys: list[bytes], committee: Committee, values: lis
             private_key=key, address=committee.signers[i], committee=committee, domain=DOMAIN,
             store=Store(tmp_path / f"n{i}.sqlite", sync="normal"), observe=observer(values[i]),
             publish=net.publisher(i), send_to=net.sender(i), on_attested=collect,
+            selection=(selections or {}).get(i),
         )
         factory = (factories or {}).get(i)
         net.engines.append(factory(inputs, clock=net.clock) if factory is not None else

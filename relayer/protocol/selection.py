@@ -1,0 +1,106 @@
+"""Which feeds a report carries: the leader's choice and the followers' check of it.
+
+`CarryAll` puts every feed with a quorum of observations in every report. `TriggerSelection`
+applies the trigger policy of `aggregation.trigger` (deviation from the on-chain value,
+heartbeat, first value) against this node's view of the chain: the leader carries what
+triggers against its view; a follower accepts a selection when every carried feed has a
+reason against one of the latest on-chain states it knows, and no feed that is due against
+all of them is missing. When nothing triggers, the report carries no feed: it is still
+attested (the round made progress, so the pacemaker does not change epoch for it) and it is
+never transmitted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from aggregation.trigger import Landed, Promise, check_selection, select
+from relayer.chain.codec import FeedUpdate
+
+# Per feed index, the latest on-chain states this node knows, newest first; None for a feed
+# that never landed.
+ChainView = Callable[[], Mapping[int, Sequence[Landed | None]]]
+Promises = Callable[[], Mapping[int, Promise]]
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a follower refuses a selection; ``reason`` is the drop counter's label."""
+
+    reason: str  # not_recomputed, unjustified_feed or missing_feed
+    message: str
+
+
+class FeedSelection(Protocol):
+    def choose(self, built: Sequence[FeedUpdate]) -> list[FeedUpdate]:
+        """The leader's selection from the per-feed medians of a round."""
+        ...
+
+    def check(self, built: Sequence[FeedUpdate], proposed: Sequence[FeedUpdate]) -> Refusal | None:
+        """None when a follower accepts the leader's selection ``proposed`` of ``built``
+        (recomputed by the follower itself), else why not."""
+        ...
+
+
+def _not_recomputed(built: Sequence[FeedUpdate], proposed: Sequence[FeedUpdate]) -> Refusal | None:
+    recomputed = {u.feed_index: u for u in built}
+    for update in proposed:
+        if recomputed.get(update.feed_index) != update:
+            return Refusal("not_recomputed", f"feed {update.feed_index} is not the median of the included observations")
+    return None
+
+
+class CarryAll:
+    """Every feed with a quorum, every round."""
+
+    def choose(self, built: Sequence[FeedUpdate]) -> list[FeedUpdate]:
+        return list(built)
+
+    def check(self, built: Sequence[FeedUpdate], proposed: Sequence[FeedUpdate]) -> Refusal | None:
+        wrong = _not_recomputed(built, proposed)
+        if wrong is not None:
+            return wrong
+        missing = sorted({u.feed_index for u in built} - {u.feed_index for u in proposed})
+        return Refusal("missing_feed", f"feeds {missing} have a quorum but were left out") if missing else None
+
+
+class TriggerSelection:
+    """Only what triggers (deviation, heartbeat, first value). A feed without a promise is
+    carried every round, as under `CarryAll`."""
+
+    def __init__(self, view: ChainView, promises: Promises, heartbeat_lead_s: int = 0) -> None:
+        self.view = view
+        self.promises = promises
+        self.heartbeat_lead_s = heartbeat_lead_s
+
+    def _split(self, built: Sequence[FeedUpdate]) -> tuple[dict[int, tuple[int, int]], set[int], Mapping[int, Promise]]:
+        promises = self.promises()
+        policed = {u.feed_index: (u.value, u.observed_at) for u in built if u.feed_index in promises}
+        always = {u.feed_index for u in built if u.feed_index not in promises}
+        return policed, always, promises
+
+    def choose(self, built: Sequence[FeedUpdate]) -> list[FeedUpdate]:
+        policed, always, promises = self._split(built)
+        views = self.view()
+        newest = {i: (views.get(i) or (None,))[0] for i in policed}
+        chosen = set(select(policed, newest, promises, self.heartbeat_lead_s)) | always
+        return [u for u in built if u.feed_index in chosen]
+
+    def check(self, built: Sequence[FeedUpdate], proposed: Sequence[FeedUpdate]) -> Refusal | None:
+        wrong = _not_recomputed(built, proposed)
+        if wrong is not None:
+            return wrong
+        policed, always, promises = self._split(built)
+        carried = {u.feed_index for u in proposed}
+        if always - carried:
+            return Refusal("missing_feed", f"feeds {sorted(always - carried)} have no promise and must be carried")
+        verdict = check_selection(policed, carried - always, self.view(), promises, self.heartbeat_lead_s)
+        if verdict.unjustified:
+            return Refusal("unjustified_feed",
+                           f"feeds {list(verdict.unjustified)} carried with no deviation, heartbeat or first value")
+        if verdict.missing:
+            return Refusal("missing_feed",
+                           f"feeds {list(verdict.missing)} are due against every recent on-chain state but left out")
+        return None

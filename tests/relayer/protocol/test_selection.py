@@ -1,0 +1,92 @@
+"""Which feeds a report carries: the trigger policy in the round protocol. The leader carries
+what triggers against its view of the chain; followers refuse a padded or withholding
+selection; a round where nothing triggers is attested empty (progress) and never sent."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from aggregation.trigger import Landed, Promise
+from relayer.chain.codec import FeedUpdate
+from relayer.protocol.committee import Committee
+from relayer.protocol.report import decode_carried
+from relayer.protocol.selection import CarryAll, TriggerSelection
+from tests.relayer.protocol.network import OBSERVED_AT, network
+
+pytestmark = pytest.mark.unit
+
+PROMISES = {0: Promise(deviation_bps=100, heartbeat_s=3600), 1: Promise(deviation_bps=100, heartbeat_s=3600)}
+
+
+def _selection(view: dict[int, list[Landed | None]]) -> TriggerSelection:
+    return TriggerSelection(lambda: view, lambda: PROMISES)
+
+
+def _built(v0: int, v1: int, at: int = OBSERVED_AT) -> list[FeedUpdate]:
+    return [FeedUpdate(0, at, 3, v0), FeedUpdate(1, at, 2, v1)]
+
+
+def test_the_leader_carries_what_moved_and_followers_accept_exactly_that() -> None:
+    view: dict[int, list[Landed | None]] = {0: [Landed(100, OBSERVED_AT - 60)], 1: [Landed(10, OBSERVED_AT - 60)]}
+    selection = _selection(view)
+    built = _built(102, 10)  # feed 0 moved 2 % (threshold 1 %), feed 1 did not
+    chosen = selection.choose(built)
+    assert [u.feed_index for u in chosen] == [0]
+    assert selection.check(built, chosen) is None
+    padded = selection.check(built, built)
+    assert padded is not None and padded.reason == "unjustified_feed"
+    withheld = selection.check(built, [])
+    assert withheld is not None and withheld.reason == "missing_feed"
+    forged = selection.check(built, [FeedUpdate(0, OBSERVED_AT, 3, 150)])
+    assert forged is not None and forged.reason == "not_recomputed"
+
+
+def test_a_follower_one_landing_ahead_still_accepts_the_leaders_choice() -> None:
+    # The leader has not seen the landing of 102 yet; the follower has, and knows both states.
+    leader = _selection({0: [Landed(100, OBSERVED_AT - 60)], 1: [Landed(10, OBSERVED_AT - 60)]})
+    follower = _selection({0: [Landed(102, OBSERVED_AT - 1), Landed(100, OBSERVED_AT - 60)],
+                           1: [Landed(10, OBSERVED_AT - 60)]})
+    built = _built(102, 10)
+    assert follower.check(built, leader.choose(built)) is None
+
+
+def test_carry_all_refuses_a_leader_that_leaves_a_feed_out() -> None:
+    built = _built(102, 10)
+    refusal = CarryAll().check(built, built[:1])
+    assert refusal is not None and refusal.reason == "missing_feed"
+    assert CarryAll().check(built, built) is None
+
+
+async def test_a_round_where_nothing_triggers_is_attested_empty_and_the_epoch_holds(
+    tmp_path: Path, keys: list[bytes], committee: Committee
+) -> None:
+    # Every node has both feeds on-chain at the values they observe: nothing moves.
+    view: dict[int, list[Landed | None]] = {0: [Landed(100, OBSERVED_AT - 60)], 1: [Landed(10, OBSERVED_AT - 60)]}
+    net = network(tmp_path, keys, committee, [100, 100, 100, 100],
+                  selections={i: _selection(view) for i in range(committee.n)})
+    net.start()
+    await net.clock.advance(1.5)  # past two progress timeouts (0.6 s)
+    leader = net.engines[committee.leader(0)]
+    assert all(e.pacemaker.epoch == 0 for e in net.engines)
+    assert leader.stats.empty_reports >= 10
+    reports = net.attested[committee.leader(0)]
+    assert reports and all(r.updates == b"" and decode_carried(r.updates) == [] for r in reports)
+    await net.stop()
+
+
+async def test_a_padding_leader_is_refused_by_followers_that_police_the_trigger(
+    tmp_path: Path, keys: list[bytes], committee: Committee
+) -> None:
+    view: dict[int, list[Landed | None]] = {0: [Landed(100, OBSERVED_AT - 60)], 1: [Landed(10, OBSERVED_AT - 60)]}
+    lead = committee.leader(0)
+    selections = {i: _selection(view) for i in range(committee.n)}
+    selections[lead] = CarryAll()  # carries both feeds though neither moved
+    net = network(tmp_path, keys, committee, [100, 100, 100, 100], selections=selections)  # type: ignore[arg-type]
+    net.start()
+    await net.clock.advance(0.35)
+    assert net.attested[lead] == []  # nobody co-signed
+    refusals = sum(n for e in net.engines for (_, reason), n in e.stats.dropped.items() if reason == "unjustified_feed")
+    assert refusals >= 3 * (committee.n - 1)
+    await net.stop()
