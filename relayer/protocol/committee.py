@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -18,7 +18,8 @@ from relayer.protocol.errors import ProtocolError
 
 
 class OffchainConfig(BaseModel):
-    """Timing of the round protocol, set on-chain with the committee (JSON in `offchainConfig`)."""
+    """Timing of the round protocol and its report policy, set on-chain with the committee
+    (JSON in `offchainConfig`), so every member applies the same ones."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -26,6 +27,11 @@ class OffchainConfig(BaseModel):
     progress_timeout_ms: int = Field(default=5000, ge=50, le=3_600_000)
     grace_ms: int = Field(default=20, ge=0, le=60_000)
     transmit_stage_ms: int = Field(default=1500, ge=0, le=600_000)
+    # Which feeds a report carries: "all" with a quorum, every round; or "trigger": only those
+    # past their deviation threshold or heartbeat (relayer.protocol.selection), the heartbeat
+    # fired this much early so that the update lands before the promise runs out.
+    feed_selection: Literal["all", "trigger"] = "all"
+    heartbeat_lead_ms: int = Field(default=5000, ge=0, le=3_600_000)
 
     @classmethod
     def decode(cls, raw: bytes) -> "OffchainConfig":
