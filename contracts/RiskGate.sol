@@ -63,7 +63,8 @@ contract RiskGate is Owned {
         Curve curve;
     }
 
-    /// One input as computeMargins takes it: the raw attested value and its feed's decimals.
+    /// One input as computeMargins takes it: the raw attested value, its feed's decimals, and
+    /// whether the market uses it (realized volatility is always used; its flag is ignored).
     struct Reading {
         int256 value;
         uint8 decimals;
