@@ -1,68 +1,102 @@
 """Margins from attested risk data: the Python mirror of ``contracts/RiskGate.sol``.
 
-Pure integer arithmetic with floor division, exactly as the contract computes it, so an
-off-chain risk engine (or a node checking what a market will demand) gets the same numbers
-bit for bit; ``tests/relayer/chain/test_risk_gate.py`` proves it against the deployed
-contract on hundreds of random inputs.
+Same inputs as the contract (raw feed values and their feeds' decimals), same integer
+arithmetic with floor division per term, so an off-chain risk engine, the simulator or a
+node checking what a market will demand gets the contract's numbers bit for bit;
+``tests/relayer/chain/test_risk_gate_and_consumers.py`` proves it against the deployed
+contract on thousands of random inputs.
 
-    volTerm   = vol * volMultiplierBps // 10000
-    depthTerm = 0 if depth >= depthRef else depthPenaltyBps * (depthRef - depth) // depthRef
-    im        = min(max(baseImBps + volTerm + depthTerm, floorImBps), capImBps)
+The curve is in plain units: volatility as a fraction (1.0 = 100 %), depth in USD,
+dispersion in bps. ``x`` is a raw feed value, ``d`` its decimals; negative inputs count as 0:
+
+    volTerm   = max(rv * volSlopeBps // 10**d_rv, iv * volSlopeBps // 10**d_iv)   (iv: 0 if unused)
+    dispTerm  = disp * dispersionMultiplierBps // (10000 * 10**d_disp)             (0 if unused)
+    ref       = depthRefUsd * 10**d_depth
+    depthTerm = 0 if depth >= ref else depthPenaltyBps * (ref - depth) // ref      (0 if unused)
+    im        = min(max(baseImBps + volTerm + dispTerm + depthTerm, floorImBps), capImBps)
     mm        = max(im * mmRatioBps // 10000, floorMmBps)
 
-Margins rise (tighten) as volatility rises or depth falls, and stay within
-``[floorMmBps, ...] <= mm <= im <= capImBps``.
+Margins rise (tighten) as volatility or dispersion rises or depth falls, and stay within
+``floorMmBps <= mm <= im <= capImBps``. Computing margins never fails on market inputs
+(negative, absurd): that is the contract's rule that reducing risk always passes.
 """
 
 from __future__ import annotations
 
-from dataclasses import astuple, dataclass
+from dataclasses import astuple, dataclass, fields
 
 from aggregation.errors import InvalidInput
 
-__all__ = ["BPS", "MarginCurve", "Margins", "compute_margins"]
+__all__ = ["BPS", "MAX_DECIMALS", "MarginCurve", "Margins", "Reading", "compute_margins"]
 
 BPS = 10_000
+MAX_DECIMALS = 18  # RiskGate.MAX_DECIMALS: setCurve refuses feeds with more (UnsupportedDecimals)
 UINT32_MAX = (1 << 32) - 1
 UINT64_MAX = (1 << 64) - 1
+INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
+_POW10: tuple[int, ...] = tuple(10**d for d in range(MAX_DECIMALS + 1))
 
 
 @dataclass(frozen=True, slots=True)
 class MarginCurve:
-    """One market's curve, field for field the contract's ``RiskGate.Curve``."""
+    """One market's curve, field for field the contract's ``RiskGate.Curve``.
+
+    ``vol_slope_bps``: initial margin (bps) per 1.0 of annualized volatility (the higher of
+    realized and implied). ``dispersion_multiplier_bps``: initial margin per bps of cross-venue
+    dispersion, in bps (10000 = one for one). ``depth_penalty_bps``: added in full at zero
+    depth, linearly less up to ``depth_ref_usd``.
+    """
 
     base_im_bps: int
-    vol_multiplier_bps: int
+    vol_slope_bps: int
+    dispersion_multiplier_bps: int
     depth_penalty_bps: int
-    depth_ref: int
+    depth_ref_usd: int
     floor_im_bps: int
     cap_im_bps: int
     mm_ratio_bps: int
     floor_mm_bps: int
 
     def __post_init__(self) -> None:
-        for name, value in zip(self.__slots__, astuple(self)):
-            limit = UINT64_MAX if name == "depth_ref" else UINT32_MAX
+        for f, value in zip(fields(self), astuple(self)):
+            limit = UINT64_MAX if f.name == "depth_ref_usd" else UINT32_MAX
             if not isinstance(value, int) or not 0 <= value <= limit:
-                raise InvalidInput(f"{name} must be an integer in [0, {limit}], got {value!r}")
-        # The same rule as RiskGate.validateCurve (which reverts InvalidCurve).
-        if (
-            self.depth_ref == 0
-            or self.floor_im_bps == 0
-            or self.floor_im_bps > self.cap_im_bps
-            or self.cap_im_bps > BPS
-            or self.mm_ratio_bps > BPS
-            or self.floor_mm_bps == 0
-            or self.floor_mm_bps > self.floor_im_bps
-        ):
-            raise InvalidInput(
-                "curve needs depth_ref > 0, 0 < floor_im <= cap_im <= 10000, mm_ratio <= 10000 "
-                f"and 0 < floor_mm <= floor_im; got {self}"
-            )
+                raise InvalidInput(f"{f.name} must be an integer in [0, {limit}], got {value!r}")
+        # RiskGate.validateCurve's rules, in its order, named as its errors are.
+        if self.cap_im_bps > BPS:
+            raise InvalidInput(f"CapAboveFull: cap_im_bps must be <= {BPS}, got {self.cap_im_bps}")
+        if self.floor_im_bps == 0 or self.floor_mm_bps == 0:
+            raise InvalidInput(f"ZeroFloor: floor_im_bps and floor_mm_bps must be > 0, got {self.floor_im_bps} "
+                               f"and {self.floor_mm_bps}")
+        if self.floor_im_bps > self.cap_im_bps:
+            raise InvalidInput(f"FloorAboveCap: floor_im_bps {self.floor_im_bps} must be <= cap_im_bps "
+                               f"{self.cap_im_bps}")
+        if self.mm_ratio_bps > BPS or self.floor_mm_bps > self.floor_im_bps:
+            raise InvalidInput(f"MaintenanceAboveInitial: need mm_ratio_bps <= {BPS} and floor_mm_bps <= "
+                               f"floor_im_bps, got {self.mm_ratio_bps}, {self.floor_mm_bps}, {self.floor_im_bps}")
 
     def as_tuple(self) -> tuple[int, ...]:
         """The ABI tuple for ``RiskGate.setCurve`` / ``computeMargins``."""
         return astuple(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One input as the oracle holds it: the raw int64 value and its feed's decimals."""
+
+    value: int
+    decimals: int
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.value, int) or not INT64_MIN <= self.value <= INT64_MAX:
+            raise InvalidInput(f"a reading is an int64 as the oracle stores it, got {self.value!r}")
+        if not isinstance(self.decimals, int) or not 0 <= self.decimals <= MAX_DECIMALS:
+            raise InvalidInput(f"decimals must be in [0, {MAX_DECIMALS}] (RiskGate refuses others at setCurve), "
+                               f"got {self.decimals!r}")
+
+    def as_abi(self, used: bool = True) -> tuple[int, int, bool]:
+        """The contract's ``Reading`` tuple."""
+        return (self.value, self.decimals, used)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,16 +105,31 @@ class Margins:
     maintenance_bps: int
 
 
-def compute_margins(curve: MarginCurve, volatility: int, depth: int) -> Margins:
-    """Initial and maintenance margin (bps) for an attested volatility (bps) and depth."""
-    if volatility < 0 or depth < 0:
-        raise InvalidInput(
-            f"volatility and depth must be non-negative (the contract reverts NegativeRiskInput), "
-            f"got volatility={volatility}, depth={depth}"
-        )
-    raw = curve.base_im_bps + volatility * curve.vol_multiplier_bps // BPS
-    if depth < curve.depth_ref:
-        raw += curve.depth_penalty_bps * (curve.depth_ref - depth) // curve.depth_ref
+def _scaled(reading: Reading, factor: int, divisor: int) -> int:
+    return max(reading.value, 0) * factor // (divisor * _POW10[reading.decimals])
+
+
+def compute_margins(
+    curve: MarginCurve,
+    realized_vol: Reading,
+    *,
+    implied_vol: Reading | None = None,
+    depth: Reading | None = None,
+    dispersion: Reading | None = None,
+) -> Margins:
+    """Initial and maintenance margin (bps), as ``RiskGate.computeMargins``; an input left
+    as None is one the market does not use."""
+    vol_term = _scaled(realized_vol, curve.vol_slope_bps, 1)
+    if implied_vol is not None:
+        vol_term = max(vol_term, _scaled(implied_vol, curve.vol_slope_bps, 1))
+    raw = curve.base_im_bps + vol_term
+    if dispersion is not None:
+        raw += _scaled(dispersion, curve.dispersion_multiplier_bps, BPS)
+    if depth is not None:
+        ref = curve.depth_ref_usd * _POW10[depth.decimals]
+        have = max(depth.value, 0)
+        if have < ref:
+            raw += curve.depth_penalty_bps * (ref - have) // ref
     initial = min(max(raw, curve.floor_im_bps), curve.cap_im_bps)
     maintenance = max(initial * curve.mm_ratio_bps // BPS, curve.floor_mm_bps)
     return Margins(initial_bps=initial, maintenance_bps=maintenance)

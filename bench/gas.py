@@ -6,7 +6,11 @@ zero) and the steady-state gas (slots already non-zero, the cost of every later 
 and checks the goals of the contracts issue. Feeds have a 10% circuit breaker and no
 history; one extra row shows the cost of keeping history for getRoundData.
 
-    .venv/bin/python bench/gas.py [--json]
+With ``--risk-gate``, RiskGate instead: setCurve (first and replacing) and a margins() /
+checkAction() read (eth_estimateGas of the call, 21,000 base included) for a market on two
+inputs (realized vol, depth) and on four (plus implied vol and dispersion).
+
+    .venv/bin/python bench/gas.py [--json] [--risk-gate]
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from web3 import AsyncWeb3  # noqa: E402
 
 from relayer.chain.anvil import AnvilNode  # noqa: E402
 from relayer.chain.codec import FeedUpdate, address_of, encode_updates, keccak, sign_digest  # noqa: E402
-from relayer.chain.contract import disconnect
+from relayer.chain.contract import disconnect, send_call  # noqa: E402
 from relayer.chain.oracle import QuorumOracleClient, connect, deploy_oracle  # noqa: E402
 
 FEED_COUNTS = (1, 10, 50)
@@ -127,10 +131,58 @@ def print_table(results: list[Measurement]) -> bool:
     return ok_ten and ok_one
 
 
+async def risk_gate_rows() -> list[dict[str, int | str]]:
+    from aggregation.margin import MarginCurve
+    from relayer.chain.oracle import load_artifact
+    from relayer.chain.risk_gate import MarketInputs, RiskGateClient, deploy_risk_gate, market_id_bytes
+
+    curve = MarginCurve(200, 3_000, 10_000, 1_000, 10_000_000, 300, 5_000, 6_000, 150)
+    rows: list[dict[str, int | str]] = []
+    with AnvilNode.start() as anvil:
+        w3 = connect(anvil.rpc_url)
+        try:
+            owner, (caller, _) = anvil.accounts[0][1], anvil.accounts[0]
+            client = QuorumOracleClient(w3, await deploy_oracle(w3, owner))
+            feeds = [await client.add_feed(owner, f"RISK{i}", d, f"risk {i}", 0, 10**15, heartbeat=3_600)
+                     for i, d in enumerate((6, 6, 0, 2))]
+            gate = RiskGateClient(w3, await deploy_risk_gate(w3, owner, client.address))
+            contract = w3.eth.contract(address=gate.address, abi=load_artifact("RiskGate")["abi"])
+            config = await client.set_config(owner, [address_of(keccak(b"risk signer"))], [caller], 0, 1, b"bench")
+            key = keccak(b"risk signer")
+            now = int((await w3.eth.get_block("latest"))["timestamp"])
+            updates = encode_updates([FeedUpdate(feed_index=i, observed_at=now, num_sources=3, value=500_000)
+                                      for i in feeds])
+            digest = client.domain(anvil.chain_id).report_digest(config.config_digest, 1, 1, updates)
+            await client.transmit(owner, config.config_digest, 1, 1, updates, [(0, sign_digest(key, digest))])
+            for label, inputs in (
+                ("2 inputs", MarketInputs(feeds[0], 600, depth_feed=feeds[2])),
+                ("4 inputs", MarketInputs(feeds[0], 600, implied_vol_feed=feeds[1], depth_feed=feeds[2],
+                                          dispersion_feed=feeds[3])),
+            ):
+                market = market_id_bytes(label)
+                for step in ("setCurve first", "setCurve replace"):
+                    call = contract.functions.setCurve(market, inputs.as_tuple(), curve.as_tuple())
+                    receipt = await send_call(w3, owner, call, "setCurve")
+                    rows.append({"market": label, "what": step, "gas": int(receipt["gasUsed"])})
+                for what, call in (("margins()", contract.functions.margins(market)),
+                                   ("checkAction(increase)", contract.functions.checkAction(market, True))):
+                    rows.append({"market": label, "what": what, "gas": int(await call.estimate_gas({"from": caller}))})
+        finally:
+            await disconnect(w3)
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", action="store_true", help="print measurements as JSON lines instead")
+    parser.add_argument("--risk-gate", action="store_true", help="measure RiskGate instead of transmit")
     args = parser.parse_args()
+    if args.risk_gate:
+        rows = asyncio.run(risk_gate_rows())
+        print("RiskGate gas (anvil default hardfork; reads: eth_estimateGas, 21,000 base included)")
+        for row in rows:
+            print(json.dumps(row) if args.json else f"{row['market']:>9} {row['what']:<22} {row['gas']:>8,}")
+        return 0
     results = asyncio.run(run())
     if args.json:
         for m in results:

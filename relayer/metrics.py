@@ -514,7 +514,7 @@ class Telemetry:
         readings = list(self._markets.values())
         results = await asyncio.gather(*(gate.margins(r.market.market_id) for r in readings), return_exceptions=True)
         for reading, result in zip(readings, results):
-            if isinstance(result, ChainError):  # e.g. NegativeRiskInput: the gate refuses, and we say so
+            if isinstance(result, ChainError):  # e.g. UnknownMarket: the gate refuses, and we say so
                 reading.margins, reading.error = None, str(getattr(result, "reason", None) or result)
             elif isinstance(result, BaseException):
                 raise result
@@ -572,11 +572,19 @@ class Telemetry:
         out = []
         for reading in self._markets.values():
             m, margins = reading.market, reading.margins
-            vol, depth = by_index.get(m.vol_feed), by_index.get(m.depth_feed)
+            inputs = m.inputs
+            vol, implied, depth, dispersion = (
+                by_index.get(i) if i is not None else None
+                for i in (inputs.realized_vol_feed, inputs.implied_vol_feed, inputs.depth_feed, inputs.dispersion_feed)
+            )
             out.append({
                 "market_id": "0x" + m.market_id.hex(), "name": m.name,
-                "vol_feed": m.vol_feed, "vol_feed_id": vol.feed_id if vol else None,
-                "depth_feed": m.depth_feed, "depth_feed_id": depth.feed_id if depth else None,
+                "vol_feed": inputs.realized_vol_feed, "vol_feed_id": vol.feed_id if vol else None,
+                "implied_vol_feed": inputs.implied_vol_feed, "implied_vol_feed_id": implied.feed_id if implied else None,
+                "depth_feed": inputs.depth_feed, "depth_feed_id": depth.feed_id if depth else None,
+                "dispersion_feed": inputs.dispersion_feed,
+                "dispersion_feed_id": dispersion.feed_id if dispersion else None,
+                "max_age": inputs.max_age,
                 "instrument": vol.instrument if vol else depth.instrument if depth else None,
                 "initial_bps": margins.initial_bps if margins else None,
                 "maintenance_bps": margins.maintenance_bps if margins else None,

@@ -1,4 +1,5 @@
-"""Reader of a deployed RiskGate: its markets, their curves, and the margins it sets now.
+"""Reader of a deployed RiskGate: its markets (inputs, the decimals it read, curves), and the
+margins it sets now.
 
 Governance sets one curve per market (``setCurve``); the contract keeps no list of its
 markets, so they are found through its ``CurveSet`` events, read block range by block
@@ -9,22 +10,31 @@ gating on this RiskGate demands at the current block, never a local recomputatio
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from eth_abi.abi import decode as abi_decode
 from web3 import AsyncWeb3
 
-from aggregation.margin import MarginCurve
+from aggregation.margin import MarginCurve, Margins, Reading
 from relayer.chain.codec import keccak
 from relayer.chain.contract import ContractClient, deploy_contract, require_success
 from relayer.chain.errors import RpcError
 from relayer.chain.rpc import RpcCallError
 
-__all__ = ["MarketMargins", "RiskGateClient", "RiskMarket", "deploy_risk_gate", "market_id_bytes"]
+__all__ = [
+    "NO_FEED", "MarginCase", "MarketInputs", "MarketMargins", "RiskGateClient", "RiskMarket", "deploy_risk_gate",
+    "market_id_bytes",
+]
 
-_CURVE_TYPE = "(uint32,uint32,uint32,uint64,uint32,uint32,uint32,uint32)"
-CURVE_SET_TOPIC = "0x" + keccak(f"CurveSet(bytes32,uint16,uint16,{_CURVE_TYPE})".encode()).hex()
+# One computeMargins input: curve, realized vol, implied vol, depth, dispersion (None: unused).
+MarginCase = tuple[MarginCurve, Reading, Reading | None, Reading | None, Reading | None]
+NO_FEED = 0xFFFF  # RiskGate.NO_FEED: the market does not use this input
+_CURVE_TYPE = "(uint32,uint32,uint32,uint32,uint64,uint32,uint32,uint32,uint32)"
+_INPUTS_TYPE = "(uint16,uint16,uint16,uint16,uint32)"
+_MARKET_TYPE = f"({_INPUTS_TYPE},uint8,uint8,uint8,uint8,{_CURVE_TYPE})"
+CURVE_SET_TOPIC = "0x" + keccak(f"CurveSet(bytes32,{_MARKET_TYPE})".encode()).hex()
 
 
 def market_id_bytes(name: str) -> bytes:
@@ -35,14 +45,56 @@ def market_id_bytes(name: str) -> bytes:
     return raw.ljust(32, b"\x00")
 
 
+def _feed(index: int) -> int | None:
+    return None if index == NO_FEED else index
+
+
+@dataclass(frozen=True)
+class MarketInputs:
+    """The feeds a market reads (None: not used) and the oldest data it accepts for new risk."""
+
+    realized_vol_feed: int
+    max_age: int
+    implied_vol_feed: int | None = None
+    depth_feed: int | None = None
+    dispersion_feed: int | None = None
+
+    def as_tuple(self) -> tuple[int, int, int, int, int]:
+        """The ABI tuple for ``RiskGate.setCurve``."""
+        def index(feed: int | None) -> int:
+            return NO_FEED if feed is None else feed
+        return (self.realized_vol_feed, index(self.implied_vol_feed), index(self.depth_feed),
+                index(self.dispersion_feed), self.max_age)
+
+    @classmethod
+    def from_tuple(cls, raw: Sequence[Any]) -> MarketInputs:
+        rv, iv, depth, dispersion, max_age = (int(v) for v in raw)
+        return cls(rv, max_age, _feed(iv), _feed(depth), _feed(dispersion))
+
+
 @dataclass(frozen=True)
 class RiskMarket:
-    """One market as governance last set it: its two input feeds and its curve."""
+    """One market as governance last set it: its inputs, the decimals RiskGate read for each
+    input feed (realized vol, implied vol, depth, dispersion; 0 for an unused one), its curve."""
 
     market_id: bytes
-    vol_feed: int
-    depth_feed: int
+    inputs: MarketInputs
+    decimals: tuple[int, int, int, int]
     curve: MarginCurve
+
+    @classmethod
+    def from_abi(cls, market_id: bytes, raw: Sequence[Any]) -> RiskMarket:
+        inputs, rv_d, iv_d, depth_d, disp_d, curve = raw
+        return cls(market_id, MarketInputs.from_tuple(inputs), (int(rv_d), int(iv_d), int(depth_d), int(disp_d)),
+                   MarginCurve(*(int(v) for v in curve)))
+
+    @property
+    def vol_feed(self) -> int:
+        return self.inputs.realized_vol_feed
+
+    @property
+    def depth_feed(self) -> int | None:
+        return self.inputs.depth_feed
 
     @property
     def name(self) -> str:
@@ -55,8 +107,8 @@ class RiskMarket:
 
 @dataclass(frozen=True)
 class MarketMargins:
-    """``margins(marketId)``: initial and maintenance margin (bps), and whether both input
-    feeds are fresh and untripped (a risk-increasing action passes only then)."""
+    """``margins(marketId)``: initial and maintenance margin (bps), and whether every input the
+    market uses is fresh, untripped and non-negative (a risk-increasing action passes only then)."""
 
     initial_bps: int
     maintenance_bps: int
@@ -72,17 +124,23 @@ class RiskGateClient(ContractClient):
     ARTIFACT = "RiskGate"
 
     async def oracle(self) -> str:
-        """The QuorumOracle this gate reads its volatility and depth from."""
+        """The QuorumOracle this gate reads its inputs from."""
         return str(await self._call("oracle"))
 
     async def margins(self, market_id: bytes) -> MarketMargins:
-        """Raises ``ContractRevert`` (``UnknownMarket``, ``NegativeRiskInput``) as the contract does."""
+        """Never reverts on market inputs; raises ``ContractRevert`` (``UnknownMarket``) as the contract does."""
         initial, maintenance, usable = await self._call("margins", market_id)
         return MarketMargins(initial_bps=int(initial), maintenance_bps=int(maintenance), usable=bool(usable))
 
+    async def check_action(self, market_id: bytes, increases_risk: bool) -> Margins:
+        """``checkAction``: a risk-increasing check raises ``ContractRevert`` (``FeedTripped``,
+        ``FeedStale``, ``NegativeRiskInput``) when an input the market uses is unfit; a
+        risk-reducing one always returns the margins."""
+        initial, maintenance = await self._call("checkAction", market_id, increases_risk)
+        return Margins(int(initial), int(maintenance))
+
     async def market(self, market_id: bytes) -> RiskMarket:
-        vol_feed, depth_feed, _exists, curve = await self._call("market", market_id)
-        return RiskMarket(market_id, int(vol_feed), int(depth_feed), MarginCurve(*(int(v) for v in curve)))
+        return RiskMarket.from_abi(market_id, await self._call("market", market_id))
 
     async def curve_events(self, from_block: int, to_block: int) -> list[RiskMarket]:
         """Every ``CurveSet`` in ``[from_block, to_block]``, oldest first (a market may repeat)."""
@@ -95,15 +153,26 @@ class RiskGateClient(ContractClient):
             raise RpcError(f"CurveSet logs {from_block}..{to_block}: {exc}") from exc
         out = []
         for entry in logs:
-            vol_feed, depth_feed, curve = abi_decode(["uint16", "uint16", _CURVE_TYPE],
-                                                     bytes.fromhex(entry["data"][2:]))
-            out.append(RiskMarket(bytes.fromhex(entry["topics"][1][2:]), int(vol_feed), int(depth_feed),
-                                  MarginCurve(*(int(v) for v in curve))))
+            (market,) = abi_decode([_MARKET_TYPE], bytes.fromhex(entry["data"][2:]))
+            out.append(RiskMarket.from_abi(bytes.fromhex(entry["topics"][1][2:]), market))
         return out
 
-    async def set_curve(
-        self, owner_key: bytes, market_id: bytes, vol_feed: int, depth_feed: int, curve: MarginCurve
-    ) -> None:
-        """Governance: set (or replace) a market's input feeds and curve."""
-        receipt = await self._transact(owner_key, "setCurve", market_id, vol_feed, depth_feed, curve.as_tuple())
+    async def set_curve(self, owner_key: bytes, market_id: bytes, inputs: MarketInputs, curve: MarginCurve) -> None:
+        """Governance: set (or replace) a market's inputs and curve; RiskGate reads each input
+        feed's decimals from the oracle now."""
+        receipt = await self._transact(owner_key, "setCurve", market_id, inputs.as_tuple(), curve.as_tuple())
         require_success(receipt, "setCurve")
+
+    async def compute_margins(self, cases: Sequence[MarginCase], *, batch: int = 500) -> list[Margins]:
+        """The contract's own ``computeMargins`` on each case (curve, realized vol, then implied
+        vol, depth, dispersion or None), in JSON-RPC batches of ``batch`` calls; for checking a
+        mirror or a curve against the deployed code without sending anything."""
+        unused = (0, 0, False)
+        out: list[Margins] = []
+        for start in range(0, len(cases), batch):
+            calls = [("computeMargins", (
+                curve.as_tuple(), rv.as_abi(),
+                *(r.as_abi() if r is not None else unused for r in (iv, depth, dispersion)),
+            )) for curve, rv, iv, depth, dispersion in cases[start:start + batch]]
+            out.extend(Margins(int(im), int(mm)) for im, mm in await self._call_many(calls))
+        return out

@@ -1,44 +1,40 @@
-"""RiskGate (margins, refusal on stale/tripped data, governance), the Python mirror's exact
-agreement with it, a Chainlink-style consumer on FeedProxy, and the subscription registry."""
+"""RiskGate (margins in the units of the feeds it reads, refusal on stale/tripped/negative
+data for the markets that use it, governance), the Python mirror's exact agreement with it,
+a Chainlink-style consumer on FeedProxy, and the subscription registry."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import random
+from dataclasses import fields
+from decimal import Decimal
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from web3 import HTTPProvider, Web3
+from web3 import Web3
 
-from aggregation.margin import MarginCurve, compute_margins
-from relayer.chain.anvil import AnvilNode
+from aggregation.errors import InvalidInput
+from aggregation.margin import MAX_DECIMALS, MarginCurve, Reading, compute_margins
+from feeds.catalog import load_catalog
 from relayer.chain.codec import feed_id_bytes
-from relayer.chain.errors import ContractRevert
 from relayer.chain.contract import send_call as _send
+from relayer.chain.errors import ContractRevert
 from relayer.chain.oracle import deploy_contract, deploy_proxy, load_artifact
+from relayer.chain.risk_gate import MarginCase, MarketInputs, RiskGateClient, deploy_risk_gate, market_id_bytes
 from relayer.chain.subscriptions import SubscriptionRegistryClient, deploy_subscription_registry
 
 from .conftest import Deployment
 
 pytestmark = pytest.mark.integration
 
-MARKET = b"ETH-PERP".ljust(32, b"\x00")
+ETH_PERP, BTC_PERP = market_id_bytes("ETH-PERP"), market_id_bytes("BTC-PERP")
+# 2 % at rest; +30 % of margin per 1.0 of volatility; up to +10 % as depth falls below $10M;
+# +1 bps per bps of cross-venue dispersion; within 3 % .. 50 %; maintenance 60 % of initial.
 CURVE = MarginCurve(
-    base_im_bps=200, vol_multiplier_bps=2_500, depth_penalty_bps=800, depth_ref=10**9,
-    floor_im_bps=300, cap_im_bps=5_000, mm_ratio_bps=6_000, floor_mm_bps=150,
+    base_im_bps=200, vol_slope_bps=3_000, dispersion_multiplier_bps=10_000, depth_penalty_bps=1_000,
+    depth_ref_usd=10_000_000, floor_im_bps=300, cap_im_bps=5_000, mm_ratio_bps=6_000, floor_mm_bps=150,
 )
-
-
-async def _risk_gate(oracle: Deployment) -> Any:
-    address = await deploy_contract(oracle.w3, oracle.owner_key, "RiskGate", oracle.client.address)
-    gate = oracle.w3.eth.contract(address=address, abi=load_artifact("RiskGate")["abi"])
-    vol = await oracle.client.add_feed(oracle.owner_key, "ETH-VOL", 0, "ETH 30d vol bps", 0, 100_000,
-                                       breaker_bps=5_000, heartbeat=600)
-    depth = await oracle.client.add_feed(oracle.owner_key, "ETH-DEPTH", 0, "ETH 2% depth USD", 0, 10**15,
-                                         breaker_bps=5_000, heartbeat=600)
-    await _send(oracle.w3, oracle.owner_key, gate.functions.setCurve(MARKET, vol, depth, CURVE.as_tuple()), "setCurve")
-    return gate, vol, depth
+VOL_DECIMALS, DEPTH_DECIMALS, DISPERSION_DECIMALS = 6, 0, 2
+MAX_AGE = 600
 
 
 async def _revert_reason(call: Any, oracle: Deployment) -> str | None:
@@ -47,48 +43,231 @@ async def _revert_reason(call: Any, oracle: Deployment) -> str | None:
     return caught.value.reason
 
 
-async def test_risk_gate_margins_follow_the_curve_and_refuse_on_bad_data(oracle: Deployment) -> None:
-    gate, vol, depth = await _risk_gate(oracle)
+async def _refusal(gate: RiskGateClient, market: bytes) -> ContractRevert:
+    with pytest.raises(ContractRevert) as caught:
+        await gate.check_action(market, True)
+    return caught.value
+
+
+async def _market_feeds(oracle: Deployment, asset: str, *, heartbeat: int = 3_600) -> MarketInputs:
+    """Realized vol (6-decimal fraction), depth (USD), dispersion (bps, 2 decimals), as the
+    devnet catalog ships them; vol bounds allow a negative value, which is how a bad one lands."""
+    add = oracle.client.add_feed
+    vol = await add(oracle.owner_key, f"{asset}-RVOL", VOL_DECIMALS, "rvol", -10**6, 20 * 10**6,
+                    breaker_bps=5_000, heartbeat=heartbeat)
+    depth = await add(oracle.owner_key, f"{asset}-DEPTH", DEPTH_DECIMALS, "depth", 0, 10**15,
+                      breaker_bps=5_000, heartbeat=heartbeat)
+    dispersion = await add(oracle.owner_key, f"{asset}-DISP", DISPERSION_DECIMALS, "disp", 0, 10**6,
+                           heartbeat=heartbeat)
+    return MarketInputs(realized_vol_feed=vol, max_age=MAX_AGE, depth_feed=depth, dispersion_feed=dispersion)
+
+
+async def _gate(oracle: Deployment) -> RiskGateClient:
+    return RiskGateClient(oracle.w3, await deploy_risk_gate(oracle.w3, oracle.owner_key, oracle.client.address))
+
+
+def _expected(vol: int, depth: int, dispersion: int) -> tuple[int, int]:
+    m = compute_margins(CURVE, Reading(vol, VOL_DECIMALS), depth=Reading(depth, DEPTH_DECIMALS),
+                        dispersion=Reading(dispersion, DISPERSION_DECIMALS))
+    return m.initial_bps, m.maintenance_bps
+
+
+async def test_margins_follow_the_curve_in_feed_units_and_refuse_new_risk_on_bad_data(oracle: Deployment) -> None:
+    gate, eth = await _gate(oracle), await _market_feeds(oracle, "ETH")
+    await gate.set_curve(oracle.owner_key, ETH_PERP, eth, CURVE)
+    market = await gate.market(ETH_PERP)
+    assert market.inputs == eth and market.curve == CURVE
+    assert market.decimals == (VOL_DECIMALS, 0, DEPTH_DECIMALS, DISPERSION_DECIMALS)  # read from the oracle
+    vol, depth, disp = eth.realized_vol_feed, eth.depth_feed, eth.dispersion_feed
+    assert depth is not None and disp is not None
     now = await oracle.now()
-    await oracle.transmit(1, 1, oracle.updates(now, (vol, 6_000), (depth, 4 * 10**8)))
-    expected = compute_margins(CURVE, 6_000, 4 * 10**8)
-    assert await gate.functions.checkAction(MARKET, True).call() == [expected.initial_bps, expected.maintenance_bps]
+    await oracle.transmit(1, 1, oracle.updates(now, (vol, 550_000), (depth, 3_000_000), (disp, 500)))
+    calm = await gate.check_action(ETH_PERP, True)
+    # 200 + 0.55 * 3000 = 1850; + 1000 * 7/10 = 2550; + 5 bps dispersion = 2555; mm 60 %.
+    assert (calm.initial_bps, calm.maintenance_bps) == _expected(550_000, 3_000_000, 500) == (2_555, 1_533)
 
-    # Higher volatility and thinner depth: tighter margins.
-    await oracle.transmit(1, 2, oracle.updates(now, (vol, 8_000), (depth, 3 * 10**8)))
-    tighter = await gate.functions.checkAction(MARKET, True).call()
-    assert tighter[0] > expected.initial_bps and tighter[1] >= expected.maintenance_bps
+    # Higher volatility, thinner book, wider dispersion: tighter margins.
+    await oracle.transmit(1, 2, oracle.updates(now, (vol, 800_000), (depth, 2_000_000), (disp, 900)))
+    tighter = await gate.check_action(ETH_PERP, True)
+    assert (tighter.initial_bps, tighter.maintenance_bps) == _expected(800_000, 2_000_000, 900)
+    assert tighter.initial_bps > calm.initial_bps and tighter.maintenance_bps > calm.maintenance_bps
 
-    # A 50%+ jump in volatility trips its breaker: risk increase refused, reduction allowed.
-    await oracle.transmit(1, 3, oracle.updates(now, (vol, 20_000)))
+    # A 50 %+ jump in volatility trips its breaker: new risk refused by name, reduction passes.
+    await oracle.transmit(1, 3, oracle.updates(now, (vol, 2_000_000)))
     assert (await oracle.client.feed_status(vol)).tripped
-    assert await _revert_reason(gate.functions.checkAction(MARKET, True), oracle) == "FeedTripped"
-    assert await gate.functions.checkAction(MARKET, False).call() == tighter
-    assert (await gate.functions.margins(MARKET).call())[2] is False
+    refused = await _refusal(gate, ETH_PERP)
+    assert refused.reason == "FeedTripped" and refused.error_args == (vol,)
+    assert await gate.check_action(ETH_PERP, False) == tighter  # the breaker held the last good value
+    assert (await gate.margins(ETH_PERP)).usable is False
 
-    # Stale: past the heartbeat, same refusal by name.
+    # Older than the market's max age (the feeds' heartbeat is longer): stale, by name.
     await oracle.client.reset_breaker(oracle.owner_key, vol)
-    await oracle.transmit(1, 4, oracle.updates(now, (vol, 20_000)))
-    oracle.anvil.rpc("evm_increaseTime", [601])
+    await oracle.transmit(1, 4, oracle.updates(now, (vol, 800_000), (depth, 2_000_000), (disp, 900)))
+    assert (await gate.margins(ETH_PERP)).usable is True
+    oracle.anvil.rpc("evm_increaseTime", [MAX_AGE + 1])
     oracle.anvil.rpc("evm_mine")
-    assert await _revert_reason(gate.functions.checkAction(MARKET, True), oracle) == "FeedStale"
-    await gate.functions.checkAction(MARKET, False).call()
+    assert not (await oracle.client.feed_status(vol)).stale  # the oracle's heartbeat has not run out
+    refused = await _refusal(gate, ETH_PERP)
+    assert refused.reason == "FeedStale" and refused.error_args == (vol, now, MAX_AGE)
+    assert await gate.check_action(ETH_PERP, False) == tighter
 
 
-async def test_curve_changes_are_governance_only_and_validated(oracle: Deployment) -> None:
-    gate, vol, depth = await _risk_gate(oracle)
+async def test_negative_or_absurd_inputs_never_block_risk_reduction(oracle: Deployment) -> None:
+    gate, eth = await _gate(oracle), await _market_feeds(oracle, "ETH")
+    await gate.set_curve(oracle.owner_key, ETH_PERP, eth, CURVE)
+    vol, depth, disp = eth.realized_vol_feed, eth.depth_feed, eth.dispersion_feed
+    assert depth is not None and disp is not None
+    now = await oracle.now()
+    await oracle.transmit(1, 1, oracle.updates(now, (vol, -5), (depth, 0), (disp, 0)))
+    reduced = await gate.check_action(ETH_PERP, False)  # negative vol counts as 0, zero depth: full penalty
+    assert (reduced.initial_bps, reduced.maintenance_bps) == _expected(-5, 0, 0) == (1_200, 720)
+    refused = await _refusal(gate, ETH_PERP)
+    assert refused.reason == "NegativeRiskInput" and refused.error_args == (vol, -5)
+    margins = await gate.margins(ETH_PERP)
+    assert (margins.initial_bps, margins.usable) == (1_200, False)
+
+    # Absurd but in bounds (a first landing, so no breaker): capped, never reverted.
+    btc = await _market_feeds(oracle, "BTC")
+    await gate.set_curve(oracle.owner_key, BTC_PERP, btc, CURVE)
+    assert btc.depth_feed is not None and btc.dispersion_feed is not None
+    await oracle.transmit(1, 2, oracle.updates(
+        now, (btc.realized_vol_feed, 20 * 10**6), (btc.depth_feed, 10**15), (btc.dispersion_feed, 10**6)))
+    absurd = await gate.check_action(BTC_PERP, False)
+    assert (absurd.initial_bps, absurd.maintenance_bps) == (CURVE.cap_im_bps, 3_000)
+    assert await gate.check_action(BTC_PERP, True) == absurd  # fresh and in bounds: allowed, at the cap
+
+    # A never-written feed is stale: new risk refused, reduction passes.
+    fresh = await _market_feeds(oracle, "SOL")
+    await gate.set_curve(oracle.owner_key, market_id_bytes("SOL-PERP"), fresh, CURVE)
+    assert (await _refusal(gate, market_id_bytes("SOL-PERP"))).reason == "FeedStale"
+    assert (await gate.check_action(market_id_bytes("SOL-PERP"), False)).initial_bps == 1_200
+
+
+async def test_a_stale_or_tripped_eth_feed_does_not_block_btc_markets(oracle: Deployment) -> None:
+    gate = await _gate(oracle)
+    eth, btc = await _market_feeds(oracle, "ETH"), await _market_feeds(oracle, "BTC")
+    await gate.set_curve(oracle.owner_key, ETH_PERP, eth, CURVE)
+    await gate.set_curve(oracle.owner_key, BTC_PERP, btc, CURVE)
+
+    def values(inputs: MarketInputs, vol: int) -> list[tuple[int, int]]:
+        assert inputs.depth_feed is not None and inputs.dispersion_feed is not None
+        return [(inputs.realized_vol_feed, vol), (inputs.depth_feed, 3_000_000), (inputs.dispersion_feed, 500)]
+
+    now = await oracle.now()
+    await oracle.transmit(1, 1, oracle.updates(now, *values(eth, 600_000), *values(btc, 550_000)))
+    oracle.anvil.rpc("evm_increaseTime", [MAX_AGE - 100])
+    oracle.anvil.rpc("evm_mine")
+    later = await oracle.now()
+    await oracle.transmit(1, 2, oracle.updates(later, *values(btc, 560_000)))  # only BTC lands again
+    oracle.anvil.rpc("evm_increaseTime", [200])
+    oracle.anvil.rpc("evm_mine")
+
+    refused = await _refusal(gate, ETH_PERP)
+    assert refused.reason == "FeedStale" and refused.error_args[0] == eth.realized_vol_feed
+    btc_margins = await gate.check_action(BTC_PERP, True)  # BTC's own feeds are fresh: new risk passes
+    assert (btc_margins.initial_bps, btc_margins.maintenance_bps) == _expected(560_000, 3_000_000, 500)
+    assert (await gate.margins(ETH_PERP)).usable is False and (await gate.margins(BTC_PERP)).usable is True
+
+    # ETH fresh again, then its volatility breaker trips: still only ETH is refused.
+    now = await oracle.now()
+    await oracle.transmit(1, 3, oracle.updates(now, *values(eth, 600_000), *values(btc, 560_000)))
+    await oracle.transmit(1, 4, oracle.updates(now, (eth.realized_vol_feed, 3_000_000)))
+    assert (await _refusal(gate, ETH_PERP)).reason == "FeedTripped"
+    assert await gate.check_action(BTC_PERP, True) == btc_margins
+
+
+async def test_implied_volatility_raises_margin_only_above_realized(oracle: Deployment) -> None:
+    gate, eth = await _gate(oracle), await _market_feeds(oracle, "ETH")
+    implied = await oracle.client.add_feed(oracle.owner_key, "ETH-DVOL", 6, "dvol", 0, 20 * 10**6, heartbeat=3_600)
+    inputs = MarketInputs(eth.realized_vol_feed, MAX_AGE, implied_vol_feed=implied)
+    await gate.set_curve(oracle.owner_key, ETH_PERP, inputs, CURVE)
+    now = await oracle.now()
+    await oracle.transmit(1, 1, oracle.updates(now, (eth.realized_vol_feed, 500_000), (implied, 400_000)))
+    assert (await gate.check_action(ETH_PERP, True)).initial_bps == 200 + 1_500  # realized is higher
+    await oracle.transmit(1, 2, oracle.updates(now, (eth.realized_vol_feed, 500_000), (implied, 900_000)))
+    assert (await gate.check_action(ETH_PERP, True)).initial_bps == 200 + 2_700  # implied is higher
+    oracle.anvil.rpc("evm_increaseTime", [MAX_AGE + 1])
+    oracle.anvil.rpc("evm_mine")
+    assert (await _refusal(gate, ETH_PERP)).reason == "FeedStale"
+
+
+async def test_devnet_catalog_feeds_give_margins_in_a_sensible_range(oracle: Deployment) -> None:
+    """BTC-RVOL-1H (a 6-decimal fraction) and BTC-DEPTH-50BPS (USD): 55 % vol and $3M depth
+    land mid-curve, not pinned at the cap as when volatility was read as bps."""
+    catalog = {f.feed_id: f for f in load_catalog()}
+    index = {}
+    for feed_id in ("BTC-RVOL-1H", "BTC-DEPTH-50BPS", "BTC-USD-DISPERSION", "BTC-DVOL"):
+        spec = catalog[feed_id]
+        scale = Decimal(10) ** spec.decimals
+        assert spec.min_value is not None and spec.max_value is not None
+        index[feed_id] = await oracle.client.add_feed(
+            oracle.owner_key, feed_id, spec.decimals, spec.description,
+            int(spec.min_value * scale), int(spec.max_value * scale), heartbeat=spec.heartbeat_s)
+    assert (catalog["BTC-RVOL-1H"].decimals, catalog["BTC-DEPTH-50BPS"].decimals) == (6, 0)
+    gate = await _gate(oracle)
+    inputs = MarketInputs(index["BTC-RVOL-1H"], MAX_AGE, implied_vol_feed=index["BTC-DVOL"],
+                          depth_feed=index["BTC-DEPTH-50BPS"], dispersion_feed=index["BTC-USD-DISPERSION"])
+    await gate.set_curve(oracle.owner_key, BTC_PERP, inputs, CURVE)
+    now = await oracle.now()
+
+    async def land(round_: int, vol: Decimal, implied: Decimal, depth_usd: int, dispersion_bps: Decimal) -> Any:
+        await oracle.transmit(1, round_, oracle.updates(now, *sorted([
+            (index["BTC-RVOL-1H"], int(vol * 10**6)), (index["BTC-DVOL"], int(implied * 10**6)),
+            (index["BTC-DEPTH-50BPS"], depth_usd), (index["BTC-USD-DISPERSION"], int(dispersion_bps * 100))])))
+        return await gate.margins(BTC_PERP)
+
+    calm = await land(1, Decimal("0.55"), Decimal("0.50"), 3_000_000, Decimal("4.5"))
+    assert calm.usable and 1_500 <= calm.initial_bps <= 3_500 < CURVE.cap_im_bps
+    assert calm.initial_bps == 200 + 1_650 + 700 + 4 and calm.maintenance_bps == 1_532
+    spike = await land(2, Decimal("1.10"), Decimal("0.95"), 1_500_000, Decimal("30"))
+    assert calm.initial_bps < spike.initial_bps < CURVE.cap_im_bps
+    quiet = await land(3, Decimal("0.20"), Decimal("0.25"), 20_000_000, Decimal("1"))
+    assert CURVE.floor_im_bps < quiet.initial_bps < calm.initial_bps
+
+
+async def test_curves_and_inputs_are_governance_only_and_bounded_by_name(oracle: Deployment) -> None:
+    gate, eth = await _gate(oracle), await _market_feeds(oracle, "ETH")
     stranger = oracle.anvil.accounts[20][1]
     with pytest.raises(ContractRevert) as caught:
-        await _send(oracle.w3, stranger, gate.functions.setCurve(MARKET, vol, depth, CURVE.as_tuple()), "setCurve")
+        await gate.set_curve(stranger, ETH_PERP, eth, CURVE)
     assert caught.value.reason == "NotOwner"
-    bad = list(CURVE.as_tuple())
-    bad[4] = 6_000  # floor above cap
-    assert await _revert_reason(gate.functions.setCurve(MARKET, vol, depth, tuple(bad)), oracle) == "InvalidCurve"
-    assert await _revert_reason(gate.functions.checkAction(b"\x01" * 32, False), oracle) == "UnknownMarket"
+
+    def curve(**changes: int) -> tuple[int, ...]:  # a raw ABI tuple: the mirror would refuse a bad one
+        return tuple(changes.get(f.name, v) for f, v in zip(fields(MarginCurve), CURVE.as_tuple()))
+
+    contract = oracle.w3.eth.contract(address=gate.address, abi=load_artifact("RiskGate")["abi"])
+    bad_curves = {
+        "CapAboveFull": curve(cap_im_bps=10_001),
+        "ZeroFloor": curve(floor_mm_bps=0),
+        "FloorAboveCap": curve(floor_im_bps=5_001),
+        "MaintenanceAboveInitial": curve(floor_mm_bps=301),
+    }
+    for name, raw in bad_curves.items():
+        call = contract.functions.setCurve(ETH_PERP, eth.as_tuple(), raw)
+        assert await _revert_reason(call, oracle) == name
+        with pytest.raises(InvalidInput, match=name):  # the mirror refuses the same curve by the same name
+            MarginCurve(*raw)
+    assert await _revert_reason(contract.functions.setCurve(
+        ETH_PERP, eth.as_tuple(), curve(mm_ratio_bps=10_001)), oracle) == "MaintenanceAboveInitial"
+
+    no_depth_ref = curve(depth_ref_usd=0)
+    assert await _revert_reason(contract.functions.setCurve(ETH_PERP, eth.as_tuple(), no_depth_ref), oracle) == \
+        "ZeroDepthRef"
+    await gate.set_curve(oracle.owner_key, ETH_PERP, MarketInputs(eth.realized_vol_feed, MAX_AGE),
+                         MarginCurve(*no_depth_ref))  # fine without a depth feed
+    inputs = list(eth.as_tuple())
+    for changes, name in (({4: 0}, "ZeroMaxAge"), ({0: 0xFFFF}, "MissingVolatilityFeed"), ({2: 99}, "UnknownFeed")):
+        raw_inputs = tuple(changes.get(i, v) for i, v in enumerate(inputs))
+        assert await _revert_reason(contract.functions.setCurve(ETH_PERP, raw_inputs, CURVE.as_tuple()), oracle) == name
+    wide = await oracle.client.add_feed(oracle.owner_key, "WIDE", MAX_DECIMALS + 1, "too many decimals", 0, 10**9)
+    assert await _revert_reason(contract.functions.setCurve(
+        ETH_PERP, (wide, 0xFFFF, 0xFFFF, 0xFFFF, MAX_AGE), CURVE.as_tuple()), oracle) == "UnsupportedDecimals"
+    assert (await _refusal(gate, b"\x01" * 32)).reason == "UnknownMarket"
 
 
 async def test_risk_gate_ownership_moves_in_two_steps(oracle: Deployment) -> None:
-    gate, vol, depth = await _risk_gate(oracle)
+    gate_client, eth = await _gate(oracle), await _market_feeds(oracle, "ETH")
+    gate = oracle.w3.eth.contract(address=gate_client.address, abi=load_artifact("RiskGate")["abi"])
     new_address, new_key = oracle.anvil.accounts[27]
     stranger = oracle.anvil.accounts[26][1]
     owner_address = Web3.to_checksum_address(oracle.anvil.accounts[0][0])
@@ -107,49 +286,77 @@ async def test_risk_gate_ownership_moves_in_two_steps(oracle: Deployment) -> Non
     await _send(oracle.w3, new_key, gate.functions.acceptOwnership(), "acceptOwnership")
     assert await gate.functions.owner().call() == new_address
     assert int(await gate.functions.pendingOwner().call(), 16) == 0
-    assert await _revert_reason(gate.functions.setCurve(MARKET, vol, depth, CURVE.as_tuple()), oracle) == "NotOwner"
-    await _send(oracle.w3, new_key, gate.functions.setCurve(MARKET, vol, depth, CURVE.as_tuple()), "setCurve")
+    set_curve = gate.functions.setCurve(ETH_PERP, eth.as_tuple(), CURVE.as_tuple())
+    assert await _revert_reason(set_curve, oracle) == "NotOwner"
+    await gate_client.set_curve(new_key, ETH_PERP, eth, CURVE)
 
 
 # -- differential: Python mirror == contract, exactly --------------------------------
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+CASES_PER_KIND = 1_000
 
-@st.composite
-def curves(draw: st.DrawFn) -> MarginCurve:
-    cap = draw(st.integers(1, 10_000))
-    floor_im = draw(st.integers(1, cap))
+
+def _random_curve(rng: random.Random) -> MarginCurve:
+    cap = rng.choice((rng.randint(1, 10_000), 10_000, 5_000))
+    floor_im = rng.randint(1, cap)
+    u32 = 2**32 - 1
+
+    def small_or_wide(small: int) -> int:
+        return rng.choice((rng.randint(0, small), rng.randint(0, u32), 0))
+
     return MarginCurve(
-        base_im_bps=draw(st.integers(0, 2**32 - 1) | st.integers(0, 20_000)),
-        vol_multiplier_bps=draw(st.integers(0, 2**32 - 1) | st.integers(0, 30_000)),
-        depth_penalty_bps=draw(st.integers(0, 2**32 - 1) | st.integers(0, 20_000)),
-        depth_ref=draw(st.integers(1, 2**64 - 1) | st.integers(1, 10**10)),
-        floor_im_bps=floor_im,
-        cap_im_bps=cap,
-        mm_ratio_bps=draw(st.integers(0, 10_000)),
-        floor_mm_bps=draw(st.integers(1, floor_im)),
+        base_im_bps=small_or_wide(3_000), vol_slope_bps=small_or_wide(20_000),
+        dispersion_multiplier_bps=small_or_wide(50_000), depth_penalty_bps=small_or_wide(5_000),
+        depth_ref_usd=rng.choice((rng.randint(1, 10**9), rng.randint(1, 2**64 - 1), 1)),
+        floor_im_bps=floor_im, cap_im_bps=cap, mm_ratio_bps=rng.randint(0, 10_000),
+        floor_mm_bps=rng.randint(1, floor_im),
     )
 
 
-@pytest.fixture(scope="module")
-def sync_gate(anvil: AnvilNode) -> Iterator[Any]:
-    w3 = Web3(HTTPProvider(anvil.rpc_url))
-    artifact = load_artifact("RiskGate")
-    snapshot = anvil.rpc("evm_snapshot")
-    tx = w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"]).constructor(
-        anvil.accounts[0][0]).transact({"from": anvil.accounts[0][0]})
-    address = w3.eth.wait_for_transaction_receipt(tx)["contractAddress"]
-    yield w3.eth.contract(address=address, abi=artifact["abi"])
-    anvil.rpc("evm_revert", [snapshot])
+def _random_reading(rng: random.Random, near: int | None = None) -> Reading:
+    decimals = rng.choice((rng.randint(0, MAX_DECIMALS), 0, 2, 6, 8, MAX_DECIMALS))
+    scale = 10**decimals
+    choices = [
+        rng.randint(INT64_MIN, INT64_MAX), rng.randint(-10 * scale, 10 * scale), rng.randint(0, 10**7),
+        rng.choice((0, -1, 1, INT64_MIN, INT64_MAX)), rng.randint(0, 3 * scale),
+    ]
+    if near is not None:  # around the depth reference, where the penalty starts
+        choices.append(near * scale + rng.randint(-3, 3))
+    return Reading(max(INT64_MIN, min(INT64_MAX, rng.choice(choices))), decimals)  # the oracle stores int64
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(curve=curves(), vol=st.integers(0, 2**63 - 1) | st.integers(0, 50_000),
-       depth=st.integers(0, 2**63 - 1) | st.integers(0, 2 * 10**10))
-def test_python_margins_equal_the_contract_exactly(sync_gate: Any, curve: MarginCurve, vol: int, depth: int) -> None:
-    sync_gate.functions.validateCurve(curve.as_tuple()).call()  # both sides accept the curve
-    onchain = sync_gate.functions.computeMargins(curve.as_tuple(), vol, depth).call()
-    mirror = compute_margins(curve, vol, depth)
-    assert onchain == [mirror.initial_bps, mirror.maintenance_bps]
+def _random_cases(rng: random.Random, focus: str) -> list[MarginCase]:
+    """CASES_PER_KIND cases where ``focus`` is always used and random; the others random or unused."""
+    cases: list[MarginCase] = []
+    for _ in range(CASES_PER_KIND):
+        curve = _random_curve(rng)
+        readings = {
+            "realized_vol": _random_reading(rng),
+            "implied_vol": _random_reading(rng),
+            "depth": _random_reading(rng, near=curve.depth_ref_usd),
+            "dispersion": _random_reading(rng),
+        }
+        used = {k: k == focus or k == "realized_vol" or rng.random() < 0.5 for k in readings}
+        cases.append((curve, readings["realized_vol"], *(readings[k] if used[k] else None
+                                                        for k in ("implied_vol", "depth", "dispersion"))))
+    return cases
+
+
+@pytest.mark.parametrize("focus", ["realized_vol", "implied_vol", "depth", "dispersion"])
+async def test_python_margins_equal_the_contract_exactly(oracle: Deployment, focus: str) -> None:
+    gate = await _gate(oracle)
+    cases = _random_cases(random.Random(f"risk-gate-mirror-{focus}"), focus)
+    onchain = await gate.compute_margins(cases)
+    mirror = [compute_margins(c, rv, implied_vol=iv, depth=d, dispersion=disp) for c, rv, iv, d, disp in cases]
+    assert len(onchain) == len(mirror) == CASES_PER_KIND
+    mismatches = [(case, a, b) for case, a, b in zip(cases, onchain, mirror) if a != b]
+    assert mismatches == []
+    # The draws reach the interesting parts of the curve, not just one clamp.
+    initial = [m.initial_bps for m in mirror]
+    assert any(c.floor_im_bps < m < c.cap_im_bps for (c, *_), m in zip(cases, initial))
+    assert any(m == c.cap_im_bps for (c, *_), m in zip(cases, initial))
+    assert any(m == c.floor_im_bps for (c, *_), m in zip(cases, initial))
 
 
 # -- a consumer written only against AggregatorV3Interface -------------------------
