@@ -233,11 +233,9 @@ class Node:
         self.engine.start()
 
     async def _watch_config(self) -> None:
-        """Follow `setConfig` on-chain: a new digest switches committees without a restart; and
-        the subscription registry's events, so a new promise holds from the next poll on."""
+        """Follow `setConfig` on-chain: a new digest switches committees without a restart."""
         while True:
             await asyncio.sleep(self.settings.config_poll_interval)
-            await self._poll_promises()
             try:
                 onchain = await self.oracle.config()
             except Exception as exc:
@@ -259,16 +257,27 @@ class Node:
                          len(book.current.subscriptions))
         except ChainError as exc:
             log.warning("cannot read the subscription registry: %s", exc)
+        except Exception:  # noqa: BLE001 - following the registry must survive the unexpected
+            log.exception("the promises failed to refresh; retrying next poll")
 
-    async def _follow_feeds(self) -> None:
-        """Keep the feed view current: one cheap poll per venue poll interval (a round or less)."""
+    async def _follow_chain(self) -> None:
+        """Keep the feed view current (one cheap poll per venue poll interval, a round or less)
+        and the promises (the registry's logs every config_poll_interval, so a change holds
+        within two polls). Runs from start, before the committee's peers are connected."""
         assert self.feed_view is not None
+        loop = asyncio.get_running_loop()
+        next_promises = loop.time() + self.settings.config_poll_interval
         while True:
-            await asyncio.sleep(self.settings.poll_interval)
+            await asyncio.sleep(min(self.settings.poll_interval, self.settings.config_poll_interval))
             try:
                 await self.feed_view.refresh()
             except ChainError as exc:
                 log.warning("cannot read the feeds on-chain: %s", exc)
+            except Exception:  # noqa: BLE001 - the view must keep following; say what broke
+                log.exception("the feed view failed to refresh; retrying next poll")
+            if loop.time() >= next_promises:
+                next_promises = loop.time() + self.settings.config_poll_interval
+                await self._poll_promises()
 
     def _tell_subscriptions(self) -> None:
         book, view = self.promise_book, self.feed_view
@@ -381,6 +390,7 @@ class Node:
             scheduler.add_job(self._snapshot_stats, "interval", seconds=SNAPSHOT_INTERVAL_S, max_instances=1,
                               coalesce=True)
             scheduler.start()
+            chain_follower = asyncio.create_task(self._follow_chain())
             api = ApiServer(self.telemetry, s.api_host, s.api_port, self.subscriptions_board) if s.api_enabled else None
             if api is not None:
                 await api.start()
@@ -402,7 +412,6 @@ class Node:
                     log.warning("starting with fewer peers than a quorum: %s", exc)
             await self._start_committee(committee)
             watcher = asyncio.create_task(self._watch_config())
-            feed_follower = asyncio.create_task(self._follow_feeds())
             self._snapshot_stats()
             self.telemetry.start(ChainContext(
                 oracle=self.oracle, chain_id=self.chain_id, feeds=self.served,
@@ -417,7 +426,7 @@ class Node:
                 log.info("stopping")
                 dialer.cancel()
                 watcher.cancel()
-                feed_follower.cancel()
+                chain_follower.cancel()
                 await self.telemetry.stop()
                 if api is not None:
                     await api.stop()
