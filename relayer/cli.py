@@ -64,6 +64,10 @@ rpc_urls = [{rpc_urls}]
 # The QuorumOracle contract whose committee this node serves.
 oracle_address = "{oracle}"
 
+# The SubscriptionRegistry of this oracle: subscribers' deviation and heartbeat wishes, which
+# the node follows (`relayer subscriptions list`). Without it the catalog's promises hold.
+{registry_line}
+
 # libp2p: where this node listens, and its committee peers as multiaddrs
 # (/ip4/HOST/tcp/PORT/p2p/PEER_ID). Give each operator your multiaddr printed by `relayer init`.
 listen_host = "0.0.0.0"
@@ -109,6 +113,7 @@ def _cmd_init(args: argparse.Namespace) -> int:
 
     directory: Path = args.dir.resolve()
     args.peers, args.source_urls = [], {}
+    args.registry = getattr(args, "registry", None)
     if args.devnet is not None:
         try:
             info = json.loads((args.devnet / "devnet.json").read_text())
@@ -116,6 +121,7 @@ def _cmd_init(args: argparse.Namespace) -> int:
             args.chain_id = args.chain_id or int(info["chain_id"])
             if args.oracle == NO_ORACLE:
                 args.oracle = info["oracle"]
+            args.registry = args.registry or info.get("subscription_registry")
             args.peers, args.source_urls = list(info["peers"]), dict(info["source_urls"])
         except (OSError, ValueError, KeyError, TypeError) as exc:
             print(f"relayer init: cannot read {args.devnet / 'devnet.json'} ({exc}); start `relayer devnet "
@@ -148,6 +154,8 @@ def _cmd_init(args: argparse.Namespace) -> int:
         config=config, name=args.name, data_dir=directory / "data", keystore=keystore, rpc_urls=rpc,
         chain_id_line=f"chain_id = {args.chain_id}" if args.chain_id else "# chain_id = 1",
         oracle=args.oracle, listen_port=args.listen_port, api_port=args.api_port,
+        registry_line=(f'subscription_registry_address = "{args.registry}"' if args.registry
+                       else '# subscription_registry_address = "0x..."'),
         peers="".join(f"\n    {json.dumps(p)}," for p in args.peers) + ("\n" if args.peers else ""),
         source_urls="".join(f"{name} = {json.dumps(url)}\n" for name, url in sorted(args.source_urls.items())),
     ))
@@ -274,9 +282,28 @@ class Checker:
             except Exception as exc:
                 self.record("feed", False, f"{feed.feed_id}: {str(exc)[:120]}",
                             "ask the owner to addFeed it, or remove it from feeds")
+        if s.subscription_registry_address is not None:
+            await self._check_registry(w3, s.subscription_registry_address, oracle.address)
         await self._check_venues()
         await self._check_peers()
         return self._summary()
+
+    async def _check_registry(self, w3: Any, address: str, oracle: str) -> None:
+        from relayer.chain.subscriptions import SubscriptionRegistryClient
+
+        registry = SubscriptionRegistryClient(w3, address)
+        try:
+            reads = await registry.oracle()
+            count = len(await registry.subscriptions())
+        except Exception as exc:
+            self.record("registry", False, f"{address}: {str(exc)[:160]}",
+                        "set subscription_registry_address to the SubscriptionRegistry of this oracle, or remove it")
+            return
+        if reads.lower() != oracle.lower():
+            self.record("registry", False, f"SubscriptionRegistry {address} serves oracle {reads}, not {oracle}",
+                        "set subscription_registry_address to the registry deployed for oracle_address")
+            return
+        self.record("registry", True, f"SubscriptionRegistry {registry.address}, {count} subscription(s)")
 
     async def _check_venues(self) -> None:
         import aiohttp
@@ -778,6 +805,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="chain JSON-RPC endpoint; repeat for fallbacks (default http://127.0.0.1:8545)")
     init.add_argument("--chain-id", type=int, default=None, help="the chain id `check` must find")
     init.add_argument("--oracle", default=NO_ORACLE, help="QuorumOracle address (can be set later)")
+    init.add_argument("--registry", default=None, metavar="ADDRESS",
+                      help="the oracle's SubscriptionRegistry (optional; --devnet fills it in)")
     init.add_argument("--devnet", type=Path, default=None, metavar="DIR",
                       help="join a local `relayer devnet --data-dir DIR`: take its RPC URL, chain id, oracle, "
                            "peers and simulated venue URLs from DIR/devnet.json")
