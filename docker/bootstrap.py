@@ -1,9 +1,12 @@
-"""Compose bootstrap: deploy the oracle on the compose chain and write four node configs.
+"""Compose bootstrap: deploy the oracle and its subscription registry on the compose chain and
+write four node configs.
 
 Runs once before the relayers (`docker compose up` orders it). Each node gets an
 encrypted keystore with a password file (the compose stand-in for a secret), a
 transmitter key from anvil's dev accounts, and peers at fixed addresses on the compose
-network. Idempotent: an existing /shared/devnet.json is kept.
+network. As on the devnet, the registry's floors are 5 bps / 60 s and anvil's last dev
+account (of the 10 a default anvil funds) is an approved example subscriber (its key in /shared/subscriber.key). Idempotent:
+an existing /shared/devnet.json is kept.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from pathlib import Path
 from relayer.chain.anvil import dev_accounts
 from relayer.chain.codec import address_of
 from relayer.chain.oracle import QuorumOracleClient, connect, deploy_oracle
+from relayer.chain.subscriptions import SubscriptionRegistryClient, deploy_subscription_registry
+from relayer.devnet import FLOOR_DEVIATION_BPS, FLOOR_HEARTBEAT_S, SUBSCRIBER_LIMIT
 from relayer.keystore import write_keystore
 from relayer.p2p.identity import peer_id_of
 from relayer.protocol.committee import OffchainConfig
@@ -44,15 +49,22 @@ async def main(args: argparse.Namespace) -> int:
     else:
         print("bootstrap: the chain never answered", file=sys.stderr)
         return 1
-    accounts = dev_accounts(args.nodes + 1)
+    # A default anvil funds its first 10 dev accounts: transmitters from 1, the subscriber the last.
+    accounts = dev_accounts(10)
     owner = accounts[0][1]
     oracle = await deploy_oracle(w3, owner)
     client = QuorumOracleClient(w3, oracle)
     for feed_id, decimals in FEEDS:
         await client.add_feed(owner, feed_id, decimals, f"{feed_id} spot median", 1, 10**30)
+    registry = await deploy_subscription_registry(w3, owner, oracle, FLOOR_DEVIATION_BPS, FLOOR_HEARTBEAT_S)
+    subscriber, subscriber_key = accounts[-1]
+    await SubscriptionRegistryClient(w3, registry).approve(owner, subscriber, SUBSCRIBER_LIMIT)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "subscriber.key").write_text(subscriber_key.hex())
+    os.chmod(out / "subscriber.key", 0o600)
     keys = [secrets.token_bytes(32) for _ in range(args.nodes)]
     f = (args.nodes - 1) // 3
-    await client.set_config(owner, [address_of(k) for k in keys], [a for a, _ in accounts[1:]], f, f + 1,
+    await client.set_config(owner, [address_of(k) for k in keys], [a for a, _ in accounts[1:1 + args.nodes]], f, f + 1,
                             OffchainConfig().encode())
     peers = [f"/ip4/{args.subnet}.{10 + i}/tcp/9000/p2p/{peer_id_of(k)}" for i, k in enumerate(keys)]
     for i, key in enumerate(keys):
@@ -69,14 +81,19 @@ async def main(args: argparse.Namespace) -> int:
             "keystore_file": str(node / "keystore.json"), "keystore_password_file": str(node / "password"),
             "transmitter_key_file": str(node / "transmitter.key"),
             "rpc_urls": [args.rpc], "chain_id": chain_id, "oracle_address": oracle,
+            "subscription_registry_address": registry,
             "listen_host": "0.0.0.0", "listen_port": 9000, "peers": [p for j, p in enumerate(peers) if j != i],
             "api_host": "0.0.0.0", "api_port": 8788,
             "feeds": [{"feed_id": fid, "instrument": fid, "sources": list(VENUES), "decimals": d} for fid, d in FEEDS],
             "source_urls": {v: f"{args.venues}/{v}" for v in VENUES},
         }
         (node / "config.json").write_text(json.dumps(config, indent=2))
-    (out / "devnet.json").write_text(json.dumps({"oracle": oracle, "chain_id": chain_id, "rpc_url": args.rpc,
-                                                 "signers": [address_of(k) for k in keys]}, indent=2))
+    (out / "devnet.json").write_text(json.dumps({
+        "oracle": oracle, "chain_id": chain_id, "rpc_url": args.rpc, "signers": [address_of(k) for k in keys],
+        "subscription_registry": registry, "subscriber": subscriber,
+        "subscriber_key_file": str(out / "subscriber.key"),
+        "feeds": [{"feed_id": fid, "decimals": d} for fid, d in FEEDS],
+    }, indent=2))
     print(f"bootstrap: oracle {oracle}, {args.nodes} relayers configured in {out}", flush=True)
     return 0
 

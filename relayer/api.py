@@ -12,9 +12,13 @@
     GET /api/rounds  recent rounds: latency, signers, landed or not
     GET /api/history per-feed (observed_at, value) points for charts
     GET /api/events  server-sent events: `attested` and `landed` as they happen
+    GET /api/subscriptions  per feed: the effective promise (deviation, heartbeat), the catalog
+                     default, the floors, who asked for what, the latest local median's
+                     deviation from the latest on-chain value against the threshold, and the
+                     time left to the heartbeat
 
-Everything is read through `relayer.metrics.Telemetry`; the API never touches the node, the
-engine or the store.
+Everything is read through `relayer.metrics.Telemetry` and, for subscriptions, the
+`SubscriptionsBoard` the node tells; the API never touches the node, the engine or the store.
 """
 
 from __future__ import annotations
@@ -22,18 +26,122 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from aggregation.trigger import BPS, Promise, trigger_reason
+from relayer.chain.feed_view import FeedViewSnapshot
+from relayer.chain.subscriptions import PromiseSet
 from relayer.metrics import Telemetry
 
 log = logging.getLogger(__name__)
 
 DASHBOARD = Path(__file__).with_name("static") / "dashboard.html"
 _TELEMETRY = web.AppKey("telemetry", Telemetry)
+NO_REGISTRY = ("no SubscriptionRegistry configured: the catalog defaults are the promises; set "
+               "subscription_registry_address to follow subscribers")
+
+
+@dataclass(frozen=True, slots=True)
+class ServedFeedInfo:
+    feed_id: str
+    feed_key: bytes  # the on-chain bytes32 id
+    index: int
+    decimals: int
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionsSnapshot:
+    """What the node knows of its promises at one moment, as it tells it."""
+
+    at: float
+    registry: str | None
+    feeds: tuple[ServedFeedInfo, ...]
+    promises: PromiseSet
+    promises_block: int | None
+    onchain: FeedViewSnapshot | None
+    local: Mapping[int, tuple[int, int]]  # feed index -> (latest local median, its observation time)
+
+
+class SubscriptionsBoard:
+    """Holds the latest snapshot the node told; builds `/api/subscriptions` from it."""
+
+    def __init__(self) -> None:
+        self.snapshot: SubscriptionsSnapshot | None = None
+
+    def update(self, snapshot: SubscriptionsSnapshot) -> None:
+        self.snapshot = snapshot
+
+    def view(self, now: float | None = None) -> dict[str, Any]:
+        snap = self.snapshot
+        if snap is None:
+            return {"ready": False, "registry": None, "message": "the node has not read its promises yet",
+                    "feeds": []}
+        return subscriptions_view(snap, time.time() if now is None else now)
+
+
+_BOARD = web.AppKey("subscriptions", SubscriptionsBoard)
+
+
+def _promise(p: Promise) -> dict[str, int]:
+    return {"deviation_bps": p.deviation_bps, "heartbeat_s": p.heartbeat_s}
+
+
+def subscriptions_view(snap: SubscriptionsSnapshot, now: float) -> dict[str, Any]:
+    """Per feed the promise and where it comes from, and how close the feed is to triggering.
+
+    The deviation is the node's latest local median (its own observation, the value it would
+    bring to a round) against the latest on-chain value; the heartbeat is counted from the
+    on-chain observation time."""
+    feeds: list[dict[str, Any]] = []
+    ps = snap.promises
+    for feed in snap.feeds:
+        promise = ps.promises[feed.feed_key]
+        floors = ps.floors[feed.feed_key]
+        onchain = snap.onchain.feeds.get(feed.index) if snap.onchain is not None else None
+        landed = onchain.latest if onchain is not None else None
+        local = snap.local.get(feed.index)
+        entry: dict[str, Any] = {
+            "feed_id": feed.feed_id, "index": feed.index, "decimals": feed.decimals,
+            "promise": _promise(promise), "default": _promise(ps.defaults[feed.feed_key]),
+            "floors": {"deviation_bps": floors.min_deviation_bps, "heartbeat_s": floors.min_heartbeat_s},
+            "subscribers": [{"subscriber": s.subscriber, "deviation_bps": s.deviation_bps, "heartbeat_s": s.heartbeat}
+                            for s in ps.subscribers_of(feed.feed_key)],
+            "onchain": None if landed is None else {
+                "value": landed.value, "observed_at": landed.observed_at,
+                "previous": None if onchain is None or onchain.previous is None else {
+                    "value": onchain.previous.value, "observed_at": onchain.previous.observed_at},
+            },
+            "local": None if local is None else {"value": local[0], "observed_at": local[1]},
+            "deviation": None, "heartbeat_left_s": None, "would_trigger": None,
+        }
+        if landed is not None:
+            entry["heartbeat_left_s"] = round(landed.observed_at + promise.heartbeat_s - now, 1)
+            if local is not None:
+                reference = max(abs(landed.value), promise.min_reference)
+                moved = abs(local[0] - landed.value)
+                entry["deviation"] = {
+                    "bps": round(moved * BPS / reference, 2) if reference else None,
+                    "threshold_bps": promise.deviation_bps,
+                    "reached": moved * BPS >= promise.deviation_bps * reference if reference else moved != 0,
+                }
+        if local is not None:
+            reason = trigger_reason(local[0], local[1], landed, promise)
+            entry["would_trigger"] = None if reason is None else str(reason)
+        feeds.append(entry)
+    return {
+        "ready": True, "registry": snap.registry, "message": None if snap.registry else NO_REGISTRY,
+        "at": snap.at, "promises_block": snap.promises_block,
+        "onchain_block": snap.onchain.block if snap.onchain is not None else None,
+        "deviation_of": "latest local median against the latest on-chain value",
+        "feeds": feeds,
+    }
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -71,6 +179,10 @@ async def _margins(request: web.Request) -> web.Response:
     return _json(request.app[_TELEMETRY].risk_gate_view())
 
 
+async def _subscriptions(request: web.Request) -> web.Response:
+    return _json(request.app[_BOARD].view())
+
+
 async def _rounds(request: web.Request) -> web.Response:
     return _json({"rounds": request.app[_TELEMETRY].rounds_view()})
 
@@ -103,9 +215,10 @@ async def _events(request: web.Request) -> web.StreamResponse:
     return response
 
 
-def build_app(telemetry: Telemetry) -> web.Application:
+def build_app(telemetry: Telemetry, board: SubscriptionsBoard | None = None) -> web.Application:
     app = web.Application()
     app[_TELEMETRY] = telemetry
+    app[_BOARD] = board if board is not None else SubscriptionsBoard()
     app.router.add_get("/", _index)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
@@ -116,12 +229,13 @@ def build_app(telemetry: Telemetry) -> web.Application:
     app.router.add_get("/api/rounds", _rounds)
     app.router.add_get("/api/history", _history)
     app.router.add_get("/api/events", _events)
+    app.router.add_get("/api/subscriptions", _subscriptions)
     return app
 
 
 class ApiServer:
-    def __init__(self, telemetry: Telemetry, host: str, port: int) -> None:
-        self.app = build_app(telemetry)
+    def __init__(self, telemetry: Telemetry, host: str, port: int, board: SubscriptionsBoard | None = None) -> None:
+        self.app = build_app(telemetry, board)
         self.host, self.port = host, port
         self._runner: web.AppRunner | None = None
         self.url: str | None = None

@@ -1,4 +1,4 @@
-"""The `relayer` command: `init`, `check`, `run`, `status`, `devnet` and `sources`.
+"""The `relayer` command: `init`, `check`, `run`, `status`, `committee`, `subscriptions`, `devnet`, `sources`.
 
 Every command has `--help`. Exit codes: 0 success, 1 a check or request failed,
 2 bad usage or settings, 130 interrupted during start-up.
@@ -64,6 +64,10 @@ rpc_urls = [{rpc_urls}]
 # The QuorumOracle contract whose committee this node serves.
 oracle_address = "{oracle}"
 
+# The SubscriptionRegistry of this oracle: subscribers' deviation and heartbeat wishes, which
+# the node follows (`relayer subscriptions list`). Without it the catalog's promises hold.
+{registry_line}
+
 # libp2p: where this node listens, and its committee peers as multiaddrs
 # (/ip4/HOST/tcp/PORT/p2p/PEER_ID). Give each operator your multiaddr printed by `relayer init`.
 listen_host = "0.0.0.0"
@@ -109,6 +113,7 @@ def _cmd_init(args: argparse.Namespace) -> int:
 
     directory: Path = args.dir.resolve()
     args.peers, args.source_urls = [], {}
+    args.registry = getattr(args, "registry", None)
     if args.devnet is not None:
         try:
             info = json.loads((args.devnet / "devnet.json").read_text())
@@ -116,6 +121,7 @@ def _cmd_init(args: argparse.Namespace) -> int:
             args.chain_id = args.chain_id or int(info["chain_id"])
             if args.oracle == NO_ORACLE:
                 args.oracle = info["oracle"]
+            args.registry = args.registry or info.get("subscription_registry")
             args.peers, args.source_urls = list(info["peers"]), dict(info["source_urls"])
         except (OSError, ValueError, KeyError, TypeError) as exc:
             print(f"relayer init: cannot read {args.devnet / 'devnet.json'} ({exc}); start `relayer devnet "
@@ -148,6 +154,8 @@ def _cmd_init(args: argparse.Namespace) -> int:
         config=config, name=args.name, data_dir=directory / "data", keystore=keystore, rpc_urls=rpc,
         chain_id_line=f"chain_id = {args.chain_id}" if args.chain_id else "# chain_id = 1",
         oracle=args.oracle, listen_port=args.listen_port, api_port=args.api_port,
+        registry_line=(f'subscription_registry_address = "{args.registry}"' if args.registry
+                       else '# subscription_registry_address = "0x..."'),
         peers="".join(f"\n    {json.dumps(p)}," for p in args.peers) + ("\n" if args.peers else ""),
         source_urls="".join(f"{name} = {json.dumps(url)}\n" for name, url in sorted(args.source_urls.items())),
     ))
@@ -274,9 +282,28 @@ class Checker:
             except Exception as exc:
                 self.record("feed", False, f"{feed.feed_id}: {str(exc)[:120]}",
                             "ask the owner to addFeed it, or remove it from feeds")
+        if s.subscription_registry_address is not None:
+            await self._check_registry(w3, s.subscription_registry_address, oracle.address)
         await self._check_venues()
         await self._check_peers()
         return self._summary()
+
+    async def _check_registry(self, w3: Any, address: str, oracle: str) -> None:
+        from relayer.chain.subscriptions import SubscriptionRegistryClient
+
+        registry = SubscriptionRegistryClient(w3, address)
+        try:
+            reads = await registry.oracle()
+            count = len(await registry.subscriptions())
+        except Exception as exc:
+            self.record("registry", False, f"{address}: {str(exc)[:160]}",
+                        "set subscription_registry_address to the SubscriptionRegistry of this oracle, or remove it")
+            return
+        if reads.lower() != oracle.lower():
+            self.record("registry", False, f"SubscriptionRegistry {address} serves oracle {reads}, not {oracle}",
+                        "set subscription_registry_address to the registry deployed for oracle_address")
+            return
+        self.record("registry", True, f"SubscriptionRegistry {registry.address}, {count} subscription(s)")
 
     async def _check_venues(self) -> None:
         import aiohttp
@@ -540,6 +567,189 @@ def _print_committee(cfg: Any) -> None:
         print(f"  {i:>2}  signer {signer}  transmitter {transmitter}")
 
 
+# --- subscriptions (subscribers and the registry owner) ------------------------------------
+
+
+class SubscriptionsError(Exception):
+    """A subscriptions command that cannot be done; the message says why and what to do."""
+
+
+# What to do about each refusal of the registry, by its custom error.
+REFUSAL_HINTS = {
+    "NotApproved": "this account is not an approved subscriber: ask the registry owner to run "
+                   "`relayer subscriptions approve --subscriber {sender}`",
+    "BelowFloor": "governance floors forbid a tighter wish: ask for at least the floors `relayer subscriptions "
+                  "list` shows",
+    "UnknownFeed": "the oracle does not serve this feed: `relayer subscriptions list` names the served ones",
+    "TooManySubscriptions": "this subscriber holds all the subscriptions it was approved for: remove one, or ask "
+                            "the registry owner to approve more",
+    "InvalidSubscription": "the deviation must be 1..10000 bps and the heartbeat at least 1 s",
+    "NotSubscribed": "this account has no subscription to that feed: `relayer subscriptions list` shows who asked "
+                     "for what",
+    "NotOwner": "only the registry owner may approve or revoke: give its key with --owner-key-file",
+}
+
+
+def _cmd_subscriptions(args: argparse.Namespace) -> int:
+    try:
+        return asyncio.run(_subscriptions(args))
+    except SubscriptionsError as exc:
+        print(f"relayer subscriptions: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\nrelayer subscriptions: interrupted; `relayer subscriptions list` shows the state", file=sys.stderr)
+        return 130
+
+
+@dataclass
+class _SubscriptionsTarget:
+    rpc: str
+    registry: str
+    feeds: list[tuple[str, int, int]]  # (feed id, catalog deviation bps, catalog heartbeat s)
+    key_file: Path | None  # the subscriber's key (add, remove)
+    owner_key_file: Path | None  # the registry owner's key (approve, revoke)
+
+
+def _subscriptions_target(args: argparse.Namespace) -> _SubscriptionsTarget:
+    """RPC, registry, served feeds and keys from the flags, else --config FILE, else --devnet DIR."""
+    rpc, registry, key_file, owner_key_file = args.rpc_url, args.registry, args.key_file, args.owner_key_file
+    feeds: list[tuple[str, int, int]] = []
+    if args.devnet is not None:
+        try:
+            info = json.loads((args.devnet / "devnet.json").read_text())
+        except (OSError, ValueError) as exc:
+            raise SubscriptionsError(f"cannot read {args.devnet / 'devnet.json'} ({exc}); is the devnet running "
+                                     f"with --data-dir {args.devnet}?") from None
+        rpc, registry = rpc or info.get("rpc_url"), registry or info.get("subscription_registry")
+        key_file = key_file or (Path(info["subscriber_key_file"]) if info.get("subscriber_key_file") else None)
+        owner_key_file = owner_key_file or (Path(info["owner_key_file"]) if info.get("owner_key_file") else None)
+        feeds = [(f["feed_id"], int(f.get("deviation_bps", 0)), int(f.get("heartbeat_s", 0)))
+                 for f in info.get("feeds", [])]
+    elif args.config is not None:
+        try:
+            settings = Settings.load(args.config)
+        except SettingsError as exc:
+            raise SubscriptionsError(str(exc)) from None
+        rpc, registry = rpc or settings.rpc_urls[0], registry or settings.subscription_registry_address
+        feeds = [(f.feed_id, f.deviation_bps, f.heartbeat_s) for f in settings.feeds]
+    if not feeds:
+        from feeds.catalog import load_catalog
+        from feeds.errors import FeedsError
+
+        try:
+            feeds = [(f.feed_id, f.deviation_bps, f.heartbeat_s) for f in load_catalog(args.catalog)]
+        except FeedsError as exc:
+            raise SubscriptionsError(str(exc)) from None
+    if not rpc or not registry:
+        raise SubscriptionsError("give --rpc-url and --registry (or --config FILE, or --devnet DIR for a local devnet)")
+    return _SubscriptionsTarget(rpc, registry, feeds, key_file, owner_key_file)
+
+
+def _key(path: Path | None, flag: str, who: str) -> bytes:
+    from relayer.settings import read_key_file
+
+    if path is None:
+        raise SubscriptionsError(f"this needs {who}'s key: {flag} FILE (a hex key file)")
+    try:
+        return read_key_file(path)
+    except SettingsError as exc:
+        raise SubscriptionsError(str(exc)) from None
+
+
+def _refusal(exc: Exception, sender: str) -> SubscriptionsError:
+    reason = getattr(exc, "reason", None)
+    hint = REFUSAL_HINTS.get(reason or "")
+    if hint is None:
+        return SubscriptionsError(f"failed: {exc}")
+    args = getattr(exc, "error_args", ())
+    shown = ", ".join("0x" + a.hex() if isinstance(a, bytes) else str(a) for a in args)
+    return SubscriptionsError(f"refused with {reason}({shown}): {hint.format(sender=sender)}")
+
+
+async def _subscriptions(args: argparse.Namespace) -> int:
+    from relayer.chain.codec import address_of
+    from relayer.chain.contract import disconnect
+    from relayer.chain.errors import ChainError
+    from relayer.chain.oracle import connect
+    from relayer.chain.subscriptions import SubscriptionRegistryClient
+
+    target = _subscriptions_target(args)
+    w3 = connect(target.rpc)
+    try:
+        registry = SubscriptionRegistryClient(w3, target.registry)
+        if args.action == "list":
+            return await _print_subscriptions(registry, target)
+        if args.action in ("add", "remove"):
+            if not args.feed:
+                raise SubscriptionsError(f"`relayer subscriptions {args.action}` needs --feed ID")
+            key = _key(target.key_file, "--key-file", "the subscriber")
+            sender = address_of(key)
+            try:
+                if args.action == "add":
+                    if args.deviation_bps is None or args.heartbeat is None:
+                        raise SubscriptionsError("`relayer subscriptions add` needs --deviation-bps N and --heartbeat S")
+                    await registry.subscribe(key, args.feed, args.deviation_bps, args.heartbeat)
+                    print(f"subscribed {sender} to {args.feed}: {args.deviation_bps} bps / {args.heartbeat} s")
+                else:
+                    await registry.unsubscribe(key, args.feed)
+                    print(f"unsubscribed {sender} from {args.feed}")
+            except ChainError as exc:
+                raise _refusal(exc, sender) from None
+            print("nodes follow the change within two config polls (config_poll_interval)")
+            return 0
+        # approve, revoke: the registry owner
+        if not args.subscriber:
+            raise SubscriptionsError(f"`relayer subscriptions {args.action}` needs --subscriber ADDRESS")
+        subscriber = _subscriber_address(args.subscriber)
+        owner_key = _key(target.owner_key_file, "--owner-key-file", "the registry owner")
+        try:
+            if args.action == "approve":
+                await registry.approve(owner_key, subscriber, args.max)
+                print(f"approved {subscriber} for up to {args.max} subscriptions")
+            else:
+                await registry.revoke(owner_key, subscriber)
+                print(f"revoked {subscriber}; its subscriptions are removed")
+        except ChainError as exc:
+            raise _refusal(exc, address_of(owner_key)) from None
+        return 0
+    except ChainError as exc:
+        raise SubscriptionsError(f"cannot read the registry {target.registry} at {target.rpc}: {exc}") from None
+    finally:
+        await disconnect(w3)
+
+
+def _subscriber_address(text: str) -> str:
+    try:
+        return _address(text, "--subscriber")
+    except CommitteeError as exc:
+        raise SubscriptionsError(str(exc)) from None
+
+
+async def _print_subscriptions(registry: Any, target: _SubscriptionsTarget) -> int:
+    from aggregation.trigger import Promise
+    from relayer.chain.codec import feed_id_bytes
+
+    defaults = {feed_id_bytes(fid): Promise(max(dev, 1), hb) for fid, dev, hb in target.feeds}
+    promise_set = await registry.promise_set(defaults)
+    default_floors = await registry.floors(bytes(32))
+    print(f"registry {registry.address}  default floors {default_floors.min_deviation_bps} bps / "
+          f"{default_floors.min_heartbeat_s} s  subscriptions {len(promise_set.subscriptions)}")
+    width = max(len(fid) for fid, _, _ in target.feeds)
+    for fid, _, _ in target.feeds:
+        key = feed_id_bytes(fid)
+        p, d, fl = promise_set.promises[key], promise_set.defaults[key], promise_set.floors[key]
+        askers = promise_set.subscribers_of(key)
+        asked = "; ".join(f"{s.subscriber} {s.deviation_bps} bps / {s.heartbeat} s" for s in askers) or "nobody"
+        print(f"{fid:<{width}}  promise {p.deviation_bps} bps / {p.heartbeat_s} s  (catalog {d.deviation_bps} bps / "
+              f"{d.heartbeat_s} s, floors {fl.min_deviation_bps} bps / {fl.min_heartbeat_s} s)  asked: {asked}")
+    served = {feed_id_bytes(fid) for fid, _, _ in target.feeds}
+    for s in promise_set.subscriptions:
+        if s.feed_id not in served:
+            print(f"(not in this catalog) 0x{s.feed_id.hex()}  asked: {s.subscriber} {s.deviation_bps} bps / "
+                  f"{s.heartbeat} s")
+    return 0
+
+
 # --- devnet ------------------------------------------------------------------------------
 
 
@@ -595,6 +805,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="chain JSON-RPC endpoint; repeat for fallbacks (default http://127.0.0.1:8545)")
     init.add_argument("--chain-id", type=int, default=None, help="the chain id `check` must find")
     init.add_argument("--oracle", default=NO_ORACLE, help="QuorumOracle address (can be set later)")
+    init.add_argument("--registry", default=None, metavar="ADDRESS",
+                      help="the oracle's SubscriptionRegistry (optional; --devnet fills it in)")
     init.add_argument("--devnet", type=Path, default=None, metavar="DIR",
                       help="join a local `relayer devnet --data-dir DIR`: take its RPC URL, chain id, oracle, "
                            "peers and simulated venue URLs from DIR/devnet.json")
@@ -642,6 +854,38 @@ def build_parser() -> argparse.ArgumentParser:
     committee.add_argument("--devnet", type=Path, default=None, metavar="DIR",
                            help="a local `relayer devnet --data-dir DIR`: RPC, oracle and owner key from it")
     committee.set_defaults(func=_cmd_committee)
+
+    subs = sub.add_parser(
+        "subscriptions", help="the promise per feed and who asked for it; subscribe or unsubscribe; approve or "
+                              "revoke subscribers (registry owner)",
+        description="list: per served feed the effective promise (the tightest of the catalog default and the "
+                    "subscriptions, never tighter than the floors) and who asked for what. add/remove: a "
+                    "subscriber's wish for one feed, sent with its key. approve/revoke: the registry owner. "
+                    "A refusal by the registry prints one line saying what to do and exits 2.")
+    subs.add_argument("action", choices=("list", "add", "remove", "approve", "revoke"))
+    subs.add_argument("--feed", default=None, metavar="ID", help="add/remove: the feed id, e.g. BTC-USD")
+    subs.add_argument("--deviation-bps", type=int, default=None, metavar="N",
+                      help="add: write the feed when it moves by N bps (1..10000)")
+    subs.add_argument("--heartbeat", type=int, default=None, metavar="S",
+                      help="add: write the feed at least every S seconds")
+    subs.add_argument("--key-file", type=Path, default=None, metavar="FILE",
+                      help="add/remove: hex private key of the subscriber (the devnet's subscriber.key by default)")
+    subs.add_argument("--subscriber", default=None, metavar="ADDRESS", help="approve/revoke: the subscriber")
+    subs.add_argument("--max", type=int, default=4, metavar="N",
+                      help="approve: how many subscriptions it may hold (default 4)")
+    subs.add_argument("--owner-key-file", type=Path, default=None, metavar="FILE",
+                      help="approve/revoke: hex private key of the registry owner")
+    subs.add_argument("--rpc-url", default=None, metavar="URL", help="chain JSON-RPC endpoint")
+    subs.add_argument("--registry", default=None, metavar="ADDRESS", help="SubscriptionRegistry address")
+    subs.add_argument("--config", type=Path, default=None, metavar="FILE",
+                      help="a node config: its RPC, registry and served feeds (with their catalog promises)")
+    subs.add_argument("--catalog", type=Path, default=None, metavar="FILE",
+                      help="list: the served feeds' catalog when neither --config nor --devnet gives them "
+                           "(default: the packaged devnet catalog)")
+    subs.add_argument("--devnet", type=Path, default=None, metavar="DIR",
+                      help="a local `relayer devnet --data-dir DIR`: RPC, registry, feeds, the example "
+                           "subscriber's key and the owner key from it")
+    subs.set_defaults(func=_cmd_subscriptions)
 
     devnet = sub.add_parser("devnet", help="run a local chain, simulated venues and several relayers")
     devnet.add_argument("--nodes", type=int, default=4, help="relayer processes (default 4)")

@@ -35,10 +35,19 @@ from relayer.chain.codec import address_of, decode_updates
 from relayer.chain.contract import disconnect
 from relayer.ports import free_port
 from relayer.chain.oracle import QuorumOracleClient, Transmission, deploy_oracle, deploy_proxy
+from relayer.chain.subscriptions import SubscriptionRegistryClient, deploy_subscription_registry
 from relayer.p2p.identity import peer_id_of
 from relayer.protocol.committee import Committee, OffchainConfig
 
 log = logging.getLogger(__name__)
+
+# Governance floors of the devnet's SubscriptionRegistry: nobody may ask for less.
+FLOOR_DEVIATION_BPS = 5
+FLOOR_HEARTBEAT_S = 60
+# The example subscriber (anvil's last dev account, kept in DATA_DIR/subscriber.key) and how
+# many subscriptions the owner approved it for.
+SUBSCRIBER_ACCOUNT = -1
+SUBSCRIBER_LIMIT = 4
 
 
 def devnet_catalog(path: Path | None) -> list[FeedDefinition]:
@@ -157,7 +166,8 @@ class Devnet:
                                                heartbeat=spec.heartbeat_s)
             proxy = await deploy_proxy(self.w3, owner_key, oracle_address, index)
             self.feeds.append({"feed_id": spec.feed_id, "instrument": spec.instrument, "decimals": spec.decimals,
-                               "kind": str(spec.kind), "index": index, "proxy": proxy})
+                               "kind": str(spec.kind), "index": index, "proxy": proxy,
+                               "deviation_bps": spec.deviation_bps, "heartbeat_s": spec.heartbeat_s})
         keys = [secrets.token_bytes(32) for _ in range(o.nodes + o.spare_nodes)]
         transmitters = [self.anvil.accounts[1 + i] for i in range(len(keys))]
         self.owner_key = owner_key
@@ -165,6 +175,15 @@ class Devnet:
         owner_key_path = o.data_dir / "owner.key"
         owner_key_path.write_text(owner_key.hex())
         owner_key_path.chmod(0o600)
+        # The registry of subscribers' wishes, gated by the owner; one example subscriber approved.
+        registry_address = await deploy_subscription_registry(
+            self.w3, owner_key, oracle_address, FLOOR_DEVIATION_BPS, FLOOR_HEARTBEAT_S)
+        self.registry = SubscriptionRegistryClient(self.w3, registry_address)
+        subscriber, subscriber_key = self.anvil.accounts[SUBSCRIBER_ACCOUNT]
+        await self.registry.approve(owner_key, subscriber, SUBSCRIBER_LIMIT)
+        subscriber_key_path = o.data_dir / "subscriber.key"
+        subscriber_key_path.write_text(subscriber_key.hex())
+        subscriber_key_path.chmod(0o600)
         self.transmitter_accounts = transmitters
         offchain = OffchainConfig(
             round_interval_ms=o.round_interval_ms, progress_timeout_ms=o.progress_timeout_ms,
@@ -201,6 +220,7 @@ class Devnet:
                 "transmitter_key_file": str(node_dir / "transmitter.key"),
                 "rpc_urls": [self.anvil.rpc_url],
                 "oracle_address": oracle_address,
+                "subscription_registry_address": registry_address,
                 "listen_port": ports[i],
                 "peers": [p for j, p in enumerate(peers) if j != i],
                 "feeds": [spec.model_dump(mode="json") for spec in self.catalog],
@@ -223,6 +243,11 @@ class Devnet:
             "peers": peers[:o.nodes],
             "source_urls": {v: self.simulator.venue_url(v) for v in self.simulator.venues},
             "owner_key_file": str(owner_key_path),
+            # For `relayer subscriptions --devnet`: the registry and one approved subscriber.
+            "subscription_registry": registry_address,
+            "subscription_floors": {"deviation_bps": FLOOR_DEVIATION_BPS, "heartbeat_s": FLOOR_HEARTBEAT_S},
+            "subscriber": subscriber, "subscriber_key_file": str(subscriber_key_path),
+            "subscriber_limit": SUBSCRIBER_LIMIT,
         }, indent=2))
         for node in self.nodes:
             self.start_node(node.index)

@@ -18,14 +18,19 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from web3 import AsyncHTTPProvider, AsyncWeb3
 
 from aggregation.errors import AggregationError
+from aggregation.trigger import Promise
 from feeds.catalog import check_sources
 from feeds.errors import FeedsError
 from feeds.poller import FeedCache
 from feeds.registry import make_source
 from relayer.chain.codec import address_of
-from relayer.api import ApiServer
+from relayer.api import ApiServer, ServedFeedInfo, SubscriptionsBoard, SubscriptionsSnapshot
+from relayer.chain.codec import feed_id_bytes
 from relayer.chain.contract import chain_id_of
+from relayer.chain.errors import ChainError
+from relayer.chain.feed_view import FeedView
 from relayer.chain.oracle import QuorumOracleClient
+from relayer.chain.subscriptions import PromiseBook, SubscriptionRegistryClient
 from relayer.chain.risk_gate import RiskGateClient
 from relayer.chain.rpc import JsonRpcClient
 from relayer.chain.txmanager import TxManager
@@ -96,6 +101,19 @@ class Node:
             self.store,
         )
         self._last_observation: tuple[tuple[int, int], Observation] | None = None
+        self.subscriptions_board = SubscriptionsBoard()
+        # Filled in run(): the promises per feed (catalog defaults, subscriptions, floors) and
+        # the chain's latest two states per feed, what the trigger policy decides against.
+        self.promise_book: PromiseBook | None = None
+        self.feed_view: FeedView | None = None
+
+    @property
+    def promises(self) -> dict[int, Promise]:
+        """Per served feed index, the promise the network keeps now (empty before run())."""
+        if self.promise_book is None:
+            return {}
+        current = self.promise_book.promises
+        return {sf.index: current[feed_id_bytes(sf.spec.feed_id)] for sf in self.served}
 
     def observe(self) -> Observation:
         """Observe every served feed from the local cache; a feed that cannot be served is left out.
@@ -229,6 +247,74 @@ class Node:
                          current.digest_hex[:12] if current else "none")
                 await self._start_committee(Committee.from_onchain(onchain))
 
+    async def _poll_promises(self) -> None:
+        book = self.promise_book
+        if book is None:
+            return
+        try:
+            if await book.poll():
+                log.info("subscriptions changed: promises re-read at block %s (%d subscriptions)", book.block,
+                         len(book.current.subscriptions))
+        except ChainError as exc:
+            log.warning("cannot read the subscription registry: %s", exc)
+        except Exception:  # noqa: BLE001 - following the registry must survive the unexpected
+            log.exception("the promises failed to refresh; retrying next poll")
+
+    async def _follow_chain(self) -> None:
+        """Keep the feed view current (one cheap poll per venue poll interval, a round or less)
+        and the promises (the registry's logs every config_poll_interval, so a change holds
+        within two polls). Runs from start, before the committee's peers are connected."""
+        assert self.feed_view is not None
+        loop = asyncio.get_running_loop()
+        next_promises = loop.time() + self.settings.config_poll_interval
+        while True:
+            await asyncio.sleep(min(self.settings.poll_interval, self.settings.config_poll_interval))
+            try:
+                await self.feed_view.refresh()
+            except ChainError as exc:
+                log.warning("cannot read the feeds on-chain: %s", exc)
+            except Exception:  # noqa: BLE001 - the view must keep following; say what broke
+                log.exception("the feed view failed to refresh; retrying next poll")
+            if loop.time() >= next_promises:
+                next_promises = loop.time() + self.settings.config_poll_interval
+                await self._poll_promises()
+
+    def _tell_subscriptions(self) -> None:
+        book, view = self.promise_book, self.feed_view
+        if book is None:
+            return
+        try:
+            observation = self.observe()
+        except Exception as exc:  # noqa: BLE001 - the view must not stop the stats job
+            log.debug("no local observation for the subscriptions view: %s", exc)
+            observation = Observation(feeds=())
+        self.subscriptions_board.update(SubscriptionsSnapshot(
+            at=time.time(), registry=self.settings.subscription_registry_address,
+            feeds=tuple(ServedFeedInfo(sf.spec.feed_id, feed_id_bytes(sf.spec.feed_id), sf.index, sf.spec.decimals)
+                        for sf in self.served),
+            promises=book.current, promises_block=book.block,
+            onchain=view.snapshot if view is not None else None,
+            local={f.feed_index: (f.value, f.observed_at) for f in observation.feeds},
+        ))
+
+    async def _load_promises(self, w3: AsyncWeb3[AsyncHTTPProvider]) -> None:
+        """The promises at start: catalog defaults, and the registry's subscriptions and floors."""
+        s = self.settings
+        # A catalog deviation of 0 ("every change") is kept as 1 bps, the finest promise there is.
+        defaults = {feed_id_bytes(sf.spec.feed_id): Promise(max(sf.spec.deviation_bps, 1), sf.spec.heartbeat_s)
+                    for sf in self.served}
+        registry = None
+        if s.subscription_registry_address is not None:
+            registry = SubscriptionRegistryClient(w3, s.subscription_registry_address, rpc=self.rpc)
+            reads = await registry.oracle()
+            if reads.lower() != s.oracle_address.lower():
+                raise ChainError(f"SubscriptionRegistry {registry.address} serves oracle {reads}, not this node's "
+                                 f"oracle {s.oracle_address}; correct subscription_registry_address")
+        self.promise_book = PromiseBook(registry, defaults)
+        await self.promise_book.load()
+        self.feed_view = FeedView(self.oracle, [sf.index for sf in self.served])
+        await self.feed_view.refresh()
+
     def _snapshot(self) -> NodeSnapshot:
         # Called from run() only, once its RPC client and source cache exist.
         engine, host, committee, transmitter = self.engine, self.host, self.committee, self.transmitter
@@ -271,6 +357,7 @@ class Node:
         benchmarks read them."""
         snapshot = self._snapshot()
         self.telemetry.update(snapshot)
+        self._tell_subscriptions()
         self.store.set_state("stats", json.dumps(snapshot.stats_record(self.address)))
 
     async def run(self) -> None:
@@ -293,6 +380,7 @@ class Node:
         check_sources(s.feeds, {name: type(source) for name, source in sources.items()})
         self.cache = FeedCache.for_feeds(sources, s.feeds, max_age=max(10.0, 5 * s.poll_interval),
                                          poll_budget=s.poll_interval)
+        await self._load_promises(w3)
 
         async with aiohttp.ClientSession() as session:
             await self.cache.poll_once(session)
@@ -302,7 +390,8 @@ class Node:
             scheduler.add_job(self._snapshot_stats, "interval", seconds=SNAPSHOT_INTERVAL_S, max_instances=1,
                               coalesce=True)
             scheduler.start()
-            api = ApiServer(self.telemetry, s.api_host, s.api_port) if s.api_enabled else None
+            chain_follower = asyncio.create_task(self._follow_chain())
+            api = ApiServer(self.telemetry, s.api_host, s.api_port, self.subscriptions_board) if s.api_enabled else None
             if api is not None:
                 await api.start()
             loop = asyncio.get_running_loop()
@@ -337,6 +426,7 @@ class Node:
                 log.info("stopping")
                 dialer.cancel()
                 watcher.cancel()
+                chain_follower.cancel()
                 await self.telemetry.stop()
                 if api is not None:
                     await api.stop()

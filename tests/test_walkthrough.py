@@ -19,6 +19,7 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from relayer.chain.codec import address_of
@@ -77,13 +78,15 @@ async def test_a_new_operator_follows_the_readme_into_the_committee(tmp_path: Pa
         key = os.urandom(32)
     key_file = tmp_path / "imported.key"
     key_file.write_text(key.hex())
+    api_port = free_port()
     init = await relayer("init", "--dir", str(node_dir), "--devnet", str(devnet_dir), "--import-key", str(key_file),
-                         "--listen-port", str(free_port()), "--api-port", str(free_port()), "--scrypt-n", "1024")
+                         "--listen-port", str(free_port()), "--api-port", str(api_port), "--scrypt-n", "1024")
     assert init.returncode == 0, init.stderr
     me = next(line.split()[-1] for line in init.stdout.splitlines() if line.startswith("signer address"))
     text = config.read_text()
     assert devnet.anvil is not None and devnet.anvil.rpc_url in text
     assert "/p2p/" in text and "binance = " in text  # peers and simulated venue URLs filled in
+    assert f'subscription_registry_address = "{devnet.registry.address}"' in text
 
     # 3. Check: everything passes but membership.
     check = await relayer("check", "--config", str(config))
@@ -124,6 +127,26 @@ async def test_a_new_operator_follows_the_readme_into_the_committee(tmp_path: Pa
             assert loop.time() < deadline, "no landed report carries the new member's signature"
             landed += await devnet.poll_landed()
             await asyncio.sleep(0.2)
+
+        # 6. Subscriptions: the devnet's example subscriber asks for a tighter BTC-USD promise,
+        # and the new node serves it.
+        listed = await relayer("subscriptions", "list", "--devnet", str(devnet_dir))
+        assert listed.returncode == 0 and "BTC-USD" in listed.stdout and "asked: nobody" in listed.stdout, listed
+        add = await relayer("subscriptions", "add", "--devnet", str(devnet_dir), "--feed", "BTC-USD",
+                            "--deviation-bps", "10", "--heartbeat", "600")
+        assert add.returncode == 0, add.stderr
+        listed = await relayer("subscriptions", "list", "--devnet", str(devnet_dir))
+        assert "promise 10 bps / 600 s" in listed.stdout, listed.stdout
+        promise = None
+        while promise != {"deviation_bps": 10, "heartbeat_s": 600}:
+            assert proc.poll() is None, log_path.read_text()[-3000:]
+            assert loop.time() < deadline + 30, f"the node never served the new promise: {promise}"
+            await asyncio.sleep(0.5)
+            # aiohttp, not a blocking call: the devnet's simulated venues run on this loop.
+            async with aiohttp.ClientSession() as session, \
+                    session.get(f"http://127.0.0.1:{api_port}/api/subscriptions") as response:
+                feeds = (await response.json())["feeds"]
+            promise = next(f["promise"] for f in feeds if f["feed_id"] == "BTC-USD")
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)

@@ -152,6 +152,55 @@ def test_status_command_reads_a_running_node(devnet: DevnetProcess, capsys: pyte
     assert json.loads(capsys.readouterr().out)["committee"]["member_index"] is not None
 
 
+def _subscriptions(api: str) -> dict[str, Any]:
+    status, body = _get(api + "/api/subscriptions")
+    assert status == 200, body
+    return dict(json.loads(body))
+
+
+def test_subscriptions_view_and_a_tighter_wish_within_two_config_polls(
+        devnet: DevnetProcess, capsys: pytest.CaptureFixture[str]) -> None:
+    info = devnet.info
+    api = info["nodes"][0]["api"]
+    view = _subscriptions(api)
+    assert view["registry"] == info["subscription_registry"] and view["ready"] is True
+    by_feed = {f["feed_id"]: f for f in view["feeds"]}
+    assert set(by_feed) == {fd["feed_id"] for fd in info["feeds"]}
+    btc = by_feed["BTC-USD"]
+    assert btc["default"] == {"deviation_bps": 25, "heartbeat_s": 3600} == btc["promise"]
+    assert btc["floors"] == {"deviation_bps": 5, "heartbeat_s": 60} and btc["subscribers"] == []
+    assert btc["onchain"] is not None, json.dumps(view)[:1500]
+    assert btc["onchain"]["value"] > 0 and 0 < btc["heartbeat_left_s"] <= 3600
+    assert btc["deviation"]["threshold_bps"] == 25 and btc["deviation"]["bps"] >= 0
+
+    # The devnet's example subscriber asks for a tighter promise on BTC-USD.
+    devnet_dir = str(devnet.data_dir)
+    assert main(["subscriptions", "add", "--devnet", devnet_dir, "--feed", "BTC-USD", "--deviation-bps", "7",
+                 "--heartbeat", "120"]) == 0
+    capsys.readouterr()
+    assert main(["subscriptions", "list", "--devnet", devnet_dir]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("BTC-USD "))
+    assert "promise 7 bps / 120 s" in line and info["subscriber"] in line
+    # Nodes poll the registry's logs every config_poll_interval (2 s by default): within two
+    # polls, plus the time the change takes to be mined and the stats job to tell the API.
+    deadline = time.monotonic() + 2 * 2.0 + 2.0
+    while True:
+        btc = {f["feed_id"]: f for f in _subscriptions(api)["feeds"]}["BTC-USD"]
+        if btc["promise"] == {"deviation_bps": 7, "heartbeat_s": 120} or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert btc["promise"] == {"deviation_bps": 7, "heartbeat_s": 120}, btc
+    assert btc["subscribers"] == [{"subscriber": info["subscriber"], "deviation_bps": 7, "heartbeat_s": 120}]
+    assert btc["deviation"]["threshold_bps"] == 7 and btc["heartbeat_left_s"] <= 120
+
+    # A stranger is refused by name; nothing changes.
+    stranger = devnet.data_dir / "stranger.key"
+    stranger.write_text("11" * 32)
+    assert main(["subscriptions", "add", "--devnet", devnet_dir, "--key-file", str(stranger), "--feed", "ETH-USD",
+                 "--deviation-bps", "7", "--heartbeat", "120"]) == 2
+    assert "NotApproved" in capsys.readouterr().err
+
+
 def test_logs_carry_round_fields_and_never_a_key(devnet: DevnetProcess) -> None:
     """Last in the module: stops the devnet, then greps everything it logged for key material."""
     info = devnet.info

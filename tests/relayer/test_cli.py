@@ -98,7 +98,7 @@ def password(monkeypatch: pytest.MonkeyPatch) -> None:
 # --- help and init -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("command", ["init", "check", "run", "status", "devnet"])
+@pytest.mark.parametrize("command", ["init", "check", "run", "status", "committee", "subscriptions", "devnet"])
 def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as done:
         main([command, "--help"])
@@ -308,3 +308,87 @@ def test_run_with_its_listen_port_taken_exits_1_saying_so(tmp_path: Path, chain:
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert "cannot start" in proc.stderr and "listen_port" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+# --- subscriptions ------------------------------------------------------------------
+
+
+async def _deploy_registry(chain: Chain) -> str:
+    from relayer.chain.subscriptions import SubscriptionRegistryClient, deploy_subscription_registry
+
+    w3 = connect(chain.anvil.rpc_url)
+    owner = chain.anvil.accounts[0][1]
+    address = await deploy_subscription_registry(w3, owner, chain.oracle, 5, 60)
+    await SubscriptionRegistryClient(w3, address).set_floors(owner, "ETH-USD", 5, 300)
+    await disconnect(w3)
+    return address
+
+
+def _list_line(out: str, feed: str) -> str:
+    return next(line for line in out.splitlines() if line.startswith(feed + " "))
+
+
+def test_subscriptions_refusals_approval_and_a_tighter_wish_listed(
+        chain: Chain, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    snapshot = chain.anvil.rpc("evm_snapshot")
+    try:
+        registry = asyncio.run(_deploy_registry(chain))
+        owner = tmp_path / "owner.key"
+        owner.write_text(chain.anvil.accounts[0][1].hex())
+        subscriber_address, subscriber_key = chain.anvil.accounts[25]
+        subscriber = tmp_path / "subscriber.key"
+        subscriber.write_text(subscriber_key.hex())
+        common = ["--rpc-url", chain.anvil.rpc_url, "--registry", registry]
+        config = _config(tmp_path, chain, subscription_registry_address=registry)
+
+        # Nobody asked yet: the catalog default (50 bps / 3600 s for these feeds) is the promise.
+        assert main(["subscriptions", "list", "--config", str(config)]) == 0
+        out = capsys.readouterr().out
+        assert "promise 50 bps / 3600 s" in _list_line(out, "BTC-USD") and "asked: nobody" in out
+        assert "floors 5 bps / 300 s" in _list_line(out, "ETH-USD")
+
+        # A stranger is refused by name, with what to do, in one line, and exit 2.
+        add = ["subscriptions", "add", *common, "--key-file", str(subscriber), "--feed", "BTC-USD"]
+        assert main([*add, "--deviation-bps", "10", "--heartbeat", "600"]) == 2
+        err = capsys.readouterr().err
+        assert "NotApproved" in err and "relayer subscriptions approve" in err and len(err.strip().splitlines()) == 1
+
+        # Only the owner approves.
+        assert main(["subscriptions", "approve", *common, "--owner-key-file", str(subscriber),
+                     "--subscriber", subscriber_address, "--max", "1"]) == 2
+        assert "NotOwner" in capsys.readouterr().err
+        assert main(["subscriptions", "approve", *common, "--owner-key-file", str(owner),
+                     "--subscriber", subscriber_address, "--max", "1"]) == 0
+        capsys.readouterr()
+
+        assert main([*add, "--deviation-bps", "4", "--heartbeat", "600"]) == 2
+        assert "BelowFloor" in capsys.readouterr().err
+        unknown = ["subscriptions", "add", *common, "--key-file", str(subscriber), "--feed", "DOGE-USD"]
+        assert main([*unknown, "--deviation-bps", "10", "--heartbeat", "600"]) == 2
+        assert "UnknownFeed" in capsys.readouterr().err
+        assert main([*add, "--deviation-bps", "10", "--heartbeat", "600"]) == 0
+        capsys.readouterr()
+        eth = ["subscriptions", "add", *common, "--key-file", str(subscriber), "--feed", "ETH-USD"]
+        assert main([*eth, "--deviation-bps", "10", "--heartbeat", "600"]) == 2
+        assert "TooManySubscriptions" in capsys.readouterr().err
+
+        # The tighter wish is the promise now, and its subscriber is named.
+        assert main(["subscriptions", "list", "--config", str(config)]) == 0
+        line = _list_line(capsys.readouterr().out, "BTC-USD")
+        assert "promise 10 bps / 600 s" in line and f"{subscriber_address} 10 bps / 600 s" in line
+        assert "catalog 50 bps / 3600 s" in line
+
+        assert main(["subscriptions", "remove", *common, "--key-file", str(subscriber), "--feed", "BTC-USD"]) == 0
+        assert main(["subscriptions", "remove", *common, "--key-file", str(subscriber), "--feed", "BTC-USD"]) == 2
+        assert "NotSubscribed" in capsys.readouterr().err
+        assert main(["subscriptions", "revoke", *common, "--owner-key-file", str(owner),
+                     "--subscriber", subscriber_address]) == 0
+        assert main(["subscriptions", "list", *common, "--config", str(config)]) == 0
+        assert "promise 50 bps / 3600 s" in _list_line(capsys.readouterr().out, "BTC-USD")
+    finally:
+        chain.anvil.rpc("evm_revert", [snapshot])
+
+
+def test_subscriptions_without_a_registry_says_what_to_give(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["subscriptions", "list", "--rpc-url", "http://127.0.0.1:9"]) == 2
+    assert "--registry" in capsys.readouterr().err
