@@ -93,6 +93,9 @@ class DevnetOptions:
     node_env: dict[str, str] = field(default_factory=dict)
     # A feed catalog file (TOML) instead of the packaged devnet catalog.
     catalog: Path | None = None
+    # The committee's report policy (OffchainConfig.feed_selection): "all" feeds every round,
+    # or only those past their deviation threshold or heartbeat ("trigger").
+    feed_selection: str = "all"
 
 
 @dataclass
@@ -188,6 +191,7 @@ class Devnet:
         offchain = OffchainConfig(
             round_interval_ms=o.round_interval_ms, progress_timeout_ms=o.progress_timeout_ms,
             grace_ms=o.grace_ms, transmit_stage_ms=o.transmit_stage_ms,
+            feed_selection="trigger" if o.feed_selection == "trigger" else "all",
         )
         onchain = await self.client.set_config(
             owner_key, [address_of(k) for k in keys[: o.nodes]], [a for a, _ in transmitters[: o.nodes]], f, threshold,

@@ -18,7 +18,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from web3 import AsyncHTTPProvider, AsyncWeb3
 
 from aggregation.errors import AggregationError
-from aggregation.trigger import Promise
+from aggregation.trigger import Landed, Promise
 from feeds.catalog import check_sources
 from feeds.errors import FeedsError
 from feeds.poller import FeedCache
@@ -52,6 +52,7 @@ from relayer.p2p.errors import MessageRejected
 from relayer.p2p.host import P2PHost
 from relayer.p2p.identity import address_of_peer_id
 from relayer.protocol.committee import Committee
+from relayer.protocol.selection import FeedSelection, TriggerSelection
 from relayer.protocol.engine import AttestedReport, EngineFactory, EngineInputs, RoundEngine
 from relayer.protocol.errors import InvalidMessage, SchemeMismatch
 from relayer.protocol.messages import Envelope, FeedObservation, Observation, open_envelope
@@ -106,6 +107,7 @@ class Node:
         # the chain's latest two states per feed, what the trigger policy decides against.
         self.promise_book: PromiseBook | None = None
         self.feed_view: FeedView | None = None
+        self._view_refresh: asyncio.Task[None] | None = None
 
     @property
     def promises(self) -> dict[int, Promise]:
@@ -122,6 +124,7 @@ class Node:
         the cache yields the same observation, so the last one is reused.
         """
         now = time.time()
+        self._refresh_view_for_round()
         key = (self.cache.generation, int(now))
         if self._last_observation is not None and self._last_observation[0] == key:
             return self._last_observation[1]
@@ -226,6 +229,7 @@ class Node:
                 # several; gossip stays available for networks that are not fully connected.
                 publish=self.host.send_all if self.settings.transport == "direct" else self.host.publish,
                 send_to=self.host.send if self.settings.transport == "direct" else None,
+                selection=self._feed_selection(committee),
             ))
         except SchemeMismatch as exc:
             log.error("cannot take part in this committee, watching only: %s", exc, extra=extra)
@@ -259,6 +263,40 @@ class Node:
             log.warning("cannot read the subscription registry: %s", exc)
         except Exception:  # noqa: BLE001 - following the registry must survive the unexpected
             log.exception("the promises failed to refresh; retrying next poll")
+
+    def _refresh_view_for_round(self) -> None:
+        """Under the trigger policy, look at the chain as each round starts (an observe request
+        is its start on every member): the leader's choice and the followers' check are then
+        made against views of the same moment, not views up to a poll interval apart."""
+        committee, view = self.committee, self.feed_view
+        if committee is None or view is None or committee.offchain.feed_selection != "trigger":
+            return
+        if self._view_refresh is not None and not self._view_refresh.done():
+            return
+        self._view_refresh = asyncio.get_running_loop().create_task(self._refresh_view(view))
+
+    @staticmethod
+    async def _refresh_view(view: FeedView) -> None:
+        try:
+            await view.refresh()
+        except ChainError as exc:
+            log.warning("cannot read the feeds on-chain: %s", exc)
+
+    def _feed_selection(self, committee: Committee) -> FeedSelection | None:
+        """The committee's report policy (its off-chain config): every feed every round, or
+        only the feeds that trigger against this node's view of the chain."""
+        if committee.offchain.feed_selection != "trigger":
+            return None
+        view = self.feed_view
+
+        def recent() -> dict[int, tuple[Landed | None, ...]]:
+            return view.current().recent_views() if view is not None else {}
+
+        async def refresh() -> None:
+            if view is not None:
+                await view.refresh()
+
+        return TriggerSelection(recent, lambda: self.promises, committee.offchain.heartbeat_lead_ms // 1000, refresh)
 
     async def _follow_chain(self) -> None:
         """Keep the feed view current (one cheap poll per venue poll interval, a round or less)

@@ -16,14 +16,14 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 class DevnetProcess:
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, *args: str) -> None:
         self.data_dir = data_dir
         self.stderr_path = data_dir / "devnet.stderr"
         data_dir.mkdir(parents=True, exist_ok=True)
         self._stderr = open(self.stderr_path, "w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "relayer", "devnet", "--nodes", "4", "--json", "--data-dir", str(data_dir),
-             "--round-interval-ms", "500"],
+             "--round-interval-ms", "500", *args],
             cwd=REPO, stdout=subprocess.PIPE, stderr=self._stderr, text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )

@@ -49,12 +49,15 @@ class FeedOnchain:
     latest: Landed | None
     previous: Landed | None
     round_id: int  # the feed's own on-chain round counter (0: never written)
+    # Whether this node saw the state before ``latest`` (``previous``, None there meaning
+    # "never written"): not after a restart or a reorg, until the next landing.
+    previous_known: bool = False
 
     def recent(self) -> tuple[Landed | None, ...]:
         """Newest first, as ``aggregation.trigger.check_selection`` takes them."""
         if self.latest is None:
             return (None,)
-        return (self.latest,) if self.previous is None else (self.latest, self.previous)
+        return (self.latest, self.previous) if self.previous_known else (self.latest,)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,12 +126,12 @@ class FeedView:
             latest = Landed(value, observed_at) if round_id else None
             old = before.get(index)
             if old is None or round_id < old.round_id:
-                previous = None  # first read, or a reorg took landings away: unknown
+                previous, known = None, False  # first read, or a reorg took landings away: unknown
             elif old.round_id == round_id:
-                previous = old.previous  # this feed was not in the landing
+                previous, known = old.previous, old.previous_known  # not in this landing
             else:
-                previous = old.latest
-            feeds[index] = FeedOnchain(index, latest, previous, round_id)
+                previous, known = old.latest, True  # None here: the feed's first value just landed
+            feeds[index] = FeedOnchain(index, latest, previous, round_id, known)
         self.snapshot = FeedViewSnapshot(block, epoch_round, feeds)
         self.reads += 1
         return self.snapshot

@@ -18,7 +18,7 @@ from relayer.chain.codec import ReportDomain
 from relayer.chain.errors import CodecError
 from relayer.protocol.attestation import Attestation
 from relayer.protocol.committee import Committee
-from relayer.protocol.errors import EquivocationRefused, Ignored, InvalidMessage, ReportMismatch
+from relayer.protocol.errors import Dropped, EquivocationRefused, Ignored, InvalidMessage, ReportMismatch
 from relayer.protocol.leader import count_outliers
 from relayer.protocol.messages import (
     Envelope,
@@ -39,6 +39,10 @@ from relayer.protocol.signer import ReportSigner
 from relayer.store import Store
 
 log = logging.getLogger(__name__)
+
+
+class _Deferred(Exception):
+    """The proposal is judged again later (see `FeedSelection.after_refresh`)."""
 
 
 class Follower:
@@ -76,7 +80,7 @@ class Follower:
         self.store.record_observation(self.digest, env.epoch, env.round, encoded.decode())
         self.outbox.send_to_leader(env.epoch, encoded)
 
-    def on_proposal(self, env: Envelope, sender: int, body: Proposal) -> None:
+    def on_proposal(self, env: Envelope, sender: int, body: Proposal, *, rechecked: bool = False) -> None:
         if self.committee.leader(env.epoch) != sender:
             raise InvalidMessage("not_leader", f"proposal for epoch {env.epoch} from a non-leader")
         state = self.rounds.state(env.epoch, env.round)
@@ -86,7 +90,10 @@ class Follower:
             # Our own proposal, exactly as we built it from observations we had verified.
             updates, observation_dicts = from_hex(body.updates), list(body.observations)
         else:
-            updates, observation_dicts = self._verify(env, body)
+            try:
+                updates, observation_dicts = self._verify(env, body, sender, rechecked)
+            except _Deferred:
+                return
         report_digest = self.domain.report_digest(self.committee.config_digest, env.epoch, env.round, updates)
         try:
             earlier = self.store.check_report_allowed(self.digest, env.epoch, env.round, report_digest)
@@ -101,7 +108,16 @@ class Follower:
                               ReportSignature(report_digest=to_hex(report_digest), signature=to_hex(signature)))
         self.attestation.release_early(env.epoch, env.round)
 
-    def _verify(self, env: Envelope, body: Proposal) -> tuple[bytes, list[dict[str, Any]]]:
+    def _recheck(self, env: Envelope, sender: int, body: Proposal) -> None:
+        """The proposal again, once this node's view of the chain is fresh; never raises."""
+        try:
+            self.on_proposal(env, sender, body, rechecked=True)
+        except Dropped as exc:
+            self.stats.drop(env.sender, exc, epoch=env.epoch, round=env.round)
+        except Exception:  # a bug must cost one proposal, never the node
+            log.exception("error re-checking a proposal", extra={"epoch": env.epoch, "round": env.round})
+
+    def _verify(self, env: Envelope, body: Proposal, sender: int, rechecked: bool) -> tuple[bytes, list[dict[str, Any]]]:
         seen: set[int] = set()
         observations: list[Observation] = []
         inners: list[Envelope] = []
@@ -142,6 +158,13 @@ class Follower:
         if canonical != proposed:
             raise InvalidMessage("bad_proposal", "proposed updates are not canonically encoded")
         refusal = self.selection.check(built, carried)
+        if refusal is not None and refusal.reason != "not_recomputed" and not rechecked and (
+            self.selection.after_refresh(lambda: self._recheck(env, sender, body))
+        ):
+            # Judged against a view of the chain that may be a landing behind the leader's:
+            # look again once it is fresh, then sign or refuse.
+            self.stats.selection_rechecks += 1
+            raise _Deferred()
         if refusal is not None:
             # not_recomputed: a value that is not the median; unjustified_feed / missing_feed:
             # a selection no honest leader could have made from the chain as this node sees it.

@@ -91,6 +91,8 @@ class Stats:
         self.future_replayed = 0
         # Rounds in which no feed triggered: attested with no updates, never transmitted.
         self.empty_reports = 0
+        # Proposals whose feed selection was judged again on a fresh view of the chain.
+        self.selection_rechecks = 0
 
     def drop(self, peer: str, why: Dropped, *, epoch: int | None = None,
              round: int | None = None) -> None:

@@ -12,12 +12,16 @@ never transmitted.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from aggregation.trigger import Landed, Promise, check_selection, select
 from relayer.chain.codec import FeedUpdate
+
+log = logging.getLogger(__name__)
 
 # Per feed index, the latest on-chain states this node knows, newest first; None for a feed
 # that never landed.
@@ -43,6 +47,11 @@ class FeedSelection(Protocol):
         (recomputed by the follower itself), else why not."""
         ...
 
+    def after_refresh(self, then: Callable[[], None]) -> bool:
+        """When a fresher view of the chain could change a refusal, start reading it, call
+        ``then`` once read, and return True; else False (refuse now)."""
+        ...
+
 
 def _not_recomputed(built: Sequence[FeedUpdate], proposed: Sequence[FeedUpdate]) -> Refusal | None:
     recomputed = {u.feed_index: u for u in built}
@@ -65,15 +74,40 @@ class CarryAll:
         missing = sorted({u.feed_index for u in built} - {u.feed_index for u in proposed})
         return Refusal("missing_feed", f"feeds {missing} have a quorum but were left out") if missing else None
 
+    def after_refresh(self, then: Callable[[], None]) -> bool:
+        return False  # no view of the chain is involved
+
 
 class TriggerSelection:
     """Only what triggers (deviation, heartbeat, first value). A feed without a promise is
     carried every round, as under `CarryAll`."""
 
-    def __init__(self, view: ChainView, promises: Promises, heartbeat_lead_s: int = 0) -> None:
+    def __init__(self, view: ChainView, promises: Promises, heartbeat_lead_s: int = 0,
+                 refresh: Callable[[], Awaitable[object]] | None = None) -> None:
         self.view = view
         self.promises = promises
         self.heartbeat_lead_s = heartbeat_lead_s
+        # Reads the chain again: a follower a landing behind the leader looks once more
+        # before refusing (every node reads as a round starts, but a read may still be out).
+        self.refresh = refresh
+        self._pending: set[asyncio.Task[None]] = set()
+
+    def after_refresh(self, then: Callable[[], None]) -> bool:
+        refresh = self.refresh
+        if refresh is None:
+            return False
+
+        async def fresh_then() -> None:
+            try:
+                await refresh()
+            except Exception as exc:  # noqa: BLE001 - judge on the view there is
+                log.warning("cannot read the chain again before judging a proposal: %s", exc)
+            then()
+
+        task = asyncio.get_running_loop().create_task(fresh_then())
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+        return True
 
     def _split(self, built: Sequence[FeedUpdate]) -> tuple[dict[int, tuple[int, int]], set[int], Mapping[int, Promise]]:
         promises = self.promises()

@@ -90,3 +90,51 @@ async def test_a_padding_leader_is_refused_by_followers_that_police_the_trigger(
     refusals = sum(n for e in net.engines for (_, reason), n in e.stats.dropped.items() if reason == "unjustified_feed")
     assert refusals >= 3 * (committee.n - 1)
     await net.stop()
+
+
+async def test_a_follower_a_landing_behind_looks_again_before_refusing(
+    tmp_path: Path, keys: list[bytes], committee: Committee
+) -> None:
+    # The leader has seen feed 0 land at 102; the followers' reads are one landing behind.
+    fresh: dict[int, list[Landed | None]] = {0: [Landed(102, OBSERVED_AT - 1)], 1: [Landed(10, OBSERVED_AT - 60)]}
+    lead = committee.leader(0)
+    selections: dict[int, TriggerSelection] = {lead: _selection(fresh)}
+    for i in range(committee.n):
+        if i == lead:
+            continue
+        behind: dict[int, list[Landed | None]] = {0: [Landed(100, OBSERVED_AT - 60)], 1: [Landed(10, OBSERVED_AT - 60)]}
+
+        async def catch_up(view: dict[int, list[Landed | None]] = behind) -> None:
+            view.update(fresh)
+
+        selections[i] = TriggerSelection(lambda view=behind: view, lambda: PROMISES, 0, catch_up)  # type: ignore[misc]
+    net = network(tmp_path, keys, committee, [102, 102, 102, 102], selections=selections)  # type: ignore[arg-type]
+    net.start()
+    await net.clock.advance(0.05)
+    reports = net.attested[lead]
+    assert reports and reports[0].updates == b""  # nothing moved against the chain as it is
+    followers = [e for i, e in enumerate(net.engines) if i != lead]
+    assert all(e.stats.selection_rechecks == 1 for e in followers)
+    assert sum(n for e in followers for (_, r), n in e.stats.dropped.items() if r == "missing_feed") == 0
+    await net.stop()
+
+
+async def test_a_withholding_leader_is_still_refused_after_the_second_look(
+    tmp_path: Path, keys: list[bytes], committee: Committee
+) -> None:
+    view: dict[int, list[Landed | None]] = {0: [Landed(100, OBSERVED_AT - 60)], 1: [Landed(10, OBSERVED_AT - 60)]}
+    lead = committee.leader(0)
+
+    async def nothing_new() -> None:
+        return None
+
+    withholding = TriggerSelection(lambda: {0: [Landed(102, OBSERVED_AT - 1)], 1: view[1]}, lambda: PROMISES)
+    selections = {i: TriggerSelection(lambda: view, lambda: PROMISES, 0, nothing_new) for i in range(committee.n)}
+    selections[lead] = withholding  # claims feed 0 already landed at 102: withholds its update
+    net = network(tmp_path, keys, committee, [102, 102, 102, 102], selections=selections)  # type: ignore[arg-type]
+    net.start()
+    await net.clock.advance(0.05)
+    assert net.attested[lead] == []
+    followers = [e for i, e in enumerate(net.engines) if i != lead]
+    assert sum(n for e in followers for (_, r), n in e.stats.dropped.items() if r == "missing_feed") == len(followers)
+    await net.stop()
