@@ -14,7 +14,6 @@ import logging
 import os
 import secrets
 import signal
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -38,6 +37,7 @@ from relayer.chain.oracle import QuorumOracleClient, Transmission, deploy_oracle
 from relayer.chain.subscriptions import SubscriptionRegistryClient, deploy_subscription_registry
 from relayer.p2p.identity import peer_id_of
 from relayer.protocol.committee import Committee, OffchainConfig
+from relayer.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -293,14 +293,7 @@ class Devnet:
         leader = next((n for n in self.nodes if n.address == leader_address), None)
         if leader is None:
             return None
-        try:
-            with sqlite3.connect(f"file:{leader.data_dir / 'node.sqlite'}?mode=ro", uri=True, timeout=1) as conn:
-                row = conn.execute(
-                    "SELECT started_at FROM attested WHERE epoch = ? AND round = ?", [epoch, round]
-                ).fetchone()
-        except sqlite3.Error:
-            return None
-        return float(row[0]) if row and row[0] is not None else None
+        return Store.round_started_at(leader.data_dir / "node.sqlite", epoch, round)
 
     async def _report_landed(self, event: Transmission, seen_at: float) -> dict[str, Any]:
         epoch, round_id = event.epoch, event.round

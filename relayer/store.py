@@ -217,6 +217,19 @@ class Store:
         return [ReportSignatureTiming(int(rowid), float(signed_at), None if observed is None else float(observed))
                 for rowid, signed_at, observed in rows]
 
+    @staticmethod
+    def round_started_at(path: Path, epoch: int, round: int) -> float | None:
+        """When a running node's leader started (epoch, round), read from its store file
+        without opening it for writing (the devnet's supervisor asks); None if unknown."""
+        try:
+            with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1) as conn:
+                row = conn.execute(
+                    "SELECT started_at FROM attested WHERE epoch = ? AND round = ?", [epoch, round]
+                ).fetchone()
+        except sqlite3.Error:
+            return None
+        return float(row[0]) if row and row[0] is not None else None
+
     def attested_rows(self) -> list[dict[str, Any]]:
         return list(self.db.table("attested").rows_where(order_by="epoch, round"))
 
