@@ -466,3 +466,43 @@ async def test_promises_combine_catalog_defaults_subscriptions_and_floors(oracle
     promises = await registry.promises(defaults)
     assert promises[feed_id_bytes("ETH/USD")] == Promise(10, 3_600)  # tighter deviation, default heartbeat
     assert promises[feed_id_bytes("BTC/USD")] == Promise(5, 3_600)  # a default below the floor is clamped
+
+
+async def test_an_observation_ahead_of_the_block_never_makes_updated_at_future(oracle: Deployment) -> None:
+    """The oracle accepts observation times a little ahead of its block (clock skew); a
+    consumer's `block.timestamp - updatedAt` must not underflow on them."""
+    proxy_address = await deploy_proxy(oracle.w3, oracle.owner_key, oracle.client.address, 0)
+    address = await deploy_contract(oracle.w3, oracle.owner_key, "ChainlinkConsumer", proxy_address, 300)
+    consumer = oracle.w3.eth.contract(address=address, abi=load_artifact("ChainlinkConsumer")["abi"])
+    proxy = oracle.w3.eth.contract(address=proxy_address, abi=load_artifact("FeedProxy")["abi"])
+
+    ahead = await oracle.now() + 30
+    await oracle.transmit(1, 1, oracle.updates(ahead, (0, 3_000 * 10**8)))
+    block_time = await oracle.now()
+    assert block_time < ahead
+    _, answer, started, updated, _ = await proxy.functions.latestRoundData().call()
+    assert answer == 3_000 * 10**8 and started == updated <= block_time + 1
+    assert await consumer.functions.price().call() == 3_000 * 10**18  # no arithmetic underflow
+    assert await proxy.functions.latestTimestamp().call() <= block_time + 1
+
+
+async def test_aggregator_v2_members_answer_like_chainlinks(oracle: Deployment) -> None:
+    proxy = oracle.w3.eth.contract(address=await deploy_proxy(oracle.w3, oracle.owner_key, oracle.client.address, 0),
+                                   abi=load_artifact("FeedProxy")["abi"])
+    # No data yet: V2 answers 0 where V3 reverts.
+    assert await proxy.functions.latestAnswer().call() == 0
+    assert await proxy.functions.latestTimestamp().call() == 0
+    assert await proxy.functions.latestRound().call() == 0
+    assert await proxy.functions.getAnswer(1).call() == 0
+
+    t = await oracle.now()
+    await oracle.transmit(1, 1, oracle.updates(t, (0, 3_000 * 10**8)))
+    await oracle.transmit(1, 2, oracle.updates(t + 1, (0, 3_005 * 10**8)))
+    assert await proxy.functions.latestAnswer().call() == 3_005 * 10**8
+    assert await proxy.functions.latestRound().call() == 2
+    expected = min(t + 1, await oracle.now())  # never ahead of the block read
+    assert await proxy.functions.latestTimestamp().call() == expected
+    assert await proxy.functions.getAnswer(2).call() == 3_005 * 10**8
+    assert await proxy.functions.getTimestamp(2).call() == expected
+    assert await proxy.functions.getAnswer(99).call() == 0 and await proxy.functions.getTimestamp(99).call() == 0
+    assert await proxy.functions.getAnswer(2**200).call() == 0
