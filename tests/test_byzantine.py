@@ -49,11 +49,13 @@ def drops_against(devnet: Devnet, honest: list[int], address: str) -> dict[str, 
     return counted
 
 
-async def start(tmp_path: Path, *, faults: dict[int | str, str] | None = None, nodes: int = 4, spare: int = 0) -> Devnet:
+async def start(tmp_path: Path, *, faults: dict[int | str, str] | None = None, nodes: int = 4, spare: int = 0,
+                feed_selection: str = "all") -> Devnet:
     devnet = Devnet(
         DevnetOptions(
             nodes=nodes, data_dir=tmp_path, round_interval_ms=300, progress_timeout_ms=PROGRESS_TIMEOUT_MS,
             transmit_stage_ms=500, poll_interval=0.5, node_faults=faults or {}, spare_nodes=spare,
+            feed_selection=feed_selection,
         ),
         out=io.StringIO(),
     )
@@ -317,3 +319,43 @@ async def test_n7_two_absurd_observers_and_a_lying_leader_cannot_move_the_median
     assert_one_report_per_round(reports)
     await asyncio.sleep(1.2)
     assert drops_against(devnet, honest, devnet.nodes[leader].address).get("bad_proposal", 0) >= 1
+
+
+async def test_under_the_trigger_policy_a_withholding_leader_costs_a_timeout(
+    tmp_path: Path, devnets: list[Devnet]
+) -> None:
+    """Its first round owes every feed's first value; it leaves one out, followers refuse, and
+    the next epoch's leader lands them all."""
+    devnet = await start(tmp_path, faults={"leader": "withhold_feed"}, feed_selection="trigger")
+    devnets.append(devnet)
+    leader = devnet.committee.leader(0)
+    (first,) = await land(devnet, 1)
+    assert first["epoch"] >= 1 and len(first["feeds"]) == len(devnet.feeds)
+    honest = [i for i in range(4) if i != leader]
+    assert_within_honest_range(devnet, honest, [first])
+    await asyncio.sleep(1.2)  # one stats snapshot interval
+    assert drops_against(devnet, honest, devnet.nodes[leader].address).get("missing_feed", 0) >= 1
+
+
+async def test_under_the_trigger_policy_a_padding_leader_is_refused(tmp_path: Path, devnets: list[Devnet]) -> None:
+    """Once first values have landed, it carries every feed whether it moved or not:
+    followers refuse, and the pacemaker moves on to an honest leader."""
+    devnet = await start(tmp_path, faults={"leader": "pad_report"}, feed_selection="trigger")
+    devnets.append(devnet)
+    leader = devnet.committee.leader(0)
+    honest = [i for i in range(4) if i != leader]
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 60
+    counted: dict[str, int] = {}
+    while True:
+        try:
+            counted = drops_against(devnet, honest, devnet.nodes[leader].address)
+            changed = all(stats(devnet, i).get("epoch_changes", 0) >= 1 for i in honest)
+        except sqlite3.OperationalError:  # a node has not created its store yet
+            changed = False
+        if counted.get("unjustified_feed", 0) >= 1 and changed:
+            break
+        assert loop.time() < deadline, f"padding never refused: {counted}"
+        await asyncio.sleep(0.5)
+    landed = await devnet.poll_landed()
+    assert_within_honest_range(devnet, honest, landed)

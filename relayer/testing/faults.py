@@ -37,6 +37,7 @@ from relayer.protocol.messages import (
     to_hex,
 )
 from relayer.protocol.outbox import Outbox
+from relayer.protocol.report import build_updates, decode_carried, encode_carried
 from relayer.protocol.signer import EcdsaReportSigner
 
 Publish = Callable[[bytes], None]
@@ -135,6 +136,37 @@ class DropObservations(Fault):
     def outbox(self, outbox: Outbox) -> Outbox:
         keep = self.ctx.committee.f + 1
         return _ProposalLie(outbox, lambda p: Proposal(observations=p.observations[:keep], updates=p.updates))
+
+
+class PadReport(Fault):
+    """As leader under the trigger policy, carries every feed with a quorum, whether it
+    triggered or not (a leader that makes the network pay for updates nobody needs)."""
+
+    name = "pad_report"
+
+    def outbox(self, outbox: Outbox) -> Outbox:
+        quorum = self.ctx.committee.quorum
+
+        def pad(proposal: Proposal) -> Proposal:
+            bodies = [Observation.model_validate(o["body"]) for o in proposal.observations]
+            return Proposal(observations=proposal.observations,
+                            updates=to_hex(encode_carried(build_updates(bodies, quorum=quorum))))
+
+        return _ProposalLie(outbox, pad)
+
+
+class WithholdFeed(Fault):
+    """As leader under the trigger policy, leaves out the first feed that triggered (a leader
+    that keeps a moved value off the chain)."""
+
+    name = "withhold_feed"
+
+    def outbox(self, outbox: Outbox) -> Outbox:
+        def withhold(proposal: Proposal) -> Proposal:
+            carried = decode_carried(from_hex(proposal.updates))
+            return Proposal(observations=proposal.observations, updates=to_hex(encode_carried(carried[1:])))
+
+        return _ProposalLie(outbox, withhold)
 
 
 class ForgeObservation(Fault):
@@ -273,7 +305,8 @@ class Spam(Fault):
 
 FAULTS: dict[str, type[Fault]] = {
     cls.name: cls
-    for cls in (Silent, WrongMedian, DropObservations, ForgeObservation, AbsurdValues, Equivocate, Replay, Spam)
+    for cls in (Silent, WrongMedian, DropObservations, ForgeObservation, AbsurdValues, Equivocate, Replay, Spam,
+                PadReport, WithholdFeed)
 }
 
 

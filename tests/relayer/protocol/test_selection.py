@@ -138,3 +138,24 @@ async def test_a_withholding_leader_is_still_refused_after_the_second_look(
     followers = [e for i, e in enumerate(net.engines) if i != lead]
     assert sum(n for e in followers for (_, r), n in e.stats.dropped.items() if r == "missing_feed") == len(followers)
     await net.stop()
+
+
+@pytest.mark.parametrize(("fault", "values", "reason"), [
+    ("pad_report", [100, 100, 100, 100], "unjustified_feed"),  # nothing moved; it carries both
+    ("withhold_feed", [102, 102, 102, 102], "missing_feed"),  # feed 0 moved 2 %; it leaves it out
+])
+async def test_a_padding_or_withholding_leader_fault_is_refused(
+    tmp_path: Path, keys: list[bytes], committee: Committee, fault: str, values: list[int], reason: str
+) -> None:
+    from relayer.testing.faults import FaultyEngineFactory
+
+    view: dict[int, list[Landed | None]] = {0: [Landed(100, OBSERVED_AT - 60)], 1: [Landed(10, OBSERVED_AT - 60)]}
+    lead = committee.leader(0)
+    net = network(tmp_path, keys, committee, values, factories={lead: FaultyEngineFactory(fault)},
+                  selections={i: _selection(view) for i in range(committee.n)})
+    net.start()
+    await net.clock.advance(0.35)
+    assert net.attested[lead] == []
+    followers = [e for i, e in enumerate(net.engines) if i != lead]
+    assert sum(n for e in followers for (_, r), n in e.stats.dropped.items() if r == reason) >= 3 * len(followers)
+    await net.stop()
