@@ -95,7 +95,10 @@ async def test_a_non_member_is_refused_once_at_the_door(make_node: MakeNode) -> 
     await asyncio.sleep(0.3)  # room for anything the outsider sent before the close
 
     refusals = {key: n for key, n in a.host.dropped.items() if key[0] == outsider.host.address}
-    assert refusals == {(outsider.host.address, NOT_IN_COMMITTEE): 1}
+    assert set(refusals) == {(outsider.host.address, NOT_IN_COMMITTEE)}
+    # Once per connection, not once per message (it sent 20): py-libp2p's dialer may open a
+    # second connection when the first is closed mid-handshake, and each is judged once.
+    assert 1 <= refusals[(outsider.host.address, NOT_IN_COMMITTEE)] <= 2
     assert a.inbox.messages == []
     assert opener.calls == Counter(), "nothing from a refused peer reaches the message check"
     assert a.host.connected_peers() == [b.host.peer_id]
