@@ -13,7 +13,7 @@ import logging
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -454,15 +454,21 @@ class CommitteeError(Exception):
     """A committee change that cannot be made; the message says why and what to do."""
 
 
-def _cmd_committee(args: argparse.Namespace) -> int:
+def _run_chain_command(name: str, command: Coroutine[Any, Any, int], refused: type[Exception], state_hint: str) -> int:
+    """Run an on-chain command: a refusal prints one line and exits 2, Ctrl-C says where to look."""
     try:
-        return asyncio.run(_committee(args))
-    except CommitteeError as exc:
-        print(f"relayer committee: {exc}", file=sys.stderr)
+        return asyncio.run(command)
+    except refused as exc:
+        print(f"relayer {name}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("\nrelayer committee: interrupted; check `relayer committee show` for the state", file=sys.stderr)
+        print(f"\nrelayer {name}: interrupted; {state_hint}", file=sys.stderr)
         return 130
+
+
+def _cmd_committee(args: argparse.Namespace) -> int:
+    return _run_chain_command("committee", _committee(args), CommitteeError,
+                              "check `relayer committee show` for the state")
 
 
 def _committee_target(args: argparse.Namespace) -> tuple[str, str, Path | None]:
@@ -591,14 +597,8 @@ REFUSAL_HINTS = {
 
 
 def _cmd_subscriptions(args: argparse.Namespace) -> int:
-    try:
-        return asyncio.run(_subscriptions(args))
-    except SubscriptionsError as exc:
-        print(f"relayer subscriptions: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("\nrelayer subscriptions: interrupted; `relayer subscriptions list` shows the state", file=sys.stderr)
-        return 130
+    return _run_chain_command("subscriptions", _subscriptions(args), SubscriptionsError,
+                              "`relayer subscriptions list` shows the state")
 
 
 @dataclass
