@@ -7,8 +7,10 @@ still waiting is dropped, one in flight is replaced on its nonce. Before every b
 the manager asks whether the chain already holds this round or a newer one; one honest
 transmitter is enough, and the others cost a read.
 
-A landed report is watched until a newer one lands: if its block leaves the canonical
-chain (a reorg) and the chain no longer holds it or anything newer, it is sent again.
+A landed report is looked at again `reorg_check_s` later, unless a newer report came
+meanwhile (the newer one makes it moot): if its block left the canonical chain (a reorg)
+and the chain holds nothing as new, it is sent again. The check runs beside the round's
+path, never on it.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ class Transmitter:
         txmanager: TxManager | None,
         store: Store,
         generation: int = 0,
+        reorg_check_s: float = 2.0,
     ) -> None:
         # The transaction manager orders requests by key; a later committee's reports (whose
         # rounds start again at 0) must still count as newer than an earlier committee's.
@@ -61,8 +64,9 @@ class Transmitter:
         self.txmanager = txmanager
         self.store = store
         self.generation = generation
+        self.reorg_check_s = reorg_check_s
         self.stats = TransmissionStats()
-        self._landed: tuple[AttestedReport, TxOutcome] | None = None
+        self._watch: asyncio.Task[None] | None = None
 
     async def _onchain_key(self) -> tuple[int, int]:
         epoch, round = await self.oracle.latest_epoch_round()
@@ -74,8 +78,10 @@ class Transmitter:
         if not report.updates:
             self.stats.empty += 1  # nothing triggered this round: attested for progress, never sent
             return
+        if self._watch is not None:
+            self._watch.cancel()  # a newer report: whether the last landing survives no longer matters
+            self._watch = None
         try:
-            await self._recheck_landed()
             order = self.committee.transmitter_order(report.epoch, report.round)
             stage = order.index(self.index)
             await asyncio.sleep(stage * self.committee.offchain.transmit_stage_ms / 1000)
@@ -107,7 +113,7 @@ class Transmitter:
         tx_hash, block, gas = (outcome.tx_hash or "").removeprefix("0x"), outcome.block_number or 0, outcome.gas_used
         if outcome.status is Status.LANDED:
             self.stats.transmitted += 1
-            self._landed = (report, outcome)
+            self._watch = asyncio.get_running_loop().create_task(self._recheck_landed(report, outcome))
             self.store.record_transmission(digest, report.epoch, report.round, "landed", tx_hash=tx_hash,
                                            block=block, gas_used=gas)
             log.info("transmitted at stage %d: gas %d, %.0f ms", stage, outcome.gas_used,
@@ -133,25 +139,24 @@ class Transmitter:
             return None
         return revert_error(outcome.revert_data, outcome.detail, "transmit", TransmitError).reason
 
-    async def _recheck_landed(self) -> None:
-        """If the last report this node landed was reorged out and nothing newer holds its
-        place on-chain, send it again."""
-        landed, txmanager = self._landed, self.txmanager
-        if landed is None or txmanager is None:
-            return
-        report, outcome = landed
+    async def _recheck_landed(self, report: AttestedReport, outcome: TxOutcome) -> None:
+        """If this landing was reorged out and nothing newer holds its place on-chain, send
+        it again. Never raises."""
+        txmanager = self.txmanager
+        assert txmanager is not None
+        extra = {"epoch": report.epoch, "round": report.round}
         try:
-            if await txmanager.is_canonical(outcome):
-                return
-            if await self._onchain_key() >= report.key:
-                self._landed = None  # another transmitter's copy (or a newer report) holds it
-                return
+            await asyncio.sleep(self.reorg_check_s)
+            if await txmanager.is_canonical(outcome) or await self._onchain_key() >= report.key:
+                return  # still there, or another transmitter's copy (or a newer report) holds it
+            self.stats.reorged += 1
+            txmanager.resync_nonce()
+            log.warning("report left the canonical chain with block %s; sending it again", outcome.block_hash,
+                        extra=extra)
+            await self._send(report, stage=0, again=True)
+        except asyncio.CancelledError:
+            raise
         except ChainError as exc:
-            log.warning("cannot check the last landing: %s", exc)
-            return
-        self.stats.reorged += 1
-        self._landed = None
-        txmanager.resync_nonce()
-        log.warning("report left the canonical chain with block %s; sending it again", outcome.block_hash,
-                    extra={"epoch": report.epoch, "round": report.round})
-        await self._send(report, stage=0, again=True)
+            log.warning("cannot check the last landing: %s", exc, extra=extra)
+        except Exception:
+            log.exception("checking the last landing crashed", extra=extra)

@@ -4,6 +4,7 @@ again when the chain no longer holds it."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -31,7 +32,7 @@ def _transmitter(oracle: Deployment, tmp_path: Path) -> Transmitter:
     txmanager = TxManager(oracle.client.rpc, oracle.transmitter_keys[0], oracle.anvil.chain_id,
                           max_fee_per_gas=100 * GWEI)
     return Transmitter(oracle=oracle.client, committee=committee, index=0, txmanager=txmanager,
-                       store=Store(tmp_path / "node.sqlite"))
+                       store=Store(tmp_path / "node.sqlite"), reorg_check_s=0.2)
 
 
 async def _report(oracle: Deployment, round: int, value: int) -> AttestedReport:
@@ -62,8 +63,11 @@ async def test_a_landing_taken_away_by_a_reorg_is_sent_again(oracle: Deployment,
         assert await oracle.client.latest_epoch_round() == (0, 1)
         oracle.anvil.rpc("anvil_reorg", [1, []])  # the block holding it is replaced by an empty one
         assert await oracle.client.latest_epoch_round() == (0, 0)
-        await transmitter.handle(await _report(oracle, 2, 3_001 * 10**8))
+        assert transmitter._watch is not None
+        await asyncio.wait_for(transmitter._watch, 10)  # the landing is looked at again
         assert transmitter.stats.reorged == 1
+        assert await oracle.client.latest_epoch_round() == (0, 1)
+        await transmitter.handle(await _report(oracle, 2, 3_001 * 10**8))
         assert transmitter.stats.transmitted == 3  # round 1, round 1 again, round 2
         assert await oracle.client.latest_epoch_round() == (0, 2)
     finally:
