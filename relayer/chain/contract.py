@@ -304,6 +304,20 @@ class ContractClient:
             raise RpcError(f"batched calls failed at the RPC: {exc}") from exc
         return [abi.decode(bytes.fromhex(out[2:])) for abi, out in zip(abis, results)]
 
+    async def _logs(self, what: str, from_block: int, to_block: int, topic: str | None = None) -> list[dict[str, Any]]:
+        """This contract's logs in ``[from_block, to_block]`` (of one event when ``topic`` is
+        given), oldest first, as the JSON-RPC node returns them."""
+        query: dict[str, Any] = {"address": self.address, "fromBlock": hex(from_block), "toBlock": hex(to_block)}
+        if topic is not None:
+            query["topics"] = [topic]
+        try:
+            logs = await self.rpc.request("eth_getLogs", [query])
+        except RpcCallError as exc:
+            raise RpcError(f"{what} logs {from_block}..{to_block}: {exc}") from exc
+        if not isinstance(logs, list):
+            raise RpcError(f"eth_getLogs answered {str(logs)[:120]}, expected a list of logs")
+        return logs
+
     async def _transact(
         self, key: bytes, fn: str, *args: Any, error_cls: type[ContractRevert] = ContractRevert
     ) -> dict[str, Any]:

@@ -24,8 +24,7 @@ from relayer.chain.contract import (
     require_success,
     set_rpc_timeout,
 )
-from relayer.chain.errors import ChainError, RpcError, TransmitError
-from relayer.chain.rpc import RpcCallError
+from relayer.chain.errors import ChainError, TransmitError
 
 __all__ = [
     "FeedProxyClient",
@@ -293,15 +292,8 @@ class QuorumOracleClient(ContractClient):
 
     async def transmission_events(self, from_block: int, to_block: int) -> list[Transmission]:
         """``NewTransmission`` events in ``[from_block, to_block]``, oldest first."""
-        try:
-            logs = await self.rpc.request("eth_getLogs", [{
-                "address": self.address, "topics": [NEW_TRANSMISSION_TOPIC],
-                "fromBlock": hex(from_block), "toBlock": hex(to_block),
-            }])
-        except RpcCallError as exc:
-            raise RpcError(f"NewTransmission logs {from_block}..{to_block}: {exc}") from exc
         out = []
-        for entry in logs:
+        for entry in await self._logs("NewTransmission", from_block, to_block, NEW_TRANSMISSION_TOPIC):
             data = bytes.fromhex(entry["data"][2:])
             out.append(Transmission(
                 epoch=int.from_bytes(data[0:32], "big"), round=int.from_bytes(data[32:64], "big"),

@@ -20,8 +20,6 @@ from web3 import AsyncWeb3
 from aggregation.margin import MarginCurve, Margins, Reading
 from relayer.chain.codec import keccak
 from relayer.chain.contract import ContractClient, deploy_contract, require_success
-from relayer.chain.errors import RpcError
-from relayer.chain.rpc import RpcCallError
 
 __all__ = [
     "NO_FEED", "MarginCase", "MarketInputs", "MarketMargins", "RiskGateClient", "RiskMarket", "deploy_risk_gate",
@@ -144,15 +142,8 @@ class RiskGateClient(ContractClient):
 
     async def curve_events(self, from_block: int, to_block: int) -> list[RiskMarket]:
         """Every ``CurveSet`` in ``[from_block, to_block]``, oldest first (a market may repeat)."""
-        try:
-            logs = await self.rpc.request("eth_getLogs", [{
-                "address": self.address, "topics": [CURVE_SET_TOPIC],
-                "fromBlock": hex(from_block), "toBlock": hex(to_block),
-            }])
-        except RpcCallError as exc:
-            raise RpcError(f"CurveSet logs {from_block}..{to_block}: {exc}") from exc
         out = []
-        for entry in logs:
+        for entry in await self._logs("CurveSet", from_block, to_block, CURVE_SET_TOPIC):
             (market,) = abi_decode([_MARKET_TYPE], bytes.fromhex(entry["data"][2:]))
             out.append(RiskMarket.from_abi(bytes.fromhex(entry["topics"][1][2:]), market))
         return out

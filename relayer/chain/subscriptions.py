@@ -16,9 +16,8 @@ from dataclasses import dataclass, field
 
 from aggregation.trigger import Floors, Promise, effective_promise
 from relayer.chain.codec import feed_id_bytes
-from relayer.chain.errors import ChainError, RpcError
+from relayer.chain.errors import ChainError
 from relayer.chain.contract import ContractClient, HttpWeb3, deploy_contract
-from relayer.chain.rpc import RpcCallError
 
 __all__ = [
     "PromiseBook",
@@ -135,15 +134,7 @@ class SubscriptionRegistryClient(ContractClient):
     async def change_logs(self, from_block: int, to_block: int) -> int:
         """How many events the registry emitted in ``[from_block, to_block]``: any of them
         (a subscription, an approval or revocation, floors) may change a promise."""
-        try:
-            logs = await self.rpc.request("eth_getLogs", [{
-                "address": self.address, "fromBlock": hex(from_block), "toBlock": hex(to_block),
-            }])
-        except RpcCallError as exc:
-            raise RpcError(f"SubscriptionRegistry logs {from_block}..{to_block}: {exc}") from exc
-        if not isinstance(logs, list):
-            raise RpcError(f"eth_getLogs answered {str(logs)[:120]}, expected a list of logs")
-        return len(logs)
+        return len(await self._logs("SubscriptionRegistry", from_block, to_block))
 
 
 @dataclass(frozen=True)
