@@ -471,15 +471,21 @@ def _cmd_committee(args: argparse.Namespace) -> int:
                               "check `relayer committee show` for the state")
 
 
+def _devnet_info(data_dir: Path, refused: type[Exception]) -> dict[str, Any]:
+    """A running `relayer devnet --data-dir DIR`'s devnet.json, or ``refused`` saying why not."""
+    try:
+        info: dict[str, Any] = json.loads((data_dir / "devnet.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise refused(f"cannot read {data_dir / 'devnet.json'} ({exc}); is the devnet running "
+                      f"with --data-dir {data_dir}?") from None
+    return info
+
+
 def _committee_target(args: argparse.Namespace) -> tuple[str, str, Path | None]:
     """(rpc url, oracle address, owner key file) from the flags, else from --devnet DIR."""
     rpc, oracle, key_file = args.rpc_url, args.oracle, args.owner_key_file
     if args.devnet is not None:
-        try:
-            info = json.loads((args.devnet / "devnet.json").read_text())
-        except (OSError, ValueError) as exc:
-            raise CommitteeError(f"cannot read {args.devnet / 'devnet.json'} ({exc}); is the devnet running "
-                                 f"with --data-dir {args.devnet}?") from None
+        info = _devnet_info(args.devnet, CommitteeError)
         rpc, oracle = rpc or info.get("rpc_url"), oracle or info.get("oracle")
         key_file = key_file or (Path(info["owner_key_file"]) if info.get("owner_key_file") else None)
     if not rpc or not oracle:
@@ -615,11 +621,7 @@ def _subscriptions_target(args: argparse.Namespace) -> _SubscriptionsTarget:
     rpc, registry, key_file, owner_key_file = args.rpc_url, args.registry, args.key_file, args.owner_key_file
     feeds: list[tuple[str, int, int]] = []
     if args.devnet is not None:
-        try:
-            info = json.loads((args.devnet / "devnet.json").read_text())
-        except (OSError, ValueError) as exc:
-            raise SubscriptionsError(f"cannot read {args.devnet / 'devnet.json'} ({exc}); is the devnet running "
-                                     f"with --data-dir {args.devnet}?") from None
+        info = _devnet_info(args.devnet, SubscriptionsError)
         rpc, registry = rpc or info.get("rpc_url"), registry or info.get("subscription_registry")
         key_file = key_file or (Path(info["subscriber_key_file"]) if info.get("subscriber_key_file") else None)
         owner_key_file = owner_key_file or (Path(info["owner_key_file"]) if info.get("owner_key_file") else None)
