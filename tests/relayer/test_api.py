@@ -162,7 +162,15 @@ def test_subscriptions_view_and_a_tighter_wish_within_two_config_polls(
         devnet: DevnetProcess, capsys: pytest.CaptureFixture[str]) -> None:
     info = devnet.info
     api = info["nodes"][0]["api"]
-    view = _subscriptions(api)
+    # The node reads the chain once a poll interval and tells the API every 0.5 s: the first
+    # landing shows up in the view a moment after it lands, not at once.
+    deadline = time.monotonic() + 15.0
+    while True:
+        view = _subscriptions(api)
+        landed = {f["feed_id"]: f["onchain"] for f in view["feeds"]}
+        if landed.get("BTC-USD") is not None or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     assert view["registry"] == info["subscription_registry"] and view["ready"] is True
     by_feed = {f["feed_id"]: f for f in view["feeds"]}
     assert set(by_feed) == {fd["feed_id"] for fd in info["feeds"]}
