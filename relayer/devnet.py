@@ -86,7 +86,8 @@ class DevnetOptions:
     venue_faults: dict[str, str] = field(default_factory=dict)
     # Test-only: node index -> fault name (relayer/testing/faults.py), started through
     # `python -m relayer.testing run`; the key "leader" stands for whichever node leads
-    # epoch 0, known only once the committee is set.
+    # epoch 0, and "follower" for the first node that leads neither epoch 0 nor 1, both known
+    # only once the committee is set.
     node_faults: dict[int | str, str] = field(default_factory=dict)
     # Relayers started outside the committee (for rotation): they watch until added.
     spare_nodes: int = 0
@@ -265,10 +266,17 @@ class Devnet:
         fault = self.o.node_faults.get(index)
         if fault is None and index == self.committee.leader(0):
             fault = self.o.node_faults.get("leader")
+        if fault is None and index == self.follower():
+            fault = self.o.node_faults.get("follower")
         if fault == "spam":
             # The spammer lifts its own size limit so that it can send what others refuse.
             env["RELAYER_MAX_MESSAGE_BYTES"] = str(4 << 20)
         self.nodes[index].start(env, fault)
+
+    def follower(self) -> int:
+        """The first node that leads neither epoch 0 nor epoch 1 of the current committee."""
+        leaders = {self.committee.leader(0), self.committee.leader(1)}
+        return next(i for i in range(self.committee.n) if i not in leaders)
 
     def kill_node(self, index: int) -> None:
         """SIGKILL one relayer: no chance to flush or say goodbye."""

@@ -100,6 +100,11 @@ class EngineCounters:
     epoch_changes: int
     refused: Mapping[str, int]
     dropped: tuple[DropCount, ...]
+    # The epoch this node asks for (above `epoch` while it wants a change), progress timeouts
+    # it had, and store writes outside signing that failed.
+    wanted_epoch: int = 0
+    progress_timeouts: int = 0
+    store_errors: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +154,8 @@ class NodeSnapshot:
             e = self.engine
             data.update(epoch=e.epoch, round=e.round, rounds_started=e.rounds_started,
                         reports_attested=e.reports_attested, epoch_changes=e.epoch_changes,
-                        refused=dict(e.refused), dropped=[[d.peer, d.reason, d.count] for d in e.dropped])
+                        wanted_epoch=e.wanted_epoch, progress_timeouts=e.progress_timeouts,
+                        store_errors=e.store_errors, refused=dict(e.refused), dropped=[[d.peer, d.reason, d.count] for d in e.dropped])
         if self.host is not None:
             data["p2p_dropped"] = [[d.peer, d.reason, d.count] for d in self.host.dropped]
             data["peers"] = len(self.host.peers)
@@ -243,6 +249,14 @@ class _StatsCollector(Collector):
             for h in snap.sources:
                 healthy.add_metric([h.name], 1.0 if h.healthy else 0.0)
                 failures.add_metric([h.name], h.consecutive_failures)
+        pacemaker = CounterMetricFamily("relayer_progress_timeouts", "Progress timeouts: no attested report of the "
+                                        "epoch in time, so the node asked for the next one")
+        store_errors = CounterMetricFamily("relayer_store_errors", "Store writes outside signing that failed")
+        if snap is not None and snap.engine is not None:
+            pacemaker.add_metric([], snap.engine.progress_timeouts)
+            store_errors.add_metric([], snap.engine.store_errors)
+        yield pacemaker
+        yield store_errors
         yield dropped
         yield failovers
         yield healthy
@@ -268,6 +282,8 @@ class Telemetry:
             self.stage_total.labels(stage, "ok")
         self.peers = Gauge("relayer_peers_connected", "Connected committee peers", registry=r)
         self.epoch = Gauge("relayer_epoch", "Current epoch", registry=r)
+        self.wanted_epoch = Gauge("relayer_epoch_wanted", "The epoch this node asks for; above relayer_epoch while "
+                                  "it has seen no progress within the progress timeout", registry=r)
         self.round = Gauge("relayer_round", "Latest round of the current epoch", registry=r)
         self.landed_round = Gauge("relayer_last_landed_round", "On-chain round id of each feed's latest value",
                                   ["feed"], registry=r)
@@ -305,6 +321,7 @@ class Telemetry:
             self.peers.set(len(snap.host.peers))
         if snap.engine is not None:
             self.epoch.set(snap.engine.epoch)
+            self.wanted_epoch.set(snap.engine.wanted_epoch)
             self.round.set(snap.engine.round)
         member = snap.committee is not None and snap.committee.member_index is not None
         self.member.set(1 if member and not self.identity.dry_run else 0)

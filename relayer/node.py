@@ -368,7 +368,8 @@ class Node:
             engine=None if engine is None else EngineCounters(
                 epoch=engine.epoch, round=engine.round, rounds_started=engine.stats.rounds_started,
                 reports_attested=engine.stats.reports_attested, epoch_changes=engine.stats.epoch_changes,
-                refused=dict(engine.stats.refused),
+                wanted_epoch=engine.pacemaker.wanted, progress_timeouts=engine.stats.progress_timeouts,
+                store_errors=engine.stats.store_errors, refused=dict(engine.stats.refused),
                 dropped=tuple(DropCount(peer, reason, n) for (peer, reason), n in list(engine.stats.dropped.items())),
             ),
             host=None if host is None else HostCounters(

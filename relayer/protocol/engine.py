@@ -5,7 +5,8 @@ p2p host and hands sealed bytes to a `Wire`. Every message is re-verified here w
 the transport claimed, checked against replays, and routed by its kind to the phase that
 owns it (after Chainlink OCR, simplified):
 
-- `pacemaker.py`: the epoch, the progress timeout, following f+1 members ahead;
+- `pacemaker.py`: the epoch: wishes announced on a progress timeout, moving when 2f+1
+  wish it, following f+1 members ahead;
 - `leader.py`: rounds at the interval, observations, grace, the proposal;
 - `follower.py`: signed observations, verifying and co-signing proposals;
 - `attestation.py`: co-signatures into an `AttestedReport`, checking attested reports;
@@ -106,7 +107,7 @@ class RoundEngine:
         self._sealer = SealingOutbox(private_key=inputs.private_key, address=address, index=me, committee=committee,
                                      wire=CallbackWire(inputs.publish, inputs.send_to), deliver=self.on_wire)
         self.outbox: Outbox = wrap_outbox(self._sealer) if wrap_outbox is not None else self._sealer
-        self.pacemaker = Pacemaker(committee=committee, store=store, clock=self.clock, outbox=self.outbox,
+        self.pacemaker = Pacemaker(committee=committee, index=me, store=store, clock=self.clock, outbox=self.outbox,
                                    stats=self.stats)
         self.selection: FeedSelection = inputs.selection if inputs.selection is not None else CarryAll()
         self.leader = Leader(committee=committee, index=me, clock=self.clock, outbox=self.outbox,

@@ -215,7 +215,9 @@ class Attested(_Body):
 
 
 class NewEpoch(_Body):
-    pass
+    """The epoch the sender wants to be in; the envelope's epoch is the one it is in."""
+
+    epoch: Epoch = Field(ge=0, le=_MAX_U32)
 
 
 BODY_MODELS: dict[Kind, type[_Body]] = {

@@ -72,7 +72,7 @@ class Stats:
 
     Reasons of invalid messages (WARNING): oversized, malformed, bad_signature,
     sender_mismatch, replayed, wrong_digest, not_in_committee, not_leader, bad_proposal,
-    conflicting_signature, bad_attested, unjustified_feed and missing_feed (a proposal's
+    conflicting_signature, bad_attested, bad_new_epoch, unjustified_feed and missing_feed (a proposal's
     feed selection no honest leader could make: relayer.protocol.selection). Of valid ones
     this node does not use (DEBUG): stale_epoch, future_epoch_full, not_for_me, unknown_round, late_observation,
     duplicate_observation, duplicate_proposal, late_signature, early_buffer_full,
@@ -86,6 +86,10 @@ class Stats:
         self.rounds_started = 0
         self.reports_attested = 0
         self.epoch_changes = 0
+        # Progress timeouts: each one announced (again) the epoch this node wants.
+        self.progress_timeouts = 0
+        # Writes to the store that failed outside signing (a lost saved epoch).
+        self.store_errors = 0
         # Messages for an epoch this node had not reached, kept and later handled.
         self.future_buffered = 0
         self.future_replayed = 0

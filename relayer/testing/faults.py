@@ -10,8 +10,11 @@ a node, and only on a local devnet (`relayer.testing.run`).
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import secrets
+import signal
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -24,6 +27,7 @@ from relayer.protocol.clock import Clock
 from relayer.protocol.committee import Committee
 from relayer.protocol.engine import EngineInputs, RoundEngine
 from relayer.protocol.messages import (
+    Envelope,
     Epoch,
     FeedObservation,
     Kind,
@@ -39,6 +43,8 @@ from relayer.protocol.messages import (
 from relayer.protocol.outbox import Outbox
 from relayer.protocol.report import build_updates, decode_carried, encode_carried
 from relayer.protocol.signer import EcdsaReportSigner
+
+log = logging.getLogger(__name__)
 
 Publish = Callable[[bytes], None]
 SendTo = Callable[[str, bytes], None]
@@ -92,6 +98,10 @@ class Fault:
 
     def observe(self, observe: Observe) -> Observe:
         return observe
+
+    def admits(self, sender: str) -> bool:
+        """Whether a message from `sender` reaches the engine."""
+        return True
 
 
 class Silent(Fault):
@@ -303,11 +313,57 @@ class Spam(Fault):
         return publishing, sending
 
 
+class Partition(Fault):
+    """Cut off from the committee while toggled on by SIGUSR1 (off by the next): nothing leaves,
+    nothing from a peer arrives, and the process, its timers and its p2p connections run on, as
+    for a node behind a network partition. Honest otherwise."""
+
+    name = "partition"
+
+    def __init__(self, ctx: FaultContext) -> None:
+        super().__init__(ctx)
+        self.cut = False
+        try:
+            asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, self.toggle)
+        except RuntimeError:
+            pass  # no running loop (built outside a node): toggled by hand
+
+    def toggle(self) -> None:
+        self.cut = not self.cut
+        log.warning("partition fault: %s", "cut off from the committee" if self.cut else "reconnected")
+
+    def wire(self, publish: Publish, send_to: SendTo | None) -> tuple[Publish, SendTo | None]:
+        def publishing(data: bytes) -> None:
+            if not self.cut:
+                publish(data)
+
+        def sending(address: str, data: bytes) -> None:
+            if not self.cut:
+                (send_to or (lambda _, d: publish(d)))(address, data)
+
+        return publishing, sending
+
+    def admits(self, sender: str) -> bool:
+        return not self.cut or sender.lower() == self.ctx.address.lower()
+
+
 FAULTS: dict[str, type[Fault]] = {
     cls.name: cls
     for cls in (Silent, WrongMedian, DropObservations, ForgeObservation, AbsurdValues, Equivocate, Replay, Spam,
-                PadReport, WithholdFeed)
+                PadReport, WithholdFeed, Partition)
 }
+
+
+class FaultyRoundEngine(RoundEngine):
+    """An ordinary `RoundEngine` whose inbound messages pass its fault's door first."""
+
+    def __init__(self, inputs: EngineInputs, fault: Fault, *, clock: Clock | None = None) -> None:
+        self.fault = fault
+        super().__init__(inputs, wrap_outbox=fault.outbox, clock=clock)
+
+    def on_wire(self, sender_address: str, data: bytes, opened: Envelope | None = None) -> None:
+        if self.fault.admits(sender_address):
+            super().on_wire(sender_address, data, opened)
 
 
 class FaultyEngineFactory:
@@ -324,4 +380,4 @@ class FaultyEngineFactory:
         fault = self.fault(FaultContext(inputs.private_key, inputs.address, inputs.committee, inputs.domain))
         publish, send_to = fault.wire(inputs.publish, inputs.send_to)
         faulty = replace(inputs, observe=fault.observe(inputs.observe), publish=publish, send_to=send_to)
-        return RoundEngine(faulty, wrap_outbox=fault.outbox, clock=clock)
+        return FaultyRoundEngine(faulty, fault, clock=clock)

@@ -53,7 +53,8 @@ def snapshot(*, peers: int = 3, ok: int = 5, errors: int = 1, transmitted: int =
         at=1000.0,
         committee=committee(digest),
         engine=EngineCounters(epoch=4, round=17, rounds_started=17, reports_attested=15, epoch_changes=1,
-                              refused={"report": 1}, dropped=(DropCount(SIGNERS[1], "wrong_epoch", 2),)),
+                              refused={"report": 1}, dropped=(DropCount(SIGNERS[1], "wrong_epoch", 2),),
+                              wanted_epoch=5, progress_timeouts=3, store_errors=1),
         host=HostCounters(peers=tuple(f"peer{i}" for i in range(peers)),
                           dropped=(DropCount("12D3Koo", "not_in_committee", 1),), traffic={"sent": 10}),
         transmission=TransmissionCounts(digest=digest, transmitted=transmitted, superseded=1, failed=0, gas_used=gas),
@@ -95,6 +96,8 @@ def test_snapshots_become_gauges_counters_and_stage_counts(tmp_path: Path) -> No
     t.update(snapshot())
     assert metric(t, "relayer_peers_connected") == 3
     assert (metric(t, "relayer_epoch"), metric(t, "relayer_round")) == (4, 17)
+    assert metric(t, "relayer_epoch_wanted") == 5 and metric(t, "relayer_progress_timeouts_total") == 3
+    assert metric(t, "relayer_store_errors_total") == 1
     assert metric(t, "relayer_committee_member") == 1
     assert metric(t, "relayer_source_healthy", source="kraken") == 1
     assert metric(t, "relayer_messages_dropped_total", peer=SIGNERS[1], reason="wrong_epoch", layer="protocol") == 2

@@ -98,7 +98,7 @@ async def test_replayed_and_foreign_digest_messages_are_dropped(tmp_path: Path, 
     sender = committee.signers[leader]
     # A message sealed under another digest is counted as wrong_digest.
     other = seal(private_key=keys[leader], sender=sender, kind=Kind.NEW_EPOCH,
-                 config_digest=b"\x00" * 32, epoch=99, round=0, body=NewEpoch())
+                 config_digest=b"\x00" * 32, epoch=99, round=0, body=NewEpoch(epoch=99))
     target.on_wire(sender, other.encode())
     assert target.stats.dropped[(sender, "wrong_digest")] == 1
     assert target.epoch < 99
@@ -109,7 +109,7 @@ async def test_replayed_and_foreign_digest_messages_are_dropped(tmp_path: Path, 
     # A non-member's message is counted as not_in_committee, whatever it says.
     stranger = secrets.token_bytes(32)
     env = seal(private_key=stranger, sender=address_of(stranger), kind=Kind.NEW_EPOCH,
-               config_digest=committee.config_digest, epoch=50, round=0, body=NewEpoch())
+               config_digest=committee.config_digest, epoch=50, round=0, body=NewEpoch(epoch=50))
     target.on_wire(address_of(stranger), env.encode())
     assert target.stats.dropped[(address_of(stranger), "not_in_committee")] == 1
     assert open_envelope(env.encode()).epoch == 50 and target.epoch < 50

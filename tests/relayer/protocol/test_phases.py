@@ -4,6 +4,7 @@ time stepped by a manual clock."""
 from __future__ import annotations
 
 import logging
+import sqlite3
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,16 +14,24 @@ from relayer.protocol.committee import Committee
 from relayer.protocol.engine import EngineInputs, RoundEngine
 from relayer.protocol.epoch_buffer import PER_SENDER, FutureEpochBuffer
 from relayer.protocol.errors import SchemeMismatch
-from relayer.protocol.messages import Epoch, Kind, NewEpoch, ObserveRequest, seal
+from relayer.protocol.messages import Epoch, Kind, NewEpoch, ObserveRequest, open_envelope, seal
 from relayer.protocol.round_state import Stats
 from relayer.store import Store
-from tests.relayer.protocol.network import DOMAIN, leading, network, observer, solo
+from tests.relayer.protocol.network import DOMAIN, Solo, leading, network, observer, solo
 
 pytestmark = pytest.mark.unit
 
 
 def _others(committee: Committee, *exclude: int) -> list[int]:
     return [i for i in range(committee.n) if i not in exclude]
+
+
+def _follow_into(s: Solo, epoch: int) -> None:
+    """Take the solo node into `epoch`: f+1 other members show they are there."""
+    me = s.engine.index
+    for member in _others(s.committee, me)[: s.committee.f + 1]:
+        s.deliver(member, Kind.NEW_EPOCH, epoch, 0, NewEpoch(epoch=Epoch(epoch)))
+    assert s.engine.epoch == epoch
 
 
 def _follower_of(committee: Committee, *epochs: int) -> int:
@@ -79,29 +88,59 @@ async def test_the_leader_starts_a_round_every_interval(tmp_path: Path, keys: li
 # --- pacemaker ------------------------------------------------------------------------
 
 
-async def test_no_progress_within_the_timeout_announces_and_enters_the_next_epoch(
+async def test_no_progress_within_the_timeout_announces_a_wish_but_never_leaves_alone(
     tmp_path: Path, keys: list[bytes], committee: Committee
 ) -> None:
     s = solo(tmp_path, keys, committee, _follower_of(committee, 0, 1))
     s.engine.start()
     await s.clock.advance(0.5999)  # progress timeout is 0.6 s
-    assert s.engine.epoch == 0 and s.outgoing(Kind.NEW_EPOCH) == []
+    assert s.outgoing(Kind.NEW_EPOCH) == []
     await s.clock.advance(0.0002)
-    assert s.engine.epoch == 1 and s.engine.stats.epoch_changes == 1
-    assert [e.epoch for e in s.outgoing(Kind.NEW_EPOCH)] == [1]
-    await s.clock.advance(0.6)  # and again, counted from entering epoch 1
-    assert s.engine.epoch == 2
+    (wish,) = s.outgoing(Kind.NEW_EPOCH)
+    assert (wish.epoch, wish.body) == (0, {"epoch": 1})  # in epoch 0, asking for epoch 1
+    assert s.engine.epoch == 0 and s.engine.stats.epoch_changes == 0
+    # Cut off for a long while: the wish is repeated every timeout, the epoch stays.
+    await s.clock.advance(6.0)
+    wishes = s.outgoing(Kind.NEW_EPOCH)
+    assert len(wishes) == 11 and {(w.epoch, w.body["epoch"]) for w in wishes} == {(0, 1)}
+    assert s.engine.epoch == 0 and s.engine.stats.progress_timeouts == 11
     await s.engine.stop()
 
 
-async def test_an_attested_report_of_the_epoch_resets_the_progress_timeout(
+async def test_a_node_joins_f_plus_1_wishes_and_moves_on_2f_plus_1(
     tmp_path: Path, keys: list[bytes], committee: Committee
 ) -> None:
-    net = network(tmp_path, keys, committee, [100, 101, 102, 103])
-    net.start()
-    await net.clock.advance(3.0)  # five progress timeouts, with a report every round
-    await net.stop()
-    assert all(e.epoch == 0 and e.stats.epoch_changes == 0 for e in net.engines)
+    me = _follower_of(committee, 0, 2)
+    s = solo(tmp_path, keys, committee, me)
+    s.engine.start()
+    a, b, c = _others(committee, me)
+    s.deliver(a, Kind.NEW_EPOCH, 0, 0, NewEpoch(epoch=Epoch(3)))
+    assert s.engine.epoch == 0 and s.outgoing(Kind.NEW_EPOCH) == []  # one member may be faulty
+    s.deliver(b, Kind.NEW_EPOCH, 0, 0, NewEpoch(epoch=Epoch(2)))
+    # f+1 = 2 members want 2 or more: this node asks for 2 too, and with it 2f+1 = 3 do.
+    assert [w.body["epoch"] for w in s.outgoing(Kind.NEW_EPOCH)] == [2]
+    assert s.engine.epoch == 2 and s.engine.stats.epoch_changes == 1
+    # A wish below the sender's own epoch is malformed; one at or below ours is of no use.
+    s.deliver(c, Kind.NEW_EPOCH, 3, 0, NewEpoch(epoch=Epoch(1)))
+    assert s.engine.stats.dropped[(committee.signers[c], "bad_new_epoch")] == 1
+    s.deliver(c, Kind.NEW_EPOCH, 1, 0, NewEpoch(epoch=Epoch(1)))
+    assert s.engine.stats.dropped[(committee.signers[c], "stale_epoch")] == 1
+    await s.engine.stop()
+
+
+async def test_two_wishes_of_four_do_not_move_a_third_does(
+    tmp_path: Path, keys: list[bytes], committee: Committee
+) -> None:
+    me = _follower_of(committee, 0, 1)
+    s = solo(tmp_path, keys, committee, me)
+    s.engine.start()
+    a, b, _ = _others(committee, me)
+    await s.clock.advance(0.61)  # our own timeout: we wish for epoch 1
+    s.deliver(a, Kind.NEW_EPOCH, 0, 0, NewEpoch(epoch=Epoch(1)))
+    assert s.engine.epoch == 0  # two wishes: f+1, not 2f+1
+    s.deliver(b, Kind.NEW_EPOCH, 0, 0, NewEpoch(epoch=Epoch(1)))
+    assert s.engine.epoch == 1 and s.engine.pacemaker.wanted == 1
+    await s.engine.stop()
 
 
 async def test_a_node_follows_f_plus_1_members_into_a_later_epoch_never_one(
@@ -111,11 +150,12 @@ async def test_a_node_follows_f_plus_1_members_into_a_later_epoch_never_one(
     s = solo(tmp_path, keys, committee, me)
     s.engine.start()
     a, b, _ = _others(committee, me)
-    s.deliver(a, Kind.NEW_EPOCH, 5, 0, NewEpoch())
+    # Observe requests are the epochs' leaders' own; what counts is that members are there.
+    s.deliver(a, Kind.OBSERVE_REQUEST, 5, 1, ObserveRequest(started_at_ms=1))
     assert s.engine.epoch == 0  # one member may be faulty
-    s.deliver(b, Kind.NEW_EPOCH, 3, 0, NewEpoch())
+    s.deliver(b, Kind.OBSERVE_REQUEST, 3, 1, ObserveRequest(started_at_ms=1))
     assert s.engine.epoch == 3  # f+1 = 2 members are at 3 or beyond
-    s.deliver(b, Kind.NEW_EPOCH, 2, 0, NewEpoch())
+    s.deliver(b, Kind.OBSERVE_REQUEST, 2, 1, ObserveRequest(started_at_ms=1))
     assert s.engine.stats.dropped[(committee.signers[b], "stale_epoch")] == 1
     await s.engine.stop()
 
@@ -125,12 +165,60 @@ async def test_a_restarted_node_resumes_in_the_epoch_it_left(tmp_path: Path, key
     me = _follower_of(committee, 0, 1)
     s = solo(tmp_path, keys, committee, me)
     s.engine.start()
-    await s.clock.advance(0.61)
+    a, b, _ = _others(committee, me)
+    for member in (a, b):
+        s.deliver(member, Kind.OBSERVE_REQUEST, 1, 1, ObserveRequest(started_at_ms=1))
+    assert s.engine.epoch == 1
     await s.engine.stop()
     again = solo(tmp_path, keys, committee, me)
     again.engine.start()
     assert again.engine.epoch == 1
     await again.engine.stop()
+
+
+async def test_a_store_that_cannot_write_costs_the_saved_epoch_never_the_pacemaker(
+    tmp_path: Path, keys: list[bytes], committee: Committee, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    me = _follower_of(committee, 0, 1, 2)
+    s = solo(tmp_path, keys, committee, me)
+
+    def full(key: str, value: str) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(s.engine.store, "set_state", full)
+    s.engine.start()
+    a, b, _ = _others(committee, me)
+    for member in (a, b):
+        s.deliver(member, Kind.OBSERVE_REQUEST, 1, 1, ObserveRequest(started_at_ms=1))
+    assert s.engine.epoch == 1 and s.engine.stats.store_errors == 1
+    # The timer still runs: the next timeout announces a wish for epoch 2.
+    await s.clock.advance(0.61)
+    assert [w.body["epoch"] for w in s.outgoing(Kind.NEW_EPOCH)] == [2]
+    await s.engine.stop()
+
+
+async def test_a_follower_cut_off_past_the_timeout_signs_again_once_reconnected(
+    tmp_path: Path, keys: list[bytes], committee: Committee
+) -> None:
+    net = network(tmp_path, keys, committee, [100, 101, 102, 103])
+    cut = _follower_of(committee, 0, 1)
+    net.start()
+    await net.clock.advance(0.3)
+    net.down.add(cut)
+    await net.clock.advance(2.0)  # more than three progress timeouts
+    lonely = net.engines[cut]
+    assert lonely.epoch == 0 and lonely.pacemaker.wanted == 1 and lonely.stats.progress_timeouts >= 3
+    before = len(net.sent)
+    net.down.discard(cut)
+    await net.clock.advance(1.2)  # two progress timeouts
+    await net.stop()
+    assert all(e.epoch == 0 and e.stats.epoch_changes == 0 for e in net.engines)
+    assert lonely.pacemaker.wanted == 0  # the wish was withdrawn on progress
+    signed = [env for frm, _, data in net.sent[before:] if frm == cut
+              for env in [open_envelope(data)] if env.kind is Kind.REPORT_SIGNATURE]
+    assert len(signed) >= 5 and all(env.epoch == 0 for env in signed)
+    # The others saw the withdrawn wish: none of them still counts it.
+    assert all(e.pacemaker._wishes.get(cut, 0) == 0 for i, e in enumerate(net.engines) if i != cut)
 
 
 # --- future epochs --------------------------------------------------------------------
@@ -148,7 +236,9 @@ async def test_an_observe_request_of_a_future_epoch_is_kept_and_answered_on_ente
     assert s.engine.epoch == 0  # one member ahead is not enough to follow
     assert s.outgoing(Kind.OBSERVATION, to=ahead) == []
     assert s.engine.stats.future_buffered == 1
-    await s.clock.advance(0.61)  # the progress timeout takes this node to epoch 1
+    other = next(i for i in _others(committee, me) if i != ahead)
+    s.deliver(other, Kind.NEW_EPOCH, 1, 0, NewEpoch(epoch=Epoch(1)))  # a second member is there
+    await s.clock.settle()
     assert s.engine.epoch == 1
     (answer,) = s.outgoing(Kind.OBSERVATION, to=ahead)
     assert (answer.epoch, answer.round) == (1, 1)
@@ -176,13 +266,13 @@ def test_the_future_buffer_is_bounded_in_total_and_drops_skipped_epochs(keys: li
 
     def env(member: int, epoch: int, round: int):  # type: ignore[no-untyped-def]
         return seal(private_key=keys[member], sender=committee.signers[member], kind=Kind.NEW_EPOCH,
-                    config_digest=committee.config_digest, epoch=epoch, round=round, body=NewEpoch())
+                    config_digest=committee.config_digest, epoch=epoch, round=round, body=NewEpoch(epoch=epoch))
 
     kept = 0
     for member in range(3):
         for round in range(2):
             try:
-                buffer.keep(env(member, 2 + round, round), member, NewEpoch(), Epoch(0))
+                buffer.keep(env(member, 2 + round, round), member, NewEpoch(epoch=Epoch(2 + round)), Epoch(0))
                 kept += 1
             except Exception as exc:
                 assert getattr(exc, "reason", None) == "future_epoch_full"
@@ -208,7 +298,7 @@ async def test_every_dropped_message_is_counted_with_a_debug_line(
     # An observation sent to a node that does not lead the epoch.
     s.deliver(other, Kind.OBSERVATION, 0, 1, observer(100)())
     assert s.engine.stats.dropped[(committee.signers[other], "not_for_me")] == 1
-    await s.clock.advance(0.61)  # to epoch 1
+    _follow_into(s, 1)
     # An observe request of an epoch this node has left.
     s.deliver(committee.leader(0), Kind.OBSERVE_REQUEST, 0, 9, ObserveRequest(started_at_ms=1))
     assert s.engine.stats.dropped[(committee.signers[committee.leader(0)], "stale_epoch")] == 1

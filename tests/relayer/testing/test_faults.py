@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+
 from pathlib import Path
 
 import pytest
 
 from relayer.chain.codec import decode_updates
 from relayer.protocol.committee import Committee
-from relayer.testing.faults import FAULTS, FaultyEngineFactory, UnknownFault
+from relayer.testing.faults import FAULTS, FaultyEngineFactory, FaultyRoundEngine, Partition, UnknownFault
 from tests.relayer.protocol.network import network
 
 pytestmark = pytest.mark.unit
@@ -18,7 +19,7 @@ def test_an_unknown_fault_is_refused_naming_the_known_ones() -> None:
     with pytest.raises(UnknownFault, match="wrong_median"):
         FaultyEngineFactory("meteor")
     assert set(FAULTS) == {"silent", "wrong_median", "drop_observations", "forge_observation", "absurd",
-                           "equivocate", "replay", "spam", "pad_report", "withhold_feed"}
+                           "equivocate", "replay", "spam", "pad_report", "withhold_feed", "partition"}
 
 
 @pytest.mark.parametrize("fault", ["wrong_median", "drop_observations", "forge_observation"])
@@ -75,3 +76,26 @@ async def test_a_silent_member_sends_nothing_and_absurd_values_do_not_move_the_m
     # f = 1 only: with one silent and one absurd member the leader has 3 observations, one absurd.
     for report in net.attested[leader]:
         assert 100 <= decode_updates(report.updates)[0].value <= 103
+
+
+async def test_a_partitioned_member_hears_and_says_nothing_until_reconnected(
+    tmp_path: Path, keys: list[bytes], committee: Committee
+) -> None:
+    cut = next(i for i in range(4) if i not in (committee.leader(0), committee.leader(1)))
+    net = network(tmp_path, keys, committee, [100, 101, 102, 103], factories={cut: FaultyEngineFactory("partition")})
+    engine = net.engines[cut]
+    assert isinstance(engine, FaultyRoundEngine) and isinstance(engine.fault, Partition)
+    net.start()
+    await net.clock.advance(0.25)
+    engine.fault.toggle()
+    heard = engine.stats.reports_attested
+    sent = len(net.sent)
+    await net.clock.advance(1.5)  # more than two progress timeouts
+    assert engine.stats.reports_attested == heard  # nothing arrived
+    assert all(frm != cut for frm, _, _ in net.sent[sent:])  # its wishes went nowhere
+    assert engine.pacemaker.wanted == 1 and engine.epoch == 0
+    engine.fault.toggle()
+    await net.clock.advance(0.5)
+    await net.stop()
+    assert engine.stats.reports_attested > heard and engine.pacemaker.wanted == 0
+    assert all(e.epoch == 0 for e in net.engines)

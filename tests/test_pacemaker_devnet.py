@@ -1,0 +1,102 @@
+"""The pacemaker on real parts: a follower cut off past the progress timeout, then paused, then
+restarted, each time comes back to the committee's epoch and signs again, and nobody changes
+epoch for it.
+
+One devnet of n=4 (f=1) with a 1.5 s progress timeout; the follower leads neither epoch 0 nor 1
+and runs the `partition` test fault (SIGUSR1 cuts it off from the committee and back), honest
+otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from relayer.devnet import Devnet
+from tests.test_byzantine import PROGRESS_TIMEOUT_MS, _query, land, start, stats
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(240)]
+
+
+@pytest.fixture
+async def devnet(tmp_path: Path) -> AsyncIterator[Devnet]:
+    dn = await start(tmp_path, faults={"follower": "partition"})
+    try:
+        yield dn
+    finally:
+        await dn.teardown()
+
+
+def _latest_signed_report(devnet: Devnet, index: int) -> tuple[int, int, float]:
+    """(epoch, round, created_at) of the newest report signature in node `index`'s store."""
+    rows = _query(devnet.nodes[index].data_dir,
+                  "SELECT epoch, round, created_at FROM signed_reports ORDER BY epoch DESC, round DESC LIMIT 1")
+    return (rows[0]["epoch"], rows[0]["round"], rows[0]["created_at"]) if rows else (-1, -1, 0.0)
+
+
+async def _signs_again(devnet: Devnet, index: int, after: tuple[int, int, float], timeout: float) -> tuple[int, int, float]:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        latest = _latest_signed_report(devnet, index)
+        if latest[:2] > after[:2]:
+            return latest
+        assert loop.time() < deadline, f"node {index} signed nothing newer than {after[:2]} in {timeout} s"
+        await asyncio.sleep(0.1)
+
+
+async def test_a_cut_off_paused_or_restarted_follower_signs_again_in_the_committees_epoch(devnet: Devnet) -> None:
+    follower = devnet.follower()
+    others = [i for i in range(4) if i != follower]
+    await land(devnet, 2)
+    proc = devnet.nodes[follower].proc
+    assert proc is not None
+
+    # Cut off for more than two progress timeouts: it asks for epoch 1 and nobody follows.
+    os.kill(proc.pid, signal.SIGUSR1)
+    await asyncio.sleep(0.5)
+    cut_at = _latest_signed_report(devnet, follower)
+    await asyncio.sleep(2.5 * PROGRESS_TIMEOUT_MS / 1000)
+    assert _latest_signed_report(devnet, follower)[:2] == cut_at[:2]  # it heard nothing to sign
+    await land(devnet, 1)  # the other three carry on
+    reconnected_at = time.time()
+    os.kill(proc.pid, signal.SIGUSR1)
+    again = await _signs_again(devnet, follower, cut_at, timeout=20)
+    assert again[0] == 0, again
+    print(f"cut-off follower signed again {again[2] - reconnected_at:.2f} s after reconnecting "
+          f"(progress timeout {PROGRESS_TIMEOUT_MS / 1000} s)")
+    before = _latest_signed_report(devnet, follower)
+
+    # Paused for more than two progress timeouts: on waking, its own timer has run out.
+    os.kill(proc.pid, signal.SIGSTOP)
+    await asyncio.sleep(2.5 * PROGRESS_TIMEOUT_MS / 1000)
+    paused_until = _latest_signed_report(devnet, follower)
+    assert paused_until[:2] == before[:2] or paused_until[:2] > before[:2]  # a signature in flight may land
+    resumed_at = time.time()
+    os.kill(proc.pid, signal.SIGCONT)
+    again = await _signs_again(devnet, follower, paused_until, timeout=20)
+    # It signed in epoch 0, the committee's: it never left, and nobody moved for it.
+    assert again[0] == 0, again
+    print(f"paused follower signed again {again[2] - resumed_at:.2f} s after SIGCONT "
+          f"(progress timeout {PROGRESS_TIMEOUT_MS / 1000} s)")
+    await land(devnet, 2)
+
+    # Restarted (SIGKILL, then started again): it resumes epoch 0 and signs again.
+    devnet.kill_node(follower)
+    killed_at = _latest_signed_report(devnet, follower)
+    devnet.start_node(follower)
+    again = await _signs_again(devnet, follower, killed_at, timeout=45)
+    assert again[0] == 0, again
+    await land(devnet, 1)
+    for i in others:
+        assert stats(devnet, i).get("epoch_changes", 0) == 0, (i, stats(devnet, i))
+    deadline = asyncio.get_running_loop().time() + 10
+    while (stats(devnet, follower).get("epoch"), stats(devnet, follower).get("wanted_epoch")) != (0, 0):
+        assert asyncio.get_running_loop().time() < deadline, stats(devnet, follower)
+        await asyncio.sleep(0.2)
