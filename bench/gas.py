@@ -10,7 +10,12 @@ With ``--risk-gate``, RiskGate instead: setCurve (first and replacing) and a mar
 checkAction() read (eth_estimateGas of the call, 21,000 base included) for a market on two
 inputs (realized vol, depth) and on four (plus implied vol and dispersion).
 
-    .venv/bin/python bench/gas.py [--json] [--risk-gate]
+With ``--vault``, MarginVault actions (receipts' gasUsed, 21,000 base included) on a BTC
+market priced by an 8-decimal spot feed, with RiskGate reading a 6-decimal realized
+volatility and a USD depth feed: deposit, open, increase, reduce, close, withdraw and
+liquidate, with the heuristics off and then on (action limit counting, cool-down record read).
+
+    .venv/bin/python bench/gas.py [--json] [--risk-gate | --vault]
 """
 
 from __future__ import annotations
@@ -172,11 +177,90 @@ async def risk_gate_rows() -> list[dict[str, int | str]]:
     return rows
 
 
+async def vault_rows() -> list[dict[str, int | str]]:
+    from aggregation.margin import MarginCurve
+    from relayer.chain.risk_gate import MarketInputs, RiskGateClient, deploy_risk_gate, market_id_bytes
+    from relayer.chain.vault import (
+        CollateralClient,
+        MarginVaultClient,
+        VaultParameters,
+        deploy_test_collateral,
+        deploy_vault,
+    )
+
+    curve = MarginCurve(200, 3_000, 0, 1_000, 10_000_000, 300, 5_000, 6_000, 150)
+    market, size = market_id_bytes("BTC-PERP"), 10**17  # 0.1 BTC
+    rows: list[dict[str, int | str]] = []
+    with AnvilNode.start() as anvil:
+        w3 = connect(anvil.rpc_url)
+        try:
+            owner, (caller, _) = anvil.accounts[0][1], anvil.accounts[0]
+            oracle = QuorumOracleClient(w3, await deploy_oracle(w3, owner))
+            price, vol, depth = [await oracle.add_feed(owner, name, d, name, 0, 10**15, breaker_bps=5_000,
+                                                       heartbeat=3_600, history_depth=h)
+                                 for name, d, h in (("BTC-USD", 8, 4), ("BTC-RVOL-1H", 6, 0), ("BTC-DEPTH", 0, 0))]
+            key = keccak(b"vault signer")
+            config = await oracle.set_config(owner, [address_of(key)], [caller], 0, 1, b"bench")
+            domain = oracle.domain(anvil.chain_id)
+            round_ = 0
+
+            async def land(btc_usd: int, rvol: int) -> None:
+                nonlocal round_
+                round_ += 1
+                now = int((await w3.eth.get_block("latest"))["timestamp"])
+                updates = encode_updates([FeedUpdate(feed_index=i, observed_at=now, num_sources=3, value=v)
+                                          for i, v in ((price, btc_usd), (vol, rvol), (depth, 3_000_000))])
+                digest = domain.report_digest(config.config_digest, 1, round_, updates)
+                await oracle.transmit(owner, config.config_digest, 1, round_, updates, [(0, sign_digest(key, digest))])
+
+            gate = RiskGateClient(w3, await deploy_risk_gate(w3, owner, oracle.address))
+            await gate.set_curve(owner, market, MarketInputs(vol, 600, depth_feed=depth), curve)
+            token = CollateralClient(w3, await deploy_test_collateral(w3, owner, 6))
+            vault = MarginVaultClient(w3, await deploy_vault(w3, owner, gate.address, token.address))
+            await vault.list_market(owner, market, price)
+            await vault.set_parameters(owner, VaultParameters(liquidation_reward_bps=100))
+            trader_address, trader = anvil.accounts[1]
+            keeper = anvil.accounts[2][1]
+            for address, k in ((caller, owner), (trader_address, trader)):
+                await token.mint(k, address, 10**12)
+                await token.approve(k, vault.address, 2**256 - 1)
+            await vault.fund_pool(owner, 10**11)
+            await land(60_000 * 10**8, 550_000)
+
+            async def row(label: str, receipt: dict[str, object]) -> None:
+                rows.append({"market": "BTC-PERP", "what": label, "gas": int(str(receipt["gasUsed"]))})
+
+            for heuristics in ("off", "on"):
+                await row(f"deposit (first) [{heuristics}]", await vault.deposit(trader, market, 2_400 * 10**6))
+                await row(f"open [{heuristics}]", await vault.open(trader, market, size))
+                await row(f"increase [{heuristics}]", await vault.increase(trader, market, size // 2))
+                await row(f"reduce [{heuristics}]", await vault.reduce(trader, market, size // 2))
+                await row(f"withdraw [{heuristics}]", await vault.withdraw(trader, market, 800 * 10**6))
+                await land(54_500 * 10**8, 800_000)  # -9 %, volatility 80 %: below maintenance
+                await row(f"liquidate [{heuristics}]", await vault.liquidate(keeper, trader_address, market))
+                await land(60_000 * 10**8, 550_000)
+                await vault.deposit(trader, market, 2_000 * 10**6)
+                await vault.open(trader, market, size)
+                await row(f"close [{heuristics}]", await vault.close(trader, market))
+                await vault.withdraw(trader, market, await vault.collateral_of(trader_address, market))
+                await vault.set_parameters(owner, VaultParameters(1_000, 100, 60, 100))
+        finally:
+            await disconnect(w3)
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", action="store_true", help="print measurements as JSON lines instead")
     parser.add_argument("--risk-gate", action="store_true", help="measure RiskGate instead of transmit")
+    parser.add_argument("--vault", action="store_true", help="measure MarginVault actions instead of transmit")
     args = parser.parse_args()
+    if args.vault:
+        rows = asyncio.run(vault_rows())
+        print("MarginVault gas (anvil default hardfork; receipts, 21,000 base included; RiskGate on 2 inputs)")
+        for row in rows:
+            print(json.dumps(row) if args.json else f"{row['what']:<24} {row['gas']:>8,}")
+        return 0
     if args.risk_gate:
         rows = asyncio.run(risk_gate_rows())
         print("RiskGate gas (anvil default hardfork; reads: eth_estimateGas, 21,000 base included)")
