@@ -33,8 +33,8 @@ from web3 import AsyncWeb3  # noqa: E402
 
 from relayer.chain.anvil import AnvilNode  # noqa: E402
 from relayer.chain.codec import FeedUpdate, address_of, encode_updates, keccak, sign_digest  # noqa: E402
-from relayer.chain.contract import disconnect, send_call  # noqa: E402
-from relayer.chain.oracle import QuorumOracleClient, connect, deploy_oracle  # noqa: E402
+from relayer.chain.contract import HttpWeb3, disconnect, send_call  # noqa: E402
+from relayer.chain.oracle import OnchainConfig, QuorumOracleClient, connect, deploy_oracle  # noqa: E402
 
 FEED_COUNTS = (1, 10, 50)
 SIGNER_COUNTS = (4, 7, 10, 16, 31)
@@ -136,6 +136,41 @@ def print_table(results: list[Measurement]) -> bool:
     return ok_ten and ok_one
 
 
+class OneSignerOracle:
+    """An oracle whose committee is one signer, the owner transmitting: the cheapest way to
+    land values for benchmarks of what reads them."""
+
+    def __init__(self, w3: HttpWeb3, anvil: AnvilNode, client: QuorumOracleClient, config: OnchainConfig) -> None:
+        self.w3, self.client, self.config = w3, client, config
+        self.owner = anvil.accounts[0][1]
+        self.domain = client.domain(anvil.chain_id)
+        self.round = 0
+
+    @classmethod
+    async def deploy(cls, w3: HttpWeb3, anvil: AnvilNode, feeds: list[tuple[str, int, int, int]]) -> OneSignerOracle:
+        """``feeds``: (feed id, decimals, breaker bps, history depth) each, bounds 0 .. 10^15."""
+        owner, caller = anvil.accounts[0][1], anvil.accounts[0][0]
+        client = QuorumOracleClient(w3, await deploy_oracle(w3, owner))
+        for feed_id, decimals, breaker, history in feeds:
+            await client.add_feed(owner, feed_id, decimals, feed_id, 0, 10**15, breaker_bps=breaker,
+                                  heartbeat=3_600, history_depth=history)
+        config = await client.set_config(owner, [address_of(_BENCH_SIGNER)], [caller], 0, 1, b"bench")
+        return cls(w3, anvil, client, config)
+
+    async def land(self, values: list[tuple[int, int]]) -> None:
+        """One report of (feed index, value) pairs, observed now."""
+        self.round += 1
+        now = int((await self.w3.eth.get_block("latest"))["timestamp"])
+        updates = encode_updates([FeedUpdate(feed_index=i, observed_at=now, num_sources=3, value=v)
+                                  for i, v in sorted(values)])
+        digest = self.domain.report_digest(self.config.config_digest, 1, self.round, updates)
+        await self.client.transmit(self.owner, self.config.config_digest, 1, self.round, updates,
+                                   [(0, sign_digest(_BENCH_SIGNER, digest))])
+
+
+_BENCH_SIGNER = keccak(b"risk signer")
+
+
 async def risk_gate_rows() -> list[dict[str, int | str]]:
     from aggregation.margin import MarginCurve
     from relayer.chain.oracle import load_artifact
@@ -146,19 +181,12 @@ async def risk_gate_rows() -> list[dict[str, int | str]]:
     with AnvilNode.start() as anvil:
         w3 = connect(anvil.rpc_url)
         try:
-            owner, (caller, _) = anvil.accounts[0][1], anvil.accounts[0]
-            client = QuorumOracleClient(w3, await deploy_oracle(w3, owner))
-            feeds = [await client.add_feed(owner, f"RISK{i}", d, f"risk {i}", 0, 10**15, heartbeat=3_600)
-                     for i, d in enumerate((6, 6, 0, 2))]
-            gate = RiskGateClient(w3, await deploy_risk_gate(w3, owner, client.address))
+            owner, caller = anvil.accounts[0][1], anvil.accounts[0][0]
+            oracle = await OneSignerOracle.deploy(w3, anvil, [(f"RISK{i}", d, 0, 0) for i, d in enumerate((6, 6, 0, 2))])
+            feeds = list(range(4))
+            gate = RiskGateClient(w3, await deploy_risk_gate(w3, owner, oracle.client.address))
             contract = w3.eth.contract(address=gate.address, abi=load_artifact("RiskGate")["abi"])
-            config = await client.set_config(owner, [address_of(keccak(b"risk signer"))], [caller], 0, 1, b"bench")
-            key = keccak(b"risk signer")
-            now = int((await w3.eth.get_block("latest"))["timestamp"])
-            updates = encode_updates([FeedUpdate(feed_index=i, observed_at=now, num_sources=3, value=500_000)
-                                      for i in feeds])
-            digest = client.domain(anvil.chain_id).report_digest(config.config_digest, 1, 1, updates)
-            await client.transmit(owner, config.config_digest, 1, 1, updates, [(0, sign_digest(key, digest))])
+            await oracle.land([(i, 500_000) for i in feeds])
             for label, inputs in (
                 ("2 inputs", MarketInputs(feeds[0], 600, depth_feed=feeds[2])),
                 ("4 inputs", MarketInputs(feeds[0], 600, implied_vol_feed=feeds[1], depth_feed=feeds[2],
@@ -194,26 +222,15 @@ async def vault_rows() -> list[dict[str, int | str]]:
     with AnvilNode.start() as anvil:
         w3 = connect(anvil.rpc_url)
         try:
-            owner, (caller, _) = anvil.accounts[0][1], anvil.accounts[0]
-            oracle = QuorumOracleClient(w3, await deploy_oracle(w3, owner))
-            price, vol, depth = [await oracle.add_feed(owner, name, d, name, 0, 10**15, breaker_bps=5_000,
-                                                       heartbeat=3_600, history_depth=h)
-                                 for name, d, h in (("BTC-USD", 8, 4), ("BTC-RVOL-1H", 6, 0), ("BTC-DEPTH", 0, 0))]
-            key = keccak(b"vault signer")
-            config = await oracle.set_config(owner, [address_of(key)], [caller], 0, 1, b"bench")
-            domain = oracle.domain(anvil.chain_id)
-            round_ = 0
+            owner, caller = anvil.accounts[0][1], anvil.accounts[0][0]
+            oracle = await OneSignerOracle.deploy(
+                w3, anvil, [("BTC-USD", 8, 5_000, 4), ("BTC-RVOL-1H", 6, 5_000, 0), ("BTC-DEPTH", 0, 5_000, 0)])
+            price, vol, depth = 0, 1, 2
 
             async def land(btc_usd: int, rvol: int) -> None:
-                nonlocal round_
-                round_ += 1
-                now = int((await w3.eth.get_block("latest"))["timestamp"])
-                updates = encode_updates([FeedUpdate(feed_index=i, observed_at=now, num_sources=3, value=v)
-                                          for i, v in ((price, btc_usd), (vol, rvol), (depth, 3_000_000))])
-                digest = domain.report_digest(config.config_digest, 1, round_, updates)
-                await oracle.transmit(owner, config.config_digest, 1, round_, updates, [(0, sign_digest(key, digest))])
+                await oracle.land([(price, btc_usd), (vol, rvol), (depth, 3_000_000)])
 
-            gate = RiskGateClient(w3, await deploy_risk_gate(w3, owner, oracle.address))
+            gate = RiskGateClient(w3, await deploy_risk_gate(w3, owner, oracle.client.address))
             await gate.set_curve(owner, market, MarketInputs(vol, 600, depth_feed=depth), curve)
             token = CollateralClient(w3, await deploy_test_collateral(w3, owner, 6))
             vault = MarginVaultClient(w3, await deploy_vault(w3, owner, gate.address, token.address))
@@ -255,17 +272,15 @@ def main() -> int:
     parser.add_argument("--risk-gate", action="store_true", help="measure RiskGate instead of transmit")
     parser.add_argument("--vault", action="store_true", help="measure MarginVault actions instead of transmit")
     args = parser.parse_args()
-    if args.vault:
-        rows = asyncio.run(vault_rows())
-        print("MarginVault gas (anvil default hardfork; receipts, 21,000 base included; RiskGate on 2 inputs)")
+    if args.vault or args.risk_gate:
+        title, rows = (
+            ("MarginVault gas (anvil default hardfork; receipts, 21,000 base included; RiskGate on 2 inputs)",
+             asyncio.run(vault_rows())) if args.vault else
+            ("RiskGate gas (anvil default hardfork; reads: eth_estimateGas, 21,000 base included)",
+             asyncio.run(risk_gate_rows())))
+        print(title)
         for row in rows:
-            print(json.dumps(row) if args.json else f"{row['what']:<24} {row['gas']:>8,}")
-        return 0
-    if args.risk_gate:
-        rows = asyncio.run(risk_gate_rows())
-        print("RiskGate gas (anvil default hardfork; reads: eth_estimateGas, 21,000 base included)")
-        for row in rows:
-            print(json.dumps(row) if args.json else f"{row['market']:>9} {row['what']:<22} {row['gas']:>8,}")
+            print(json.dumps(row) if args.json else f"{row['market']:>9} {row['what']:<24} {row['gas']:>8,}")
         return 0
     results = asyncio.run(run())
     if args.json:
