@@ -244,6 +244,13 @@ async def test_open_and_withdraw_refused_on_stale_or_tripped_data_while_reduce_a
     assert refused.reason == "FeedStale" and refused.error_args[0] == desk.feeds["BTC-RVOL-1H"]
     await desk.calm(btc_price=usd8(59_000))
     await vault.open(bob_key, BTC_PERP, btc("0.1"))
+
+    # A paused oracle makes every value stale: new risk waits, reductions pass.
+    await oracle.client.pause(oracle.owner_key)
+    assert (await desk.refusal(vault.increase(bob_key, BTC_PERP, btc("0.1")))).reason == "FeedStale"
+    await vault.reduce(bob_key, BTC_PERP, btc("0.05"))
+    await oracle.client.unpause(oracle.owner_key)
+    assert (await vault.position(bob, BTC_PERP)).size == btc("0.05")
     await desk.solvent()
 
 
@@ -303,6 +310,27 @@ async def test_liquidation_at_the_attested_price_only_below_maintenance(oracle: 
     await vault.open(keeper_key, BTC_PERP, btc("0.2"))
     desk.advance(MAX_AGE + 1)
     assert (await desk.refusal(vault.liquidate(key, keeper, BTC_PERP))).reason == "FeedStale"
+    await desk.solvent()
+
+
+async def test_a_loss_beyond_the_collateral_is_bad_debt_the_pool_absorbs(oracle: Deployment) -> None:
+    desk = await _desk(oracle)
+    vault, usd = desk.vault, desk.usd
+    (alice, key), (keeper, keeper_key), _, _ = desk.traders
+    await vault.deposit(key, BTC_PERP, usd(15_300))
+    await vault.open(key, BTC_PERP, btc("1"))  # exactly the initial margin, 25.5 % of $60,000
+    for price in (54_100, 48_700, 43_900):  # each step inside the 10 % breaker, no liquidation in between
+        await desk.calm(btc_price=usd8(price))
+    view = await vault.account_view(alice, BTC_PERP)
+    assert view.equity == usd(15_300 - 16_100) < 0
+    pool, keeper_before = await vault.pool(), await desk.token.balance_of(keeper)
+    await vault.liquidate(keeper_key, alice, BTC_PERP)
+    reward = requirement(usd(43_900), PARAMETERS.liquidation_reward_bps)  # $439, all from the pool
+    assert await vault.collateral_of(alice, BTC_PERP) == 0
+    assert await vault.pool() == pool + usd(15_300) - reward  # the pool got the collateral, not the whole loss
+    assert await desk.token.balance_of(keeper) == keeper_before + reward
+    (event,) = await vault.contract.events.BadDebt().get_logs(from_block=0)
+    assert event["args"]["amount"] == usd(800)
     await desk.solvent()
 
 
