@@ -10,7 +10,12 @@ With ``--risk-gate``, RiskGate instead: setCurve (first and replacing) and a mar
 checkAction() read (eth_estimateGas of the call, 21,000 base included) for a market on two
 inputs (realized vol, depth) and on four (plus implied vol and dispersion).
 
-    .venv/bin/python bench/gas.py [--json] [--risk-gate]
+With ``--vault``, MarginVault actions (receipts' gasUsed, 21,000 base included) on a BTC
+market priced by an 8-decimal spot feed, with RiskGate reading a 6-decimal realized
+volatility and a USD depth feed: deposit, open, increase, reduce, close, withdraw and
+liquidate, with the heuristics off and then on (action limit counting, cool-down record read).
+
+    .venv/bin/python bench/gas.py [--json] [--risk-gate | --vault]
 """
 
 from __future__ import annotations
@@ -28,8 +33,8 @@ from web3 import AsyncWeb3  # noqa: E402
 
 from relayer.chain.anvil import AnvilNode  # noqa: E402
 from relayer.chain.codec import FeedUpdate, address_of, encode_updates, keccak, sign_digest  # noqa: E402
-from relayer.chain.contract import disconnect, send_call  # noqa: E402
-from relayer.chain.oracle import QuorumOracleClient, connect, deploy_oracle  # noqa: E402
+from relayer.chain.contract import HttpWeb3, disconnect, send_call  # noqa: E402
+from relayer.chain.oracle import OnchainConfig, QuorumOracleClient, connect, deploy_oracle  # noqa: E402
 
 FEED_COUNTS = (1, 10, 50)
 SIGNER_COUNTS = (4, 7, 10, 16, 31)
@@ -131,6 +136,41 @@ def print_table(results: list[Measurement]) -> bool:
     return ok_ten and ok_one
 
 
+class OneSignerOracle:
+    """An oracle whose committee is one signer, the owner transmitting: the cheapest way to
+    land values for benchmarks of what reads them."""
+
+    def __init__(self, w3: HttpWeb3, anvil: AnvilNode, client: QuorumOracleClient, config: OnchainConfig) -> None:
+        self.w3, self.client, self.config = w3, client, config
+        self.owner = anvil.accounts[0][1]
+        self.domain = client.domain(anvil.chain_id)
+        self.round = 0
+
+    @classmethod
+    async def deploy(cls, w3: HttpWeb3, anvil: AnvilNode, feeds: list[tuple[str, int, int, int]]) -> OneSignerOracle:
+        """``feeds``: (feed id, decimals, breaker bps, history depth) each, bounds 0 .. 10^15."""
+        owner, caller = anvil.accounts[0][1], anvil.accounts[0][0]
+        client = QuorumOracleClient(w3, await deploy_oracle(w3, owner))
+        for feed_id, decimals, breaker, history in feeds:
+            await client.add_feed(owner, feed_id, decimals, feed_id, 0, 10**15, breaker_bps=breaker,
+                                  heartbeat=3_600, history_depth=history)
+        config = await client.set_config(owner, [address_of(_BENCH_SIGNER)], [caller], 0, 1, b"bench")
+        return cls(w3, anvil, client, config)
+
+    async def land(self, values: list[tuple[int, int]]) -> None:
+        """One report of (feed index, value) pairs, observed now."""
+        self.round += 1
+        now = int((await self.w3.eth.get_block("latest"))["timestamp"])
+        updates = encode_updates([FeedUpdate(feed_index=i, observed_at=now, num_sources=3, value=v)
+                                  for i, v in sorted(values)])
+        digest = self.domain.report_digest(self.config.config_digest, 1, self.round, updates)
+        await self.client.transmit(self.owner, self.config.config_digest, 1, self.round, updates,
+                                   [(0, sign_digest(_BENCH_SIGNER, digest))])
+
+
+_BENCH_SIGNER = keccak(b"risk signer")
+
+
 async def risk_gate_rows() -> list[dict[str, int | str]]:
     from aggregation.margin import MarginCurve
     from relayer.chain.oracle import load_artifact
@@ -141,19 +181,12 @@ async def risk_gate_rows() -> list[dict[str, int | str]]:
     with AnvilNode.start() as anvil:
         w3 = connect(anvil.rpc_url)
         try:
-            owner, (caller, _) = anvil.accounts[0][1], anvil.accounts[0]
-            client = QuorumOracleClient(w3, await deploy_oracle(w3, owner))
-            feeds = [await client.add_feed(owner, f"RISK{i}", d, f"risk {i}", 0, 10**15, heartbeat=3_600)
-                     for i, d in enumerate((6, 6, 0, 2))]
-            gate = RiskGateClient(w3, await deploy_risk_gate(w3, owner, client.address))
+            owner, caller = anvil.accounts[0][1], anvil.accounts[0][0]
+            oracle = await OneSignerOracle.deploy(w3, anvil, [(f"RISK{i}", d, 0, 0) for i, d in enumerate((6, 6, 0, 2))])
+            feeds = list(range(4))
+            gate = RiskGateClient(w3, await deploy_risk_gate(w3, owner, oracle.client.address))
             contract = w3.eth.contract(address=gate.address, abi=load_artifact("RiskGate")["abi"])
-            config = await client.set_config(owner, [address_of(keccak(b"risk signer"))], [caller], 0, 1, b"bench")
-            key = keccak(b"risk signer")
-            now = int((await w3.eth.get_block("latest"))["timestamp"])
-            updates = encode_updates([FeedUpdate(feed_index=i, observed_at=now, num_sources=3, value=500_000)
-                                      for i in feeds])
-            digest = client.domain(anvil.chain_id).report_digest(config.config_digest, 1, 1, updates)
-            await client.transmit(owner, config.config_digest, 1, 1, updates, [(0, sign_digest(key, digest))])
+            await oracle.land([(i, 500_000) for i in feeds])
             for label, inputs in (
                 ("2 inputs", MarketInputs(feeds[0], 600, depth_feed=feeds[2])),
                 ("4 inputs", MarketInputs(feeds[0], 600, implied_vol_feed=feeds[1], depth_feed=feeds[2],
@@ -172,16 +205,82 @@ async def risk_gate_rows() -> list[dict[str, int | str]]:
     return rows
 
 
+async def vault_rows() -> list[dict[str, int | str]]:
+    from aggregation.margin import MarginCurve
+    from relayer.chain.risk_gate import MarketInputs, RiskGateClient, deploy_risk_gate, market_id_bytes
+    from relayer.chain.vault import (
+        CollateralClient,
+        MarginVaultClient,
+        VaultParameters,
+        deploy_test_collateral,
+        deploy_vault,
+    )
+
+    curve = MarginCurve(200, 3_000, 0, 1_000, 10_000_000, 300, 5_000, 6_000, 150)
+    market, size = market_id_bytes("BTC-PERP"), 10**17  # 0.1 BTC
+    rows: list[dict[str, int | str]] = []
+    with AnvilNode.start() as anvil:
+        w3 = connect(anvil.rpc_url)
+        try:
+            owner, caller = anvil.accounts[0][1], anvil.accounts[0][0]
+            oracle = await OneSignerOracle.deploy(
+                w3, anvil, [("BTC-USD", 8, 5_000, 4), ("BTC-RVOL-1H", 6, 5_000, 0), ("BTC-DEPTH", 0, 5_000, 0)])
+            price, vol, depth = 0, 1, 2
+
+            async def land(btc_usd: int, rvol: int) -> None:
+                await oracle.land([(price, btc_usd), (vol, rvol), (depth, 3_000_000)])
+
+            gate = RiskGateClient(w3, await deploy_risk_gate(w3, owner, oracle.client.address))
+            await gate.set_curve(owner, market, MarketInputs(vol, 600, depth_feed=depth), curve)
+            token = CollateralClient(w3, await deploy_test_collateral(w3, owner, 6))
+            vault = MarginVaultClient(w3, await deploy_vault(w3, owner, gate.address, token.address))
+            await vault.list_market(owner, market, price)
+            await vault.set_parameters(owner, VaultParameters(liquidation_reward_bps=100))
+            trader_address, trader = anvil.accounts[1]
+            keeper = anvil.accounts[2][1]
+            for address, k in ((caller, owner), (trader_address, trader)):
+                await token.mint(k, address, 10**12)
+                await token.approve(k, vault.address, 2**256 - 1)
+            await vault.fund_pool(owner, 10**11)
+            await land(60_000 * 10**8, 550_000)
+
+            async def row(label: str, receipt: dict[str, object]) -> None:
+                rows.append({"market": "BTC-PERP", "what": label, "gas": int(str(receipt["gasUsed"]))})
+
+            for heuristics in ("off", "on"):
+                await row(f"deposit (first) [{heuristics}]", await vault.deposit(trader, market, 2_400 * 10**6))
+                await row(f"open [{heuristics}]", await vault.open(trader, market, size))
+                await row(f"increase [{heuristics}]", await vault.increase(trader, market, size // 2))
+                await row(f"reduce [{heuristics}]", await vault.reduce(trader, market, size // 2))
+                await row(f"withdraw [{heuristics}]", await vault.withdraw(trader, market, 800 * 10**6))
+                await land(54_500 * 10**8, 800_000)  # -9 %, volatility 80 %: below maintenance
+                await row(f"liquidate [{heuristics}]", await vault.liquidate(keeper, trader_address, market))
+                await land(60_000 * 10**8, 550_000)
+                await vault.deposit(trader, market, 2_000 * 10**6)
+                await vault.open(trader, market, size)
+                await row(f"close [{heuristics}]", await vault.close(trader, market))
+                await vault.withdraw(trader, market, await vault.collateral_of(trader_address, market))
+                await vault.set_parameters(owner, VaultParameters(1_000, 100, 60, 100))
+        finally:
+            await disconnect(w3)
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", action="store_true", help="print measurements as JSON lines instead")
     parser.add_argument("--risk-gate", action="store_true", help="measure RiskGate instead of transmit")
+    parser.add_argument("--vault", action="store_true", help="measure MarginVault actions instead of transmit")
     args = parser.parse_args()
-    if args.risk_gate:
-        rows = asyncio.run(risk_gate_rows())
-        print("RiskGate gas (anvil default hardfork; reads: eth_estimateGas, 21,000 base included)")
+    if args.vault or args.risk_gate:
+        title, rows = (
+            ("MarginVault gas (anvil default hardfork; receipts, 21,000 base included; RiskGate on 2 inputs)",
+             asyncio.run(vault_rows())) if args.vault else
+            ("RiskGate gas (anvil default hardfork; reads: eth_estimateGas, 21,000 base included)",
+             asyncio.run(risk_gate_rows())))
+        print(title)
         for row in rows:
-            print(json.dumps(row) if args.json else f"{row['market']:>9} {row['what']:<22} {row['gas']:>8,}")
+            print(json.dumps(row) if args.json else f"{row['market']:>9} {row['what']:<24} {row['gas']:>8,}")
         return 0
     results = asyncio.run(run())
     if args.json:

@@ -38,3 +38,8 @@ class ContractRevert(ChainError):
 
 class TransmitError(ContractRevert):
     """``transmit`` reverted (in the static call, or on-chain); ``reason`` e.g. ``"StaleRound"``."""
+
+
+class VaultRevert(ContractRevert):
+    """A ``MarginVault`` action reverted; ``reason`` names the refusal, e.g. ``"FeedStale"``,
+    ``"CoolingDown"``, ``"ActionLimitReached"`` (RiskGate's and the token's errors pass through)."""
