@@ -2,7 +2,7 @@
 
     GET /            dashboard (relayer/static/dashboard.html)
     GET /healthz     200 while the process serves requests
-    GET /readyz      200 once the node follows the chain and (as a member) has a quorum of peers
+    GET /readyz      200 when the node can do its job; else 503 and every reason (relayer.health)
     GET /metrics     Prometheus text format
     GET /api/status  node, committee, peers, epoch/round, sources, transmission counters
     GET /api/feeds   latest on-chain value per feed, with its attested report and signatures, the
@@ -157,8 +157,8 @@ async def _healthz(request: web.Request) -> web.Response:
 
 
 async def _readyz(request: web.Request) -> web.Response:
-    ready = request.app[_TELEMETRY].ready()
-    return _json({"ready": ready}, status=200 if ready else 503)
+    readiness = request.app[_TELEMETRY].readiness()
+    return _json(readiness.public(), status=200 if readiness.ready else 503)
 
 
 async def _metrics(request: web.Request) -> web.Response:

@@ -2,6 +2,11 @@
 
 Keys the node holds are registered with :func:`register_secret`; any line that would
 carry one (hex, with or without 0x, any case) has it replaced before it is written.
+
+Identical WARNING and ERROR lines (same logger, level and text) are written once per
+:data:`REPEAT_WINDOW_S`; the next one written says how many were held back. A failure that
+repeats every few milliseconds (a full disk, a process out of file descriptors) then costs
+a line a minute, not a storm that fills the disk further.
 """
 
 from __future__ import annotations
@@ -10,8 +15,11 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 
 _FIELDS = ("node", "feed", "epoch", "round", "peer")
+REPEAT_WINDOW_S = 60.0
+_REPEATS_KEPT = 1024
 _SECRETS: set[str] = set()
 _REDACTED = "[redacted]"
 
@@ -46,6 +54,35 @@ class _NodeFilter(logging.Filter):
         # A line about a round names a peer: the remote one when known, else this node itself.
         if self.peer and getattr(record, "peer", None) is None and getattr(record, "epoch", None) is not None:
             record.peer = self.peer
+        return True
+
+
+class RepeatFilter(logging.Filter):
+    """Holds back a WARNING or ERROR line identical to one written less than ``window`` s ago."""
+
+    def __init__(self, window: float = REPEAT_WINDOW_S, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.window = window
+        self.clock = clock
+        # (logger, level, text) -> (when last written, lines held back since)
+        self._seen: dict[tuple[str, int, str], tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        key = (record.name, record.levelno, record.getMessage())
+        now = self.clock()
+        last = self._seen.get(key)
+        if last is not None and now - last[0] < self.window:
+            self._seen[key] = (last[0], last[1] + 1)
+            return False
+        if last is not None and last[1]:
+            record.msg = f"{record.getMessage()} ({last[1]} identical lines held back in the last {now - last[0]:.0f} s)"
+            record.args = None
+        self._seen[key] = (now, 0)
+        if len(self._seen) > _REPEATS_KEPT:
+            for old in sorted(self._seen, key=lambda k: self._seen[k][0])[: len(self._seen) - _REPEATS_KEPT]:
+                del self._seen[old]
         return True
 
 
@@ -90,6 +127,7 @@ def setup_logging(*, node: str, json_lines: bool = False, level: str = "INFO") -
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if json_lines else PlainFormatter())
     handler.addFilter(_NodeFilter(node))
+    handler.addFilter(RepeatFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

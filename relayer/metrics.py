@@ -34,6 +34,7 @@ from aggregation.errors import AggregationError
 from aggregation.fixed import from_fixed
 from aggregation.volatility import annualized_realized_vol
 from relayer.chain.errors import ChainError
+from relayer.health import REASONS, HealthInputs, Readiness, readiness
 from relayer.protocol.report import decode_carried
 
 if TYPE_CHECKING:
@@ -67,6 +68,8 @@ class NodeIdentity:
     dry_run: bool
     oracle: str
     risk_gate: str | None = None
+    min_balance_wei: int = 0
+    rpc_stale_after_s: float = 15.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +111,20 @@ class EngineCounters:
 
 
 @dataclass(frozen=True, slots=True)
+class NodeHealth:
+    """What readiness (relayer.health) needs from the node besides its counters."""
+
+    rpc_last_ok_at: float | None
+    rpc_last_error: str | None
+    store_error: str | None
+    pacemaker_alive: bool
+    wishing_for_s: float | None
+    progress_timeout_s: float
+    failed_tasks: Mapping[str, str] = field(default_factory=dict)
+    task_failures: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class HostCounters:
     peers: tuple[str, ...]  # connected committee peers' ids
     dropped: tuple[DropCount, ...]
@@ -145,6 +162,7 @@ class NodeSnapshot:
     transmission: TransmissionCounts | None
     sources: tuple[SourceHealthView, ...] = ()
     rpc_failovers: Mapping[str, int] = field(default_factory=dict)
+    health: NodeHealth | None = None
 
     def stats_record(self, address: str) -> dict[str, object]:
         """The counters kept in the store (state ``stats``) for `relayer status`, tests and benchmarks."""
@@ -249,14 +267,28 @@ class _StatsCollector(Collector):
             for h in snap.sources:
                 healthy.add_metric([h.name], 1.0 if h.healthy else 0.0)
                 failures.add_metric([h.name], h.consecutive_failures)
+        ready = self.t.readiness()
+        not_ready = GaugeMetricFamily("relayer_not_ready", "1 for each reason the node is not ready (see /readyz)",
+                                      labels=["reason"])
+        active = {r.reason for r in ready.reasons}
+        for reason in REASONS:
+            not_ready.add_metric([reason], 1.0 if reason in active else 0.0)
+        yield GaugeMetricFamily("relayer_ready", "1 when /readyz answers 200", value=1.0 if ready.ready else 0.0)
+        yield not_ready
         pacemaker = CounterMetricFamily("relayer_progress_timeouts", "Progress timeouts: no attested report of the "
                                         "epoch in time, so the node asked for the next one")
         store_errors = CounterMetricFamily("relayer_store_errors", "Store writes outside signing that failed")
         if snap is not None and snap.engine is not None:
             pacemaker.add_metric([], snap.engine.progress_timeouts)
             store_errors.add_metric([], snap.engine.store_errors)
+        tasks = CounterMetricFamily("relayer_task_failures", "Failures of the node's long-lived tasks (restarted)",
+                                    labels=["task"])
+        if snap is not None and snap.health is not None:
+            for name, n in snap.health.task_failures.items():
+                tasks.add_metric([name], n)
         yield pacemaker
         yield store_errors
+        yield tasks
         yield dropped
         yield failovers
         yield healthy
@@ -292,6 +324,8 @@ class Telemetry:
                                       registry=r)
         self.balance = Gauge("relayer_transmitter_balance_wei", "Balance of this node's transmitter", registry=r)
         self.member = Gauge("relayer_committee_member", "1 when this node's key is in the committee", registry=r)
+        self.balance_wei: int | None = None
+        self._balance_warned = False
         self.snapshot: NodeSnapshot | None = None
         self.chain: ChainContext | None = None
         self.rounds: dict[tuple[int, int], RoundRecord] = {}
@@ -454,6 +488,18 @@ class Telemetry:
             tick += 1
             await asyncio.sleep(SAMPLE_INTERVAL_S)
 
+    def _take_balance(self, transmitter: str, wei: int) -> None:
+        self.balance_wei = wei
+        self.balance.set(wei)
+        floor = self.identity.min_balance_wei
+        # Warned once on the way down, from twice the floor: before it runs out, not after.
+        if wei < 2 * floor and not self._balance_warned:
+            log.warning("transmitter %s holds %.6f ETH; below %.6f ETH (min_balance_eth) the node is not ready: "
+                        "fund it", transmitter, wei / 1e18, floor / 1e18)
+            self._balance_warned = True
+        elif wei >= 2 * floor:
+            self._balance_warned = False
+
     def sample_signatures(self) -> None:
         """Report signatures this node gave, timed from its observation of the same round."""
         for sig in self._store.report_signatures_after(self._signature_seq):
@@ -470,7 +516,7 @@ class Telemetry:
             return
         oracle = chain.oracle
         if slow and chain.transmitter is not None:
-            self.balance.set(await oracle.rpc.balance(chain.transmitter))
+            self._take_balance(chain.transmitter, await oracle.rpc.balance(chain.transmitter))
         head = await oracle.rpc.block_number()
         first = self._next_block is None
         landed_keys: list[tuple[int, int]] = []
@@ -657,10 +703,25 @@ class Telemetry:
             "ready": self.ready(),
         }
 
-    def ready(self) -> bool:
+    def readiness(self, now: float | None = None) -> Readiness:
+        """Every reason the node is not ready (relayer.health), from its latest snapshot."""
         snap = self.snapshot
-        if snap is None or snap.host is None or snap.committee is None:
-            return False
-        if self.identity.dry_run or snap.committee.member_index is None:
-            return True  # a watcher is ready once it follows the chain
-        return snap.engine is not None and len(snap.host.peers) >= snap.committee.quorum - 1
+        now = time.time() if now is None else now
+        if snap is None or snap.host is None or snap.committee is None or snap.health is None:
+            return readiness(HealthInputs(now=now, started=False, member=False, peers=0, quorum=0, rpc_last_ok_at=None,
+                                          rpc_last_error=None, rpc_stale_after_s=0, balance_wei=None,
+                                          min_balance_wei=0, store_error=None, pacemaker_alive=False,
+                                          wishing_for_s=None, progress_timeout_s=0))
+        h = snap.health
+        member = not self.identity.dry_run and snap.committee.member_index is not None
+        return readiness(HealthInputs(
+            now=now, started=True, member=member, peers=len(snap.host.peers), quorum=snap.committee.quorum,
+            rpc_last_ok_at=h.rpc_last_ok_at, rpc_last_error=h.rpc_last_error,
+            rpc_stale_after_s=self.identity.rpc_stale_after_s, balance_wei=self.balance_wei,
+            min_balance_wei=self.identity.min_balance_wei, store_error=h.store_error,
+            pacemaker_alive=h.pacemaker_alive and snap.engine is not None if member else True,
+            wishing_for_s=h.wishing_for_s, progress_timeout_s=h.progress_timeout_s, failed_tasks=dict(h.failed_tasks),
+        ))
+
+    def ready(self) -> bool:
+        return self.readiness().ready

@@ -10,7 +10,10 @@ import asyncio
 import json
 import logging
 import signal
+import sqlite3
 import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import aiohttp
@@ -42,6 +45,7 @@ from relayer.metrics import (
     DropCount,
     EngineCounters,
     HostCounters,
+    NodeHealth,
     NodeIdentity,
     NodeSnapshot,
     SourceHealthView,
@@ -57,6 +61,7 @@ from relayer.protocol.engine import AttestedReport, EngineFactory, EngineInputs,
 from relayer.protocol.errors import InvalidMessage, SchemeMismatch
 from relayer.protocol.messages import Envelope, FeedObservation, Observation, open_envelope
 from relayer.settings import FeedSpec, Settings, read_key_file
+from relayer.supervise import supervised
 from relayer.store import Store
 from relayer.transmission import Transmitter
 
@@ -98,7 +103,9 @@ class Node:
         self.committee: Committee | None = None
         self.telemetry = Telemetry(
             NodeIdentity(name=settings.name, address=self.address, dry_run=self.dry_run,
-                         oracle=settings.oracle_address, risk_gate=settings.risk_gate_address),
+                         oracle=settings.oracle_address, risk_gate=settings.risk_gate_address,
+                         min_balance_wei=int(settings.min_balance_eth * 10**18),
+                         rpc_stale_after_s=settings.rpc_stale_after_s),
             self.store,
         )
         self._last_observation: tuple[tuple[int, int], Observation] | None = None
@@ -108,6 +115,9 @@ class Node:
         self.promise_book: PromiseBook | None = None
         self.feed_view: FeedView | None = None
         self._view_refresh: asyncio.Task[None] | None = None
+        # Supervised long-lived tasks (relayer.supervise): those waiting to restart, and failures.
+        self.failed_tasks: dict[str, str] = {}
+        self.task_failures: Counter[str] = Counter()
 
     @property
     def promises(self) -> dict[int, Promise]:
@@ -193,6 +203,10 @@ class Node:
         if committee is not None and env.digest != committee.digest_hex:
             raise MessageRejected("wrong_digest", f"{env.digest[:12]} is not the config digest {committee.digest_hex[:12]}")
         return env
+
+    def _supervise(self, name: str, run: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
+        return asyncio.create_task(supervised(name, run, failed=self.failed_tasks, failures=self.task_failures),
+                                   name=name)
 
     def _on_wire(self, sender: str, data: bytes, opened: Envelope | None) -> None:
         if self.engine is not None:
@@ -389,6 +403,13 @@ class Node:
                 for name, h in list(cache.health.items())
             ),
             rpc_failovers={url: rpc.failovers.get(url, 0) for url in rpc.urls},
+            health=NodeHealth(
+                rpc_last_ok_at=rpc.last_ok_at, rpc_last_error=rpc.last_error, store_error=self.store.write_error,
+                pacemaker_alive=engine is not None and engine.alive(),
+                wishing_for_s=engine.pacemaker.wishing_for() if engine is not None else None,
+                progress_timeout_s=committee.offchain.progress_timeout_ms / 1000 if committee is not None else 0.0,
+                failed_tasks=dict(self.failed_tasks), task_failures=dict(self.task_failures),
+            ),
         )
 
     def _snapshot_stats(self) -> None:
@@ -397,7 +418,22 @@ class Node:
         snapshot = self._snapshot()
         self.telemetry.update(snapshot)
         self._tell_subscriptions()
-        self.store.set_state("stats", json.dumps(snapshot.stats_record(self.address)))
+        try:
+            self.store.set_state("stats", json.dumps(snapshot.stats_record(self.address)))
+        except sqlite3.Error as exc:
+            # Readiness says so (store_unwritable); the log says it once a minute at most.
+            log.error("cannot write the node's counters to the store: %s", exc)
+
+    def _prune_store(self) -> None:
+        cutoff = time.time() - self.settings.store_retention_hours * 3600
+        try:
+            deleted = self.store.prune(cutoff)
+        except sqlite3.Error as exc:
+            log.error("cannot prune the store: %s", exc)
+            return
+        if any(deleted.values()):
+            log.info("store pruned to the last %.0f h: %s; %d bytes on disk", self.settings.store_retention_hours,
+                     ", ".join(f"{t} {n}" for t, n in deleted.items() if n), self.store.size_bytes())
 
     async def run(self) -> None:
         s = self.settings
@@ -428,8 +464,12 @@ class Node:
                               max_instances=1, coalesce=True, misfire_grace_time=None)
             scheduler.add_job(self._snapshot_stats, "interval", seconds=SNAPSHOT_INTERVAL_S, max_instances=1,
                               coalesce=True)
+            retention_s = s.store_retention_hours * 3600
+            scheduler.add_job(self._prune_store, "interval", seconds=min(3600.0, max(1.0, retention_s / 4)),
+                              max_instances=1, coalesce=True)
+            self._prune_store()
             scheduler.start()
-            chain_follower = asyncio.create_task(self._follow_chain())
+            chain_follower = self._supervise("chain_follower", self._follow_chain)
             api = ApiServer(self.telemetry, s.api_host, s.api_port, self.subscriptions_board) if s.api_enabled else None
             if api is not None:
                 await api.start()
@@ -442,7 +482,7 @@ class Node:
             self.committee = committee
             await self.host.start()
             log.info("p2p listening on %s", ", ".join(self.host.listen_addrs))
-            dialer = asyncio.create_task(self._dial_peers())
+            dialer = self._supervise("dialer", self._dial_peers)
             if committee.index_of(self.address) is not None:
                 log.info("waiting up to 30 s for %d committee peers", committee.quorum - 1)
                 try:
@@ -450,7 +490,7 @@ class Node:
                 except Exception as exc:
                     log.warning("starting with fewer peers than a quorum: %s", exc)
             await self._start_committee(committee)
-            watcher = asyncio.create_task(self._watch_config())
+            watcher = self._supervise("config_watcher", self._watch_config)
             self._snapshot_stats()
             self.telemetry.start(ChainContext(
                 oracle=self.oracle, chain_id=self.chain_id, feeds=self.served,

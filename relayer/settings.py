@@ -71,6 +71,13 @@ class Settings(BaseSettings):
     max_fee_per_gas_gwei: float = Field(default=500.0, gt=0)
     resend_after_blocks: int = Field(default=3, ge=1)
     confirmations: int = Field(default=0, ge=0)
+    # Health: not ready below this transmitter balance (a warning from twice it), nor when no
+    # RPC endpoint has answered for this long.
+    min_balance_eth: float = Field(default=0.05, ge=0)
+    rpc_stale_after_s: float = Field(default=15.0, gt=0)
+    # The store forgets attested reports, transmissions and signatures older than this (the
+    # highest signed round per committee is kept whatever its age: slashing protection).
+    store_retention_hours: float = Field(default=72.0, gt=0)
 
     @model_validator(mode="after")
     def _one_key_source(self) -> "Settings":

@@ -54,6 +54,10 @@ class Store:
         self._durable = True
         self.conn = conn
         self.db = sqlite_utils.Database(conn)
+        # The last write's error while writes fail (a full disk, a read-only mount); None once
+        # one succeeds again. Readiness reports it; `write_failures` counts them all.
+        self.write_error: str | None = None
+        self.write_failures = 0
         self._create()
 
     def _write(self, sql: str, params: tuple[Any, ...], *, durable: bool) -> None:
@@ -63,7 +67,13 @@ class Store:
         if durable != self._durable:
             self.conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
             self._durable = durable
-        self.conn.execute(sql, params)
+        try:
+            self.conn.execute(sql, params)
+        except sqlite3.Error as exc:
+            self.write_failures += 1
+            self.write_error = f"{type(exc).__name__}: {exc}"
+            raise
+        self.write_error = None
 
     def _create(self) -> None:
         key = ("digest", "epoch", "round")
@@ -232,6 +242,38 @@ class Store:
 
     def attested_rows(self) -> list[dict[str, Any]]:
         return list(self.db.table("attested").rows_where(order_by="epoch, round"))
+
+    # --- retention ------------------------------------------------------------------
+
+    def prune(self, older_than: float) -> dict[str, int]:
+        """Forget rows created before ``older_than`` (unix time); returns rows deleted per table.
+
+        The slashing protection is never thinned below what it needs: per config digest the
+        highest signed (epoch, round) of each signing table stays, whatever its age, so a
+        signature at or below it is still refused after pruning.
+        """
+        deleted: dict[str, int] = {}
+        for table, stamp in (("attested", "attested_at"), ("transmissions", "created_at")):
+            cursor = self.conn.execute(f"DELETE FROM {table} WHERE {stamp} < ?", (older_than,))
+            deleted[table] = cursor.rowcount
+        for table in ("signed_observations", "signed_reports"):
+            cursor = self.conn.execute(
+                f"DELETE FROM {table} WHERE created_at < ? AND rowid NOT IN ("
+                f"SELECT rowid FROM {table} t WHERE NOT EXISTS (SELECT 1 FROM {table} u WHERE u.digest = t.digest "
+                f"AND (u.epoch > t.epoch OR (u.epoch = t.epoch AND u.round > t.round))))",
+                (older_than,),
+            )
+            deleted[table] = cursor.rowcount
+        return deleted
+
+    def size_bytes(self) -> int:
+        """The database file and its write-ahead log, as they are on disk now."""
+        total = 0
+        for suffix in ("", "-wal"):
+            path = self.path.with_name(self.path.name + suffix)
+            if path.exists():
+                total += path.stat().st_size
+        return total
 
     # --- small state ----------------------------------------------------------------
 

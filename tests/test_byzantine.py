@@ -50,12 +50,12 @@ def drops_against(devnet: Devnet, honest: list[int], address: str) -> dict[str, 
 
 
 async def start(tmp_path: Path, *, faults: dict[int | str, str] | None = None, nodes: int = 4, spare: int = 0,
-                feed_selection: str = "all") -> Devnet:
+                feed_selection: str = "all", node_env: dict[str, str] | None = None) -> Devnet:
     devnet = Devnet(
         DevnetOptions(
             nodes=nodes, data_dir=tmp_path, round_interval_ms=300, progress_timeout_ms=PROGRESS_TIMEOUT_MS,
             transmit_stage_ms=500, poll_interval=0.5, node_faults=faults or {}, spare_nodes=spare,
-            feed_selection=feed_selection,
+            feed_selection=feed_selection, node_env=node_env or {},
         ),
         out=io.StringIO(),
     )

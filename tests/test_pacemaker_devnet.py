@@ -10,9 +10,12 @@ otherwise.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import time
+import urllib.error
+import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -26,7 +29,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(240
 
 @pytest.fixture
 async def devnet(tmp_path: Path) -> AsyncIterator[Devnet]:
-    dn = await start(tmp_path, faults={"follower": "partition"})
+    # Readiness gives up on the RPC after 3 s here (15 s by default), so a short stall shows.
+    dn = await start(tmp_path, faults={"follower": "partition"}, node_env={"RELAYER_RPC_STALE_AFTER_S": "3"})
     try:
         yield dn
     finally:
@@ -58,19 +62,22 @@ async def test_a_cut_off_paused_or_restarted_follower_signs_again_in_the_committ
     proc = devnet.nodes[follower].proc
     assert proc is not None
 
-    # Cut off for more than two progress timeouts: it asks for epoch 1 and nobody follows.
+    # Cut off for more than two progress timeouts: it asks for epoch 1 and nobody follows; its
+    # readiness says it makes no progress, the others' stay ready.
     os.kill(proc.pid, signal.SIGUSR1)
     await asyncio.sleep(0.5)
     cut_at = _latest_signed_report(devnet, follower)
-    await asyncio.sleep(2.5 * PROGRESS_TIMEOUT_MS / 1000)
+    await _until_readyz(devnet, follower, {"no_progress"}, timeout=15)
     assert _latest_signed_report(devnet, follower)[:2] == cut_at[:2]  # it heard nothing to sign
     await land(devnet, 1)  # the other three carry on
+    assert all(_readyz(devnet, i) == (200, set()) for i in others)
     reconnected_at = time.time()
     os.kill(proc.pid, signal.SIGUSR1)
     again = await _signs_again(devnet, follower, cut_at, timeout=20)
     assert again[0] == 0, again
     print(f"cut-off follower signed again {again[2] - reconnected_at:.2f} s after reconnecting "
           f"(progress timeout {PROGRESS_TIMEOUT_MS / 1000} s)")
+    await _until_readyz(devnet, follower, set(), timeout=10)
     before = _latest_signed_report(devnet, follower)
 
     # Paused for more than two progress timeouts: on waking, its own timer has run out.
@@ -99,4 +106,37 @@ async def test_a_cut_off_paused_or_restarted_follower_signs_again_in_the_committ
     deadline = asyncio.get_running_loop().time() + 10
     while (stats(devnet, follower).get("epoch"), stats(devnet, follower).get("wanted_epoch")) != (0, 0):
         assert asyncio.get_running_loop().time() < deadline, stats(devnet, follower)
+        await asyncio.sleep(0.2)
+
+    # The chain stalls (anvil stopped) past the RPC limit: every node says rpc_down, then recovers.
+    assert devnet.anvil is not None
+    devnet.anvil.send_signal(signal.SIGSTOP)
+    try:
+        await _until_readyz(devnet, others[0], {"rpc_down"}, timeout=15, partial=True)
+    finally:
+        devnet.anvil.send_signal(signal.SIGCONT)
+    await _until_readyz(devnet, others[0], set(), timeout=20)
+    await land(devnet, 1)
+
+
+def _readyz(devnet: Devnet, index: int) -> tuple[int, set[str]]:
+    try:
+        with urllib.request.urlopen(devnet.nodes[index].api + "/readyz", timeout=5) as response:
+            status, body = response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        status, body = exc.code, exc.read()
+    return status, {r["reason"] for r in json.loads(body)["reasons"]}
+
+
+async def _until_readyz(devnet: Devnet, index: int, reasons: set[str], *, timeout: float,
+                        partial: bool = False) -> None:
+    """Wait until node `index`'s /readyz names exactly `reasons` (503), or none (200);
+    with `partial`, at least `reasons`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        status, seen = await asyncio.to_thread(_readyz, devnet, index)
+        if (reasons <= seen if partial else seen == reasons) and status == (503 if reasons else 200):
+            return
+        assert loop.time() < deadline, f"node {index}: /readyz {status} {seen}, expected {reasons or 'ready'}"
         await asyncio.sleep(0.2)

@@ -6,9 +6,11 @@ runs, and the only I/O it does itself is a readiness probe.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import json
+import os
 import signal
 import subprocess
 import tempfile
@@ -193,6 +195,25 @@ class AnvilNode:
             return _rpc(self.rpc_url, method, params or [], timeout)
         except (OSError, urllib.error.URLError) as exc:
             raise RpcError(f"{method} on {self.rpc_url} failed: {exc}") from exc
+
+    def pids(self) -> list[int]:
+        """The process started and every process under it (npm's launcher runs the anvil
+        binary as a child): stopping the launcher alone leaves the chain answering."""
+        found, todo = [], [self._process.pid]
+        while todo:
+            pid = todo.pop()
+            found.append(pid)
+            try:
+                todo += [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+            except OSError:
+                pass
+        return found
+
+    def send_signal(self, sig: int) -> None:
+        """Send ``sig`` to anvil and its launcher (fault injection: SIGSTOP stalls the whole RPC)."""
+        for pid in self.pids():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
 
     @property
     def running(self) -> bool:

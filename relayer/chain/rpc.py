@@ -81,6 +81,9 @@ class JsonRpcClient:
         self.failovers: Counter[str] = Counter()  # url -> times it was set aside
         self.current = 0  # index of the endpoint that answered last
         self.known_chain_id: int | None = None  # filled once by contract.chain_id_of
+        # For health: when an endpoint last answered (unix time), and the last total failure.
+        self.last_ok_at: float | None = None
+        self.last_error: str | None = None
 
     @property
     def url(self) -> str:
@@ -150,7 +153,9 @@ class JsonRpcClient:
                                 self.urls[index], exc, self.cooldown)
                 continue
             self.current = index
+            self.last_ok_at = time.time()
             return answer
+        self.last_error = f"{what}: {'; '.join(errors)}"[:300]
         raise RpcError(
             f"{what}: every RPC endpoint failed ({'; '.join(errors)}); check `rpc_urls` and that the node is up"
         )

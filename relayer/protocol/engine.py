@@ -150,6 +150,10 @@ class RoundEngine:
         self._tasks = []
         await self.attestation.stop()
 
+    def alive(self) -> bool:
+        """The pacemaker's timer runs and the leader's loop has not ended (it never should)."""
+        return self.pacemaker.alive() and all(not task.done() for task in self._tasks)
+
     @property
     def digest(self) -> str:
         return self.committee.digest_hex

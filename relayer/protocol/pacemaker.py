@@ -58,6 +58,9 @@ class Pacemaker:
         # Members seen (by any message) in each epoch above ours.
         self._epoch_senders: defaultdict[Epoch, set[int]] = defaultdict(set)
         self._last_progress = 0.0
+        self._last_check = 0.0
+        # When the standing wish (wanted > epoch) was first announced (clock.monotonic()).
+        self.wish_started: float | None = None
         self._timer: Timer | None = None
         # Called with the new epoch after every move (the leader, the future-epoch buffer).
         self.on_enter: list[Callable[[Epoch], None]] = []
@@ -71,8 +74,16 @@ class Pacemaker:
         if saved is not None:
             # Resume in the epoch we left: rounds of it we already signed stay refused by the store.
             self.epoch = self.wanted = Epoch(int(saved))
-        self._last_progress = self.clock.monotonic()
+        self._last_progress = self._last_check = self.clock.monotonic()
         self._arm(self._timeout())
+
+    def alive(self) -> bool:
+        """The progress timer runs: it was armed and has looked within the last two timeouts."""
+        return self._timer is not None and self.clock.monotonic() - self._last_check <= 2 * self._timeout() + 1.0
+
+    def wishing_for(self) -> float | None:
+        """Seconds since this node first asked for another epoch; None when it does not."""
+        return None if self.wish_started is None else self.clock.monotonic() - self.wish_started
 
     def stop(self) -> None:
         if self._timer is not None:
@@ -87,6 +98,7 @@ class Pacemaker:
 
     def _check_progress(self) -> None:
         # Progress only moves a timestamp; the one timer re-arms itself for the time left.
+        self._last_check = self.clock.monotonic()
         left = self._last_progress + self._timeout() - self.clock.monotonic()
         if left > 0:
             self._arm(left)
@@ -101,8 +113,7 @@ class Pacemaker:
 
     def _announce(self, wish: Epoch) -> None:
         """Tell every member the epoch this node wants (its current one: no wish)."""
-        self.wanted = wish
-        self._wishes[self.index] = wish
+        self._set_wanted(wish)
         # Not to ourselves: our own wish is recorded above.
         self.outbox.broadcast(Kind.NEW_EPOCH, self.epoch, RoundId(0), NewEpoch(epoch=wish), to_self=False)
         self._reconsider()
@@ -135,13 +146,20 @@ class Pacemaker:
             joined = above_ours[f]
             log.info("%d members ask for epoch %d or later; asking too", len(above_ours), joined,
                      extra={"epoch": self.epoch, "round": 0})
-            self.wanted = joined
-            self._wishes[self.index] = joined
+            self._set_wanted(joined)
             self.outbox.broadcast(Kind.NEW_EPOCH, self.epoch, RoundId(0), NewEpoch(epoch=joined), to_self=False)
             wishes = sorted(self._wishes.values(), reverse=True)
         above_current = [w for w in wishes if w > self.epoch]
         if len(above_current) >= 2 * f + 1:
             self._move_to(above_current[2 * f], f"{len(above_current)} members ask for it")
+
+    def _set_wanted(self, wish: Epoch) -> None:
+        self.wanted = wish
+        self._wishes[self.index] = wish
+        if wish <= self.epoch:
+            self.wish_started = None
+        elif self.wish_started is None:
+            self.wish_started = self.clock.monotonic()
 
     def _move_to(self, epoch: Epoch, why: str) -> None:
         if epoch <= self.epoch:
@@ -149,7 +167,9 @@ class Pacemaker:
         log.info("moving to epoch %d (%s); leader is %d", epoch, why, self.committee.leader(epoch),
                  extra={"epoch": epoch, "round": 0})
         self.epoch = epoch
-        self.wanted = max(self.wanted, epoch)
+        self._set_wanted(max(self.wanted, epoch))
+        if self.wanted > epoch:
+            self.wish_started = self.clock.monotonic()  # a wish beyond the new epoch starts afresh
         self.stats.epoch_changes += 1
         self._last_progress = self.clock.monotonic()
         try:

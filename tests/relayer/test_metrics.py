@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from collections import deque
 from decimal import Decimal
+import time
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,7 @@ from relayer.metrics import (
     DropCount,
     EngineCounters,
     HostCounters,
+    NodeHealth,
     NodeIdentity,
     NodeSnapshot,
     SourceHealthView,
@@ -48,7 +50,7 @@ def committee(digest: str = DIGEST) -> CommitteeView:
 
 
 def snapshot(*, peers: int = 3, ok: int = 5, errors: int = 1, transmitted: int = 2, gas: int = 100_000,
-             digest: str = DIGEST) -> NodeSnapshot:
+             digest: str = DIGEST, rpc_ok: bool = True) -> NodeSnapshot:
     return NodeSnapshot(
         at=1000.0,
         committee=committee(digest),
@@ -61,6 +63,9 @@ def snapshot(*, peers: int = 3, ok: int = 5, errors: int = 1, transmitted: int =
         sources=(SourceHealthView(name="kraken", healthy=True, consecutive_failures=0, ok_count=ok,
                                   error_count=errors, last_latency_ms=12.0, last_error_type="SourceTimeout"),),
         rpc_failovers={"http://127.0.0.1:8545": 0},
+        health=NodeHealth(rpc_last_ok_at=time.time() if rpc_ok else None, rpc_last_error=None if rpc_ok else "down",
+                          store_error=None, pacemaker_alive=True, wishing_for_s=None, progress_timeout_s=2.0,
+                          task_failures={"dialer": 2}),
     )
 
 
@@ -130,6 +135,13 @@ def test_status_and_readiness_come_from_the_snapshot(tmp_path: Path) -> None:
     t.update(snapshot(peers=2))
     status = t.status()
     assert status["ready"] is True
+    assert metric(t, "relayer_ready") == 1 and metric(t, "relayer_not_ready", reason="rpc_down") == 0
+    assert metric(t, "relayer_task_failures_total", task="dialer") == 2
+    t.update(snapshot(peers=2, rpc_ok=False))
+    reasons = t.readiness().public()["reasons"]
+    assert [r["reason"] for r in reasons] == ["rpc_down"] and "down" in reasons[0]["message"]  # type: ignore[index]
+    assert metric(t, "relayer_ready") == 0 and metric(t, "relayer_not_ready", reason="rpc_down") == 1
+    t.update(snapshot(peers=2))
     assert status["committee"]["member_index"] == 0 and status["committee"]["leader"] == 2
     assert (status["epoch"], status["round"], status["reports_attested"]) == (4, 17, 15)
     assert status["transmission"] == {"transmitted": 2, "superseded": 1, "failed": 0, "gas_used": 100_000}
