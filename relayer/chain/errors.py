@@ -38,3 +38,8 @@ class ContractRevert(ChainError):
 
 class TransmitError(ContractRevert):
     """``transmit`` reverted (in the static call, or on-chain); ``reason`` e.g. ``"StaleRound"``."""
+
+
+class ReportRefused(ContractRevert):
+    """``verifyReport`` or ``submit`` refused a report; ``reason`` is the contract's error,
+    e.g. ``"ConfigDigestMismatch"`` (another or a replaced committee) or ``"SignerMismatch"``."""
