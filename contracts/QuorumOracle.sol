@@ -1065,41 +1065,6 @@ contract QuorumOracle is Governed {
     /// entries come from one EXTCODECOPY (to 0x80). Restores 0x40 and 0x60 (used as scratch).
     function _applyUpdates(uint256 t, uint256 mode) private returns (uint256 stored) {
         assembly {
-            // Beyond the limit: past breakerBps of the last good value and past the floor (so
-            // a last value of 0 does not make every move a jump). Returns the half to store.
-            function breaker(half, next, value, entry, index, observedAt) -> result {
-                result := next
-                let last := signextend(7, shr(64, half))
-                let delta := sub(value, last) // |value|, |last| < 2^63: no overflow below
-                if slt(delta, 0) { delta := sub(0, delta) }
-                let magnitude := last
-                if slt(magnitude, 0) { magnitude := sub(0, magnitude) }
-                switch and(gt(mul(delta, 10000), mul(shr(224, and(entry, BPS_MASK)), magnitude)), gt(delta, and(entry, FLOOR_MASK)))
-                case 1 {
-                    switch and(half, 2)
-                    case 0 {
-                        // trips: not stored
-                        mstore(0, last)
-                        mstore(0x20, value)
-                        mstore(0x40, observedAt)
-                        log2(0, 0x60, BREAKER_TRIPPED_TOPIC, index)
-                        result := or(half, 2)
-                    }
-                    default { result := and(half, not(1)) } // tripped: the streak is broken
-                }
-                default {
-                    if and(half, 2) {
-                        switch and(half, 1)
-                        case 0 { result := or(half, 1) } // first in-limit report: counted
-                        default {
-                            // second one: stored, breaker cleared
-                            mstore(0, 0)
-                            log2(0, 0x20, BREAKER_CLEARED_TOPIC, index)
-                        }
-                    }
-                }
-            }
-
             // blob | table offset << 160 at 0x60, for an entry outside the copied range.
             mstore(0x60, or(and(t, ADDRESS_MASK), shl(160, add(33, mul(40, and(shr(224, t), 0xff))))))
             t := or(and(t, ADDRESS_MASK), shl(248, mode)) // the blob and the mode: one stack slot
@@ -1210,7 +1175,37 @@ contract QuorumOracle is Governed {
                 // The breaker checks the jump from the last good value unless: first value
                 // ever, breaker off (0 bps), or re-anchoring after a reset (tripped 0, flag 1).
                 if and(and(iszero(iszero(roundId)), iszero(iszero(and(entry, BPS_MASK)))), iszero(eq(and(half, 3), 1))) {
-                    next := breaker(half, next, value, entry, index, observedAt)
+                    let last := signextend(7, shr(64, half))
+                    let delta := sub(value, last) // |value|, |last| < 2^63: no overflow below
+                    if slt(delta, 0) { delta := sub(0, delta) }
+                    let magnitude := last
+                    if slt(magnitude, 0) { magnitude := sub(0, magnitude) }
+                    // Beyond the limit: past breakerBps of the last good value and past the
+                    // floor (so a last value of 0 does not make every move a jump).
+                    switch and(gt(mul(delta, 10000), mul(shr(224, and(entry, BPS_MASK)), magnitude)), gt(delta, and(entry, FLOOR_MASK)))
+                    case 1 {
+                        switch and(half, 2)
+                        case 0 {
+                            // trips: not stored
+                            mstore(0, last)
+                            mstore(0x20, value)
+                            mstore(0x40, observedAt)
+                            log2(0, 0x60, BREAKER_TRIPPED_TOPIC, index)
+                            next := or(half, 2)
+                        }
+                        default { next := and(half, not(1)) } // tripped: the streak is broken
+                    }
+                    default {
+                        if and(half, 2) {
+                            switch and(half, 1)
+                            case 0 { next := or(half, 1) } // first in-limit report: counted
+                            default {
+                                // second one: stored, breaker cleared
+                                mstore(0, 0)
+                                log2(0, 0x20, BREAKER_CLEARED_TOPIC, index)
+                            }
+                        }
+                    }
                 }
                 if iszero(and(next, 2)) {
                     stored := add(stored, 1)
