@@ -108,7 +108,7 @@ class Deployment:
 
     async def submit(
         self, epoch: int, round: int, updates: bytes, signer_indexes: Sequence[int] = (0, 1, 2),
-        *, sender: int = 30,
+        *, sender: int = 28,
     ) -> SubmitReceipt:
         """The pull path: an account outside the committee (anvil's ``sender``) submits."""
         return await self.client.submit_report(
