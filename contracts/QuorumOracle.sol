@@ -1137,18 +1137,17 @@ contract QuorumOracle is Governed {
                     }
                 }
                 let half := and(shr(shl(7, and(index, 1)), packed), MASK_128)
-                switch shr(248, t)
-                case 0 {
-                    if lt(observedAt, and(shr(32, half), 0xffffffff)) {
+                if lt(observedAt, and(shr(32, half), 0xffffffff)) {
+                    if iszero(shr(248, t)) {
                         mstore(0, ERR_OBSERVATION_TOO_OLD)
                         mstore(0x20, index)
                         mstore(0x40, observedAt)
                         mstore(0x60, and(shr(32, half), 0xffffffff))
                         revert(0x1c, 0x64)
                     }
+                    continue // submit: older than stored, skipped
                 }
-                case 1 { if lt(observedAt, and(shr(32, half), 0xffffffff)) { continue } }
-                default {
+                if eq(shr(248, t), MODE_SUBMIT_LATE) {
                     // A report at or below the watermark: only strictly later observations;
                     // when the stored one was ahead of its block (so updatedAt is the block's),
                     // later than anything it may have been; a tripped feed moves only with
@@ -1168,10 +1167,10 @@ contract QuorumOracle is Governed {
                 // round + 1; tripped and flag cleared. updatedAt is never after the block that
                 // stores it: readers' block.timestamp - updatedAt cannot underflow, and it does
                 // not creep forward as later blocks pass.
-                let next := or(shl(64, and(value, 0xffffffffffffffff)), shl(2, add(roundId, 1)))
-                switch gt(observedAt, timestamp())
-                case 0 { next := or(next, shl(32, observedAt)) }
-                default { next := or(next, or(shl(32, timestamp()), shl(31, 1))) }
+                let next := or(shl(64, and(value, 0xffffffffffffffff)), or(shl(32, observedAt), shl(2, add(roundId, 1))))
+                if gt(observedAt, timestamp()) {
+                    next := or(and(next, not(shl(32, 0xffffffff))), or(shl(32, timestamp()), shl(31, 1)))
+                }
                 // The breaker checks the jump from the last good value unless: first value
                 // ever, breaker off (0 bps), or re-anchoring after a reset (tripped 0, flag 1).
                 if and(and(iszero(iszero(roundId)), iszero(iszero(and(entry, BPS_MASK)))), iszero(eq(and(half, 3), 1))) {
