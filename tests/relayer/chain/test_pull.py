@@ -26,7 +26,7 @@ BTC = 60_000 * 10**8
 
 async def test_verify_returns_the_reports_values_and_stores_nothing(oracle: Deployment) -> None:
     now = await oracle.now()
-    updates = oracle.updates(now - 5, (0, ETH), (1, -0 + BTC))
+    updates = oracle.updates(now - 5, (0, ETH), (1, BTC))
     verified = await oracle.verify(1, 1, updates)
     assert [(v.feed_index, v.value, v.observed_at) for v in verified] == [(0, ETH, now - 5), (1, BTC, now - 5)]
     assert (await oracle.client.latest_feed(0)).round_id == 0
