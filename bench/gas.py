@@ -3,8 +3,13 @@
 For reports of 1, 10 and 50 feeds signed by 4, 7, 10, 16 and 31 committee members (every
 member signs: n = signatures, threshold = n), prints the first-write gas (feed slots still
 zero) and the steady-state gas (slots already non-zero, the cost of every later report),
-and checks the goals of the contracts issue. Feeds have a 10% circuit breaker and no
-history; one extra row shows the cost of keeping history for getRoundData.
+and checks the goals of the contracts issue. Feeds have a 10% circuit breaker, no history
+and their FeedUpdated events off; extra rows show the cost of keeping history for
+getRoundData and of the per-feed FeedUpdated event (on by default for a new feed).
+
+The pull path: a keeper's submit-and-read (PullKeeper: submit a report, read the feed
+through its FeedProxy, one transaction) and verifyReport (eth_estimateGas of the call, 21,000
+base included), for 1 and 10 feeds at 10 signatures.
 
 With ``--risk-gate``, RiskGate instead: setCurve (first and replacing) and a margins() /
 checkAction() read (eth_estimateGas of the call, 21,000 base included) for a market on two
@@ -32,7 +37,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from web3 import AsyncWeb3  # noqa: E402
 
 from relayer.chain.anvil import AnvilNode  # noqa: E402
-from relayer.chain.codec import FeedUpdate, address_of, encode_updates, keccak, sign_digest  # noqa: E402
+from relayer.chain.codec import (  # noqa: E402
+    FeedUpdate,
+    address_of,
+    encode_updates,
+    keccak,
+    pack_signatures,
+    sign_digest,
+)
 from relayer.chain.contract import HttpWeb3, disconnect, send_call  # noqa: E402
 from relayer.chain.oracle import OnchainConfig, QuorumOracleClient, connect, deploy_oracle  # noqa: E402
 
@@ -50,23 +62,28 @@ class Measurement:
     first_write: int
     steady: int
     history_depth: int = 0
+    events: bool = False
 
     @property
     def per_feed(self) -> float:
         return self.steady / self.feeds
 
 
-async def _setup(w3: AsyncWeb3, anvil: AnvilNode, feeds: int, history_depth: int) -> QuorumOracleClient:
+async def _setup(
+    w3: AsyncWeb3, anvil: AnvilNode, feeds: int, history_depth: int, events: bool = False
+) -> QuorumOracleClient:
     owner = anvil.accounts[0][1]
     client = QuorumOracleClient(w3, await deploy_oracle(w3, owner))
     for i in range(feeds):
         await client.add_feed(owner, f"BENCH{i}/USD", 8, f"bench {i}", 1, 10**18,
-                              breaker_bps=1_000, heartbeat=3_600, history_depth=history_depth)
+                              breaker_bps=1_000, heartbeat=3_600, history_depth=history_depth,
+                              update_events=events)
     return client
 
 
 async def _measure(
-    w3: AsyncWeb3, anvil: AnvilNode, client: QuorumOracleClient, feeds: int, n: int, history_depth: int
+    w3: AsyncWeb3, anvil: AnvilNode, client: QuorumOracleClient, feeds: int, n: int, history_depth: int,
+    events: bool = False,
 ) -> Measurement:
     owner = anvil.accounts[0][1]
     keys = [keccak(f"bench signer {i}".encode()) for i in range(n)]
@@ -91,7 +108,7 @@ async def _measure(
     # Round 2 still pays for the history ring's first fill when history is on; round 3
     # is the steady state in both cases for depth <= 1; deeper rings are filled by then
     # only for the slots they reuse, which is what a long-running feed pays.
-    return Measurement(feeds, n, gas[0], gas[2], history_depth)
+    return Measurement(feeds, n, gas[0], gas[2], history_depth, events)
 
 
 async def run() -> list[Measurement]:
@@ -111,6 +128,10 @@ async def run() -> list[Measurement]:
             results.append(await _measure(w3, anvil, client, 10, 10, 2))
             client = await _setup(w3, anvil, 1, 2)
             results.append(await _measure(w3, anvil, client, 1, 10, 2))
+            # The per-feed FeedUpdated event (a feed's default): what it adds per stored feed.
+            for feeds in FEED_COUNTS:
+                client = await _setup(w3, anvil, feeds, 0, events=True)
+                results.append(await _measure(w3, anvil, client, feeds, 10, 0, events=True))
         finally:
             await disconnect(w3)
     return results
@@ -118,13 +139,13 @@ async def run() -> list[Measurement]:
 
 def print_table(results: list[Measurement]) -> bool:
     print("QuorumOracle.transmit gas (anvil default hardfork; every committee member signs)")
-    print(f"{'feeds':>5} {'sigs':>4} {'history':>7} {'first write':>11} {'steady':>8} {'per feed':>9}")
+    print(f"{'feeds':>5} {'sigs':>4} {'history':>7} {'events':>6} {'first write':>11} {'steady':>8} {'per feed':>9}")
     for m in results:
-        print(f"{m.feeds:>5} {m.signatures:>4} {m.history_depth:>7} {m.first_write:>11,} "
-              f"{m.steady:>8,} {m.per_feed:>9,.0f}")
-    by_key = {(m.feeds, m.signatures, m.history_depth): m for m in results}
-    ten = by_key[(10, 10, 0)]
-    one = by_key[(1, 10, 0)]
+        print(f"{m.feeds:>5} {m.signatures:>4} {m.history_depth:>7} {'on' if m.events else 'off':>6} "
+              f"{m.first_write:>11,} {m.steady:>8,} {m.per_feed:>9,.0f}")
+    by_key = {(m.feeds, m.signatures, m.history_depth, m.events): m for m in results}
+    ten = by_key[(10, 10, 0, False)]
+    one = by_key[(1, 10, 0, False)]
     ok_ten = ten.per_feed <= GOAL_PER_FEED_10x10
     ok_one = one.steady <= GOAL_SINGLE_FEED_10
     print()
@@ -137,8 +158,9 @@ def print_table(results: list[Measurement]) -> bool:
 
 
 class OneSignerOracle:
-    """An oracle whose committee is one signer, the owner transmitting: the cheapest way to
-    land values for benchmarks of what reads them."""
+    """An oracle with the smallest committee the contract takes (4 signers, f = 1, threshold
+    2), the owner transmitting: the cheapest way to land values for benchmarks of what reads
+    them."""
 
     def __init__(self, w3: HttpWeb3, anvil: AnvilNode, client: QuorumOracleClient, config: OnchainConfig) -> None:
         self.w3, self.client, self.config = w3, client, config
@@ -154,7 +176,9 @@ class OneSignerOracle:
         for feed_id, decimals, breaker, history in feeds:
             await client.add_feed(owner, feed_id, decimals, feed_id, 0, 10**15, breaker_bps=breaker,
                                   heartbeat=3_600, history_depth=history)
-        config = await client.set_config(owner, [address_of(_BENCH_SIGNER)], [caller], 0, 1, b"bench")
+        others = [address_of(keccak(f"bench transmitter {i}".encode())) for i in range(3)]
+        config = await client.set_config(owner, [address_of(k) for k in _BENCH_SIGNERS], [caller, *others], 1, 2,
+                                         b"bench")
         return cls(w3, anvil, client, config)
 
     async def land(self, values: list[tuple[int, int]]) -> None:
@@ -165,10 +189,51 @@ class OneSignerOracle:
                                   for i, v in sorted(values)])
         digest = self.domain.report_digest(self.config.config_digest, 1, self.round, updates)
         await self.client.transmit(self.owner, self.config.config_digest, 1, self.round, updates,
-                                   [(0, sign_digest(_BENCH_SIGNER, digest))])
+                                   [(i, sign_digest(k, digest)) for i, k in enumerate(_BENCH_SIGNERS[:2])])
 
 
-_BENCH_SIGNER = keccak(b"risk signer")
+_BENCH_SIGNERS = [keccak(f"risk signer {i}".encode()) for i in range(4)]
+
+
+async def pull_rows() -> list[dict[str, int | str]]:
+    """Gas of the pull path: a keeper's submit-and-read in one transaction, and verifyReport."""
+    from relayer.chain.contract import deploy_contract
+    from relayer.chain.oracle import deploy_proxy, load_artifact
+
+    rows: list[dict[str, int | str]] = []
+    n = 10
+    with AnvilNode.start() as anvil:
+        w3 = connect(anvil.rpc_url)
+        try:
+            for feeds in (1, 10):
+                for events in (False, True):
+                    owner = anvil.accounts[0][1]
+                    client = await _setup(w3, anvil, feeds, 0, events=events)
+                    keys = [keccak(f"bench signer {i}".encode()) for i in range(n)]
+                    transmitters = [address_of(keccak(f"bench transmitter {i}".encode())) for i in range(n)]
+                    config = await client.set_config(owner, [address_of(k) for k in keys], transmitters, 3, n, b"bench")
+                    domain = client.domain(anvil.chain_id)
+                    proxy = await deploy_proxy(w3, owner, client.address, 0)
+                    keeper_address = await deploy_contract(w3, owner, "PullKeeper", client.address, proxy, 3_600)
+                    keeper = w3.eth.contract(address=keeper_address, abi=load_artifact("PullKeeper")["abi"])
+                    oracle = w3.eth.contract(address=client.address, abi=load_artifact("QuorumOracle")["abi"])
+                    caller, caller_key = anvil.accounts[2]
+                    now = int((await w3.eth.get_block("latest"))["timestamp"])
+                    for round_ in (1, 2):  # round 1 writes the feed slots the first time
+                        updates = encode_updates([
+                            FeedUpdate(feed_index=i, observed_at=now + round_, num_sources=3,
+                                       value=BASE_VALUE + 1_000 * round_ + i) for i in range(feeds)])
+                        digest = domain.report_digest(config.config_digest, 1, round_, updates)
+                        bitmask, packed = pack_signatures([(i, sign_digest(k, digest)) for i, k in enumerate(keys)])
+                        args = (config.config_digest, 1, round_, updates, bitmask, packed)
+                        verify = int(await oracle.functions.verifyReport(*args).estimate_gas({"from": caller}))
+                        receipt = await send_call(w3, caller_key, keeper.functions.submitAndRead(*args), "submitAndRead")
+                    label = f"{feeds} feed{'s' if feeds > 1 else ''}, events {'on' if events else 'off'}"
+                    rows.append({"report": label, "what": "keeper submit+read (steady)", "gas": int(receipt["gasUsed"])})
+                    rows.append({"report": label, "what": "verifyReport (call)", "gas": verify})
+        finally:
+            await disconnect(w3)
+    return rows
 
 
 async def risk_gate_rows() -> list[dict[str, int | str]]:
@@ -272,6 +337,7 @@ def main() -> int:
     parser.add_argument("--risk-gate", action="store_true", help="measure RiskGate instead of transmit")
     parser.add_argument("--vault", action="store_true", help="measure MarginVault actions instead of transmit")
     args = parser.parse_args()
+    pull = asyncio.run(pull_rows()) if not (args.vault or args.risk_gate) else []
     if args.vault or args.risk_gate:
         title, rows = (
             ("MarginVault gas (anvil default hardfork; receipts, 21,000 base included; RiskGate on 2 inputs)",
@@ -286,8 +352,15 @@ def main() -> int:
     if args.json:
         for m in results:
             print(json.dumps({**asdict(m), "per_feed": m.per_feed}))
+        for row in pull:
+            print(json.dumps(row))
         return 0
-    return 0 if print_table(results) else 1
+    ok = print_table(results)
+    print()
+    print("pull path, 10 signatures (keeper: one transaction; verifyReport: eth_estimateGas, 21,000 base included)")
+    for row in pull:
+        print(f"{row['report']:>20} {row['what']:<28} {row['gas']:>8,}")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

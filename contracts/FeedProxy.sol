@@ -9,12 +9,17 @@ import {QuorumOracle} from "./QuorumOracle.sol";
 /// consumers read it unchanged. The round id is the feed's own update counter (1, 2, ...).
 /// `getRoundData` answers the latest round and, for feeds registered with a history depth,
 /// the previous `historyDepth` rounds; older rounds revert `RoundNotAvailable`.
-/// A tripped breaker freezes the value and its time at the last good report, so a consumer
-/// that checks `updatedAt` sees the feed age and stop; `latestStatus` says why explicitly.
 ///
-/// `updatedAt` is never later than the block being read: the oracle accepts observation
-/// times slightly ahead of its block (clock skew between venues, nodes and the chain), and
-/// the common `block.timestamp - updatedAt` staleness check would underflow on them.
+/// `updatedAt` is the oracle's: never after the block that stored the value (the oracle
+/// stores min(observation time, block time)), so `block.timestamp - updatedAt` never
+/// underflows and a value does not look fresher as blocks pass.
+///
+/// While the oracle is paused or the feed's breaker is tripped, the latest round is
+/// **frozen**: the last good answer with `startedAt = updatedAt = 0` and `answeredInRound =
+/// 0`, which every common staleness check refuses at once (`updatedAt == 0`, `block.timestamp
+/// - updatedAt > maxAge`, `answeredInRound < roundId`). `latestAnswer` carries no time, so it
+/// keeps the last good answer: consumers that read only `latestAnswer` (and any consumer that
+/// must never see a held-back value) use StrictFeedProxy, which reverts instead.
 /// The AggregatorV2 members (`latestAnswer`, `latestTimestamp`, `latestRound`, `getAnswer`,
 /// `getTimestamp`) answer 0 where there is no data, as Chainlink's do, instead of reverting.
 contract FeedProxy is AggregatorV3Interface {
@@ -44,10 +49,9 @@ contract FeedProxy is AggregatorV3Interface {
         override
         returns (uint80 roundId, int256 answer, uint256 startedAt, uint256 updatedAt, uint80 answeredInRound)
     {
-        (int192 value, uint32 observedAt, uint32 feedRound) = oracle.latestFeed(feedIndex);
+        (int192 value, uint32 time, uint32 feedRound, bool usable) = _latest();
         if (feedRound == 0) revert NoDataPresent();
-        uint256 at = _notAhead(observedAt);
-        return (feedRound, value, at, at, feedRound);
+        return _answer(feedRound, value, time, usable);
     }
 
     function getRoundData(uint80 requestedRoundId)
@@ -56,51 +60,38 @@ contract FeedProxy is AggregatorV3Interface {
         override
         returns (uint80 roundId, int256 answer, uint256 startedAt, uint256 updatedAt, uint80 answeredInRound)
     {
-        try oracle.roundData(feedIndex, requestedRoundId) returns (int192 value, uint32 observedAt) {
-            uint256 at = _notAhead(observedAt);
-            return (requestedRoundId, value, at, at, requestedRoundId);
-        } catch {
-            revert RoundNotAvailable(requestedRoundId);
-        }
+        (bool found, int192 value, uint32 time, bool usable) = _round(requestedRoundId);
+        if (!found) revert RoundNotAvailable(requestedRoundId);
+        return _answer(requestedRoundId, value, time, usable);
     }
 
     // --- AggregatorV2 members, for consumers written before V3 ---------------------------
 
-    function latestAnswer() external view returns (int256 answer) {
-        (int192 value, , uint32 feedRound) = oracle.latestFeed(feedIndex);
+    function latestAnswer() external view returns (int256) {
+        (int192 value, , uint32 feedRound, ) = _latest();
         return feedRound == 0 ? int256(0) : int256(value);
     }
 
     function latestTimestamp() external view returns (uint256) {
-        (, uint32 observedAt, uint32 feedRound) = oracle.latestFeed(feedIndex);
-        return feedRound == 0 ? 0 : _notAhead(observedAt);
+        (, uint32 time, , bool usable) = _latest();
+        return usable ? time : 0; // 0 also before the first value
     }
 
     function latestRound() external view returns (uint256) {
-        (, , uint32 feedRound) = oracle.latestFeed(feedIndex);
+        (, , uint32 feedRound, , ) = oracle.latestFeedState(feedIndex);
         return feedRound;
     }
 
     function getAnswer(uint256 roundId) external view returns (int256) {
         if (roundId > type(uint80).max) return 0;
-        try oracle.roundData(feedIndex, uint80(roundId)) returns (int192 value, uint32) {
-            return value;
-        } catch {
-            return 0;
-        }
+        (, int192 value, , ) = _round(uint80(roundId));
+        return value;
     }
 
     function getTimestamp(uint256 roundId) external view returns (uint256) {
         if (roundId > type(uint80).max) return 0;
-        try oracle.roundData(feedIndex, uint80(roundId)) returns (int192, uint32 observedAt) {
-            return _notAhead(observedAt);
-        } catch {
-            return 0;
-        }
-    }
-
-    function _notAhead(uint32 observedAt) private view returns (uint256) {
-        return observedAt > block.timestamp ? block.timestamp : observedAt;
+        (, , uint32 time, bool usable) = _round(uint80(roundId));
+        return usable ? time : 0;
     }
 
     /// The latest answer with what a careful consumer needs to judge it: value, time, round,
@@ -108,5 +99,58 @@ contract FeedProxy is AggregatorV3Interface {
     /// holding the last good value), signer count of the latest report and the threshold.
     function latestStatus() external view returns (QuorumOracle.FeedStatus memory) {
         return oracle.feedStatus(feedIndex);
+    }
+
+    // --- internals ------------------------------------------------------------------------
+
+    /// Called when the latest value is held back (oracle paused or breaker tripped): the
+    /// frozen answer follows; StrictFeedProxy reverts here instead.
+    function _whenUnusable(bool isPaused) internal view virtual {}
+
+    /// The latest value, its time, its round (0: none) and whether it may be used.
+    function _latest() internal view returns (int192 value, uint32 time, uint32 feedRound, bool usable) {
+        bool tripped;
+        bool isPaused;
+        (value, time, feedRound, tripped, isPaused) = oracle.latestFeedState(feedIndex);
+        usable = feedRound != 0 && !tripped && !isPaused;
+        if (feedRound != 0 && !usable) _whenUnusable(isPaused);
+    }
+
+    /// A round: the latest one as _latest presents it, an earlier one from the history.
+    function _round(uint80 roundId) internal view returns (bool found, int192 value, uint32 time, bool usable) {
+        uint32 latest;
+        (value, time, latest, usable) = _latest();
+        if (roundId == latest && latest != 0) return (true, value, time, usable);
+        try oracle.roundData(feedIndex, roundId) returns (int192 pastValue, uint32 pastTime) {
+            return (true, pastValue, pastTime, true);
+        } catch {
+            return (false, 0, 0, false);
+        }
+    }
+
+    function _answer(uint80 roundId, int192 value, uint32 time, bool usable)
+        private
+        pure
+        returns (uint80, int256, uint256, uint256, uint80)
+    {
+        return usable ? (roundId, value, time, time, roundId) : (roundId, value, 0, 0, 0);
+    }
+}
+
+/// @title StrictFeedProxy
+/// @notice FeedProxy that reverts instead of answering while the oracle is paused
+/// (`OraclePaused`) or the feed's breaker is tripped (`FeedBreakerTripped`), from every member
+/// that would present the latest value (`latestRoundData`, `latestAnswer`, `latestTimestamp`,
+/// and `getRoundData` / `getAnswer` / `getTimestamp` of the latest round). For consumers that
+/// read `latestAnswer` without a time, and for any that must stop rather than hold a value.
+contract StrictFeedProxy is FeedProxy {
+    error OraclePaused();
+    error FeedBreakerTripped();
+
+    constructor(QuorumOracle oracle_, uint16 feedIndex_) FeedProxy(oracle_, feedIndex_) {}
+
+    function _whenUnusable(bool isPaused) internal pure override {
+        if (isPaused) revert OraclePaused();
+        revert FeedBreakerTripped();
     }
 }

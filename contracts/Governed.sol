@@ -45,14 +45,21 @@ abstract contract Owned {
 /// @notice Owned, plus a guardian: an account the owner names that may, like the owner,
 /// pause and unpause, and run whatever else an heir marks `onlyGuardianOrOwner` (emergency
 /// actions that must not wait for the owner's slower process).
-/// Storage: `guardian` in the slot after Owned's. Where the pause flag lives is the heir's
-/// choice (`_setPaused`, `paused`): QuorumOracle packs it into the slot its hot path loads
-/// anyway, so checking it costs transmit nothing.
+/// A pause remembers who set it: the guardian cannot lift a pause the owner set (the owner
+/// may have paused because the guardian is in doubt); the owner lifts any pause, and an
+/// owner's pause over a guardian's makes it the owner's.
+/// Storage: `guardian` in the slot after Owned's. Where the pause level lives is the heir's
+/// choice (`_setPauseLevel`, `_pauseLevel`): QuorumOracle packs it into the slot its hot path
+/// loads anyway, so checking it costs transmit nothing.
 abstract contract Governed is Owned {
     error NotGuardian();
+    error PausedByOwner();
 
     event GuardianSet(address indexed previousGuardian, address indexed newGuardian);
     event PausedSet(bool paused, address indexed by);
+
+    uint8 internal constant PAUSED_BY_GUARDIAN = 1;
+    uint8 internal constant PAUSED_BY_OWNER = 2;
 
     address public guardian;
 
@@ -68,16 +75,23 @@ abstract contract Governed is Owned {
     }
 
     function pause() external onlyGuardianOrOwner {
-        _setPaused(true);
+        uint8 level = msg.sender == owner ? PAUSED_BY_OWNER : PAUSED_BY_GUARDIAN;
+        if (level > _pauseLevel()) _setPauseLevel(level);
         emit PausedSet(true, msg.sender);
     }
 
     function unpause() external onlyGuardianOrOwner {
-        _setPaused(false);
+        if (msg.sender != owner && _pauseLevel() == PAUSED_BY_OWNER) revert PausedByOwner();
+        _setPauseLevel(0);
         emit PausedSet(false, msg.sender);
     }
 
-    function paused() external view virtual returns (bool);
+    function paused() external view returns (bool) {
+        return _pauseLevel() != 0;
+    }
 
-    function _setPaused(bool value) internal virtual;
+    /// 0 running, PAUSED_BY_GUARDIAN or PAUSED_BY_OWNER.
+    function _pauseLevel() internal view virtual returns (uint8);
+
+    function _setPauseLevel(uint8 level) internal virtual;
 }

@@ -8,6 +8,10 @@ import {Governed} from "./Governed.sol";
 /// (DESIGN.md §6). A report is `updates` (one 32-byte word per feed) signed with EIP-712 by
 /// at least `threshold` committee signers; signatures travel as EIP-2098 compact pairs in
 /// ascending signer order plus a signer bitmask, which makes signer distinctness free.
+/// Three entry points take a report in the same encoding: `transmit` (the committee's
+/// transmitters, the push path), `submit` (anyone: the pull path, feeds newer than stored)
+/// and `verifyReport` (a view: the report's values, nothing stored). docs/contracts.md has
+/// the checks of each and the safety model of the pull path.
 ///
 /// Storage is laid out for the transmit hot path (docs/contracts.md has the gas budget):
 ///  - one slot (`s_transmission`) holds the config blob pointer, the (epoch, round)
@@ -16,10 +20,11 @@ import {Governed} from "./Governed.sol";
 ///    (SSTORE2): config digest, signers, transmitters and the feed table (bounds, breaker
 ///    limit, heartbeat, history depth). One cold EXTCODECOPY (2.6k gas) replaces a cold
 ///    SLOAD per signer and per feed; it is redeployed when the owner changes any of it;
-///  - the latest answer of a feed is 128 bits (value int64, observedAt, roundId, breaker
+///  - the latest answer of a feed is 128 bits (value int64, updatedAt, roundId, breaker
 ///    state), two feeds per slot: a 10-feed report writes five slots, not ten. The price of
-///    that is the value range: stored values are int64 (as Pyth's), so feed bounds are
-///    clamped to int64 and decimals must be chosen accordingly (8 for USD prices);
+///    that is the value range: stored values are int64 (as Pyth's), so feed bounds must lie
+///    within int64 and decimals must be chosen accordingly (8 for USD prices);
+///  - updatedAt is min(observation time, block time): never after the block that stored it;
 ///  - history (for getRoundData) is opt-in per feed, a ring of `historyDepth` slots.
 ///
 /// Ownership (two-step) and the guardian come from Governed; the pause flag it sets is the
@@ -36,23 +41,38 @@ contract QuorumOracle is Governed {
     uint256 public constant SIGNATURE_SCHEME = 0x0001;
     /// Consecutive in-limit reports that clear a tripped breaker by themselves.
     uint256 public constant BREAKER_CLEAR_REPORTS = 2;
-    /// Bytes per feed in the code-stored feed table.
-    uint256 private constant ENTRY_BYTES = 24;
+    /// Bytes per feed in the code-stored feed table (one word: no shifting to read an entry).
+    uint256 private constant ENTRY_BYTES = 32;
     /// EIP-170: the most code a data contract may hold.
     uint256 private constant MAX_BLOB_BYTES = 24_576;
-    uint256 private constant MAX_ROUND_ID = (1 << 30) - 1;
+    uint256 private constant MAX_ROUND_ID = (1 << 29) - 1;
 
     uint256 private constant DIGEST_PREFIX_MASK = type(uint256).max >> 16;
     uint256 private constant MASK_128 = (1 << 128) - 1;
     uint256 private constant ADDRESS_MASK = (1 << 160) - 1;
     /// EIP-2098: vs without its top (y parity) bit is s.
     uint256 private constant S_MASK = 0x7fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff;
-    /// Table entry bits of breakerBps.
-    uint256 private constant BPS_MASK = 0xffff << 160;
+    /// Table entry bits of breakerBps, and the bit above them that turns the feed's
+    /// FeedUpdated event off.
+    uint256 private constant BPS_MASK = 0x7fff << 224;
+    uint256 private constant QUIET_BIT = 1 << 239;
+    uint256 private constant FLOOR_MASK = (1 << 64) - 1;
     /// The hot slot without epoch (bits 160..191), round (192..223), signer count (240..247).
     uint256 private constant WATERMARK_CLEAR_MASK = 0xff00ffff0000000000000000ffffffffffffffffffffffffffffffffffffffff;
     /// Most feed indexes: the feed slots are a fixed array of 2^15 pairs.
     uint256 private constant FEED_PAIRS = 1 << 15;
+    /// How _applyUpdates treats each feed: push (transmit: a feed older than stored reverts),
+    /// submit of a report newer than the (epoch, round) watermark (an older feed is skipped),
+    /// submit of a report at or below it (only strictly later feeds, see docs/contracts.md),
+    /// verify (the checks only, nothing read from or written to storage).
+    uint256 private constant MODE_PUSH = 0;
+    uint256 private constant MODE_SUBMIT = 1;
+    uint256 private constant MODE_SUBMIT_LATE = 2;
+    uint256 private constant MODE_VERIFY = 3;
+    /// Calldata offsets of the report arguments (transmit, submit, verifyReport share them),
+    /// fixed because the encoding is required to be canonical.
+    uint256 private constant CD_UPDATES_LENGTH = 0xc4;
+    uint256 private constant CD_UPDATES = 0xe4;
 
     // Selectors and topics for transmit's assembly (test_oracle checks them against the ABI).
     uint256 private constant ERR_PAUSED = 0x9e87fac8;
@@ -69,10 +89,13 @@ contract QuorumOracle is Governed {
     uint256 private constant ERR_OBSERVATION_IN_FUTURE = 0xb564dc52;
     uint256 private constant ERR_OBSERVATION_TOO_OLD = 0x9f3015f9;
     uint256 private constant ERR_ROUND_ID_EXHAUSTED = 0x5d9bb504;
+    uint256 private constant ERR_OBSERVATION_EXPIRED = 0x8dbcd00f;
+    uint256 private constant ERR_MALFORMED_CALLDATA = 0x5de92f80;
     uint256 private constant REPORT_TYPEHASH_WORD = 0x20fa91086326136eb7ca711ac4b00478a7dd88e600c59d619f355a8ae8ba306f;
     uint256 private constant NEW_TRANSMISSION_TOPIC = 0xd3affd46d3660297c4b7189ba15673d28634924551b5a61ae7fb676b1e3467bb;
     uint256 private constant BREAKER_TRIPPED_TOPIC = 0xec95ae040e9e69716540543e0d56b4715250ab657d9048d3e1e4282079c05755;
     uint256 private constant BREAKER_CLEARED_TOPIC = 0xf0e50bbc7d3b2dbef2ed9a6aceeea80888578e86df1aeae3795320ac7f21ac6e;
+    uint256 private constant FEED_UPDATED_TOPIC = 0x15f23e96e64af7a42545235af5daaa27622c0fe118d35843792c7524d7cd2cd0;
 
     bytes32 private constant DOMAIN_TYPEHASH =
         keccak256("EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)");
@@ -88,11 +111,14 @@ contract QuorumOracle is Governed {
     error TooManySigners(uint256 n, uint256 max);
     error FaultToleranceTooHigh(uint256 n, uint8 f);
     error InvalidThreshold(uint8 threshold, uint8 f, uint256 n);
+    /// f = 0 tolerates no faulty member: one wrong signer would be a wrong value.
+    error ZeroFaultTolerance();
     error DuplicateAddress(address account);
     error CommitteeStoreFailed();
     error InvalidFeedId();
     error InvalidBounds(int192 minValue, int192 maxValue);
     error InvalidFeedParameters(uint16 breakerBps, uint32 heartbeat);
+    error BreakerNotTripped(uint16 feedIndex);
     error FeedExists(bytes32 feedId);
     error TooManyFeeds();
     error UnknownFeedId(bytes32 feedId);
@@ -115,6 +141,11 @@ contract QuorumOracle is Governed {
     error ObservationInFuture(uint16 feedIndex, uint32 observedAt);
     error ObservationTooOld(uint16 feedIndex, uint32 observedAt, uint32 latestObservedAt);
     error RoundIdExhausted(uint16 feedIndex);
+    /// Observed longer ago than the feed's heartbeat: stale before it is stored.
+    error ObservationExpired(uint16 feedIndex, uint32 observedAt, uint32 heartbeat);
+    /// The report arguments are not canonically ABI-encoded, or bytes follow them (as OCR2
+    /// refuses them: calldata that readers decode must mean one thing).
+    error MalformedCalldata(uint256 expectedLength, uint256 actualLength);
 
     // Reads
     error RoundNotAvailable(uint16 feedIndex, uint80 roundId);
@@ -140,16 +171,19 @@ contract QuorumOracle is Governed {
         int192 minValue,
         int192 maxValue
     );
-    event FeedParametersSet(
-        uint16 indexed feedIndex, int64 minValue, int64 maxValue, uint16 breakerBps, uint32 heartbeat, uint8 historyDepth
-    );
+    event FeedParametersSet(uint16 indexed feedIndex, FeedParameters parameters);
     /// A report's value for the feed jumped beyond the breaker limit: it was not stored.
     event BreakerTripped(uint16 indexed feedIndex, int64 lastGoodValue, int192 rejectedValue, uint32 observedAt);
     /// The breaker cleared: by BREAKER_CLEAR_REPORTS consecutive in-limit reports (byGuardian
     /// false, the value is stored), or by an owner/guardian reset (the next report re-anchors).
     event BreakerCleared(uint16 indexed feedIndex, bool byGuardian);
-    /// Values are not in the event (they are in the transaction input: decode `updates`).
+    /// A report landed through transmit (the push path).
     event NewTransmission(uint32 epoch, uint32 round, uint256 signerBitmask);
+    /// A report landed through submit (the pull path); `feedsStored` of its feeds were newer.
+    event ReportSubmitted(uint32 epoch, uint32 round, uint256 signerBitmask, address indexed sender, uint256 feedsStored);
+    /// One feed's stored value (value, updatedAt = min(observation time, block time), its new
+    /// round id), unless the feed's events are off (FeedParameters.updateEvents).
+    event FeedUpdated(uint16 indexed feedIndex, int192 value, uint32 updatedAt, uint32 roundId);
 
     // ---------------------------------------------------------------- storage
 
@@ -161,7 +195,7 @@ contract QuorumOracle is Governed {
         uint8 n;
         uint8 threshold;
         uint8 latestSignerCount;
-        bool paused;
+        uint8 pauseLevel; // 0 running, Governed.PAUSED_BY_GUARDIAN or PAUSED_BY_OWNER
     }
 
     struct ConfigMeta {
@@ -169,6 +203,17 @@ contract QuorumOracle is Governed {
         uint32 blockNumber;
         uint8 f;
         uint16 feedCount;
+    }
+
+    /// A feed's parameters (addFeed, setFeedParameters, feedParameters).
+    struct FeedParameters {
+        int192 minValue; // bounds, within int64 (the stored width)
+        int192 maxValue;
+        uint16 breakerBps; // largest jump from the last good value, in bps; 0 = no breaker
+        uint64 breakerFloor; // a jump of at most this many units is always within the limit
+        uint32 heartbeat; // age (s) after which the value is stale; also the oldest accepted
+        uint8 historyDepth; // past rounds kept for getRoundData (0: the latest only)
+        bool updateEvents; // emit FeedUpdated for each stored value
     }
 
     struct FeedInfo {
@@ -180,7 +225,7 @@ contract QuorumOracle is Governed {
     /// What a reader needs to judge a value (FeedProxy.latestStatus, RiskGate).
     struct FeedStatus {
         int256 value;
-        uint32 observedAt;
+        uint32 observedAt; // updatedAt: min(observation time, block time of the report)
         uint32 roundId;
         bool stale; // never written, or older than the feed's heartbeat, or the oracle is paused
         bool tripped; // the breaker holds the last good value back from a jump
@@ -195,9 +240,10 @@ contract QuorumOracle is Governed {
     bytes32 private s_configDigest; // for reads; transmit reads the blob's copy
     ConfigMeta private s_configMeta;
     bytes private s_offchainConfig;
-    /// Feed 2k in the low 128 bits, 2k+1 in the high: value int64 | observedAt u32 |
-    /// roundId u30 | tripped u1 | flag u1 (flag: tripped -> one in-limit report seen;
-    /// not tripped -> re-anchor on the next report after a reset).
+    /// Feed 2k in the low 128 bits, 2k+1 in the high: value int64 | updatedAt u32 | ahead u1
+    /// | roundId u29 | tripped u1 | flag u1 (ahead: observed after its block's time, so
+    /// updatedAt is the block's; flag: tripped -> one in-limit report seen; not tripped ->
+    /// re-anchor on the next report after a reset).
     /// A fixed array, not a mapping: transmit finds a pair's slot by an addition, no hashing.
     uint256[FEED_PAIRS] private s_feedPairs;
     mapping(uint256 => mapping(uint256 => uint256)) private s_history; // feed => roundId % depth => half
@@ -214,12 +260,12 @@ contract QuorumOracle is Governed {
 
     // ---------------------------------------------------------------- pause (Governed)
 
-    function paused() external view override returns (bool) {
-        return s_transmission.paused;
+    function _pauseLevel() internal view override returns (uint8) {
+        return s_transmission.pauseLevel;
     }
 
-    function _setPaused(bool value) internal override {
-        s_transmission.paused = value;
+    function _setPauseLevel(uint8 level) internal override {
+        s_transmission.pauseLevel = level;
     }
 
     // ---------------------------------------------------------------- configuration
@@ -257,9 +303,10 @@ contract QuorumOracle is Governed {
         }
         Transmission memory t = s_transmission;
         bytes memory table = _feedTable(t, count, 0);
-        // A new committee starts a new (epoch, round) sequence: the watermark resets.
+        // A new committee starts a new (epoch, round) sequence: the watermark resets. The
+        // latest signer count stays: it describes the report behind the stored values.
         s_transmission = Transmission(
-            _storeBlob(digest, committee, table), 0, 0, uint8(signers.length), threshold, 0, t.paused
+            _storeBlob(digest, committee, table), 0, 0, uint8(signers.length), threshold, t.latestSignerCount, t.pauseLevel
         );
     }
 
@@ -287,37 +334,28 @@ contract QuorumOracle is Governed {
 
     // ---------------------------------------------------------------- feeds
 
-    /// Registers a feed. Bounds are clamped to int64 (the stored width). breakerBps = 0
-    /// disables the circuit breaker; heartbeat (> 0) is the age after which readers call the
-    /// value stale; historyDepth > 0 keeps that many past rounds for getRoundData.
-    function addFeed(
-        bytes32 feedId,
-        uint8 decimals,
-        string calldata description,
-        int192 minValue,
-        int192 maxValue,
-        uint16 breakerBps,
-        uint32 heartbeat,
-        uint8 historyDepth
-    ) external onlyOwner returns (uint16 index) {
+    /// Registers a feed with `parameters` (FeedParameters: bounds within int64, the circuit
+    /// breaker's limit and floor, heartbeat > 0, history depth, FeedUpdated on or off).
+    function addFeed(bytes32 feedId, uint8 decimals, string calldata description, FeedParameters calldata parameters)
+        external
+        onlyOwner
+        returns (uint16 index)
+    {
         if (feedId == bytes32(0)) revert InvalidFeedId();
         if (s_feedIndexPlusOne[feedId] != 0) revert FeedExists(feedId);
         index = s_configMeta.feedCount;
-        _storeEntry(index, 1, _entry(index, decimals, minValue, maxValue, breakerBps, heartbeat, historyDepth));
+        _storeEntry(index, 1, _entry(index, decimals, parameters));
         s_feedInfo[index] = FeedInfo(feedId, decimals, description);
         s_feedIndexPlusOne[feedId] = uint256(index) + 1;
         s_configMeta.feedCount = index + 1;
-        emit FeedAdded(index, feedId, decimals, description, minValue, maxValue);
+        emit FeedAdded(index, feedId, decimals, description, parameters.minValue, parameters.maxValue);
     }
 
-    /// Changes a feed's bounds, breaker limit and heartbeat (history depth is fixed).
-    function setFeedParameters(uint16 index, int192 minValue, int192 maxValue, uint16 breakerBps, uint32 heartbeat)
-        external
-        onlyOwner
-    {
-        Transmission memory t = s_transmission;
-        uint256 old = _readEntry(t, index);
-        _storeEntry(index, 0, _entry(index, uint8(old >> 184), minValue, maxValue, breakerBps, heartbeat, uint8(old >> 176)));
+    /// Replaces a feed's parameters. A new history depth is safe: a ring slot answers only
+    /// for the round id stored in it.
+    function setFeedParameters(uint16 index, FeedParameters calldata parameters) external onlyOwner {
+        uint256 old = _readEntry(s_transmission, index);
+        _storeEntry(index, 0, _entry(index, uint8(old >> 248), parameters));
     }
 
     /// Redeploys the blob with `entry` at `index` (extra = 1: appended as a new feed).
@@ -329,12 +367,14 @@ contract QuorumOracle is Governed {
     }
 
     /// Clears a tripped breaker; the next attested value is stored whatever its jump and
-    /// becomes the new reference. For a market that really moved beyond the limit.
+    /// becomes the new reference. For a market that really moved beyond the limit. A feed
+    /// that is not tripped reverts: clearing it would skip its next breaker check.
     function resetBreaker(uint16 index) external onlyGuardianOrOwner {
         _readEntry(s_transmission, index);
         uint256 shift = (uint256(index) & 1) * 128;
         uint256 packed = s_feedPairs[index >> 1];
         uint256 half = (packed >> shift) & MASK_128;
+        if (half & 2 == 0) revert BreakerNotTripped(index);
         half = (half & ~uint256(3)) | 1; // tripped = 0, re-anchor = 1
         s_feedPairs[index >> 1] = (packed & ~(MASK_128 << shift)) | (half << shift);
         emit BreakerCleared(index, true);
@@ -355,22 +395,24 @@ contract QuorumOracle is Governed {
         view
         returns (bytes32 feedId, uint8 decimals, string memory description, int192 minValue, int192 maxValue)
     {
-        uint256 e = _readEntry(s_transmission, index);
+        uint256 entry = _readEntry(s_transmission, index);
         FeedInfo storage info = s_feedInfo[index];
-        return (info.feedId, info.decimals, info.description, int64(uint64(e >> 64)), int64(uint64(e)));
+        return (info.feedId, info.decimals, info.description, int64(uint64(entry >> 128)), int64(uint64(entry >> 64)));
     }
 
-    function feedParameters(uint16 index)
-        external
-        view
-        returns (uint16 breakerBps, uint32 heartbeat, uint8 historyDepth)
-    {
-        uint256 e = _readEntry(s_transmission, index);
-        return (uint16(e >> 160), uint32(e >> 128), uint8(e >> 176));
+    function feedParameters(uint16 index) external view returns (FeedParameters memory parameters) {
+        uint256 entry = _readEntry(s_transmission, index);
+        parameters.minValue = int64(uint64(entry >> 128));
+        parameters.maxValue = int64(uint64(entry >> 64));
+        parameters.breakerBps = uint16(entry >> 224) & 0x7fff;
+        parameters.breakerFloor = uint64(entry);
+        parameters.heartbeat = uint32(entry >> 192);
+        parameters.historyDepth = uint8(entry >> 240);
+        parameters.updateEvents = (entry >> 239) & 1 == 0;
     }
 
     function feedDecimals(uint16 index) external view returns (uint8) {
-        return uint8(_readEntry(s_transmission, index) >> 184);
+        return uint8(_readEntry(s_transmission, index) >> 248);
     }
 
     function latestFeed(uint16 index) external view returns (int192 value, uint32 observedAt, uint32 roundId) {
@@ -379,28 +421,47 @@ contract QuorumOracle is Governed {
         return (int64(uint64(half >> 64)), uint32(half >> 32), uint32((half >> 2) & MAX_ROUND_ID));
     }
 
+    /// The latest value with what a proxy needs to present it, from two storage reads and no
+    /// feed table read (FeedProxy checks its index once, at deployment): an index that is
+    /// not a feed reads as never written (roundId 0).
+    function latestFeedState(uint16 index)
+        external
+        view
+        returns (int192 value, uint32 updatedAt, uint32 roundId, bool tripped, bool isPaused)
+    {
+        uint256 half = _half(index);
+        return (
+            int64(uint64(half >> 64)),
+            uint32(half >> 32),
+            uint32((half >> 2) & MAX_ROUND_ID),
+            (half >> 1) & 1 == 1,
+            s_transmission.pauseLevel != 0
+        );
+    }
+
     function feedStatus(uint16 index) public view returns (FeedStatus memory status) {
         Transmission memory t = s_transmission;
-        uint256 e = _readEntry(t, index);
+        uint256 entry = _readEntry(t, index);
         uint256 half = _half(index);
         status.value = int64(uint64(half >> 64));
         status.observedAt = uint32(half >> 32);
         status.roundId = uint32((half >> 2) & MAX_ROUND_ID);
         status.tripped = (half >> 1) & 1 == 1;
-        status.heartbeat = uint32(e >> 128);
-        status.stale = t.paused || status.roundId == 0 || block.timestamp > uint256(status.observedAt) + status.heartbeat;
+        status.heartbeat = uint32(entry >> 192);
+        status.stale = t.pauseLevel != 0 || status.roundId == 0
+            || block.timestamp > uint256(status.observedAt) + status.heartbeat;
         status.signerCount = t.latestSignerCount;
         status.threshold = t.threshold;
     }
 
     /// A past round of a feed (the latest, or one of the last historyDepth ones).
     function roundData(uint16 index, uint80 roundId) external view returns (int192 value, uint32 observedAt) {
-        uint256 e = _readEntry(s_transmission, index);
+        uint256 entry = _readEntry(s_transmission, index);
         uint256 half = _half(index);
         uint256 latest = (half >> 2) & MAX_ROUND_ID;
         if (roundId == 0 || roundId > latest) revert RoundNotAvailable(index, roundId);
         if (roundId != latest) {
-            uint256 depth = uint8(e >> 176);
+            uint256 depth = uint8(entry >> 240);
             if (depth == 0 || latest - roundId >= depth) revert RoundNotAvailable(index, roundId);
             half = s_history[index][roundId % depth];
             if ((half >> 2) & MAX_ROUND_ID != roundId) revert RoundNotAvailable(index, roundId);
@@ -453,15 +514,9 @@ contract QuorumOracle is Governed {
         }
     }
 
-    /// Verifies and stores a report. The checks and their order are those of docs/contracts.md.
-    /// The body is assembly because it is the hot path (bench/gas.py). Memory map, all of it
-    /// scratch (transmit allocates no Solidity memory and restores 0x40 and 0x60 at the end):
-    ///   0x80..0xff  the ecrecover input (digest, v, r, s); 0x100 its output;
-    ///   0x120..     the updates while they are hashed, then 0x00 || the config digest ||
-    ///               signers || transmitters from the blob: config digest at 0x120, signer i
-    ///               at 0x140 + 20 i, transmitter j at 0x140 + 20 (n + j).
-    /// The signature checks are unrolled, one block per committee index (MAX_SIGNERS = 31),
-    /// so each index is a constant: generated, see the comment at the first block.
+    /// Push path: verifies and stores a report; committee transmitters only. The checks and
+    /// their order are those of docs/contracts.md; every feed must be at least as recent as
+    /// its stored value (ObservationTooOld otherwise) and (epoch, round) must rise.
     function transmit(
         bytes32 configDigest,
         uint32 epoch,
@@ -470,14 +525,137 @@ contract QuorumOracle is Governed {
         uint256 signerBitmask,
         bytes calldata signatures
     ) external {
-        bytes32 separator = block.chainid == i_cachedChainId ? i_cachedDomainSeparator : _buildDomainSeparator();
-        uint256 t;
-        uint256 count;
+        (configDigest, updates, signatures); // read by _verifyReport from the calldata itself
+        (uint256 t, uint256 count) = _verifyReport(true);
+        _applyUpdates(t, MODE_PUSH);
+        _advanceWatermark(t, epoch, round, count);
         assembly {
+            mstore(0x80, epoch)
+            mstore(0xa0, round)
+            mstore(0xc0, signerBitmask)
+            log1(0x80, 0x60, NEW_TRANSMISSION_TOPIC)
+        }
+    }
+
+    /// Pull path: anyone may submit a report the current committee signed. Each feed in it
+    /// is stored only if newer than the stored one, else skipped (never a revert, so a
+    /// front-runner who lands the same report first cannot make this call fail); returns how
+    /// many were stored. A report above the (epoch, round) watermark advances it, as transmit
+    /// would. docs/contracts.md: what "newer" means and the safety model.
+    function submit(
+        bytes32 configDigest,
+        uint32 epoch,
+        uint32 round,
+        bytes calldata updates,
+        uint256 signerBitmask,
+        bytes calldata signatures
+    ) external returns (uint256 feedsStored) {
+        (configDigest, updates, signatures); // read by _verifyReport from the calldata itself
+        (uint256 t, uint256 count) = _verifyReport(false);
+        uint256 watermark = (((t >> 160) & 0xffffffff) << 32) | ((t >> 192) & 0xffffffff);
+        bool inSequence = ((uint256(epoch) << 32) | round) > watermark;
+        feedsStored = _applyUpdates(t, inSequence ? MODE_SUBMIT : MODE_SUBMIT_LATE);
+        if (inSequence) _advanceWatermark(t, epoch, round, count);
+        emit ReportSubmitted(epoch, round, signerBitmask, msg.sender, feedsStored);
+    }
+
+    /// Verify only: the report's feeds, if the current committee signed it for this chain and
+    /// contract and every feed passes transmit's per-feed checks (known, in bounds, not in the
+    /// future, not older than its heartbeat). Nothing is compared with or written to storage,
+    /// so any report of the current committee verifies, however old its round; refusals are
+    /// transmit's named errors. For consumers that keep their own copy of the values.
+    function verifyReport(
+        bytes32 configDigest,
+        uint32 epoch,
+        uint32 round,
+        bytes calldata updates,
+        uint256 signerBitmask,
+        bytes calldata signatures
+    ) external view returns (uint16[] memory feedIndexes, int192[] memory values, uint32[] memory observedAts) {
+        (configDigest, epoch, round, signerBitmask, signatures); // read by _verifyReport from the calldata
+        (uint256 t,) = _verifyReport(false);
+        _viewOnly(_applyUpdates)(t, MODE_VERIFY);
+        uint256 n = updates.length >> 5;
+        feedIndexes = new uint16[](n);
+        values = new int192[](n);
+        observedAts = new uint32[](n);
+        for (uint256 i; i < n; ++i) {
+            uint256 word = uint256(bytes32(updates[i << 5:(i + 1) << 5]));
+            feedIndexes[i] = uint16(word >> 240);
+            observedAts[i] = uint32(word >> 208);
+            values[i] = int192(uint192(word));
+        }
+    }
+
+    // ---------------------------------------------------------------- internals: reports
+
+    /// In MODE_VERIFY, _applyUpdates neither writes storage nor logs: verifyReport may run it
+    /// under a view signature (the compiler cannot see the mode), so the per-feed checks are
+    /// one piece of code for all three entry points.
+    function _viewOnly(function(uint256, uint256) internal returns (uint256) f)
+        private
+        pure
+        returns (function(uint256, uint256) internal view returns (uint256) g)
+    {
+        assembly {
+            g := f
+        }
+    }
+
+    /// One SSTORE of the hot slot (still warm): epoch (bits 160..191), round (192..223) and
+    /// the signer count (240..247) replaced, the rest kept.
+    function _advanceWatermark(uint256 t, uint32 epoch, uint32 round, uint256 count) private {
+        assembly {
+            sstore(
+                s_transmission.slot,
+                or(and(t, WATERMARK_CLEAR_MASK), or(or(shl(160, epoch), shl(192, round)), shl(240, count)))
+            )
+        }
+    }
+
+    /// The report checks every entry point makes, on the calldata of transmit, submit and
+    /// verifyReport (same arguments, read at fixed offsets once the encoding is known to be
+    /// canonical). With `push`, also: the sender is a transmitter and (epoch, round) rises.
+    /// Returns the hot slot and the number of signatures. Assembly because it is the hot path
+    /// (bench/gas.py). Memory map, all of it scratch (nothing is allocated here; the callers
+    /// restore 0x40 and 0x60 through _applyUpdates):
+    ///   0x80..0xff  the ecrecover input (digest, v, r, s); 0x100 its output;
+    ///   0x120..     the updates while they are hashed, then 0x00 || the config digest ||
+    ///               signers || transmitters from the blob: config digest at 0x120, signer i
+    ///               at 0x140 + 20 i, transmitter j at 0x140 + 20 (n + j).
+    /// The signature checks are unrolled, one block per committee index (MAX_SIGNERS = 31),
+    /// so each index is a constant: generated, see the comment at the first block.
+    function _verifyReport(bool push) private view returns (uint256 t, uint256 count) {
+        bytes32 separator = block.chainid == i_cachedChainId ? i_cachedDomainSeparator : _buildDomainSeparator();
+        assembly {
+            // Canonical encoding, nothing after it: head of six words, then the updates and
+            // the signatures, each a length word and its bytes padded to a word.
+            let ulen := calldataload(CD_UPDATES_LENGTH)
+            let soff := add(0xe0, and(add(ulen, 31), not(31)))
+            let slen := calldataload(add(4, soff))
+            let expected := add(add(0x24, soff), and(add(slen, 31), not(31)))
+            if or(
+                or(iszero(eq(calldatasize(), expected)), or(gt(ulen, 0xffffffff), gt(slen, 0xffffffff))),
+                or(
+                    or(iszero(eq(calldataload(0x64), 0xc0)), iszero(eq(calldataload(0xa4), soff))),
+                    or(gt(calldataload(0x24), 0xffffffff), gt(calldataload(0x44), 0xffffffff))
+                )
+            ) {
+                mstore(0, ERR_MALFORMED_CALLDATA)
+                mstore(0x20, expected)
+                mstore(0x40, calldatasize())
+                revert(0x1c, 0x44)
+            }
+            let configDigest := calldataload(4)
+            let epoch := calldataload(0x24)
+            let round := calldataload(0x44)
+            let signerBitmask := calldataload(0x84)
+            let sigStart := add(0x24, soff)
+
             // The EIP-712 digest, exactly as reportDigest computes it (no side effect, so it
             // may run before the checks), left at 0x80 as the first word of the ecrecover input.
-            calldatacopy(0x120, updates.offset, updates.length)
-            mstore(0x100, keccak256(0x120, updates.length))
+            calldatacopy(0x120, CD_UPDATES, ulen)
+            mstore(0x100, keccak256(0x120, ulen))
             mstore(0x80, REPORT_TYPEHASH_WORD)
             mstore(0xa0, configDigest)
             mstore(0xc0, epoch)
@@ -495,7 +673,7 @@ contract QuorumOracle is Governed {
             let n := and(shr(224, t), 0xff)
             // The blob is 0x00 || configDigest || signers || transmitters || feed table.
             extcodecopy(and(t, ADDRESS_MASK), 0x120, 1, add(32, mul(40, n)))
-            {
+            if push {
                 let q := add(0x140, mul(20, n))
                 let end := add(q, mul(20, n))
                 for {} 1 { q := add(q, 20) } {
@@ -513,7 +691,7 @@ contract QuorumOracle is Governed {
                 mstore(0, ERR_CONFIG_DIGEST_MISMATCH)
                 revert(0x1c, 0x44)
             }
-            {
+            if push {
                 // (epoch, round) compared as one 64-bit number: strictly rising, lexicographically.
                 let lastEpoch := and(shr(160, t), 0xffffffff)
                 let lastRound := and(shr(192, t), 0xffffffff)
@@ -533,10 +711,10 @@ contract QuorumOracle is Governed {
             count := sub(signerBitmask, and(shr(1, signerBitmask), 0x55555555))
             count := add(and(count, 0x33333333), and(shr(2, count), 0x33333333))
             count := byte(28, mul(and(add(count, shr(4, count)), 0x0f0f0f0f), 0x01010101))
-            if iszero(eq(signatures.length, shl(6, count))) {
+            if iszero(eq(slen, shl(6, count))) {
                 mstore(0, ERR_SIGNATURE_COUNT_MISMATCH)
                 mstore(0x20, count)
-                mstore(0x40, signatures.length)
+                mstore(0x40, slen)
                 revert(0x1c, 0x44)
             }
             if lt(count, and(shr(232, t), 0xff)) {
@@ -545,8 +723,6 @@ contract QuorumOracle is Governed {
                 mstore(0x40, and(shr(232, t), 0xff))
                 revert(0x1c, 0x44)
             }
-        }
-        assembly {
             // Each EIP-2098 signature (r, vs: the top bit of vs is the y parity, the rest is
             // s), in bitmask order, must recover to the signer at its index. Mismatches are
             // OR-ed together and located afterwards. A failed ecrecover returns no data and
@@ -557,7 +733,7 @@ contract QuorumOracle is Governed {
             // for index i, `if and(signerBitmask, 1 << i) { ... signer at 0x140 + 20 i ... }`;
             // after every 4 indexes, the rest is skipped when no higher bit is set.
             mstore(0x100, 0)
-            let sig := signatures.offset
+            let sig := sigStart
             let bad := 0
                 if and(signerBitmask, 0x1) {
                     let vs := calldataload(add(sig, 0x20))
@@ -854,7 +1030,7 @@ contract QuorumOracle is Governed {
                 }
             if bad {
                 // Cold path: the first mismatching index and what it recovered to (0 if none).
-                sig := signatures.offset
+                sig := sigStart
                 let i := 0
                 for { let m := signerBitmask } m { m := shr(1, m) i := add(i, 1) } {
                     if and(m, 1) {
@@ -876,88 +1052,82 @@ contract QuorumOracle is Governed {
                 }
             }
         }
-        _applyUpdates(t, updates);
-        assembly {
-            // One SSTORE of the hot slot (still warm): epoch (bits 160..191), round (192..223)
-            // and the signer count (240..247) replaced, the rest kept.
-            sstore(
-                s_transmission.slot,
-                or(and(t, WATERMARK_CLEAR_MASK), or(or(shl(160, epoch), shl(192, round)), shl(240, count)))
-            )
-            mstore(0x80, epoch)
-            mstore(0xa0, round)
-            mstore(0xc0, signerBitmask)
-            log1(0x80, 0x60, NEW_TRANSMISSION_TOPIC)
-            mstore(0x40, 0x80) // the free memory pointer and the zero slot, used as scratch
-            mstore(0x60, 0)
-        }
     }
 
     // ---------------------------------------------------------------- internals: transmit
 
-    /// Checks and stores every update word: feedIndex u16 | observedAt u32 | numSources u8 |
-    /// reserved u8 | value i192, indexes strictly ascending. A feed's table entry is
-    /// decimals u8 | historyDepth u8 | breakerBps u16 | heartbeat u32 | min i64 | max i64.
-    /// Feeds that share a storage slot are read and written once. When the indexes span at
-    /// most 8 entries per feed, their table entries come from one EXTCODECOPY (to 0x80).
-    function _applyUpdates(uint256 t, bytes calldata updates) private {
+    /// Checks (and, but in MODE_VERIFY, stores) every update word: feedIndex u16 |
+    /// observedAt u32 | numSources u8 | reserved u8 | value i192, indexes strictly ascending;
+    /// returns how many feeds were stored. A feed's table entry (one word) is decimals u8 |
+    /// historyDepth u8 | quiet u1 | breakerBps u15 | heartbeat u32 | min i64 | max i64 |
+    /// breakerFloor u64. Feeds that share a storage slot are
+    /// read and written once. When the indexes span at most 8 entries per feed, their table
+    /// entries come from one EXTCODECOPY (to 0x80). Restores 0x40 and 0x60 (used as scratch).
+    function _applyUpdates(uint256 t, uint256 mode) private returns (uint256 stored) {
         assembly {
-            let len := updates.length
-            if or(iszero(len), and(len, 31)) {
+            // blob | table offset << 160 at 0x60, for an entry outside the copied range.
+            mstore(0x60, or(and(t, ADDRESS_MASK), shl(160, add(33, mul(40, and(shr(224, t), 0xff))))))
+            t := or(and(t, ADDRESS_MASK), shl(248, mode)) // the blob and the mode: one stack slot
+            let o := CD_UPDATES
+            let end := calldataload(CD_UPDATES_LENGTH)
+            if or(iszero(end), and(end, 31)) {
                 mstore(0, ERR_INVALID_UPDATES)
                 revert(0x1c, 0x04)
             }
-            let o := updates.offset
-            let end := add(o, len)
-            // blob | table offset << 160 at 0x60, for an entry outside the copied range.
-            mstore(0x60, or(and(t, ADDRESS_MASK), shl(160, add(33, mul(40, and(shr(224, t), 0xff))))))
+            end := add(o, end)
             let first := shr(240, calldataload(o))
             let span := add(sub(shr(240, calldataload(sub(end, 32))), first), 1) // huge if not ascending
-            switch gt(span, shr(3, len))
+            switch gt(span, shr(3, sub(end, o)))
             case 0 {
-                extcodecopy(and(t, ADDRESS_MASK), 0x80, add(shr(160, mload(0x60)), mul(first, ENTRY_BYTES)), mul(span, ENTRY_BYTES))
+                extcodecopy(and(t, ADDRESS_MASK), 0x80, add(shr(160, mload(0x60)), shl(5, first)), shl(5, span))
             }
             default { span := 0 }
-            let horizon := add(timestamp(), MAX_FUTURE_SKEW)
             let minIndex := 0
             let curSlot := 0 // no slot loaded yet (feed slots are never 0)
             let packed := 0
             for {} lt(o, end) { o := add(o, 32) } {
-                let word := calldataload(o)
-                let index := shr(240, word)
-                if or(lt(index, minIndex), and(shr(192, word), 0xff)) {
+                let index := shr(240, calldataload(o))
+                if or(lt(index, minIndex), and(shr(192, calldataload(o)), 0xff)) {
                     mstore(0, ERR_INVALID_UPDATES)
                     revert(0x1c, 0x04)
                 }
                 minIndex := add(index, 1)
-                let e
+                let entry
                 switch lt(sub(index, first), span)
-                case 1 { e := shr(64, mload(add(0x80, mul(sub(index, first), ENTRY_BYTES)))) }
+                case 1 { entry := mload(add(0x80, shl(5, sub(index, first)))) }
                 default {
                     let at := mload(0x60)
-                    extcodecopy(and(at, ADDRESS_MASK), 0, add(shr(160, at), mul(index, ENTRY_BYTES)), ENTRY_BYTES)
-                    e := shr(64, mload(0))
+                    extcodecopy(and(at, ADDRESS_MASK), 0, add(shr(160, at), shl(5, index)), ENTRY_BYTES)
+                    entry := mload(0)
                 }
-                if iszero(and(shr(128, e), 0xffffffff)) {
+                if iszero(and(shr(192, entry), 0xffffffff)) {
                     // heartbeat 0: no such feed
                     mstore(0, ERR_UNKNOWN_FEED)
                     mstore(0x20, index)
                     revert(0x1c, 0x24)
                 }
-                let value := signextend(23, word)
-                if or(slt(value, signextend(7, shr(64, e))), sgt(value, signextend(7, e))) {
+                let value := signextend(23, calldataload(o))
+                if or(slt(value, signextend(7, shr(128, entry))), sgt(value, signextend(7, shr(64, entry)))) {
                     mstore(0, ERR_VALUE_OUT_OF_BOUNDS)
                     mstore(0x20, index)
                     mstore(0x40, value)
                     revert(0x1c, 0x44)
                 }
-                let observedAt := and(shr(208, word), 0xffffffff)
-                if gt(observedAt, horizon) {
+                let observedAt := and(shr(208, calldataload(o)), 0xffffffff)
+                if gt(observedAt, add(timestamp(), MAX_FUTURE_SKEW)) {
                     mstore(0, ERR_OBSERVATION_IN_FUTURE)
                     mstore(0x20, index)
                     mstore(0x40, observedAt)
                     revert(0x1c, 0x44)
                 }
+                if lt(add(observedAt, and(shr(192, entry), 0xffffffff)), timestamp()) {
+                    mstore(0, ERR_OBSERVATION_EXPIRED)
+                    mstore(0x20, index)
+                    mstore(0x40, observedAt)
+                    mstore(0x60, and(shr(192, entry), 0xffffffff))
+                    revert(0x1c, 0x64)
+                }
+                if eq(shr(248, t), MODE_VERIFY) { continue }
                 {
                     let slot := add(s_feedPairs.slot, shr(1, index))
                     if iszero(eq(slot, curSlot)) {
@@ -966,14 +1136,26 @@ contract QuorumOracle is Governed {
                         packed := sload(slot)
                     }
                 }
-                let shift := shl(7, and(index, 1))
-                let half := and(shr(shift, packed), MASK_128)
+                let half := and(shr(shl(7, and(index, 1)), packed), MASK_128)
                 if lt(observedAt, and(shr(32, half), 0xffffffff)) {
-                    mstore(0, ERR_OBSERVATION_TOO_OLD)
-                    mstore(0x20, index)
-                    mstore(0x40, observedAt)
-                    mstore(0x60, and(shr(32, half), 0xffffffff))
-                    revert(0x1c, 0x64)
+                    if iszero(shr(248, t)) {
+                        mstore(0, ERR_OBSERVATION_TOO_OLD)
+                        mstore(0x20, index)
+                        mstore(0x40, observedAt)
+                        mstore(0x60, and(shr(32, half), 0xffffffff))
+                        revert(0x1c, 0x64)
+                    }
+                    continue // submit: older than stored, skipped
+                }
+                if eq(shr(248, t), MODE_SUBMIT_LATE) {
+                    // A report at or below the watermark: only strictly later observations;
+                    // when the stored one was ahead of its block (so updatedAt is the block's),
+                    // later than anything it may have been; a tripped feed moves only with
+                    // reports in sequence, so a replay can neither clear nor prolong a trip.
+                    if or(
+                        and(half, 2),
+                        iszero(gt(observedAt, add(and(shr(32, half), 0xffffffff), mul(and(shr(31, half), 1), MAX_FUTURE_SKEW))))
+                    ) { continue }
                 }
                 let roundId := and(shr(2, half), MAX_ROUND_ID)
                 if eq(roundId, MAX_ROUND_ID) {
@@ -981,26 +1163,32 @@ contract QuorumOracle is Governed {
                     mstore(0x20, index)
                     revert(0x1c, 0x24)
                 }
-                // Accepted unless the circuit breaker decides otherwise: value, time, round + 1;
-                // tripped and flag cleared.
-                let next := or(or(shl(64, and(value, 0xffffffffffffffff)), shl(32, observedAt)), shl(2, add(roundId, 1)))
+                // Accepted unless the circuit breaker decides otherwise: value, updatedAt, ahead,
+                // round + 1; tripped and flag cleared. updatedAt is never after the block that
+                // stores it: readers' block.timestamp - updatedAt cannot underflow, and it does
+                // not creep forward as later blocks pass.
+                let next := or(shl(64, and(value, 0xffffffffffffffff)), or(shl(32, observedAt), shl(2, add(roundId, 1))))
+                if gt(observedAt, timestamp()) {
+                    next := or(and(next, not(shl(32, 0xffffffff))), or(shl(32, timestamp()), shl(31, 1)))
+                }
                 // The breaker checks the jump from the last good value unless: first value
                 // ever, breaker off (0 bps), or re-anchoring after a reset (tripped 0, flag 1).
-                if and(and(iszero(iszero(roundId)), iszero(iszero(and(e, BPS_MASK)))), iszero(eq(and(half, 3), 1))) {
+                if and(and(iszero(iszero(roundId)), iszero(iszero(and(entry, BPS_MASK)))), iszero(eq(and(half, 3), 1))) {
                     let last := signextend(7, shr(64, half))
                     let delta := sub(value, last) // |value|, |last| < 2^63: no overflow below
                     if slt(delta, 0) { delta := sub(0, delta) }
                     let magnitude := last
                     if slt(magnitude, 0) { magnitude := sub(0, magnitude) }
-                    switch gt(mul(delta, 10000), mul(shr(160, and(e, BPS_MASK)), magnitude))
+                    // Beyond the limit: past breakerBps of the last good value and past the
+                    // floor (so a last value of 0 does not make every move a jump).
+                    switch and(gt(mul(delta, 10000), mul(shr(224, and(entry, BPS_MASK)), magnitude)), gt(delta, and(entry, FLOOR_MASK)))
                     case 1 {
-                        // beyond the limit
                         switch and(half, 2)
                         case 0 {
                             // trips: not stored
                             mstore(0, last)
                             mstore(0x20, value)
-                            mstore(0x40, observedAt) // restored by transmit
+                            mstore(0x40, observedAt)
                             log2(0, 0x60, BREAKER_TRIPPED_TOPIC, index)
                             next := or(half, 2)
                         }
@@ -1018,19 +1206,29 @@ contract QuorumOracle is Governed {
                         }
                     }
                 }
-                // History (opt-in): the ring slot of every stored value.
-                if and(shr(176, e), 0xff) {
-                    if iszero(and(next, 2)) {
+                if iszero(and(next, 2)) {
+                    stored := add(stored, 1)
+                    // History (opt-in): the ring slot of every stored value.
+                    if and(shr(240, entry), 0xff) {
                         mstore(0, index)
                         mstore(0x20, s_history.slot)
                         mstore(0x20, keccak256(0, 0x40))
-                        mstore(0, mod(and(shr(2, next), MAX_ROUND_ID), and(shr(176, e), 0xff)))
+                        mstore(0, mod(add(roundId, 1), and(shr(240, entry), 0xff)))
                         sstore(keccak256(0, 0x40), next)
                     }
+                    if iszero(and(entry, QUIET_BIT)) {
+                        mstore(0, value)
+                        mstore(0x20, and(shr(32, next), 0xffffffff))
+                        mstore(0x40, add(roundId, 1))
+                        log2(0, 0x60, FEED_UPDATED_TOPIC, index)
+                    }
                 }
+                let shift := shl(7, and(index, 1))
                 packed := or(and(packed, not(shl(shift, MASK_128))), shl(shift, next))
             }
-            sstore(curSlot, packed)
+            if curSlot { sstore(curSlot, packed) }
+            mstore(0x40, 0x80) // the free memory pointer and the zero slot, used as scratch
+            mstore(0x60, 0)
         }
     }
 
@@ -1040,37 +1238,30 @@ contract QuorumOracle is Governed {
         return (s_feedPairs[index >> 1] >> ((uint256(index) & 1) * 128)) & MASK_128;
     }
 
-    /// The feed's table entry as a 192-bit number; reverts UnknownFeed for a bad index.
-    function _readEntry(Transmission memory t, uint16 index) private view returns (uint256 e) {
+    /// The feed's table entry (one word); reverts UnknownFeed for a bad index.
+    function _readEntry(Transmission memory t, uint16 index) private view returns (uint256 entry) {
         address blob = t.blob;
         uint256 offset = 33 + 40 * uint256(t.n) + uint256(index) * ENTRY_BYTES;
         assembly ("memory-safe") {
             mstore(0, 0)
             extcodecopy(blob, 0, offset, ENTRY_BYTES)
-            e := shr(64, mload(0))
+            entry := mload(0)
         }
-        if (uint32(e >> 128) == 0) revert UnknownFeed(index);
+        if (uint32(entry >> 192) == 0) revert UnknownFeed(index);
     }
 
-    function _entry(
-        uint16 index,
-        uint8 decimals,
-        int192 minValue,
-        int192 maxValue,
-        uint16 breakerBps,
-        uint32 heartbeat,
-        uint8 historyDepth
-    ) private returns (uint256) {
-        if (minValue > maxValue) revert InvalidBounds(minValue, maxValue);
-        // Clamp to the stored width: a value outside int64 is out of bounds anyway.
-        int64 lo = minValue < type(int64).min ? type(int64).min : int64(minValue);
-        int64 hi = maxValue > type(int64).max ? type(int64).max : int64(maxValue);
-        if (lo > hi) revert InvalidBounds(minValue, maxValue);
-        if (heartbeat == 0 || breakerBps > 10_000) revert InvalidFeedParameters(breakerBps, heartbeat);
+    function _entry(uint16 index, uint8 decimals, FeedParameters calldata p) private returns (uint256) {
+        // Bounds outside the stored width would wrap when narrowed (2^63 becomes -2^63).
+        if (p.minValue < type(int64).min || p.maxValue > type(int64).max || p.minValue > p.maxValue) {
+            revert InvalidBounds(p.minValue, p.maxValue);
+        }
+        if (p.heartbeat == 0 || p.breakerBps > 10_000) revert InvalidFeedParameters(p.breakerBps, p.heartbeat);
         if (index == type(uint16).max) revert TooManyFeeds();
-        emit FeedParametersSet(index, lo, hi, breakerBps, heartbeat, historyDepth);
-        return (uint256(decimals) << 184) | (uint256(historyDepth) << 176) | (uint256(breakerBps) << 160)
-            | (uint256(heartbeat) << 128) | (uint256(uint64(lo)) << 64) | uint256(uint64(hi));
+        emit FeedParametersSet(index, p);
+        return (uint256(decimals) << 248) | (uint256(p.historyDepth) << 240) | (p.updateEvents ? 0 : 1 << 239)
+            | (uint256(p.breakerBps) << 224) | (uint256(p.heartbeat) << 192)
+            | (uint256(uint64(int64(p.minValue))) << 128) | (uint256(uint64(int64(p.maxValue))) << 64)
+            | uint256(p.breakerFloor);
     }
 
     /// A copy of the feed table with room for `extra` more entries.
@@ -1087,9 +1278,8 @@ contract QuorumOracle is Governed {
     }
 
     function _putEntry(bytes memory table, uint256 index, uint256 entry) private pure {
-        uint256 start = index * ENTRY_BYTES;
-        for (uint256 k; k < ENTRY_BYTES; ++k) {
-            table[start + k] = bytes1(uint8(entry >> (8 * (ENTRY_BYTES - 1 - k))));
+        assembly ("memory-safe") {
+            mstore(add(add(table, 32), mul(index, ENTRY_BYTES)), entry)
         }
     }
 
@@ -1115,6 +1305,7 @@ contract QuorumOracle is Governed {
         uint256 n = signers.length;
         if (transmitters.length != n) revert LengthMismatch(n, transmitters.length);
         if (n > MAX_SIGNERS) revert TooManySigners(n, MAX_SIGNERS);
+        if (f == 0) revert ZeroFaultTolerance();
         if (n < 3 * uint256(f) + 1) revert FaultToleranceTooHigh(n, f);
         if (threshold <= f || threshold > n) revert InvalidThreshold(threshold, f, n);
         _requireDistinctNonZero(signers);

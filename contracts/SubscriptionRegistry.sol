@@ -156,8 +156,9 @@ contract SubscriptionRegistry is Owned {
     /// A page of subscriptions, [offset, offset + limit) clipped to the list.
     function subscriptions(uint256 offset, uint256 limit) external view returns (Subscription[] memory page) {
         uint256 total = s_subscriptions.length;
-        uint256 end = offset + limit > total ? total : offset + limit;
-        if (offset >= end) return new Subscription[](0);
+        if (offset >= total) return new Subscription[](0);
+        // limit > total - offset, not offset + limit > total: the sum may overflow.
+        uint256 end = limit > total - offset ? total : offset + limit;
         page = new Subscription[](end - offset);
         for (uint256 i = offset; i < end; ++i) page[i - offset] = s_subscriptions[i];
     }

@@ -41,9 +41,11 @@ RECEIPT_POLL_S = 0.02
 # (a breaker slot written, a history ring advanced) from the pending state it was estimated on.
 GAS_HEADROOM = 1.25
 
-ARTIFACTS = (
-    "QuorumOracle", "FeedProxy", "RiskGate", "SubscriptionRegistry", "ChainlinkConsumer", "MarginVault", "TestCollateral",
-)
+# Whose custom errors a revert is decoded against (test-only consumers included: their
+# refusals are what the consumer tests assert).
+ARTIFACTS = ("QuorumOracle", "FeedProxy", "StrictFeedProxy", "RiskGate", "SubscriptionRegistry", "MarginVault",
+             "TestCollateral", "ChainlinkConsumer", "StalenessCheckedConsumer", "RoundCompleteConsumer",
+             "LatestAnswerConsumer", "LendingOracleWrapper", "PullKeeper")
 
 # The web3 object this package is handed: HTTP, the one transport the lean client speaks.
 HttpWeb3: TypeAlias = AsyncWeb3[AsyncHTTPProvider]

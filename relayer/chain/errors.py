@@ -43,3 +43,8 @@ class TransmitError(ContractRevert):
 class VaultRevert(ContractRevert):
     """A ``MarginVault`` action reverted; ``reason`` names the refusal, e.g. ``"FeedStale"``,
     ``"CoolingDown"``, ``"ActionLimitReached"`` (RiskGate's and the token's errors pass through)."""
+
+
+class ReportRefused(ContractRevert):
+    """``verifyReport`` or ``submit`` refused a report; ``reason`` is the contract's error,
+    e.g. ``"ConfigDigestMismatch"`` (another or a replaced committee) or ``"SignerMismatch"``."""

@@ -1,5 +1,8 @@
 """Typed async wrapper around the deployed QuorumOracle and FeedProxy contracts.
 
+A report reaches the oracle three ways, all in ``transmit``'s encoding: ``transmit`` (the
+committee's transmitters), :meth:`QuorumOracleClient.submit_report` (anyone: the pull path)
+and :meth:`QuorumOracleClient.verify_report` (a read: the report's values, nothing stored).
 Every state-changing call is first checked against the pending block (``eth_estimateGas``)
 so a revert surfaces as a :class:`ContractRevert` / :class:`TransmitError` carrying the
 custom error's name, before any gas is spent. Transactions are signed locally with
@@ -24,16 +27,19 @@ from relayer.chain.contract import (
     require_success,
     set_rpc_timeout,
 )
-from relayer.chain.errors import ChainError, TransmitError
+from relayer.chain.errors import ChainError, ContractRevert, ReportRefused, TransmitError
 
 __all__ = [
+    "FeedParameters",
     "FeedProxyClient",
     "FeedState",
     "FeedStatus",
     "OnchainConfig",
     "QuorumOracleClient",
+    "SubmitReceipt",
     "TransmitReceipt",
     "Transmission",
+    "VerifiedFeed",
     "connect",
     "deploy_contract",
     "deploy_oracle",
@@ -47,6 +53,7 @@ RPC_TIMEOUT_S = 10.0
 DEFAULT_HEARTBEAT_S = 3600
 NEW_TRANSMISSION_TOPIC = "0x" + keccak(b"NewTransmission(uint32,uint32,uint256)").hex()
 FEED_ADDED_TOPIC = "0x" + keccak(b"FeedAdded(uint16,bytes32,uint8,string,int192,int192)").hex()
+FEED_UPDATED_TOPIC = "0x" + keccak(b"FeedUpdated(uint16,int192,uint32,uint32)").hex()
 
 
 def connect(rpc_url: str, *, timeout: float = RPC_TIMEOUT_S) -> HttpWeb3:
@@ -105,6 +112,55 @@ class FeedStatus:
 
 
 @dataclass(frozen=True)
+class FeedParameters:
+    """A feed's on-chain parameters (``addFeed``, ``setFeedParameters``, ``feedParameters``).
+
+    Bounds must lie within int64, the stored width (else ``InvalidBounds``). ``breaker_bps``
+    (0 = off) is the largest accepted jump from the last good value, ``breaker_floor`` a jump
+    (in raw units) always accepted, so a feed that can read 0 is not stuck tripped;
+    ``heartbeat`` the age in seconds after which readers call the value stale, and the oldest
+    observation the oracle accepts; ``history_depth`` past rounds kept for ``getRoundData``
+    (0 = latest only); ``update_events`` a ``FeedUpdated`` event per stored value.
+    """
+
+    min_value: int
+    max_value: int
+    breaker_bps: int = 0
+    breaker_floor: int = 0
+    heartbeat: int = DEFAULT_HEARTBEAT_S
+    history_depth: int = 0
+    update_events: bool = True
+
+    def as_tuple(self) -> tuple[int, int, int, int, int, int, bool]:
+        return (self.min_value, self.max_value, self.breaker_bps, self.breaker_floor, self.heartbeat,
+                self.history_depth, self.update_events)
+
+    @classmethod
+    def from_tuple(cls, raw: Sequence[Any]) -> FeedParameters:
+        low, high, bps, floor, heartbeat, depth, events = raw
+        return cls(int(low), int(high), int(bps), int(floor), int(heartbeat), int(depth), bool(events))
+
+
+@dataclass(frozen=True)
+class VerifiedFeed:
+    """One feed of a report ``verifyReport`` accepted: as signed, nothing stored."""
+
+    feed_index: int
+    value: int
+    observed_at: int
+
+
+@dataclass(frozen=True)
+class FeedUpdated:
+    """One ``FeedUpdated`` event: a feed's value was stored."""
+
+    feed_index: int
+    value: int
+    updated_at: int
+    round_id: int
+
+
+@dataclass(frozen=True)
 class Transmission:
     """One ``NewTransmission`` event: a report landed."""
 
@@ -127,14 +183,27 @@ class TransmitReceipt:
         return self.status == 1
 
 
+@dataclass(frozen=True)
+class SubmitReceipt(TransmitReceipt):
+    """A landed ``submit``: which feeds of the report were newer than stored, and stored."""
+
+    updated: tuple[FeedUpdated, ...] = ()
+
+
 async def deploy_oracle(w3: HttpWeb3, owner_key: bytes) -> str:
     """Deploy a QuorumOracle owned by ``owner_key``'s account; returns its address."""
     return await deploy_contract(w3, owner_key, "QuorumOracle")
 
 
-async def deploy_proxy(w3: HttpWeb3, owner_key: bytes, oracle: str, feed_index: int) -> str:
-    """Deploy a FeedProxy (AggregatorV3Interface) for one feed of ``oracle``."""
-    return await deploy_contract(w3, owner_key, "FeedProxy", AsyncWeb3.to_checksum_address(oracle), feed_index)
+async def deploy_proxy(w3: HttpWeb3, owner_key: bytes, oracle: str, feed_index: int, *, strict: bool = False) -> str:
+    """Deploy a FeedProxy (AggregatorV2V3) for one feed of ``oracle``.
+
+    While the oracle is paused or the feed's breaker tripped, a FeedProxy answers the last good
+    value with ``updatedAt = 0`` (every staleness check refuses it); a ``strict`` one
+    (StrictFeedProxy) reverts ``OraclePaused`` / ``FeedBreakerTripped`` instead.
+    """
+    name = "StrictFeedProxy" if strict else "FeedProxy"
+    return await deploy_contract(w3, owner_key, name, AsyncWeb3.to_checksum_address(oracle), feed_index)
 
 
 class QuorumOracleClient(ContractClient):
@@ -180,25 +249,17 @@ class QuorumOracleClient(ContractClient):
         breaker_bps: int = 0,
         heartbeat: int = DEFAULT_HEARTBEAT_S,
         history_depth: int = 0,
+        breaker_floor: int = 0,
+        update_events: bool = True,
     ) -> int:
         """Register a feed (its on-chain id is :func:`feed_id_bytes`); returns its index.
 
-        Bounds are clamped on-chain to int64, the stored width. ``breaker_bps`` (0 = off) is
-        the largest accepted jump from the last good value; ``heartbeat`` the age in seconds
-        after which readers call the value stale; ``history_depth`` past rounds kept for
-        ``getRoundData`` (0 = latest only, the cheapest transmit).
+        The parameters are those of :class:`FeedParameters` (bounds within int64).
         """
+        parameters = FeedParameters(min_value, max_value, breaker_bps, breaker_floor, heartbeat, history_depth,
+                                    update_events)
         receipt = await self._transact(
-            owner_key,
-            "addFeed",
-            feed_id_bytes(feed_id),
-            decimals,
-            description,
-            min_value,
-            max_value,
-            breaker_bps,
-            heartbeat,
-            history_depth,
+            owner_key, "addFeed", feed_id_bytes(feed_id), decimals, description, parameters.as_tuple()
         )
         require_success(receipt, "addFeed")
         for entry in receipt["logs"]:
@@ -206,13 +267,12 @@ class QuorumOracleClient(ContractClient):
                 return int(entry["topics"][1], 16)  # feedIndex is indexed
         raise ChainError(f"addFeed landed without a FeedAdded event (tx {receipt['transactionHash'].hex()})")
 
-    async def set_feed_parameters(
-        self, owner_key: bytes, index: int, min_value: int, max_value: int, breaker_bps: int, heartbeat: int
-    ) -> None:
-        receipt = await self._transact(
-            owner_key, "setFeedParameters", index, min_value, max_value, breaker_bps, heartbeat
-        )
+    async def set_feed_parameters(self, owner_key: bytes, index: int, parameters: FeedParameters) -> None:
+        receipt = await self._transact(owner_key, "setFeedParameters", index, parameters.as_tuple())
         require_success(receipt, "setFeedParameters")
+
+    async def feed_parameters(self, index: int) -> FeedParameters:
+        return FeedParameters.from_tuple(await self._call("feedParameters", index))
 
     async def reset_breaker(self, key: bytes, index: int) -> None:
         """Owner or guardian: clear a tripped breaker; the next report re-anchors the feed."""
@@ -311,6 +371,70 @@ class QuorumOracleClient(ContractClient):
         if fn.fn_name != "transmit":
             raise ChainError(f"expected a transmit call, got {fn.fn_name}")
         return dict(args)
+
+    # -- the pull path: anyone submits, anyone verifies ----------------------------------
+
+    async def verify_report(
+        self,
+        config_digest: bytes,
+        epoch: int,
+        round: int,
+        updates: bytes,
+        signatures: Sequence[tuple[int, bytes]],
+        *,
+        block: str = "latest",
+    ) -> list[VerifiedFeed]:
+        """The contract's verdict on a report, nothing stored: its feeds if the current
+        committee signed it for this chain and contract and each feed passes the per-feed
+        checks; else :class:`ReportRefused` with the contract's error (``reason``)."""
+        bitmask, packed = pack_signatures(signatures)
+        try:
+            indexes, values, times = await self._call(
+                "verifyReport", config_digest, epoch, round, updates, bitmask, packed, block=block)
+        except ContractRevert as exc:
+            raise ReportRefused(f"verifyReport refused the report: {exc}", reason=exc.reason,
+                                error_args=exc.error_args, data=exc.data) from exc
+        return [VerifiedFeed(int(i), int(v), int(t)) for i, v, t in zip(indexes, values, times)]
+
+    async def submit_report(
+        self,
+        sender_key: bytes,
+        config_digest: bytes,
+        epoch: int,
+        round: int,
+        updates: bytes,
+        signatures: Sequence[tuple[int, bytes]],
+    ) -> SubmitReceipt:
+        """Submit an attested report from any account (the pull path). Feeds not newer than
+        the stored ones are skipped, not refused; ``updated`` lists the ones stored (from
+        their ``FeedUpdated`` events: feeds with events off are stored but not listed).
+        A refused report raises :class:`ReportRefused` before any gas is spent."""
+        bitmask, packed = pack_signatures(signatures)
+        receipt = await self._transact(
+            sender_key, "submit", config_digest, epoch, round, updates, bitmask, packed, error_cls=ReportRefused
+        )
+        return SubmitReceipt(
+            tx_hash=bytes(receipt["transactionHash"]),
+            block_number=int(receipt["blockNumber"]),
+            gas_used=int(receipt["gasUsed"]),
+            status=int(receipt["status"]),
+            updated=tuple(self.feed_updates(receipt["logs"])),
+        )
+
+    def feed_updates(self, logs: Sequence[dict[str, Any]]) -> list[FeedUpdated]:
+        """This oracle's ``FeedUpdated`` events among raw JSON-RPC logs (a receipt's, or
+        ``eth_getLogs``'), in order."""
+        out = []
+        for entry in logs:
+            topics = entry.get("topics") or []
+            if not topics or topics[0] != FEED_UPDATED_TOPIC or entry["address"].lower() != self.address.lower():
+                continue
+            data = bytes.fromhex(entry["data"][2:])
+            value = int.from_bytes(data[0:32], "big", signed=True)
+            out.append(FeedUpdated(feed_index=int(topics[1], 16), value=value,
+                                   updated_at=int.from_bytes(data[32:64], "big"),
+                                   round_id=int.from_bytes(data[64:96], "big")))
+        return out
 
     # -- transmission -----------------------------------------------------------------
 

@@ -52,7 +52,7 @@ async def _deploy(anvil: AnvilNode) -> str:
     address = await deploy_oracle(w3, owner)
     client = QuorumOracleClient(w3, address)
     for feed in ("BTC-USD", "ETH-USD"):
-        await client.add_feed(owner, feed, 8, f"{feed} spot", 1, 10**30)
+        await client.add_feed(owner, feed, 8, f"{feed} spot", 1, 10**18)
     await client.set_config(owner, [address_of(_signer(i)) for i in range(4)],
                             [a for a, _ in anvil.accounts[1:5]], 1, 2, OffchainConfig().encode())
     await disconnect(w3)

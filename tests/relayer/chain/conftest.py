@@ -6,8 +6,9 @@ one anvil process but never see each other's contracts, nonces or reports.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from web3 import AsyncWeb3
@@ -22,10 +23,13 @@ from relayer.chain.codec import (
     sign_digest,
 )
 from relayer.chain.contract import disconnect
+from relayer.chain.errors import ContractRevert
 from relayer.chain.oracle import (
     OnchainConfig,
     QuorumOracleClient,
+    SubmitReceipt,
     TransmitReceipt,
+    VerifiedFeed,
     connect,
     deploy_oracle,
 )
@@ -34,6 +38,13 @@ ETH_USD = "ETH/USD"
 BTC_USD = "BTC/USD"
 MIN_VALUE = 1
 MAX_VALUE = 10**18  # within int64, the stored width
+
+
+async def reverts(call: Awaitable[Any], error_cls: type[ContractRevert] = ContractRevert) -> ContractRevert:
+    """The typed revert ``call`` raises (the test fails if it does not)."""
+    with pytest.raises(error_cls) as caught:
+        await call
+    return caught.value
 
 
 def signer_key(i: int) -> bytes:
@@ -94,6 +105,22 @@ class Deployment:
             self.transmitter_keys[transmitter], self.config.config_digest, epoch, round, updates,
             self.sign(epoch, round, updates, signer_indexes),
         )
+
+    async def submit(
+        self, epoch: int, round: int, updates: bytes, signer_indexes: Sequence[int] = (0, 1, 2),
+        *, sender: int = 28,
+    ) -> SubmitReceipt:
+        """The pull path: an account outside the committee (anvil's ``sender``) submits."""
+        return await self.client.submit_report(
+            self.anvil.accounts[sender][1], self.config.config_digest, epoch, round, updates,
+            self.sign(epoch, round, updates, signer_indexes),
+        )
+
+    async def verify(
+        self, epoch: int, round: int, updates: bytes, signer_indexes: Sequence[int] = (0, 1, 2),
+    ) -> list[VerifiedFeed]:
+        return await self.client.verify_report(
+            self.config.config_digest, epoch, round, updates, self.sign(epoch, round, updates, signer_indexes))
 
 
 async def deploy(anvil: AnvilNode, w3: AsyncWeb3, *, n: int, f: int, threshold: int) -> Deployment:

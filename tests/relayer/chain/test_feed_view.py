@@ -25,7 +25,7 @@ async def test_the_view_follows_landings_and_keeps_the_previous_state(oracle: De
     assert await view.refresh() is False  # nothing landed: one eth_call, no feed read
     assert (view.polls, view.reads) == (2, 1)
 
-    t0 = await oracle.now()
+    t0 = await oracle.now() - 2  # t0 + 1 not ahead of the block: the oracle would store the block time
     await oracle.transmit(0, 1, oracle.updates(t0, (0, 3_000 * 10**8), (1, 60_000 * 10**8)))
     assert await view.refresh() is True
     snap = view.current()

@@ -20,7 +20,7 @@ from relayer.chain.codec import (
     to_compact,
 )
 from relayer.chain.errors import ContractRevert, TransmitError
-from relayer.chain.oracle import FeedProxyClient, deploy_proxy
+from relayer.chain.oracle import FeedParameters, FeedProxyClient, deploy_proxy
 
 from .conftest import BTC_USD, ETH_USD, MAX_VALUE, Deployment, deploy
 
@@ -263,8 +263,11 @@ async def test_feed_proxy_reads_like_a_chainlink_aggregator(oracle: Deployment) 
 async def test_transmit_gas_stays_within_budget(anvil: AnvilNode, w3: Any, n: int, f: int, feeds: int) -> None:
     """Guards against gas regressions; bench/ owns the measurements themselves."""
     d = await deploy(anvil, w3, n=n, f=f, threshold=n)  # every member signs: the worst case
+    # The push path as bench/gas.py's main table measures it: FeedUpdated events off.
+    for i in range(2):
+        await d.client.set_feed_parameters(d.owner_key, i, FeedParameters(1, MAX_VALUE, update_events=False))
     for i in range(2, feeds):
-        await d.client.add_feed(d.owner_key, f"FEED{i}/USD", 8, f"feed {i}", 1, MAX_VALUE)
+        await d.client.add_feed(d.owner_key, f"FEED{i}/USD", 8, f"feed {i}", 1, MAX_VALUE, update_events=False)
     now = await d.now()
     # First write of each feed slot is zero -> non-zero (20k); measure the steady state.
     await d.transmit(1, 1, d.updates(now - 1, *[(i, ETH + i) for i in range(feeds)]), range(n))
@@ -272,7 +275,7 @@ async def test_transmit_gas_stays_within_budget(anvil: AnvilNode, w3: Any, n: in
     receipt = await d.transmit(1, 2, d.updates(now, *[(i, ETH + 2 * i + 1) for i in range(feeds)]), range(n))
 
     print(f"transmit gas: {feeds} feed(s), {n} signatures: {receipt.gas_used}")
-    budget = {(4, 1): 58_500, (10, 10): 114_000}[(n, feeds)]
+    budget = {(4, 1): 58_500, (10, 10): 116_000}[(n, feeds)]
     assert receipt.gas_used <= budget
 
 

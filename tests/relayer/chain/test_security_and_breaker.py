@@ -11,7 +11,7 @@ import pytest
 from relayer.chain.anvil import AnvilNode
 from relayer.chain.codec import ReportDomain, address_of, sign_digest
 from relayer.chain.errors import ContractRevert, TransmitError
-from relayer.chain.oracle import FeedProxyClient, QuorumOracleClient, deploy_oracle, deploy_proxy
+from relayer.chain.oracle import FeedParameters, FeedProxyClient, QuorumOracleClient, deploy_oracle, deploy_proxy
 
 from .conftest import Deployment, deploy
 
@@ -87,12 +87,20 @@ async def test_ownership_moves_in_two_steps(oracle: Deployment) -> None:
     assert error.reason == "NotOwner"
 
 
-async def test_bounds_are_clamped_to_the_stored_width(oracle: Deployment) -> None:
-    index = await oracle.client.add_feed(oracle.owner_key, "WIDE", 8, "wide", -(10**30), 10**30)
+async def test_bounds_outside_int64_are_refused_not_wrapped(oracle: Deployment) -> None:
+    """A bound beyond the stored width used to be narrowed: a minimum of 2^63 became -2^63."""
+    owner = oracle.owner_key
+    for low, high in ((2**63, 2**63 + 1), (-(10**30), 10**30), (-(2**63) - 1, 0)):
+        error = await reverts(oracle.client.add_feed(owner, "WIDE", 8, "wide", low, high), ContractRevert)
+        assert error.reason == "InvalidBounds" and error.error_args == (low, high)
+        error = await reverts(oracle.client.set_feed_parameters(owner, 0, FeedParameters(low, high)), ContractRevert)
+        assert error.reason == "InvalidBounds"
+    index = await oracle.client.add_feed(owner, "WIDE", 8, "wide", -(2**63), 2**63 - 1)
     info = await oracle.client.contract.functions.feedInfo(index).call()
     assert info[3:] == [-(2**63), 2**63 - 1]
-    error = await reverts(oracle.transmit(1, 1, oracle.updates(await oracle.now(), (index, 2**63))))
-    assert error.reason == "ValueOutOfBounds"
+    await oracle.client.set_feed_parameters(owner, index, FeedParameters(-5, 5, breaker_bps=100, breaker_floor=2,
+                                                                        heartbeat=60, update_events=False))
+    assert await oracle.client.feed_parameters(index) == FeedParameters(-5, 5, 100, 2, 60, 0, False)
 
 
 # -- circuit breaker -------------------------------------------------------------------
