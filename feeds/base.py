@@ -34,7 +34,7 @@ from feeds.errors import (
     UnknownInstrumentError,
     UnsupportedFactorError,
 )
-from feeds.http import RawResponse
+from feeds.http import RawResponse, VenueSays
 from feeds.kinds import KINDS, FactorKind
 
 __all__ = ["Body", "SourceReading", "Source", "VenueQuote", "RawResponse", "FactorKind"]
@@ -94,7 +94,11 @@ class Source(abc.ABC):
     min_price: ClassVar[Decimal] = Decimal("1e-12")
     max_price: ClassVar[Decimal] = Decimal("1e12")
     # A ticker body is a few hundred bytes; a huge body is an attack or a wrong URL.
+    # The cap of every endpoint not named in body_caps.
     max_body_bytes: ClassVar[int] = 64 * 1024
+    # Per kind (one endpoint each), a cap sized for the venue's largest documented
+    # answer; the body is read as a stream and refused at its cap.
+    body_caps: ClassVar[Mapping[FactorKind, int]] = {}
 
     def __init__(self, base_url: str | None = None, timeout: float = 2.0) -> None:
         if not (isinstance(timeout, int | float) and math.isfinite(timeout) and timeout > 0):
@@ -123,7 +127,12 @@ class Source(abc.ABC):
     # value is absurd for any listed market, whatever the venue says.
     value_bounds: ClassVar[Mapping[FactorKind, tuple[Decimal, Decimal]]] = {
         FactorKind.REALIZED_VOL: (Decimal("1e-6"), Decimal(20)),
-        FactorKind.IMPLIED_VOL: (Decimal("1e-6"), Decimal(20)),
+        # An implied-vol index is quoted in percent (DVOL 55.3 = 55.3 %); read as a
+        # fraction by mistake it would be 5530 %. 5 (500 %) is above any implied vol a
+        # listed crypto market has printed, and below any percent quote that is
+        # plausible (a DVOL under 5 % has never printed), so the mistake cannot pass.
+        # 0.01 (1 %) likewise refuses a fraction divided by 100 once too often.
+        FactorKind.IMPLIED_VOL: (Decimal("0.01"), Decimal(5)),
         FactorKind.FUNDING_RATE: (Decimal("-0.5"), Decimal("0.5")),
         FactorKind.OPEN_INTEREST: (Decimal(1), Decimal("1e13")),
         FactorKind.DEPTH: (Decimal(1), Decimal("1e13")),
@@ -173,6 +182,20 @@ class Source(abc.ABC):
         """The venue's own error text in a decoded non-200 body, if it has one."""
         return None
 
+    def venue_says(self, payload: object) -> VenueSays | None:
+        """The venue's own error code in a decoded body, and what it means; None when there is none.
+
+        Asked of non-200 bodies and of every 200 body: a venue that reports errors
+        inside an HTTP 200 (Kraken's ``error`` list, OKX's ``code``, Bybit's
+        ``retCode``) maps its documented codes here to rate limited, unavailable or
+        unknown instrument, and gets the same typed error an HTTP status would give.
+        """
+        return None
+
+    def body_cap(self, kind: FactorKind) -> int:
+        """The body cap of the endpoint(s) serving ``kind``, in bytes."""
+        return self.body_caps.get(kind, self.max_body_bytes)
+
     def unsupported(self, kind: str, instrument: str) -> UnsupportedFactorError:
         served = ", ".join(sorted(self.factors)) or "none"
         return UnsupportedFactorError(
@@ -199,7 +222,7 @@ class Source(abc.ABC):
         started = time.monotonic()
         responses = [
             await http.get(session, self.base_url + path, params, origin=origin, timeout=self.timeout,
-                           max_body_bytes=self.max_body_bytes)
+                           max_body_bytes=self.body_cap(kind), endpoint=path)
             for path, params in steps
         ]
         latency_ms = (time.monotonic() - started) * 1000.0
@@ -245,7 +268,11 @@ class Source(abc.ABC):
         if kind not in self.factors:
             raise self.unsupported(kind, instrument)
         origin = self.origin(instrument)
-        payloads = [http.json_body(raw, origin, self.venue_error) for raw in responses]
+        payloads = [http.json_body(raw, origin, self.venue_error, self.venue_says) for raw in responses]
+        for payload in payloads:
+            says = self.venue_says(payload)
+            if says is not None:
+                raise http.refused_in_body(says, origin)
         quote = self.extract_factor(kind, payloads, instrument, fetched_at)
         if kind == FactorKind.SPOT:
             value = self._checked_price(quote.price, instrument, symbol)
@@ -301,6 +328,8 @@ class Source(abc.ABC):
             problem = f"{value}, which is not positive"
         elif value < low or value > high:
             problem = f"{value}, outside the sane range [{low}, {high}]"
+            if KINDS[kind].unit.startswith("annualized") and value > high and low <= value.scaleb(-2) <= high:
+                problem += " (a percentage read as a fraction?)"
         else:
             return value
         raise SourceValueError(

@@ -90,6 +90,14 @@ class Body:
             raise self.error(f"JSON object with {path_text(path)}", got)
         return node
 
+    def expect(self, wanted: str, *path: PathPart) -> None:
+        """The body names ``wanted`` at ``path`` (a symbol, a market type), or it is for another market."""
+        got = self.at(*path)
+        if got != wanted:
+            where = path_text(path)
+            raise self.origin.mismatch(f"{where} {wanted!r}", f"{where} {got!r}" if isinstance(got, str) else
+                                       f"{where} {json_kind(got)}")
+
     def decimal(self, *path: PathPart) -> Decimal:
         """A number at ``path`` as Decimal: decimal strings (what venues send) or exact JSON numbers."""
         value = self.at(*path)

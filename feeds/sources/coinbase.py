@@ -9,8 +9,16 @@
   newest first, numbers (not strings): ``[[time, low, high, open, close, volume], ...]``.
 - Depth: ``GET /products/BTC-USD/book?level=2``:
   ``{"bids": [["64000.1", "0.5", 3]], "asks": [...], "sequence": 1, "time": "..."}``.
+  Level 2 is the full aggregated book and the endpoint takes no depth limit (level 1
+  is the best level only, level 3 every order): for BTC-USD tens of thousands of
+  levels, about 30 bytes each, so from several hundred KiB to a few MiB. Its cap is
+  16 MiB, the other endpoints keep the 64 KiB default (a ticker is ~200 bytes, 61
+  candles ~4 KB).
 
-Errors come as ``{"message": "NotFound"}`` with a 4xx/5xx status.
+None of these answers names its product, so there is no instrument to check in the
+body: the product is in the path, and redirects are never followed.
+Errors come as ``{"message": "NotFound"}`` with a 4xx/5xx status; an unknown product
+is a 404 ``NotFound``.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from typing import ClassVar
 
 from feeds.base import Source, VenueQuote
 from feeds.computed import book_depth, realized_vol
+from feeds.http import Refusal, VenueSays
 from feeds.kinds import RV_CANDLE_SECONDS, RV_RETURNS, FactorKind
 
 
@@ -36,6 +45,7 @@ class CoinbaseSpot(Source):
     factors: ClassVar[frozenset[FactorKind]] = frozenset(
         {FactorKind.SPOT, FactorKind.REALIZED_VOL, FactorKind.DEPTH}
     )
+    body_caps: ClassVar[Mapping[FactorKind, int]] = {FactorKind.DEPTH: 16 * 1024 * 1024}
 
     def request(self, instrument: str) -> tuple[str, Mapping[str, str]]:
         return f"/products/{self.symbol(instrument)}/ticker", {}
@@ -70,3 +80,9 @@ class CoinbaseSpot(Source):
         if isinstance(payload, dict) and isinstance(payload.get("message"), str):
             return str(payload["message"])
         return None
+
+    def venue_says(self, payload: object) -> VenueSays | None:
+        message = self.venue_error(payload)
+        if message is None:
+            return None
+        return VenueSays(Refusal.UNKNOWN_INSTRUMENT if message == "NotFound" else Refusal.OTHER, message)

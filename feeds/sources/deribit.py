@@ -12,6 +12,14 @@ other venues, and counting it would count those venues twice.
   ``result.funding_8h`` (fraction per 8 h), ``result.timestamp`` (ms).
 - Open interest: same ticker -> ``result.open_interest``; perpetuals are inverse
   contracts and Deribit states their open interest in USD.
+
+The ticker echoes ``instrument_name`` and it is checked: ``BTC-PERPETUAL`` is the
+inverse perpetual, ``BTC_USDC-PERPETUAL`` the linear one. The DVOL answer names no
+currency. JSON-RPC error codes from Deribit's error table map to the typed errors of
+an HTTP status: 10028 (too_many_requests) is a rate limit; 11051
+(system_maintenance), 11094 (internal_server_error) and 13028
+(temporarily_unavailable) say the venue is down; 10020
+(invalid_or_unsupported_instrument) is an unknown instrument.
 """
 
 from __future__ import annotations
@@ -21,7 +29,16 @@ from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
 from feeds.base import Source, VenueQuote
+from feeds.http import Refusal, VenueSays
 from feeds.kinds import FactorKind
+
+_REFUSALS: Mapping[int, Refusal] = {
+    10028: Refusal.RATE_LIMITED,
+    11051: Refusal.UNAVAILABLE,
+    11094: Refusal.UNAVAILABLE,
+    13028: Refusal.UNAVAILABLE,
+    10020: Refusal.UNKNOWN_INSTRUMENT,
+}
 
 
 class DeribitSource(Source):
@@ -47,9 +64,6 @@ class DeribitSource(Source):
         self, kind: FactorKind, payloads: Sequence[object], instrument: str, fetched_at: float
     ) -> VenueQuote:
         body = self.body(payloads[0], instrument)
-        payload = body.payload
-        if isinstance(payload, dict) and "error" in payload and "result" not in payload:
-            raise body.error("a JSON-RPC result", f"an error ({self.venue_error(payload)})")
         if kind == FactorKind.IMPLIED_VOL:
             data = body.array("result", "data")
             if not data:
@@ -60,10 +74,7 @@ class DeribitSource(Source):
             close = body.decimal("result", "data", newest, 4)
             value = close.scaleb(-2) if close.is_finite() else close
             return VenueQuote(price=value, observed_at=stamps[newest])
-        echoed = body.at("result", "instrument_name")
-        expected = f"{self.symbol(instrument)}-PERPETUAL"
-        if echoed != expected:
-            raise body.error(f"instrument_name {expected!r}", f"{echoed!r}")
+        body.expect(f"{self.symbol(instrument)}-PERPETUAL", "result", "instrument_name")
         field = {FactorKind.FUNDING_RATE: "funding_8h", FactorKind.OPEN_INTEREST: "open_interest"}[kind]
         return VenueQuote(price=body.decimal("result", field), observed_at=body.epoch_millis("result", "timestamp"))
 
@@ -72,3 +83,10 @@ class DeribitSource(Source):
             error = payload["error"]
             return f"code {error.get('code')}: {error.get('message')}"
         return None
+
+    def venue_says(self, payload: object) -> VenueSays | None:
+        if not isinstance(payload, dict) or not isinstance(payload.get("error"), dict):
+            return None
+        code = payload["error"].get("code")
+        refusal = _REFUSALS.get(code, Refusal.OTHER) if isinstance(code, int) else Refusal.OTHER
+        return VenueSays(refusal, f"error code {code} ({payload['error'].get('message')})")

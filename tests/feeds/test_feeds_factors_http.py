@@ -21,6 +21,7 @@ from feeds.errors import (
     SourceRateLimited,
     SourceStaleError,
     SourceTimeout,
+    SourceUnavailable,
     SourceValueError,
 )
 from feeds.kinds import FactorKind
@@ -76,7 +77,7 @@ PRIMARY = {"binance": FactorKind.SPOT, "binance-futures": FactorKind.FUNDING_RAT
 FAULTS = {
     "timeout": (SourceTimeout, "expected a response from"),
     "http429": (SourceRateLimited, "got 429"),
-    "http500": (SourceHTTPError, "expected HTTP 200, got 500"),
+    "http500": (SourceUnavailable, "expected HTTP 200, got 500"),
     "html": (SourceFormatError, "HTML page"),
     "truncated": (SourceFormatError, "truncated JSON"),
     "nan": (SourceValueError, "non-finite value (NaN)"),

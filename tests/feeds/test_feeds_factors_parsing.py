@@ -60,7 +60,7 @@ RECORDED: dict[tuple[str, FactorKind], list[object]] = {
     ("okx", FactorKind.DEPTH): [{"code": "0", "msg": "", "data": [{
         "asks": [a + ["0", "2"] for a in ASKS], "bids": [b + ["0", "2"] for b in BIDS], "ts": str(MS)}]}],
     ("okx", FactorKind.FUNDING_RATE): [{"code": "0", "msg": "", "data": [{
-        "instId": "BTC-USDT-SWAP", "fundingRate": "0.0000792386", "fundingTime": str(MS + 1), "ts": str(MS)}]}],
+        "instType": "SWAP", "instId": "BTC-USDT-SWAP", "fundingRate": "0.0000792386", "fundingTime": str(MS + 1), "ts": str(MS)}]}],
     ("okx", FactorKind.OPEN_INTEREST): [{"code": "0", "msg": "", "data": [{
         "instType": "SWAP", "instId": "BTC-USDT-SWAP", "oi": "2216113", "oiCcy": "22161.13",
         "oiUsd": "1418312000.5", "ts": str(MS)}]}],
