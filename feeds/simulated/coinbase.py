@@ -3,6 +3,10 @@
 Serves what :mod:`feeds.sources.coinbase` reads. Products are named like our
 instruments ("BTC-USD"); times are RFC 3339; candles are numbers, newest first;
 errors are ``{"message": "NotFound"}`` with a 4xx status.
+
+The level-2 book is the full aggregated book, as Coinbase serves it (no depth limit):
+the 100 levels a side near mid every simulated venue has, then thousands of thin
+levels out to 60 % from mid, several hundred KiB in all.
 """
 
 from __future__ import annotations
@@ -13,7 +17,13 @@ from typing import ClassVar
 
 from aiohttp import web
 
-from feeds.simulated.venue import Handler, SimulatedVenue, VenueRefusal, iso
+from feeds.market import CTX, unit
+from feeds.simulated.venue import BookLevels, Handler, SimulatedVenue, VenueRefusal, iso
+
+# Levels a side beyond the near book: Coinbase's BTC-USD book has tens of thousands;
+# this many makes a body of several hundred KiB.
+FAR_LEVELS = 6000
+_FAR_FROM, _FAR_TO = Decimal("0.01"), Decimal("0.6")
 
 
 class SimulatedCoinbase(SimulatedVenue):
@@ -31,6 +41,19 @@ class SimulatedCoinbase(SimulatedVenue):
 
     def error_body(self, status: int) -> object:
         return {"message": "Public rate limit exceeded" if status == 429 else "Internal server error"}
+
+    def _build_book(self, instrument: str, t: float) -> BookLevels:
+        bids, asks = super()._build_book(instrument, t)
+        mid = self.price(instrument, t)
+        step = (_FAR_TO - _FAR_FROM) / FAR_LEVELS
+        for level in range(FAR_LEVELS):
+            offset = _FAR_FROM + step * level
+            # A few hundred to a few thousand USD resting at each far level.
+            usd = Decimal(1500) * (1 + Decimal("0.8") * unit(self.model.seed, "far", instrument, level, int(t)))
+            for side, sign in ((bids, -1), (asks, 1)):
+                price = CTX.multiply(mid, 1 + sign * offset).quantize(Decimal("0.01"))
+                side.append((price, (usd / price).quantize(Decimal("1e-6"))))
+        return bids, asks
 
     def _product(self, request: web.Request) -> str:
         product = request.match_info["product_id"]

@@ -84,6 +84,9 @@ FAULTS = {
     "negative": (SourceValueError, "which is not positive"),
     "zero": (SourceValueError, "which is not positive"),
     "stale": (SourceStaleError, "stopped updating"),
+    # In an HTTP 200 body on Kraken, OKX and Bybit; as HTTP 429 / 503 elsewhere.
+    "rate_limited": (SourceRateLimited, "the venue is rate limiting us"),
+    "unavailable": (SourceUnavailable, "the venue is failing"),
 }
 # Kraken's ticker carries no timestamp, so a stale Kraken ticker cannot be seen as such.
 CASES = [(v, f) for v in PRIMARY for f in FAULTS if not (v == "kraken" and f == "stale")]
@@ -193,6 +196,40 @@ async def test_retry_after_blocks_the_venue_until_then(
     await cache.poll_once(session)
     assert clean_faults.requests["bybit"] == asked  # not asked again within Retry-After (2 s)
     assert cache.health["bybit"].errors_by_type == {"SourceRateLimited": 1}
+
+
+@pytest.mark.parametrize(
+    ("venue", "fault", "status", "pause"),
+    [("kraken", "rate_limited", 200, 5.0), ("okx", "rate_limited", 200, 2.0), ("bybit", "rate_limited", 200, 5.0),
+     ("bybit", "http429", 429, 2.0)],
+)
+async def test_an_in_body_rate_limit_blocks_the_venue_as_a_429_does(
+    venue: str, fault: str, status: int, pause: float, clean_faults: VenueSimulator, session: aiohttp.ClientSession
+) -> None:
+    cache = _cache(clean_faults, backoff_base=0)
+    clean_faults.set_fault(venue, fault)
+    await cache.poll_once(session)
+    asked = clean_faults.requests[venue]
+    await cache.poll_once(session)
+    await cache.poll_once(session)
+    assert clean_faults.requests[venue] == asked  # not asked again within the venue's window
+    assert cache.health[venue].errors_by_type == {"SourceRateLimited": 1}
+    assert cache._venue_not_before[venue] - cache.health[venue].last_error_at == pytest.approx(pause)  # noqa: SLF001
+    assert f"got {status}" in (cache.health[venue].last_error or "") if status != 200 else \
+        "inside HTTP 200" in (cache.health[venue].last_error or "")
+    assert venue not in [r.source for r in cache.readings("BTC-USD")]
+
+
+async def test_an_in_body_outage_is_retried_within_the_poll_as_a_5xx_is(
+    clean_faults: VenueSimulator, session: aiohttp.ClientSession
+) -> None:
+    cache = _cache(clean_faults, backoff_base=0, retries=1)
+    clean_faults.set_fault("okx", "unavailable")
+    asked = clean_faults.requests["okx"]
+    await cache.poll_once(session)
+    assert clean_faults.requests["okx"] == asked + 2
+    assert cache.health["okx"].errors_by_type == {"SourceUnavailable": 1}
+    assert "code 50001" in (cache.health["okx"].last_error or "")
 
 
 async def test_backoff_spaces_out_a_failing_venue(clean_faults: VenueSimulator, session: aiohttp.ClientSession) -> None:

@@ -445,3 +445,10 @@ def test_a_broken_mark_price_is_named_as_such_not_as_open_interest(mark: str) ->
     message = str(caught.value)
     assert f"expected a positive finite markPrice for BTCUSDT to value open interest in USD, got {mark}" in message
     assert "open interest 0" not in message and "broken mark price" in message
+
+
+def test_each_venue_caps_its_big_endpoints_and_keeps_64_kib_elsewhere() -> None:
+    assert make_source("coinbase").body_cap(FactorKind.DEPTH) == 16 * 1024 * 1024
+    assert make_source("kraken").body_cap(FactorKind.REALIZED_VOL) == 256 * 1024
+    for name in ("binance", "okx", "bybit", "kraken"):
+        assert make_source(name).body_cap(FactorKind.SPOT) == 64 * 1024
