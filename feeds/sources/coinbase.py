@@ -31,7 +31,7 @@ from typing import ClassVar
 from feeds.base import Source, VenueQuote
 from feeds.computed import book_depth, realized_vol
 from feeds.http import Refusal, VenueSays
-from feeds.kinds import RV_CANDLE_SECONDS, RV_RETURNS, FactorKind
+from feeds.kinds import DEPTH_BAND_BPS, RV_CANDLE_SECONDS, RV_RETURNS, FactorKind
 
 
 def _iso(t: float) -> str:
@@ -72,7 +72,9 @@ class CoinbaseSpot(Source):
         if kind == FactorKind.REALIZED_VOL:
             return VenueQuote(*realized_vol(body.candles(time_unit="s"), body.origin, fetched_at))
         if kind == FactorKind.DEPTH:
-            depth = book_depth(body.levels("bids"), body.levels("asks"), body.origin)
+            # The full book: only the levels near mid are read (best first, checked).
+            bids, asks = body.levels_near_mid(("bids",), ("asks",), DEPTH_BAND_BPS)
+            depth = book_depth(bids, asks, body.origin)
             return VenueQuote(price=depth, observed_at=body.iso_time("time"))
         return super().extract_factor(kind, payloads, instrument, fetched_at)
 

@@ -452,3 +452,25 @@ def test_each_venue_caps_its_big_endpoints_and_keeps_64_kib_elsewhere() -> None:
     assert make_source("kraken").body_cap(FactorKind.REALIZED_VOL) == 256 * 1024
     for name in ("binance", "okx", "bybit", "kraken"):
         assert make_source(name).body_cap(FactorKind.SPOT) == 64 * 1024
+
+
+def test_a_full_coinbase_book_is_read_only_near_mid_with_the_same_depth() -> None:
+    from feeds.computed import book_depth
+    from feeds.errors import Origin
+
+    body = json.loads(json.dumps(RECORDED[("coinbase", BOOK)][0]))
+    # Thousands of far levels, as Coinbase's full level-2 book has, some of them broken:
+    # they lie beyond the band, so they change nothing and are never converted.
+    body["bids"] += [[f"{50000 - i}.00", "0.5", 1] for i in range(5000)] + [["NaN", "1", 1]]
+    body["asks"] += [[f"{70000 + i}.00", "0.5", 1] for i in range(5000)] + [["oops", "1", 1]]
+    reading = parse("coinbase", BOOK, [body])
+    near = [(Decimal(p), Decimal(q)) for p, q, _ in RECORDED[("coinbase", BOOK)][0]["bids"]]  # type: ignore[index]
+    near_asks = [(Decimal(p), Decimal(q)) for p, q, _ in RECORDED[("coinbase", BOOK)][0]["asks"]]  # type: ignore[index]
+    assert reading.value == book_depth(near, near_asks, Origin("coinbase", "BTC-USD")) == DEPTH
+
+
+def test_a_coinbase_book_side_out_of_order_is_a_format_error() -> None:
+    body = json.loads(json.dumps(RECORDED[("coinbase", BOOK)][0]))
+    body["bids"][0], body["bids"][1] = body["bids"][1], body["bids"][0]
+    with pytest.raises(SourceFormatError, match=r"expected bids best first, got 63990\.00 after 63900\.00 at \[1\]"):
+        parse("coinbase", BOOK, [body])
