@@ -88,6 +88,9 @@ class Source(abc.ABC):
     symbols: ClassVar[Mapping[str, str]]
     # A venue timestamp older than this means the venue's feed stopped updating.
     max_staleness: ClassVar[float] = 60.0
+    # Per kind, where the venue's own timing needs another limit than max_staleness
+    # (a value published once a minute, stamped at the minute's close).
+    staleness: ClassVar[Mapping[FactorKind, float]] = {}
     # Venue clocks run a little ahead of ours; more than this is a clock fault.
     max_clock_skew: ClassVar[float] = 5.0
     # Sanity bounds: outside them the value is absurd for any listed asset.
@@ -278,7 +281,9 @@ class Source(abc.ABC):
             value = self._checked_price(quote.price, instrument, symbol)
         else:
             value = self._checked_value(kind, quote.price, instrument, symbol)
-        observed_at = self._checked_time(quote.observed_at, fetched_at, instrument, symbol)
+        observed_at = self._checked_time(
+            quote.observed_at, fetched_at, instrument, symbol, self.staleness.get(kind, self.max_staleness)
+        )
         return SourceReading(
             source=self.name,
             instrument=instrument,
@@ -341,7 +346,7 @@ class Source(abc.ABC):
         )
 
     def _checked_time(
-        self, observed_at: float | None, fetched_at: float, instrument: str, symbol: str
+        self, observed_at: float | None, fetched_at: float, instrument: str, symbol: str, max_staleness: float
     ) -> float:
         if observed_at is None:
             return fetched_at
@@ -351,10 +356,10 @@ class Source(abc.ABC):
         except (OverflowError, OSError, ValueError):
             # A timestamp past year 9999 still has to end as a typed error, not a crash.
             stamp = f"unix time {observed_at:g}"
-        if age > self.max_staleness:
+        if age > max_staleness:
             raise SourceStaleError(
                 f"{self.name} {instrument}: expected a venue timestamp at most "
-                f"{self.max_staleness:g}s old, got {stamp} ({age:.1f}s old); the venue's "
+                f"{max_staleness:g}s old, got {stamp} ({age:.1f}s old); the venue's "
                 f"{symbol} ticker stopped updating — the feed uses the other sources",
                 source=self.name,
                 instrument=instrument,

@@ -44,8 +44,9 @@ FAULTS: tuple[str, ...] = (
     # errors there (errors_in_body), else with HTTP 429 / 503 and no Retry-After.
     "rate_limited", "unavailable",
 )
-# How far behind a venue's published timestamps are under the "stale" fault.
-STALE_BY = 120.0
+# How far behind a venue's published timestamps are under the "stale" fault: beyond
+# every source's staleness limit (Deribit's DVOL allows 120 s).
+STALE_BY = 300.0
 
 Handler = Callable[[web.Request], Awaitable[object]]
 BookLevels = tuple[list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]]

@@ -474,3 +474,28 @@ def test_a_coinbase_book_side_out_of_order_is_a_format_error() -> None:
     body["bids"][0], body["bids"][1] = body["bids"][1], body["bids"][0]
     with pytest.raises(SourceFormatError, match=r"expected bids best first, got 63990\.00 after 63900\.00 at \[1\]"):
         parse("coinbase", BOOK, [body])
+
+
+# ---- observation times --------------------------------------------------------------
+
+
+def _dvol(newest_open_ms: int) -> list[object]:
+    return [{"jsonrpc": "2.0", "result": {"data": [[newest_open_ms - 60_000, 55.1, 55.3, 55.0, 55.2],
+                                                   [newest_open_ms, 55.2, 55.6, 55.1, 55.43]], "continuation": None}}]
+
+
+def test_a_dvol_row_is_observed_at_its_minutes_close_not_its_open() -> None:
+    # The minute that opened 90 s ago closed 30 s ago: that is when its close was true.
+    assert parse("deribit", FactorKind.IMPLIED_VOL, _dvol(MS - 90_000)).observed_at == NOW - 30
+    # The minute still running holds the index now: observed at the fetch, never ahead of it.
+    assert parse("deribit", FactorKind.IMPLIED_VOL, _dvol(MS - 20_000)).observed_at == NOW
+
+
+def test_a_closed_dvol_minute_fits_the_staleness_limit_and_two_missed_minutes_do_not() -> None:
+    # Stamped at its open, the newest closed row is 60-120 s "old" though it is fresh:
+    # read by its close it is at most 60 s old, inside the 120 s limit.
+    assert parse("deribit", FactorKind.IMPLIED_VOL, _dvol(MS - 119_000)).value == Decimal("0.5543")
+    from feeds.errors import SourceStaleError
+
+    with pytest.raises(SourceStaleError, match=r"at most 120s old, got .*\(140\.0s old\)"):
+        parse("deribit", FactorKind.IMPLIED_VOL, _dvol(MS - 200_000))
