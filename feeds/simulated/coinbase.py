@@ -11,13 +11,15 @@ levels out to 60 % from mid, several hundred KiB in all.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from decimal import Decimal
 from typing import ClassVar
 
 from aiohttp import web
 
-from feeds.market import CTX, unit
+from feeds.market import CTX, MarketModel, unit
 from feeds.simulated.venue import BookLevels, Handler, SimulatedVenue, VenueRefusal, iso
 
 # Levels a side beyond the near book: Coinbase's BTC-USD book has tens of thousands;
@@ -41,6 +43,19 @@ class SimulatedCoinbase(SimulatedVenue):
 
     def error_body(self, status: int) -> object:
         return {"message": "Public rate limit exceeded" if status == 429 else "Internal server error"}
+
+    def __init__(
+        self,
+        model: MarketModel,
+        clock: Callable[[], float],
+        *,
+        noise_bps: int | None = None,
+        latency_ms: float | None = None,
+    ) -> None:
+        super().__init__(model, clock, noise_bps=noise_bps, latency_ms=latency_ms)
+        # Minutes before the current one (0 = the current) without trades, left out of
+        # the candles; none by default.
+        self.quiet_minutes: frozenset[int] = frozenset()
 
     def _build_book(self, instrument: str, t: float) -> BookLevels:
         bids, asks = super()._build_book(instrument, t)
@@ -71,9 +86,21 @@ class SimulatedCoinbase(SimulatedVenue):
 
     async def candles_route(self, request: web.Request) -> object:
         product = self._product(request)
+        count = 300  # Coinbase's most per request, and what it sends without start and end
+        try:
+            start = datetime.fromisoformat(request.query["start"]).timestamp()
+            end = datetime.fromisoformat(request.query["end"]).timestamp()
+        except (KeyError, ValueError):
+            pass
+        else:
+            count = max(1, min(300, int(end // 60 - start // 60) + 1))
         rows = []
-        # Newest first; numbers, not strings (as Coinbase documents).
-        for opened, close in reversed(self.candles(product, 61)):
+        current = math.floor(self.now() / 60) * 60
+        # Newest first; numbers, not strings (as Coinbase documents); a minute without
+        # trades is left out, as Coinbase leaves it out.
+        for opened, close in reversed(self.candles(product, count)):
+            if (current - opened) // 60 in self.quiet_minutes:
+                continue
             number = float(close)
             rows.append([opened, number, number, number, number, 12.5])
         return rows

@@ -7,6 +7,10 @@
 
 - Realized vol: ``GET /products/BTC-USD/candles?granularity=60&start=...&end=...``,
   newest first, numbers (not strings): ``[[time, low, high, open, close, volume], ...]``.
+  Coinbase leaves out the minutes without trades, so the request covers twice the 61
+  minutes needed (122 rows at most, the endpoint allows 300) and a missing minute is
+  filled with the previous close (its price did not move: what Binance publishes as a
+  zero-volume candle), at most 6 of the 60 returns; more is a market too thin to use.
 - Depth: ``GET /products/BTC-USD/book?level=2``:
   ``{"bids": [["64000.1", "0.5", 3]], "asks": [...], "sequence": 1, "time": "..."}``.
   Level 2 is the full aggregated book and the endpoint takes no depth limit (level 1
@@ -34,6 +38,12 @@ from feeds.http import Refusal, VenueSays
 from feeds.kinds import DEPTH_BAND_BPS, RV_CANDLE_SECONDS, RV_RETURNS, FactorKind
 
 
+# Minutes of candles asked for: twice what realized vol needs, as quiet minutes are left out.
+_CANDLE_WINDOW = 2 * (RV_RETURNS + 1)
+# Quiet minutes filled with the previous close, at most, among the 60 returns.
+_MAX_QUIET_MINUTES = RV_RETURNS // 10
+
+
 def _iso(t: float) -> str:
     return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -54,7 +64,7 @@ class CoinbaseSpot(Source):
         product = self.symbol(instrument)
         if kind == FactorKind.REALIZED_VOL:
             end = time.time()
-            start = end - (RV_RETURNS + 1) * RV_CANDLE_SECONDS
+            start = end - _CANDLE_WINDOW * RV_CANDLE_SECONDS
             return [(f"/products/{product}/candles", {"granularity": str(RV_CANDLE_SECONDS),
                                                        "start": _iso(start), "end": _iso(end)})]
         if kind == FactorKind.DEPTH:
@@ -70,7 +80,8 @@ class CoinbaseSpot(Source):
     ) -> VenueQuote:
         body = self.body(payloads[0], instrument)
         if kind == FactorKind.REALIZED_VOL:
-            return VenueQuote(*realized_vol(body.candles(time_unit="s"), body.origin, fetched_at))
+            candles = body.candles(time_unit="s")
+            return VenueQuote(*realized_vol(candles, body.origin, fetched_at, max_quiet=_MAX_QUIET_MINUTES))
         if kind == FactorKind.DEPTH:
             # The full book: only the levels near mid are read (best first, checked).
             bids, asks = body.levels_near_mid(("bids",), ("asks",), DEPTH_BAND_BPS)

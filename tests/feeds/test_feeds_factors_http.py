@@ -288,3 +288,24 @@ async def test_a_hanging_venue_does_not_hold_back_the_others_or_the_next_poll(
     await asyncio.sleep(0.6)
     assert cache.health["kraken"].error_count == 1
     assert cache.health["kraken"].last_error_type == "SourceTimeout"
+
+
+async def test_coinbase_leaves_out_quiet_minutes_and_the_adapter_still_computes_realized_vol(
+    clean_faults: VenueSimulator, session: aiohttp.ClientSession
+) -> None:
+    venue = clean_faults.venue("coinbase")
+    venue.quiet_minutes = frozenset({2, 17, 33})  # type: ignore[attr-defined]
+    try:
+        url = clean_faults.venue_url("coinbase")
+        source = make_source("coinbase", base_url=url, timeout=3.0)
+        (path, params), = source.plan(FactorKind.REALIZED_VOL, "BTC-USD")
+        async with session.get(url + path, params=params) as response:
+            rows = await response.json()
+        # The 123 minutes asked for, less the three without trades.
+        assert len(rows) == 120
+        assert sum(1 for newer, older in zip(rows, rows[1:]) if newer[0] - older[0] == 120) == 3
+        reading = await source.fetch(session, FactorKind.REALIZED_VOL, "BTC-USD")
+        assert Decimal("0.05") < reading.value < Decimal(5)
+        assert reading.fetched_at - 65 < reading.observed_at <= reading.fetched_at
+    finally:
+        venue.quiet_minutes = frozenset()  # type: ignore[attr-defined]

@@ -499,3 +499,35 @@ def test_a_closed_dvol_minute_fits_the_staleness_limit_and_two_missed_minutes_do
 
     with pytest.raises(SourceStaleError, match=r"at most 120s old, got .*\(140\.0s old\)"):
         parse("deribit", FactorKind.IMPLIED_VOL, _dvol(MS - 200_000))
+
+
+def _coinbase_candles_without(*minutes_ago: int) -> list[object]:
+    rows = RECORDED[("coinbase", RV)][0]  # newest first
+    return [[row for k, row in enumerate(rows) if k not in minutes_ago]]  # type: ignore[arg-type]
+
+
+def test_coinbase_minutes_without_trades_are_filled_with_the_previous_close() -> None:
+    from aggregation.volatility import annualized_realized_vol
+
+    # Minutes 3 and 40 before the newest had no trades: Coinbase leaves them out, and
+    # their price is the close before them.
+    reading = parse("coinbase", RV, _coinbase_candles_without(3, 40))
+    closes = [Decimal(c) for _, c in CANDLES]
+    for k in (3, 40):
+        closes[len(closes) - 1 - k] = closes[len(closes) - 2 - k]
+    # The oldest close now drops out of the window (the window is the newest 61 minutes).
+    assert reading.value == annualized_realized_vol(closes, 60)
+    assert reading.observed_at == min(CANDLES[-1][0] + 60, NOW)
+
+
+def test_coinbase_too_many_quiet_minutes_is_a_clear_error_not_a_guess() -> None:
+    with pytest.raises(SourceValueError, match=r"expected at most 6 minutes without trades among the newest 61, got 7"):
+        parse("coinbase", RV, _coinbase_candles_without(*range(2, 9)))
+
+
+def test_coinbase_asks_for_twice_the_minutes_it_needs() -> None:
+    from datetime import datetime
+
+    (path, params), = make_source("coinbase").plan(RV, "BTC-USD")
+    span = datetime.fromisoformat(params["end"]) - datetime.fromisoformat(params["start"])
+    assert path == "/products/BTC-USD/candles" and span.total_seconds() == 2 * 61 * 60
