@@ -195,7 +195,7 @@ def _loads(text: str) -> object:
     return json.loads(text, parse_float=Decimal, parse_constant=Decimal)
 
 
-VenueReader = Callable[[object], "VenueSays | None"]
+VenueReader = Callable[[object], VenueSays | None]
 
 
 def json_body(

@@ -6,7 +6,7 @@ errors are ``{"message": "NotFound"}`` with a 4xx status.
 
 The level-2 book is the full aggregated book, as Coinbase serves it (no depth limit):
 the 100 levels a side near mid every simulated venue has, then thousands of thin
-levels out to 60 % from mid, several hundred KiB in all.
+levels from 3 % to 60 % off, several hundred KiB in all.
 """
 
 from __future__ import annotations
@@ -19,13 +19,13 @@ from typing import ClassVar
 
 from aiohttp import web
 
-from feeds.market import CTX, MarketModel, unit
-from feeds.simulated.venue import BookLevels, Handler, SimulatedVenue, VenueRefusal, iso
+from feeds.market import MarketModel, unit
+from feeds.simulated.venue import BookText, Handler, SimulatedVenue, VenueRefusal, iso
 
 # Levels a side beyond the near book: Coinbase's BTC-USD book has tens of thousands;
 # this many makes a body of several hundred KiB.
 FAR_LEVELS = 6000
-_FAR_FROM, _FAR_TO = Decimal("0.01"), Decimal("0.6")
+_FAR_FROM, _FAR_TO = Decimal("0.03"), Decimal("0.6")
 
 
 class SimulatedCoinbase(SimulatedVenue):
@@ -56,19 +56,35 @@ class SimulatedCoinbase(SimulatedVenue):
         # Minutes before the current one (0 = the current) without trades, left out of
         # the candles; none by default.
         self.quiet_minutes: frozenset[int] = frozenset()
+        self._far: dict[str, BookText] = {}
 
-    def _build_book(self, instrument: str, t: float) -> BookLevels:
-        bids, asks = super()._build_book(instrument, t)
-        mid = self.price(instrument, t)
-        step = (_FAR_TO - _FAR_FROM) / FAR_LEVELS
-        for level in range(FAR_LEVELS):
-            offset = _FAR_FROM + step * level
-            # A few hundred to a few thousand USD resting at each far level.
-            usd = Decimal(1500) * (1 + Decimal("0.8") * unit(self.model.seed, "far", instrument, level, int(t)))
-            for side, sign in ((bids, -1), (asks, 1)):
-                price = CTX.multiply(mid, 1 + sign * offset).quantize(Decimal("0.01"))
-                side.append((price, (usd / price).quantize(Decimal("1e-6"))))
-        return bids, asks
+    def book(self, instrument: str) -> BookText:
+        """The near book (moving, under the value faults) and the far levels behind it."""
+        bids, asks = super().book(instrument)
+        far_bids, far_asks = self._far_levels(instrument)
+        return bids + far_bids, asks + far_asks
+
+    def _far_levels(self, instrument: str) -> BookText:
+        """Thin resting orders from 3 % to 60 % off the base price, printed once per instrument.
+
+        Built around the base price, not mid: the market stays within about 1.5 % of
+        it, so these never reach the near book's 1 % and cost nothing per second.
+        """
+        cached = self._far.get(instrument)
+        if cached is None:
+            base = self.model.base_prices[instrument]
+            step = (_FAR_TO - _FAR_FROM) / FAR_LEVELS
+            bids: list[list[str]] = []
+            asks: list[list[str]] = []
+            for level in range(FAR_LEVELS):
+                offset = _FAR_FROM + step * level
+                # A few hundred to a few thousand USD resting at each far level.
+                usd = Decimal(1500) * (1 + Decimal("0.8") * unit(self.model.seed, "far", instrument, level))
+                for side, sign in ((bids, -1), (asks, 1)):
+                    price = (base * (1 + sign * offset)).quantize(Decimal("0.01"))
+                    side.append([f"{price:.2f}", f"{(usd / price).quantize(Decimal('1e-6')):.6f}"])
+            cached = self._far[instrument] = (bids, asks)
+        return cached
 
     def _product(self, request: web.Request) -> str:
         product = request.match_info["product_id"]
