@@ -34,7 +34,7 @@ from feeds.errors import (
     UnknownInstrumentError,
     UnsupportedFactorError,
 )
-from feeds.http import RawResponse
+from feeds.http import RawResponse, VenueSays
 from feeds.kinds import KINDS, FactorKind
 
 __all__ = ["Body", "SourceReading", "Source", "VenueQuote", "RawResponse", "FactorKind"]
@@ -88,13 +88,20 @@ class Source(abc.ABC):
     symbols: ClassVar[Mapping[str, str]]
     # A venue timestamp older than this means the venue's feed stopped updating.
     max_staleness: ClassVar[float] = 60.0
+    # Per kind, where the venue's own timing needs another limit than max_staleness
+    # (a value published once a minute, stamped at the minute's close).
+    staleness: ClassVar[Mapping[FactorKind, float]] = {}
     # Venue clocks run a little ahead of ours; more than this is a clock fault.
     max_clock_skew: ClassVar[float] = 5.0
     # Sanity bounds: outside them the value is absurd for any listed asset.
     min_price: ClassVar[Decimal] = Decimal("1e-12")
     max_price: ClassVar[Decimal] = Decimal("1e12")
     # A ticker body is a few hundred bytes; a huge body is an attack or a wrong URL.
+    # The cap of every endpoint not named in body_caps.
     max_body_bytes: ClassVar[int] = 64 * 1024
+    # Per kind (one endpoint each), a cap sized for the venue's largest documented
+    # answer; the body is read as a stream and refused at its cap.
+    body_caps: ClassVar[Mapping[FactorKind, int]] = {}
 
     def __init__(self, base_url: str | None = None, timeout: float = 2.0) -> None:
         if not (isinstance(timeout, int | float) and math.isfinite(timeout) and timeout > 0):
@@ -123,7 +130,12 @@ class Source(abc.ABC):
     # value is absurd for any listed market, whatever the venue says.
     value_bounds: ClassVar[Mapping[FactorKind, tuple[Decimal, Decimal]]] = {
         FactorKind.REALIZED_VOL: (Decimal("1e-6"), Decimal(20)),
-        FactorKind.IMPLIED_VOL: (Decimal("1e-6"), Decimal(20)),
+        # An implied-vol index is quoted in percent (DVOL 55.3 = 55.3 %); read as a
+        # fraction by mistake it would be 5530 %. 5 (500 %) is above any implied vol a
+        # listed crypto market has printed, and below any percent quote that is
+        # plausible (a DVOL under 5 % has never printed), so the mistake cannot pass.
+        # 0.01 (1 %) likewise refuses a fraction divided by 100 once too often.
+        FactorKind.IMPLIED_VOL: (Decimal("0.01"), Decimal(5)),
         FactorKind.FUNDING_RATE: (Decimal("-0.5"), Decimal("0.5")),
         FactorKind.OPEN_INTEREST: (Decimal(1), Decimal("1e13")),
         FactorKind.DEPTH: (Decimal(1), Decimal("1e13")),
@@ -173,6 +185,20 @@ class Source(abc.ABC):
         """The venue's own error text in a decoded non-200 body, if it has one."""
         return None
 
+    def venue_says(self, payload: object) -> VenueSays | None:
+        """The venue's own error code in a decoded body, and what it means; None when there is none.
+
+        Asked of non-200 bodies and of every 200 body: a venue that reports errors
+        inside an HTTP 200 (Kraken's ``error`` list, OKX's ``code``, Bybit's
+        ``retCode``) maps its documented codes here to rate limited, unavailable or
+        unknown instrument, and gets the same typed error an HTTP status would give.
+        """
+        return None
+
+    def body_cap(self, kind: FactorKind) -> int:
+        """The body cap of the endpoint(s) serving ``kind``, in bytes."""
+        return self.body_caps.get(kind, self.max_body_bytes)
+
     def unsupported(self, kind: str, instrument: str) -> UnsupportedFactorError:
         served = ", ".join(sorted(self.factors)) or "none"
         return UnsupportedFactorError(
@@ -199,7 +225,7 @@ class Source(abc.ABC):
         started = time.monotonic()
         responses = [
             await http.get(session, self.base_url + path, params, origin=origin, timeout=self.timeout,
-                           max_body_bytes=self.max_body_bytes)
+                           max_body_bytes=self.body_cap(kind), endpoint=path)
             for path, params in steps
         ]
         latency_ms = (time.monotonic() - started) * 1000.0
@@ -245,13 +271,19 @@ class Source(abc.ABC):
         if kind not in self.factors:
             raise self.unsupported(kind, instrument)
         origin = self.origin(instrument)
-        payloads = [http.json_body(raw, origin, self.venue_error) for raw in responses]
+        payloads = [http.json_body(raw, origin, self.venue_error, self.venue_says) for raw in responses]
+        for payload in payloads:
+            says = self.venue_says(payload)
+            if says is not None:
+                raise http.refused_in_body(says, origin)
         quote = self.extract_factor(kind, payloads, instrument, fetched_at)
         if kind == FactorKind.SPOT:
             value = self._checked_price(quote.price, instrument, symbol)
         else:
             value = self._checked_value(kind, quote.price, instrument, symbol)
-        observed_at = self._checked_time(quote.observed_at, fetched_at, instrument, symbol)
+        observed_at = self._checked_time(
+            quote.observed_at, fetched_at, instrument, symbol, self.staleness.get(kind, self.max_staleness)
+        )
         return SourceReading(
             source=self.name,
             instrument=instrument,
@@ -301,6 +333,8 @@ class Source(abc.ABC):
             problem = f"{value}, which is not positive"
         elif value < low or value > high:
             problem = f"{value}, outside the sane range [{low}, {high}]"
+            if KINDS[kind].unit.startswith("annualized") and value > high and low <= value.scaleb(-2) <= high:
+                problem += " (a percentage read as a fraction?)"
         else:
             return value
         raise SourceValueError(
@@ -312,7 +346,7 @@ class Source(abc.ABC):
         )
 
     def _checked_time(
-        self, observed_at: float | None, fetched_at: float, instrument: str, symbol: str
+        self, observed_at: float | None, fetched_at: float, instrument: str, symbol: str, max_staleness: float
     ) -> float:
         if observed_at is None:
             return fetched_at
@@ -322,10 +356,10 @@ class Source(abc.ABC):
         except (OverflowError, OSError, ValueError):
             # A timestamp past year 9999 still has to end as a typed error, not a crash.
             stamp = f"unix time {observed_at:g}"
-        if age > self.max_staleness:
+        if age > max_staleness:
             raise SourceStaleError(
                 f"{self.name} {instrument}: expected a venue timestamp at most "
-                f"{self.max_staleness:g}s old, got {stamp} ({age:.1f}s old); the venue's "
+                f"{max_staleness:g}s old, got {stamp} ({age:.1f}s old); the venue's "
                 f"{symbol} ticker stopped updating — the feed uses the other sources",
                 source=self.name,
                 instrument=instrument,

@@ -90,6 +90,14 @@ class Body:
             raise self.error(f"JSON object with {path_text(path)}", got)
         return node
 
+    def expect(self, wanted: str, *path: PathPart) -> None:
+        """The body names ``wanted`` at ``path`` (a symbol, a market type), or it is for another market."""
+        got = self.at(*path)
+        if got != wanted:
+            where = path_text(path)
+            raise self.origin.mismatch(f"{where} {wanted!r}", f"{where} {got!r}" if isinstance(got, str) else
+                                       f"{where} {json_kind(got)}")
+
     def decimal(self, *path: PathPart) -> Decimal:
         """A number at ``path`` as Decimal: decimal strings (what venues send) or exact JSON numbers."""
         value = self.at(*path)
@@ -121,6 +129,39 @@ class Body:
             (self.decimal(*path, index, 0), self.decimal(*path, index, 1))
             for index in range(len(self.array(*path)))
         ]
+
+    def levels_near_mid(
+        self, bids: Sequence[PathPart], asks: Sequence[PathPart], band_bps: int
+    ) -> tuple[list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]]:
+        """Both sides of a best-first book, read only as far as twice ``band_bps`` from mid.
+
+        A full book (Coinbase level 2: tens of thousands of levels) would cost far more
+        to convert than the few levels near mid a depth needs; the venue lists each side
+        best first, which is checked on every level read, so the levels left unread are
+        all further out. An empty side or a first level that is not a usable price is
+        read whole, for the book checks to name.
+        """
+        bid_rows, ask_rows = self.array(*bids), self.array(*asks)
+        if not bid_rows or not ask_rows:
+            return self.levels(*bids), self.levels(*asks)
+        best_bid, best_ask = self.decimal(*bids, 0, 0), self.decimal(*asks, 0, 0)
+        if not (best_bid.is_finite() and best_ask.is_finite() and 0 < best_bid < best_ask):
+            return self.levels(*bids), self.levels(*asks)
+        mid = (best_bid + best_ask) / 2
+        reach = mid * 2 * band_bps / 10_000
+
+        def side(path: Sequence[PathPart], count: int, sign: int) -> list[tuple[Decimal, Decimal]]:
+            out: list[tuple[Decimal, Decimal]] = []
+            for index in range(count):
+                price = self.decimal(*path, index, 0)
+                if out and price.is_finite() and sign * (price - out[-1][0]) <= 0:
+                    raise self.error(f"{path_text(path)} best first", f"{price} after {out[-1][0]} at [{index}]")
+                if price.is_finite() and abs(price - mid) > reach:
+                    break
+                out.append((price, self.decimal(*path, index, 1)))
+            return out
+
+        return side(bids, len(bid_rows), -1), side(asks, len(ask_rows), 1)
 
     def epoch_millis(self, *path: PathPart) -> float:
         """A unix timestamp in milliseconds (Binance style; OKX sends it as a string) as seconds."""

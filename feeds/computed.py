@@ -28,18 +28,56 @@ def _broken(origin: Origin, expected: str, got: str, what: str) -> SourceValueEr
     )
 
 
-def realized_vol(candles: Sequence[Candle], origin: Origin, fetched_at: float) -> tuple[Decimal, float]:
+def _fill_quiet(ordered: list[Candle]) -> tuple[list[Candle], set[float]]:
+    """Candles with each missing whole minute between two candles filled by the previous close.
+
+    A venue that leaves out a minute without trades (Coinbase) says its price did not
+    move: the same candle another venue (Binance) publishes with zero volume.
+    """
+    filled: list[Candle] = ordered[:1]
+    quiet: set[float] = set()
+    for opened, close in ordered[1:]:
+        previous_open, previous_close = filled[-1]
+        gap = opened - previous_open
+        missing = round(gap / RV_CANDLE_SECONDS) - 1
+        if missing > 0 and abs(gap - (missing + 1) * RV_CANDLE_SECONDS) < 1e-6:
+            for k in range(1, missing + 1):
+                stamp = previous_open + k * RV_CANDLE_SECONDS
+                filled.append((stamp, previous_close))
+                quiet.add(stamp)
+        filled.append((opened, close))
+    return filled, quiet
+
+
+def realized_vol(
+    candles: Sequence[Candle], origin: Origin, fetched_at: float, *, max_quiet: int = 0
+) -> tuple[Decimal, float]:
     """(annualized realized vol, observed_at) from (open time, close) candles in any order.
 
     Uses the newest ``RV_RETURNS + 1`` closes of ``RV_CANDLE_SECONDS`` candles;
     fewer, gaps, duplicates or a non-positive close are errors, never a guess.
-    observed_at is the close time of the newest candle (clamped to fetch time).
+    With ``max_quiet`` > 0 (a venue that leaves out minutes without trades), up to that
+    many missing minutes inside the window are filled with the previous close; more
+    is an error saying the market is too thin. observed_at is the close time of the
+    newest candle (clamped to fetch time).
     """
     need = RV_RETURNS + 1
     ordered = sorted(candles, key=lambda c: c[0])
     if len({t for t, _ in ordered}) != len(ordered):
         raise origin.format_error("candles with distinct open times", "duplicate open times")
+    quiet: set[float] = set()
+    if max_quiet > 0:
+        ordered, quiet = _fill_quiet(ordered)
     window = ordered[-need:]
+    filled = sum(1 for t, _ in window if t in quiet)
+    if filled > max_quiet:
+        raise SourceValueError(
+            f"{origin.source} {origin.instrument}: expected at most {max_quiet} minutes without trades "
+            f"among the newest {need}, got {filled}; the market is too thin for a realized vol from this "
+            f"venue — the feed uses the other sources",
+            source=origin.source,
+            instrument=origin.instrument,
+        )
     if len(window) < need:
         raise origin.format_error(f"at least {need} candles of {RV_CANDLE_SECONDS}s", f"{len(window)} candles")
     for (t0, _), (t1, _) in zip(window, window[1:]):

@@ -63,6 +63,22 @@ class SourceRateLimited(SourceHTTPError):
         self.retry_after = retry_after
 
 
+class SourceUnavailable(SourceHTTPError):
+    """The venue says it is down, busy or in maintenance: an HTTP 5xx, or the same said in the body.
+
+    Kraken (``EService:Unavailable``), OKX (``50001``) and Bybit (``10016``) say it inside
+    an HTTP 200; ``status`` is then 200. Either way the poller retries it like a 5xx.
+    """
+
+
+class SourceUnknownInstrument(SourceHTTPError):
+    """The venue says it has no such instrument (Binance ``-1121``, OKX ``51001``, Kraken ``EQuery:Unknown asset pair``).
+
+    The source's symbol mapping is wrong or the market was delisted; unlike
+    :class:`UnknownInstrumentError` (no mapping at all, caught at start) this comes from the venue.
+    """
+
+
 class SourceConnectionError(SourceHTTPError):
     """No HTTP exchange happened at all (refused, reset, DNS); ``status`` is None.
 
@@ -76,6 +92,28 @@ class SourceConnectionError(SourceHTTPError):
 
 class SourceFormatError(SourceError):
     """The body is not the documented shape: HTML, truncated JSON, missing field."""
+
+
+class SourceInstrumentMismatch(SourceFormatError):
+    """The body is for another instrument or market type (spot, linear, inverse) than the one asked for.
+
+    A misrouted or cached answer for another market is worse than none: it would be a
+    wrong value. ``expected`` and ``got`` say what was asked for and what the body names.
+    """
+
+    def __init__(self, message: str, *, source: str, instrument: str = "", expected: str, got: str) -> None:
+        super().__init__(message, source=source, instrument=instrument)
+        self.expected = expected
+        self.got = got
+
+
+class SourceBodyTooLarge(SourceFormatError):
+    """The body of one endpoint grew past that endpoint's cap; the read stopped there."""
+
+    def __init__(self, message: str, *, source: str, instrument: str = "", endpoint: str, cap: int) -> None:
+        super().__init__(message, source=source, instrument=instrument)
+        self.endpoint = endpoint
+        self.cap = cap
 
 
 class SourceValueError(SourceError):
@@ -144,4 +182,16 @@ class Origin:
             f"down or the URL wrong — check sources.{self.source}.url",
             source=self.source,
             instrument=self.instrument,
+        )
+
+    def mismatch(self, expected: str, got: str) -> SourceInstrumentMismatch:
+        """The body names another instrument or market type than the one asked for."""
+        return SourceInstrumentMismatch(
+            f"{self.source} {self.instrument}: expected a body for {expected}, got {got}; the "
+            f"venue answered for another market (misrouted or cached) — check sources.{self.source}.url "
+            f"and the source's symbols",
+            source=self.source,
+            instrument=self.instrument,
+            expected=expected,
+            got=got,
         )

@@ -13,7 +13,8 @@ Polling policy (all per target = (source, kind, instrument)):
   candles) every 15 s; a poll only fetches the targets that are due;
 - a failed target waits ``backoff_base * 2**(failures-1)`` seconds (capped at
   ``backoff_cap``) times a random jitter in [0.5, 1] before its next attempt;
-- a 429 with Retry-After blocks the whole venue until then;
+- a rate limit blocks the whole venue until its Retry-After, or, when the venue says
+  it inside an HTTP 200 (Kraken, OKX, Bybit), for the window its source documents;
 - transient errors (5xx, connection refused) are retried within the poll
   ``retries`` times after a short jittered pause;
 - at most ``concurrency_per_venue`` requests are in flight per venue;
@@ -46,6 +47,7 @@ from feeds.errors import (
     SourceHTTPError,
     SourceRateLimited,
     SourceTimeout,
+    SourceUnavailable,
     UnknownInstrumentError,
 )
 from feeds.kinds import KINDS, FactorKind
@@ -280,7 +282,9 @@ class FeedCache:
                     outcomes[target] = reading
                     return
                 except SourceError as exc:
-                    transient = isinstance(exc, SourceConnectionError) or (
+                    # A venue that says it is down in the body (status 200) is as
+                    # transient as one that says it with a 5xx.
+                    transient = isinstance(exc, SourceConnectionError | SourceUnavailable) or (
                         isinstance(exc, SourceHTTPError)
                         and not isinstance(exc, SourceRateLimited)
                         and (exc.status or 0) >= 500

@@ -8,9 +8,10 @@ venue: routing (``/{venue}/...``), the simulated latency, the transport faults a
 the server's lifecycle. Faults are switched per venue, in process
 (:meth:`VenueSimulator.set_fault`) or over HTTP (``POST /sim/fault``): timeout,
 http429 (with Retry-After), http500, garbage (an HTML error page; ``html`` is the
-same), truncated JSON, and the value faults the venue applies itself: nan,
-negative, zero, stale timestamps and a frozen value (fresh timestamps, unchanging
-value).
+same), truncated JSON, the venue's own refusals (rate_limited, unavailable: in an
+HTTP 200 body for the venues that report errors there, else as HTTP 429 / 503), and
+the value faults the venue applies itself: nan, negative, zero, stale timestamps and
+a frozen value (fresh timestamps, unchanging value).
 
 Run standalone: ``python -m feeds.simulator --port 8700 --seed 1``.
 """
@@ -194,6 +195,9 @@ class VenueSimulator:
                 return web.json_response(venue.error_body(504), status=504)
             if fault == "http500":
                 return web.json_response(venue.error_body(500), status=500)
+            if fault in ("rate_limited", "unavailable"):
+                status = 429 if fault == "rate_limited" else 503
+                return web.json_response(venue.error_body(status), status=200 if venue.errors_in_body else status)
             if fault == "http429":
                 return web.json_response(
                     venue.error_body(429), status=429, headers={"Retry-After": str(RETRY_AFTER_SECONDS)}

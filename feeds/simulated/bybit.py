@@ -22,6 +22,7 @@ class SimulatedBybit(SimulatedVenue):
     name: ClassVar[str] = "bybit"
     default_noise_bps: ClassVar[int] = 3
     default_latency_ms: ClassVar[float] = 2.0
+    errors_in_body: ClassVar[bool] = True
     open_interest_share: ClassVar[Decimal] = Decimal("0.25")
     book_scale: ClassVar[Decimal] = Decimal("0.8")
 

@@ -3,17 +3,29 @@
 Serves what :mod:`feeds.sources.coinbase` reads. Products are named like our
 instruments ("BTC-USD"); times are RFC 3339; candles are numbers, newest first;
 errors are ``{"message": "NotFound"}`` with a 4xx status.
+
+The level-2 book is the full aggregated book, as Coinbase serves it (no depth limit):
+the 100 levels a side near mid every simulated venue has, then thousands of thin
+levels from 3 % to 60 % off, several hundred KiB in all.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from decimal import Decimal
 from typing import ClassVar
 
 from aiohttp import web
 
-from feeds.simulated.venue import Handler, SimulatedVenue, VenueRefusal, iso
+from feeds.market import MarketModel, unit
+from feeds.simulated.venue import BookText, Handler, SimulatedVenue, VenueRefusal, iso
+
+# Levels a side beyond the near book: Coinbase's BTC-USD book has tens of thousands;
+# this many makes a body of several hundred KiB.
+FAR_LEVELS = 6000
+_FAR_FROM, _FAR_TO = Decimal("0.03"), Decimal("0.6")
 
 
 class SimulatedCoinbase(SimulatedVenue):
@@ -32,6 +44,48 @@ class SimulatedCoinbase(SimulatedVenue):
     def error_body(self, status: int) -> object:
         return {"message": "Public rate limit exceeded" if status == 429 else "Internal server error"}
 
+    def __init__(
+        self,
+        model: MarketModel,
+        clock: Callable[[], float],
+        *,
+        noise_bps: int | None = None,
+        latency_ms: float | None = None,
+    ) -> None:
+        super().__init__(model, clock, noise_bps=noise_bps, latency_ms=latency_ms)
+        # Minutes before the current one (0 = the current) without trades, left out of
+        # the candles; none by default.
+        self.quiet_minutes: frozenset[int] = frozenset()
+        self._far: dict[str, BookText] = {}
+
+    def book(self, instrument: str) -> BookText:
+        """The near book (moving, under the value faults) and the far levels behind it."""
+        bids, asks = super().book(instrument)
+        far_bids, far_asks = self._far_levels(instrument)
+        return bids + far_bids, asks + far_asks
+
+    def _far_levels(self, instrument: str) -> BookText:
+        """Thin resting orders from 3 % to 60 % off the base price, printed once per instrument.
+
+        Built around the base price, not mid: the market stays within about 1.5 % of
+        it, so these never reach the near book's 1 % and cost nothing per second.
+        """
+        cached = self._far.get(instrument)
+        if cached is None:
+            base = self.model.base_prices[instrument]
+            step = (_FAR_TO - _FAR_FROM) / FAR_LEVELS
+            bids: list[list[str]] = []
+            asks: list[list[str]] = []
+            for level in range(FAR_LEVELS):
+                offset = _FAR_FROM + step * level
+                # A few hundred to a few thousand USD resting at each far level.
+                usd = Decimal(1500) * (1 + Decimal("0.8") * unit(self.model.seed, "far", instrument, level))
+                for side, sign in ((bids, -1), (asks, 1)):
+                    price = (base * (1 + sign * offset)).quantize(Decimal("0.01"))
+                    side.append([f"{price:.2f}", f"{(usd / price).quantize(Decimal('1e-6')):.6f}"])
+            cached = self._far[instrument] = (bids, asks)
+        return cached
+
     def _product(self, request: web.Request) -> str:
         product = request.match_info["product_id"]
         if product not in self.model.base_prices:
@@ -48,9 +102,21 @@ class SimulatedCoinbase(SimulatedVenue):
 
     async def candles_route(self, request: web.Request) -> object:
         product = self._product(request)
+        count = 300  # Coinbase's most per request, and what it sends without start and end
+        try:
+            start = datetime.fromisoformat(request.query["start"]).timestamp()
+            end = datetime.fromisoformat(request.query["end"]).timestamp()
+        except (KeyError, ValueError):
+            pass
+        else:
+            count = max(1, min(300, int(end // 60 - start // 60) + 1))
         rows = []
-        # Newest first; numbers, not strings (as Coinbase documents).
-        for opened, close in reversed(self.candles(product, 61)):
+        current = math.floor(self.now() / 60) * 60
+        # Newest first; numbers, not strings (as Coinbase documents); a minute without
+        # trades is left out, as Coinbase leaves it out.
+        for opened, close in reversed(self.candles(product, count)):
+            if (current - opened) // 60 in self.quiet_minutes:
+                continue
             number = float(close)
             rows.append([opened, number, number, number, number, 12.5])
         return rows

@@ -57,14 +57,15 @@ class SimulatedDeribit(SimulatedVenue):
         now = self.now()
         t = self.value_time(now)
         rows = []
+        # As Deribit stamps them: every row at its minute's open, the newest being the
+        # minute still running, whose close is the index now.
         for k in range(4, -1, -1):
-            minute = (math.floor(t / 60) - k) * 60
-            at = t if k == 0 else minute + 59
+            minute = (math.floor(now / 60) - k) * 60
+            at = t if k == 0 else self.value_time(minute + 59.999)
             iv = CTX.multiply(self.model.implied_vol(instrument, at), 100)
             text = self.num(iv, "0.01", 2) if k == 0 else fmt(iv, "0.01", 2)
             number = float(text)
-            stamp = int(self.stamp(minute) * 1000) if k else int(self.stamp(now) * 1000)
-            rows.append([stamp, number, number, number, number])
+            rows.append([int(self.stamp(minute) * 1000), number, number, number, number])
         return self._rpc({"data": rows, "continuation": None})
 
     async def ticker(self, request: web.Request) -> object:

@@ -30,6 +30,7 @@ class SimulatedKraken(SimulatedVenue):
     name: ClassVar[str] = "kraken"
     default_noise_bps: ClassVar[int] = 4
     default_latency_ms: ClassVar[float] = 5.0
+    errors_in_body: ClassVar[bool] = True
     book_scale: ClassVar[Decimal] = Decimal("0.6")
 
     def routes(self) -> Sequence[tuple[str, Handler]]:

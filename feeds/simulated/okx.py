@@ -30,6 +30,7 @@ class SimulatedOkx(SimulatedVenue):
     name: ClassVar[str] = "okx"
     default_noise_bps: ClassVar[int] = 3
     default_latency_ms: ClassVar[float] = 2.0
+    errors_in_body: ClassVar[bool] = True
     open_interest_share: ClassVar[Decimal] = Decimal("0.22")
     book_scale: ClassVar[Decimal] = Decimal("1.0")
 

@@ -40,9 +40,13 @@ __all__ = [
 FAULTS: tuple[str, ...] = (
     "garbage", "timeout", "http500", "nan", "truncated", "stale",
     "http429", "negative", "zero", "frozen", "html",
+    # The venue refusing the way it does: in an HTTP 200 body for venues that report
+    # errors there (errors_in_body), else with HTTP 429 / 503 and no Retry-After.
+    "rate_limited", "unavailable",
 )
-# How far behind a venue's published timestamps are under the "stale" fault.
-STALE_BY = 120.0
+# How far behind a venue's published timestamps are under the "stale" fault: beyond
+# every source's staleness limit (Deribit's DVOL allows 120 s).
+STALE_BY = 300.0
 
 Handler = Callable[[web.Request], Awaitable[object]]
 BookLevels = tuple[list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]]
@@ -86,6 +90,9 @@ class SimulatedVenue(abc.ABC):
     open_interest_share: ClassVar[Decimal] = Decimal("0.1")
     # Book liquidity relative to the market's reference depth (spot venues).
     book_scale: ClassVar[Decimal] = Decimal(1)
+    # The venue reports its errors (rate limits included) inside an HTTP 200 body, as
+    # Kraken, OKX and Bybit do; the "rate_limited" and "unavailable" faults answer so.
+    errors_in_body: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -113,7 +120,7 @@ class SimulatedVenue(abc.ABC):
 
     @abc.abstractmethod
     def error_body(self, status: int) -> object:
-        """The body this venue sends with HTTP ``status`` (429, 500, 504) under a transport fault."""
+        """The body this venue sends with HTTP ``status`` (429, 500, 503, 504) under a transport fault."""
 
     # ---- fault state (switched by the server) -------------------------------------
 

@@ -15,6 +15,9 @@
 Binance quotes against USDT, so "BTC-USD" maps to BTCUSDT; the USDT basis (a few
 bps) is left to the cross-venue median. Errors come as
 ``{"code": -1121, "msg": "Invalid symbol."}`` with HTTP 400; 429/418 when rate limited.
+The ticker echoes its symbol and it is checked; klines and the book name no
+instrument. Spot and USD-M futures share symbols but not hosts, so the market type
+is the base URL's.
 """
 
 from __future__ import annotations
@@ -24,7 +27,26 @@ from typing import ClassVar
 
 from feeds.base import Source, VenueQuote
 from feeds.computed import book_depth, realized_vol
+from feeds.http import Refusal, VenueSays
 from feeds.kinds import RV_RETURNS, FactorKind
+
+# Binance's documented error codes (spot and futures share them), by what they mean.
+# They come with an HTTP error status; the code says more than the status does.
+BINANCE_REFUSALS: Mapping[int, Refusal] = {
+    -1003: Refusal.RATE_LIMITED,  # TOO_MANY_REQUESTS
+    -1001: Refusal.UNAVAILABLE,  # DISCONNECTED: internal error
+    -1008: Refusal.UNAVAILABLE,  # SERVER_BUSY
+    -1016: Refusal.UNAVAILABLE,  # SERVICE_SHUTTING_DOWN
+    -1121: Refusal.UNKNOWN_INSTRUMENT,  # BAD_SYMBOL: invalid symbol
+}
+
+
+def binance_says(payload: object) -> VenueSays | None:
+    """A Binance error body ``{"code": -1121, "msg": "Invalid symbol."}`` and what it means."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("code"), int) or "msg" not in payload:
+        return None
+    code = payload["code"]
+    return VenueSays(BINANCE_REFUSALS.get(code, Refusal.OTHER), f"code {code}: {payload['msg']}")
 
 
 class BinanceSpot(Source):
@@ -48,11 +70,7 @@ class BinanceSpot(Source):
 
     def extract(self, payload: object, instrument: str) -> VenueQuote:
         body = self.body(payload, instrument)
-        symbol = self.symbol(instrument)
-        echoed = body.at("symbol")
-        if echoed != symbol:
-            # A ticker for another market is worse than none: it is a wrong price.
-            raise body.error(f"JSON object with symbol {symbol!r}", f"symbol {echoed!r}")
+        body.expect(self.symbol(instrument), "symbol")
         return VenueQuote(price=body.decimal("lastPrice"), observed_at=body.epoch_millis("closeTime"))
 
     def extract_factor(
@@ -69,3 +87,6 @@ class BinanceSpot(Source):
         if isinstance(payload, dict) and "msg" in payload:
             return f"code {payload.get('code')}: {payload['msg']}"
         return None
+
+    def venue_says(self, payload: object) -> VenueSays | None:
+        return binance_says(payload)

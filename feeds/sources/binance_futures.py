@@ -12,16 +12,22 @@
   times ``markPrice`` from premiumIndex it is USD notional. Two GETs, one reading.
 
 Errors: ``{"code": -1121, "msg": "Invalid symbol."}`` with HTTP 400.
+
+Both answers echo ``symbol`` and it is checked: USD-M linear perpetuals are
+``BTCUSDT``, COIN-M inverse ones ``BTCUSD_PERP``, so the symbol also tells the market type.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from decimal import Context, Decimal
+from decimal import Context
 from typing import ClassVar
 
 from feeds.base import Source, VenueQuote
+from feeds.errors import SourceValueError
+from feeds.http import VenueSays
 from feeds.kinds import FactorKind
+from feeds.sources.binance import binance_says
 
 
 class BinanceFutures(Source):
@@ -44,9 +50,7 @@ class BinanceFutures(Source):
         bodies = [self.body(payload, instrument) for payload in payloads]
         symbol = self.symbol(instrument)
         for body in bodies:
-            echoed = body.at("symbol")
-            if echoed != symbol:
-                raise body.error(f"JSON object with symbol {symbol!r}", f"symbol {echoed!r}")
+            body.expect(symbol, "symbol")
         if kind == FactorKind.FUNDING_RATE:
             premium = bodies[0]
             return VenueQuote(price=premium.decimal("lastFundingRate"), observed_at=premium.epoch_millis("time"))
@@ -55,13 +59,23 @@ class BinanceFutures(Source):
             contracts = oi_body.decimal("openInterest")
             mark = premium.decimal("markPrice")
             if not mark.is_finite() or mark <= 0:
-                # A broken mark would turn a good OI into a wrong USD notional.
-                return VenueQuote(price=Decimal("NaN") if not mark.is_finite() else Decimal(0))
+                # A broken mark would turn a good OI into a wrong USD notional; say it is
+                # the mark that is broken, not the open interest.
+                raise SourceValueError(
+                    f"{self.name} {instrument}: expected a positive finite markPrice for {symbol} to value "
+                    f"open interest in USD, got {mark}; the venue published a broken mark price — the "
+                    f"feed uses the other sources",
+                    source=self.name,
+                    instrument=instrument,
+                )
             observed = oi_body.epoch_millis("time")
             if not contracts.is_finite():
                 return VenueQuote(price=contracts, observed_at=observed)
             return VenueQuote(price=Context(prec=50).multiply(contracts, mark), observed_at=observed)
         return super().extract_factor(kind, payloads, instrument, fetched_at)
+
+    def venue_says(self, payload: object) -> VenueSays | None:
+        return binance_says(payload)
 
     def venue_error(self, payload: object) -> str | None:
         if isinstance(payload, dict) and "msg" in payload:

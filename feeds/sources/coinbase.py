@@ -7,10 +7,22 @@
 
 - Realized vol: ``GET /products/BTC-USD/candles?granularity=60&start=...&end=...``,
   newest first, numbers (not strings): ``[[time, low, high, open, close, volume], ...]``.
+  Coinbase leaves out the minutes without trades, so the request covers twice the 61
+  minutes needed (122 rows at most, the endpoint allows 300) and a missing minute is
+  filled with the previous close (its price did not move: what Binance publishes as a
+  zero-volume candle), at most 6 of the 60 returns; more is a market too thin to use.
 - Depth: ``GET /products/BTC-USD/book?level=2``:
   ``{"bids": [["64000.1", "0.5", 3]], "asks": [...], "sequence": 1, "time": "..."}``.
+  Level 2 is the full aggregated book and the endpoint takes no depth limit (level 1
+  is the best level only, level 3 every order): for BTC-USD tens of thousands of
+  levels, about 30 bytes each, so from several hundred KiB to a few MiB. Its cap is
+  16 MiB, the other endpoints keep the 64 KiB default (a ticker is ~200 bytes, 61
+  candles ~4 KB).
 
-Errors come as ``{"message": "NotFound"}`` with a 4xx/5xx status.
+None of these answers names its product, so there is no instrument to check in the
+body: the product is in the path, and redirects are never followed.
+Errors come as ``{"message": "NotFound"}`` with a 4xx/5xx status; an unknown product
+is a 404 ``NotFound``.
 """
 
 from __future__ import annotations
@@ -22,7 +34,14 @@ from typing import ClassVar
 
 from feeds.base import Source, VenueQuote
 from feeds.computed import book_depth, realized_vol
-from feeds.kinds import RV_CANDLE_SECONDS, RV_RETURNS, FactorKind
+from feeds.http import Refusal, VenueSays
+from feeds.kinds import DEPTH_BAND_BPS, RV_CANDLE_SECONDS, RV_RETURNS, FactorKind
+
+
+# Minutes of candles asked for: twice what realized vol needs, as quiet minutes are left out.
+_CANDLE_WINDOW = 2 * (RV_RETURNS + 1)
+# Quiet minutes filled with the previous close, at most, among the 60 returns.
+_MAX_QUIET_MINUTES = RV_RETURNS // 10
 
 
 def _iso(t: float) -> str:
@@ -36,6 +55,7 @@ class CoinbaseSpot(Source):
     factors: ClassVar[frozenset[FactorKind]] = frozenset(
         {FactorKind.SPOT, FactorKind.REALIZED_VOL, FactorKind.DEPTH}
     )
+    body_caps: ClassVar[Mapping[FactorKind, int]] = {FactorKind.DEPTH: 16 * 1024 * 1024}
 
     def request(self, instrument: str) -> tuple[str, Mapping[str, str]]:
         return f"/products/{self.symbol(instrument)}/ticker", {}
@@ -44,7 +64,7 @@ class CoinbaseSpot(Source):
         product = self.symbol(instrument)
         if kind == FactorKind.REALIZED_VOL:
             end = time.time()
-            start = end - (RV_RETURNS + 1) * RV_CANDLE_SECONDS
+            start = end - _CANDLE_WINDOW * RV_CANDLE_SECONDS
             return [(f"/products/{product}/candles", {"granularity": str(RV_CANDLE_SECONDS),
                                                        "start": _iso(start), "end": _iso(end)})]
         if kind == FactorKind.DEPTH:
@@ -60,9 +80,12 @@ class CoinbaseSpot(Source):
     ) -> VenueQuote:
         body = self.body(payloads[0], instrument)
         if kind == FactorKind.REALIZED_VOL:
-            return VenueQuote(*realized_vol(body.candles(time_unit="s"), body.origin, fetched_at))
+            candles = body.candles(time_unit="s")
+            return VenueQuote(*realized_vol(candles, body.origin, fetched_at, max_quiet=_MAX_QUIET_MINUTES))
         if kind == FactorKind.DEPTH:
-            depth = book_depth(body.levels("bids"), body.levels("asks"), body.origin)
+            # The full book: only the levels near mid are read (best first, checked).
+            bids, asks = body.levels_near_mid(("bids",), ("asks",), DEPTH_BAND_BPS)
+            depth = book_depth(bids, asks, body.origin)
             return VenueQuote(price=depth, observed_at=body.iso_time("time"))
         return super().extract_factor(kind, payloads, instrument, fetched_at)
 
@@ -70,3 +93,9 @@ class CoinbaseSpot(Source):
         if isinstance(payload, dict) and isinstance(payload.get("message"), str):
             return str(payload["message"])
         return None
+
+    def venue_says(self, payload: object) -> VenueSays | None:
+        message = self.venue_error(payload)
+        if message is None:
+            return None
+        return VenueSays(Refusal.UNKNOWN_INSTRUMENT if message == "NotFound" else Refusal.OTHER, message)

@@ -2,8 +2,13 @@
 
 Spot: GET /0/public/Ticker?pair=XBTUSD.
 
-Kraken answers HTTP 200 even for errors and puts them in the ``error`` list
-("EQuery:Unknown asset pair", "EAPI:Rate limit exceeded", "EService:Unavailable").
+Kraken answers HTTP 200 even for errors and puts them in the ``error`` list as
+``<E|W><category>:<message>`` (Kraken's "API error messages" page); the ones a public
+market-data call can meet are mapped to the typed errors of an HTTP status:
+``EAPI:Rate limit exceeded``, ``EGeneral:Too many requests`` and ``EService:Throttled``
+are a rate limit, ``EService:Unavailable``, ``EService:Busy``,
+``EService:Deadline elapsed`` and ``EGeneral:Internal error`` say the venue is down,
+``EQuery:Unknown asset pair`` is an unknown instrument. ``W...`` entries are warnings.
 The result is keyed by Kraken's canonical pair name (XXBTZUSD for XBTUSD), not
 by the name we asked for. ``c`` is the last trade ``[price, lot volume]``; the
 ticker has no timestamp, so the fetch time stands in. Documented body::
@@ -11,12 +16,13 @@ ticker has no timestamp, so the fetch time stands in. Documented body::
     {"error": [], "result": {"XXBTZUSD": {"a": ["64000.2", "1", "1.000"],
      "b": ["64000.1", "2", "2.000"], "c": ["64000.10000", "0.001"], ...}}}
 
-Realized vol: GET /0/public/OHLC?pair=XBTUSD&interval=1&since=T, oldest first::
+Realized vol: GET /0/public/OHLC?pair=XBTUSD&interval=1&since=T, oldest first (Kraken
+sends up to 720 rows, about 55 KB, when it ignores ``since``; the cap allows it)::
 
     {"error": [], "result": {"XXBTZUSD": [[1700000000, "open", "high", "low", "close",
      "vwap", "volume", 12], ...], "last": 1700003600}}
 
-Depth: GET /0/public/Depth?pair=XBTUSD&count=100::
+Depth: GET /0/public/Depth?pair=XBTUSD&count=100 (100 levels a side, about 8 KB)::
 
     {"error": [], "result": {"XXBTZUSD": {"asks": [["64000.2", "1.000", 1700000000]],
      "bids": [["64000.1", "2.000", 1700000000]]}}}
@@ -31,11 +37,24 @@ from typing import ClassVar
 from feeds.base import Source, VenueQuote
 from feeds.body import Body
 from feeds.computed import book_depth, realized_vol
-from feeds.errors import SourceHTTPError
+from feeds.http import Refusal, VenueSays
 from feeds.kinds import RV_CANDLE_SECONDS, RV_RETURNS, FactorKind
 
 # Query pair -> key Kraken uses in ``result`` for it.
 _RESULT_KEYS: Mapping[str, str] = {"XBTUSD": "XXBTZUSD", "ETHUSD": "XETHZUSD"}
+# Kraken's documented error strings a public call can meet, by what they mean.
+_REFUSALS: Mapping[str, Refusal] = {
+    "EAPI:Rate limit exceeded": Refusal.RATE_LIMITED,
+    "EGeneral:Too many requests": Refusal.RATE_LIMITED,
+    "EService:Throttled": Refusal.RATE_LIMITED,
+    "EService:Unavailable": Refusal.UNAVAILABLE,
+    "EService:Busy": Refusal.UNAVAILABLE,
+    "EService:Deadline elapsed": Refusal.UNAVAILABLE,
+    "EGeneral:Internal error": Refusal.UNAVAILABLE,
+    "EQuery:Unknown asset pair": Refusal.UNKNOWN_INSTRUMENT,
+}
+# Kraken names no reset time; its public counter decays within seconds.
+_RATE_LIMIT_PAUSE = 5.0
 
 
 class KrakenSpot(Source):
@@ -45,6 +64,7 @@ class KrakenSpot(Source):
     factors: ClassVar[frozenset[FactorKind]] = frozenset(
         {FactorKind.SPOT, FactorKind.REALIZED_VOL, FactorKind.DEPTH}
     )
+    body_caps: ClassVar[Mapping[FactorKind, int]] = {FactorKind.REALIZED_VOL: 256 * 1024}
 
     def request(self, instrument: str) -> tuple[str, Mapping[str, str]]:
         return "/0/public/Ticker", {"pair": self.symbol(instrument)}
@@ -62,15 +82,17 @@ class KrakenSpot(Source):
         errors = body.at("error")
         if not isinstance(errors, list):
             raise body.error("JSON object with an error list", repr(errors))
-        if errors:
-            raise self._venue_refused(errors, body.origin.instrument)
         pair = self.symbol(body.origin.instrument)
         result = body.at("result")
         # Newer pairs are keyed by their plain name; accept either spelling of *this*
         # pair, never some other entry that happens to be the only one.
         key = _RESULT_KEYS.get(pair, pair)
-        if isinstance(result, dict) and key not in result and pair in result:
-            key = pair
+        if isinstance(result, dict) and key not in result:
+            if pair in result:
+                return pair
+            others = sorted(str(k) for k in result if k != "last")
+            if others:
+                raise body.origin.mismatch(f"pair {pair} (result key {key})", f"result keys {', '.join(others)}")
         return key
 
     def extract(self, payload: object, instrument: str) -> VenueQuote:
@@ -95,19 +117,19 @@ class KrakenSpot(Source):
             return "; ".join(map(str, payload["error"])) or None
         return None
 
-    def _venue_refused(self, errors: list[object], instrument: str) -> SourceHTTPError:
-        text = "; ".join(map(str, errors))
-        if "Rate limit" in text or "Too many requests" in text:
-            hint = "the venue is rate limiting us — lower the poll rate for this source"
-        elif text.startswith("EQuery"):
-            hint = f"the pair mapping is wrong — check KrakenSpot.symbols for {instrument}"
+    def venue_says(self, payload: object) -> VenueSays | None:
+        if not isinstance(payload, dict) or not isinstance(payload.get("error"), list):
+            return None
+        errors = [str(e) for e in payload["error"] if str(e).startswith("E")]
+        if not errors:
+            return None
+        # "<category>:<message>[:<extra info>]": the first two parts name the error.
+        refusals = {_REFUSALS.get(":".join(e.split(":")[:2]), Refusal.OTHER) for e in errors}
+        # The most actionable meaning wins when Kraken lists several.
+        for refusal in (Refusal.RATE_LIMITED, Refusal.UNAVAILABLE, Refusal.UNKNOWN_INSTRUMENT):
+            if refusal in refusals:
+                break
         else:
-            hint = "the venue is failing; it is retried next poll and the feed uses the other sources"
-        return SourceHTTPError(
-            f"kraken {instrument}: expected an empty error list, got the venue's errors "
-            f"[{text}]; {hint}",
-            source=self.name,
-            instrument=instrument,
-            # Kraken reports these inside an HTTP 200.
-            status=200,
-        )
+            refusal = Refusal.OTHER
+        return VenueSays(refusal, f"errors [{'; '.join(errors)}]",
+                         _RATE_LIMIT_PAUSE if refusal == Refusal.RATE_LIMITED else None)

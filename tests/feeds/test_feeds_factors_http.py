@@ -21,6 +21,7 @@ from feeds.errors import (
     SourceRateLimited,
     SourceStaleError,
     SourceTimeout,
+    SourceUnavailable,
     SourceValueError,
 )
 from feeds.kinds import FactorKind
@@ -76,13 +77,16 @@ PRIMARY = {"binance": FactorKind.SPOT, "binance-futures": FactorKind.FUNDING_RAT
 FAULTS = {
     "timeout": (SourceTimeout, "expected a response from"),
     "http429": (SourceRateLimited, "got 429"),
-    "http500": (SourceHTTPError, "expected HTTP 200, got 500"),
+    "http500": (SourceUnavailable, "expected HTTP 200, got 500"),
     "html": (SourceFormatError, "HTML page"),
     "truncated": (SourceFormatError, "truncated JSON"),
     "nan": (SourceValueError, "non-finite value (NaN)"),
     "negative": (SourceValueError, "which is not positive"),
     "zero": (SourceValueError, "which is not positive"),
     "stale": (SourceStaleError, "stopped updating"),
+    # In an HTTP 200 body on Kraken, OKX and Bybit; as HTTP 429 / 503 elsewhere.
+    "rate_limited": (SourceRateLimited, "the venue is rate limiting us"),
+    "unavailable": (SourceUnavailable, "the venue is failing"),
 }
 # Kraken's ticker carries no timestamp, so a stale Kraken ticker cannot be seen as such.
 CASES = [(v, f) for v in PRIMARY for f in FAULTS if not (v == "kraken" and f == "stale")]
@@ -194,6 +198,40 @@ async def test_retry_after_blocks_the_venue_until_then(
     assert cache.health["bybit"].errors_by_type == {"SourceRateLimited": 1}
 
 
+@pytest.mark.parametrize(
+    ("venue", "fault", "status", "pause"),
+    [("kraken", "rate_limited", 200, 5.0), ("okx", "rate_limited", 200, 2.0), ("bybit", "rate_limited", 200, 5.0),
+     ("bybit", "http429", 429, 2.0)],
+)
+async def test_an_in_body_rate_limit_blocks_the_venue_as_a_429_does(
+    venue: str, fault: str, status: int, pause: float, clean_faults: VenueSimulator, session: aiohttp.ClientSession
+) -> None:
+    cache = _cache(clean_faults, backoff_base=0)
+    clean_faults.set_fault(venue, fault)
+    await cache.poll_once(session)
+    asked = clean_faults.requests[venue]
+    await cache.poll_once(session)
+    await cache.poll_once(session)
+    assert clean_faults.requests[venue] == asked  # not asked again within the venue's window
+    assert cache.health[venue].errors_by_type == {"SourceRateLimited": 1}
+    assert cache._venue_not_before[venue] - cache.health[venue].last_error_at == pytest.approx(pause)  # noqa: SLF001
+    assert f"got {status}" in (cache.health[venue].last_error or "") if status != 200 else \
+        "inside HTTP 200" in (cache.health[venue].last_error or "")
+    assert venue not in [r.source for r in cache.readings("BTC-USD")]
+
+
+async def test_an_in_body_outage_is_retried_within_the_poll_as_a_5xx_is(
+    clean_faults: VenueSimulator, session: aiohttp.ClientSession
+) -> None:
+    cache = _cache(clean_faults, backoff_base=0, retries=1)
+    clean_faults.set_fault("okx", "unavailable")
+    asked = clean_faults.requests["okx"]
+    await cache.poll_once(session)
+    assert clean_faults.requests["okx"] == asked + 2
+    assert cache.health["okx"].errors_by_type == {"SourceUnavailable": 1}
+    assert "code 50001" in (cache.health["okx"].last_error or "")
+
+
 async def test_backoff_spaces_out_a_failing_venue(clean_faults: VenueSimulator, session: aiohttp.ClientSession) -> None:
     cache = _cache(clean_faults, backoff_base=5.0, retries=0)
     clean_faults.set_fault("kraken", "http500")
@@ -250,3 +288,24 @@ async def test_a_hanging_venue_does_not_hold_back_the_others_or_the_next_poll(
     await asyncio.sleep(0.6)
     assert cache.health["kraken"].error_count == 1
     assert cache.health["kraken"].last_error_type == "SourceTimeout"
+
+
+async def test_coinbase_leaves_out_quiet_minutes_and_the_adapter_still_computes_realized_vol(
+    clean_faults: VenueSimulator, session: aiohttp.ClientSession
+) -> None:
+    venue = clean_faults.venue("coinbase")
+    venue.quiet_minutes = frozenset({2, 17, 33})  # type: ignore[attr-defined]
+    try:
+        url = clean_faults.venue_url("coinbase")
+        source = make_source("coinbase", base_url=url, timeout=3.0)
+        (path, params), = source.plan(FactorKind.REALIZED_VOL, "BTC-USD")
+        async with session.get(url + path, params=params) as response:
+            rows = await response.json()
+        # The 123 minutes asked for, less the three without trades.
+        assert len(rows) == 120
+        assert sum(1 for newer, older in zip(rows, rows[1:]) if newer[0] - older[0] == 120) == 3
+        reading = await source.fetch(session, FactorKind.REALIZED_VOL, "BTC-USD")
+        assert Decimal("0.05") < reading.value < Decimal(5)
+        assert reading.fetched_at - 65 < reading.observed_at <= reading.fetched_at
+    finally:
+        venue.quiet_minutes = frozenset()  # type: ignore[attr-defined]

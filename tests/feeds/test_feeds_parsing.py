@@ -12,7 +12,11 @@ from feeds.errors import (
     SourceError,
     SourceFormatError,
     SourceHTTPError,
+    SourceInstrumentMismatch,
+    SourceRateLimited,
     SourceStaleError,
+    SourceUnavailable,
+    SourceUnknownInstrument,
     SourceValueError,
     UnknownInstrumentError,
 )
@@ -259,13 +263,13 @@ def test_coinbase_time_without_offset_is_a_format_error() -> None:
         parse(CoinbaseSpot(), coinbase_body(when="2024-01-01T00:00:00"))
 
 
-def test_kraken_missing_pair_names_the_whole_path_and_the_keys_present() -> None:
+def test_kraken_result_for_another_pair_names_what_was_asked_and_what_came() -> None:
     body = kraken_body(key="XETHZUSD")
-    with pytest.raises(SourceFormatError) as caught:
+    with pytest.raises(SourceInstrumentMismatch) as caught:
         parse(KrakenSpot(), body)
     message = str(caught.value)
-    assert "expected JSON object with result.XXBTZUSD.c[0]" in message
-    assert "object without 'XXBTZUSD' at result (keys: XETHZUSD)" in message
+    assert "expected a body for pair XBTUSD (result key XXBTZUSD), got result keys XETHZUSD" in message
+    assert (caught.value.expected, caught.value.got) == ("pair XBTUSD (result key XXBTZUSD)", "result keys XETHZUSD")
 
 
 def test_kraken_short_c_array_is_a_format_error() -> None:
@@ -276,16 +280,18 @@ def test_kraken_short_c_array_is_a_format_error() -> None:
 
 
 @pytest.mark.parametrize(
-    ("errors", "hint"),
+    ("errors", "error", "hint"),
     [
-        (["EQuery:Unknown asset pair"], "pair mapping is wrong"),
-        (["EAPI:Rate limit exceeded"], "rate limiting"),
-        (["EService:Unavailable"], "venue is failing"),
+        (["EQuery:Unknown asset pair"], SourceUnknownInstrument, "symbol mapping is wrong"),
+        (["EAPI:Rate limit exceeded"], SourceRateLimited, "rate limiting"),
+        (["EService:Unavailable"], SourceUnavailable, "venue is failing"),
     ],
 )
-def test_kraken_error_list_is_an_http_error_with_the_venues_text(errors: list[str], hint: str) -> None:
+def test_kraken_error_list_is_an_http_error_with_the_venues_text(
+    errors: list[str], error: type[SourceHTTPError], hint: str
+) -> None:
     body = json.dumps({"error": errors}).encode()
-    with pytest.raises(SourceHTTPError) as caught:
+    with pytest.raises(error) as caught:
         parse(KrakenSpot(), body)
     assert caught.value.status == 200
     assert f"got the venue's errors [{errors[0]}]" in str(caught.value)

@@ -23,8 +23,8 @@ class ExampleExchange(Source):
 
     def extract(self, payload: object, instrument: str) -> VenueQuote:
         body = self.body(payload, instrument)
-        if body.at("market") != self.symbol(instrument):
-            raise body.error(f"market {self.symbol(instrument)!r}", f"market {body.at('market')!r}")
+        # A price for another market is worse than none: refused with SourceInstrumentMismatch.
+        body.expect(self.symbol(instrument), "market")
         return VenueQuote(price=body.decimal("price"), observed_at=body.epoch_millis("ts"))
 
     def venue_error(self, payload: object) -> str | None:
