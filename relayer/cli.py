@@ -768,6 +768,7 @@ def _cmd_devnet(args: argparse.Namespace) -> int:
         seed=args.seed, round_interval_ms=args.round_interval_ms, grace_ms=args.grace_ms,
         store_sync=args.store_sync,
         venue_faults=dict(args.venue_fault), catalog=args.catalog, feed_selection=args.feed_selection,
+        stop_on_exit=args.stop_on_exit,
     )
     try:
         return asyncio.run(run_devnet(options))
@@ -900,6 +901,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the committee's report policy: every feed every round (all, default), or only "
                              "feeds past their deviation threshold or heartbeat (trigger); rounds where nothing "
                              "triggers send no transaction")
+    devnet.add_argument("--stop-on-exit", action="store_true",
+                        help="stop the whole devnet when one relayer exits (by default it says so and keeps going)")
     devnet.add_argument("--grace-ms", type=int, default=20,
                         help="how long a leader waits for more observations after 2f+1 (default 20)")
     devnet.add_argument("--store-sync", choices=("full", "normal"), default="full",

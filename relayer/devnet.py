@@ -89,6 +89,8 @@ class DevnetOptions:
     # epoch 0, and "follower" for the first node that leads neither epoch 0 nor 1, both known
     # only once the committee is set.
     node_faults: dict[int | str, str] = field(default_factory=dict)
+    # A relayer that exits stops the whole devnet (else the devnet says so and keeps going).
+    stop_on_exit: bool = False
     # Relayers started outside the committee (for rotation): they watch until added.
     spare_nodes: int = 0
     node_env: dict[str, str] = field(default_factory=dict)
@@ -372,11 +374,23 @@ class Devnet:
         return fresh
 
     async def watch(self, stop: asyncio.Event) -> int:
+        exited: set[int] = set()
         while not stop.is_set():
             for node in self.nodes:
-                if node.proc is not None and node.proc.poll() is not None:
-                    self._say(f"devnet: node-{node.index} exited with {node.proc.returncode}; see {node.log_path}")
+                if node.proc is None or node.proc.poll() is None:
+                    exited.discard(node.index)  # running (again, after a start_node)
+                    continue
+                if node.index in exited:
+                    continue
+                exited.add(node.index)
+                running = sum(1 for n in self.nodes if n.proc is not None and n.proc.poll() is None)
+                quorum = self.committee.quorum
+                self._say(f"devnet: node-{node.index} exited with {node.proc.returncode}; see {node.log_path}")
+                if self.o.stop_on_exit or running == 0:
                     return 1
+                self._say(f"devnet: {running} of {len(self.nodes)} relayers still run"
+                          + ("; keeping going (--stop-on-exit stops instead)" if running >= quorum else
+                             f"; fewer than a quorum of {quorum}: no report can land until one comes back"))
             for report in await self.poll_landed():
                 self._print_report(report)
                 if self.o.rounds is not None and len(self.landed) >= self.o.rounds:

@@ -10,6 +10,7 @@ otherwise.
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import signal
@@ -140,3 +141,37 @@ async def _until_readyz(devnet: Devnet, index: int, reasons: set[str], *, timeou
             return
         assert loop.time() < deadline, f"node {index}: /readyz {status} {seen}, expected {reasons or 'ready'}"
         await asyncio.sleep(0.2)
+
+
+async def test_the_devnet_keeps_going_when_a_relayer_exits_unless_told_to_stop(tmp_path: Path) -> None:
+    devnet = await start(tmp_path)
+    try:
+        await land(devnet, 1)
+        out = devnet.out
+        assert isinstance(out, io.StringIO)
+        stop = asyncio.Event()
+        watching = asyncio.create_task(devnet.watch(stop))
+        victim = devnet.follower()
+        devnet.kill_node(victim)
+        landed = len(devnet.landed)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 60
+        while len(devnet.landed) < landed + 2:  # the other three land reports; watch() reads them
+            assert not watching.done(), out.getvalue()
+            assert loop.time() < deadline, out.getvalue()
+            await asyncio.sleep(0.2)
+        text = out.getvalue()
+        assert f"node-{victim} exited" in text and "3 of 4 relayers still run; keeping going" in text
+        stop.set()
+        assert await watching == 130
+        # Told to stop on exit, the next exit ends the watch with 1 (the victim runs again first).
+        devnet.start_node(victim)
+        devnet.o.stop_on_exit = True
+        stop = asyncio.Event()
+        watching = asyncio.create_task(devnet.watch(stop))
+        await asyncio.sleep(1.0)
+        assert not watching.done(), out.getvalue()
+        devnet.kill_node(next(i for i in range(4) if i != victim))
+        assert await asyncio.wait_for(watching, 30) == 1
+    finally:
+        await devnet.teardown()
