@@ -310,17 +310,31 @@ class Checker:
 
         from feeds.registry import make_source
 
+        from feeds.kinds import KINDS, FactorKind
+
         s = self.s
+        # Per venue, each (factor, instrument) the configured feeds poll from it, as the node's
+        # cache does: a derived factor (dispersion) reads spot.
+        wanted: dict[str, set[tuple[FactorKind, str]]] = {}
+        for feed in s.feeds:
+            kind = FactorKind(feed.kind)
+            polled = FactorKind.SPOT if KINDS[kind].derived else kind
+            for name in feed.sources:
+                wanted.setdefault(name, set()).add((polled, feed.instrument))
         async with aiohttp.ClientSession() as session:
-            for name in sorted({n for f in s.feeds for n in f.sources}):
-                instruments = sorted({f.instrument for f in s.feeds if name in f.sources})
+            for name in sorted(wanted):
+                probes = sorted(wanted[name], key=lambda p: (p[0].value, p[1]))
+                done: list[str] = []
+                what = "its source"
                 try:
                     source = make_source(name, s.source_urls.get(name), timeout=min(s.source_timeout, self.timeout))
-                    for instrument in instruments:
-                        reading = await asyncio.wait_for(source.fetch_spot(session, instrument), self.timeout + 1)
-                    self.record("venue", True, f"{name}: {', '.join(instruments)} answer (last {reading.value})")
+                    for kind, instrument in probes:
+                        what = f"{kind.value} {instrument}"
+                        reading = await asyncio.wait_for(source.fetch(session, kind, instrument), self.timeout + 1)
+                        done.append(f"{what} {reading.value}")
+                    self.record("venue", True, f"{name}: " + "; ".join(done))
                 except Exception as exc:
-                    self.record("venue", False, f"{name}: {str(exc)[:160]}",
+                    self.record("venue", False, f"{name}: {what}: {str(exc)[:160]}",
                                 "check network access to the venue or its source_urls entry; a feed needs "
                                 "min_sources healthy venues")
 

@@ -392,3 +392,41 @@ def test_subscriptions_refusals_approval_and_a_tighter_wish_listed(
 def test_subscriptions_without_a_registry_says_what_to_give(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["subscriptions", "list", "--rpc-url", "http://127.0.0.1:9"]) == 2
     assert "--registry" in capsys.readouterr().err
+
+
+def test_check_probes_each_factor_a_venue_serves(tmp_path: Path, chain: Chain, password: None,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """Not only spot: a venue is asked for every factor the configured feeds poll from it."""
+    feeds = [
+        {"feed_id": "BTC-USD", "instrument": "BTC-USD", "sources": ["binance", "coinbase", "kraken"]},
+        {"feed_id": "BTC-IVOL", "instrument": "BTC-USD", "kind": "implied_vol", "sources": ["deribit"],
+         "min_sources": 1, "decimals": 6},
+        {"feed_id": "BTC-FUND", "instrument": "BTC-USD", "kind": "funding_rate", "sources": ["okx", "deribit"],
+         "decimals": 8},
+        {"feed_id": "BTC-DISP", "instrument": "BTC-USD", "kind": "dispersion", "sources": ["binance", "coinbase"],
+         "decimals": 2},
+    ]
+    urls = {v: f"{chain.simulator}/{v}" for v in ("binance", "coinbase", "kraken", "deribit", "okx")}
+    code, out = _check(_config(tmp_path, chain, feeds=feeds, source_urls=urls), capsys)
+    venues = {line.split()[2].rstrip(":"): line for line in out.splitlines() if line.startswith(("PASS  venue",
+                                                                                                  "FAIL  venue"))}
+    assert set(venues) == {"binance", "coinbase", "kraken", "deribit", "okx"}, out
+    assert all(line.startswith("PASS") for line in venues.values()), out
+    assert "implied_vol BTC-USD" in venues["deribit"] and "funding_rate BTC-USD" in venues["deribit"]
+    assert "funding_rate BTC-USD" in venues["okx"]
+    # Dispersion is computed from spot: binance is asked for spot only, once.
+    assert venues["binance"].count("spot BTC-USD") == 1 and "dispersion" not in venues["binance"]
+    assert code == 1  # the three new feeds are not registered on this oracle: reported, not hidden
+    assert "FAIL  feed" in out and "BTC-IVOL" in out
+
+
+def test_check_names_the_factor_a_venue_fails_on(tmp_path: Path, chain: Chain, password: None,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    feeds = [{"feed_id": "BTC-USD", "instrument": "BTC-USD", "sources": ["binance", "coinbase", "kraken"]},
+             {"feed_id": "BTC-IVOL", "instrument": "BTC-USD", "kind": "implied_vol", "sources": ["deribit"],
+              "min_sources": 1, "decimals": 6}]
+    urls = {v: f"{chain.simulator}/{v}" for v in ("binance", "coinbase", "kraken")}
+    urls["deribit"] = "http://127.0.0.1:9"
+    code, out = _check(_config(tmp_path, chain, feeds=feeds, source_urls=urls), capsys)
+    line = next(x for x in out.splitlines() if x.startswith("FAIL  venue"))
+    assert "deribit: implied_vol BTC-USD:" in line and code == 1
