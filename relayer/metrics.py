@@ -108,6 +108,8 @@ class EngineCounters:
     wanted_epoch: int = 0
     progress_timeouts: int = 0
     store_errors: int = 0
+    # Feeds left out of this node's proposals: (feed index, reason) -> count.
+    left_out: Mapping[tuple[int, str], int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,6 +283,13 @@ class _StatsCollector(Collector):
         if snap is not None and snap.engine is not None:
             pacemaker.add_metric([], snap.engine.progress_timeouts)
             store_errors.add_metric([], snap.engine.store_errors)
+        left_out = CounterMetricFamily("relayer_feeds_left_out", "Feeds this node, leading, left out of a report "
+                                       "(out_of_bounds: the median lies outside the feed's on-chain bounds)",
+                                       labels=["feed_index", "reason"])
+        if snap is not None and snap.engine is not None:
+            for (index, reason), n in snap.engine.left_out.items():
+                left_out.add_metric([str(index), reason], n)
+        yield left_out
         tasks = CounterMetricFamily("relayer_task_failures", "Failures of the node's long-lived tasks (restarted)",
                                     labels=["task"])
         if snap is not None and snap.health is not None:

@@ -117,6 +117,9 @@ class Node:
         self._view_refresh: asyncio.Task[None] | None = None
         # Supervised long-lived tasks (relayer.supervise): those waiting to restart, and failures.
         self.failed_tasks: dict[str, str] = {}
+        # Per served feed index its on-chain (min, max), followed from FeedParametersSet logs.
+        self.bounds: dict[int, tuple[int, int]] = {}
+        self._bounds_block: int | None = None
         self.task_failures: Counter[str] = Counter()
 
     @property
@@ -244,6 +247,7 @@ class Node:
                 publish=self.host.send_all if self.settings.transport == "direct" else self.host.publish,
                 send_to=self.host.send if self.settings.transport == "direct" else None,
                 selection=self._feed_selection(committee),
+                bounds=lambda: self.bounds,
             ))
         except SchemeMismatch as exc:
             log.error("cannot take part in this committee, watching only: %s", exc, extra=extra)
@@ -277,6 +281,29 @@ class Node:
             log.warning("cannot read the subscription registry: %s", exc)
         except Exception:  # noqa: BLE001 - following the registry must survive the unexpected
             log.exception("the promises failed to refresh; retrying next poll")
+
+    async def _load_bounds(self) -> None:
+        head = await self.oracle.rpc.block_number()
+        self.bounds = await self.oracle.feed_bounds([sf.index for sf in self.served])
+        self._bounds_block = head
+
+    async def _poll_bounds(self) -> None:
+        """Re-read the served feeds' bounds when governance changed a feed's parameters."""
+        try:
+            if self._bounds_block is None:
+                await self._load_bounds()
+                return
+            head = await self.oracle.rpc.block_number()
+            if head <= self._bounds_block:
+                return
+            changed = await self.oracle.feed_parameter_changes(self._bounds_block + 1, head)
+            if changed:
+                await self._load_bounds()
+                log.info("feed parameters changed on-chain (feeds %s); bounds re-read", sorted(set(changed)))
+            else:
+                self._bounds_block = head
+        except ChainError as exc:
+            log.warning("cannot read the feeds' on-chain bounds: %s", exc)
 
     def _refresh_view_for_round(self) -> None:
         """Under the trigger policy, look at the chain as each round starts (an observe request
@@ -330,6 +357,7 @@ class Node:
             if loop.time() >= next_promises:
                 next_promises = loop.time() + self.settings.config_poll_interval
                 await self._poll_promises()
+                await self._poll_bounds()
 
     def _tell_subscriptions(self) -> None:
         book, view = self.promise_book, self.feed_view
@@ -384,6 +412,7 @@ class Node:
                 reports_attested=engine.stats.reports_attested, epoch_changes=engine.stats.epoch_changes,
                 wanted_epoch=engine.pacemaker.wanted, progress_timeouts=engine.stats.progress_timeouts,
                 store_errors=engine.stats.store_errors, refused=dict(engine.stats.refused),
+                left_out=dict(engine.stats.left_out),
                 dropped=tuple(DropCount(peer, reason, n) for (peer, reason), n in list(engine.stats.dropped.items())),
             ),
             host=None if host is None else HostCounters(
@@ -456,6 +485,7 @@ class Node:
         self.cache = FeedCache.for_feeds(sources, s.feeds, max_age=max(10.0, 5 * s.poll_interval),
                                          poll_budget=s.poll_interval)
         await self._load_promises(w3)
+        await self._poll_bounds()
 
         async with aiohttp.ClientSession() as session:
             await self.cache.poll_once(session)

@@ -54,6 +54,8 @@ DEFAULT_HEARTBEAT_S = 3600
 NEW_TRANSMISSION_TOPIC = "0x" + keccak(b"NewTransmission(uint32,uint32,uint256)").hex()
 FEED_ADDED_TOPIC = "0x" + keccak(b"FeedAdded(uint16,bytes32,uint8,string,int192,int192)").hex()
 FEED_UPDATED_TOPIC = "0x" + keccak(b"FeedUpdated(uint16,int192,uint32,uint32)").hex()
+FEED_PARAMETERS_SET_TOPIC = "0x" + keccak(
+    b"FeedParametersSet(uint16,(int192,int192,uint16,uint64,uint32,uint8,bool))").hex()
 
 
 def connect(rpc_url: str, *, timeout: float = RPC_TIMEOUT_S) -> HttpWeb3:
@@ -273,6 +275,18 @@ class QuorumOracleClient(ContractClient):
 
     async def feed_parameters(self, index: int) -> FeedParameters:
         return FeedParameters.from_tuple(await self._call("feedParameters", index))
+
+    async def feed_bounds(self, indexes: Sequence[int]) -> dict[int, tuple[int, int]]:
+        """Per feed index its (min, max) accepted value, in one batched request."""
+        if not indexes:
+            return {}
+        results = await self._call_many([("feedParameters", (i,)) for i in indexes])
+        return {i: (p.min_value, p.max_value) for i, p in zip(indexes, map(FeedParameters.from_tuple, results))}
+
+    async def feed_parameter_changes(self, from_block: int, to_block: int) -> list[int]:
+        """Feed indexes whose parameters governance set in ``[from_block, to_block]``."""
+        return [int(entry["topics"][1], 16)
+                for entry in await self._logs("FeedParametersSet", from_block, to_block, FEED_PARAMETERS_SET_TOPIC)]
 
     async def reset_breaker(self, key: bytes, index: int) -> None:
         """Owner or guardian: clear a tripped breaker; the next report re-anchors the feed."""

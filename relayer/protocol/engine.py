@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,6 +74,9 @@ class EngineInputs:
     send_to: Callable[[str, bytes], None] | None = None
     # Which feeds a report carries (relayer.protocol.selection); every feed with a quorum if None.
     selection: FeedSelection | None = None
+    # Per feed index the on-chain (min, max) accepted value, now: a median outside is left out
+    # of the report rather than make the contract refuse all of it. None: no bounds known.
+    bounds: Callable[[], Mapping[int, tuple[int, int]]] | None = None
 
 
 # How the node builds its engine; `RoundEngine` itself is the production one.
@@ -110,15 +113,16 @@ class RoundEngine:
         self.pacemaker = Pacemaker(committee=committee, index=me, store=store, clock=self.clock, outbox=self.outbox,
                                    stats=self.stats)
         self.selection: FeedSelection = inputs.selection if inputs.selection is not None else CarryAll()
+        bounds = inputs.bounds if inputs.bounds is not None else dict
         self.leader = Leader(committee=committee, index=me, clock=self.clock, outbox=self.outbox,
                              pacemaker=self.pacemaker, rounds=self.rounds, stats=self.stats,
-                             selection=self.selection)
+                             selection=self.selection, bounds=bounds)
         self.attestation = Attestation(committee=committee, index=me, signer=self.signer, domain=domain, store=store,
                                        outbox=self.outbox, pacemaker=self.pacemaker, rounds=self.rounds,
                                        stats=self.stats, on_attested=inputs.on_attested)
         self.follower = Follower(committee=committee, index=me, store=store, observe=inputs.observe, outbox=self.outbox,
                                  signer=self.signer, domain=domain, rounds=self.rounds, stats=self.stats,
-                                 attestation=self.attestation, selection=self.selection)
+                                 attestation=self.attestation, selection=self.selection, bounds=bounds)
         self._routes: dict[Kind, Route] = {
             Kind.OBSERVE_REQUEST: Route(self.follower.on_observe_request, current_epoch=True),
             Kind.OBSERVATION: Route(self.leader.on_observation, current_epoch=True),

@@ -11,7 +11,7 @@ checked twice.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from relayer.chain.codec import ReportDomain
@@ -32,7 +32,7 @@ from relayer.protocol.messages import (
     to_hex,
 )
 from relayer.protocol.outbox import Outbox
-from relayer.protocol.report import build_updates, decode_carried, encode_carried
+from relayer.protocol.report import build_updates, decode_carried, encode_carried, within_bounds
 from relayer.protocol.selection import FeedSelection
 from relayer.protocol.round_state import Rounds, Stats
 from relayer.protocol.signer import ReportSigner
@@ -48,9 +48,11 @@ class _Deferred(Exception):
 class Follower:
     def __init__(self, *, committee: Committee, index: int, store: Store, observe: Callable[[], Observation],
                  outbox: Outbox, signer: ReportSigner, domain: ReportDomain, rounds: Rounds, stats: Stats,
-                 attestation: Attestation, selection: FeedSelection) -> None:
+                 attestation: Attestation, selection: FeedSelection,
+                 bounds: Callable[[], Mapping[int, tuple[int, int]]] = dict) -> None:
         self.committee = committee
         self.selection = selection
+        self.bounds = bounds
         self.index = index
         self.store = store
         self.observe = observe
@@ -149,6 +151,8 @@ class Follower:
         built = build_updates(observations, quorum=self.committee.quorum)
         if not built:
             raise InvalidMessage("bad_proposal", "no feed has a quorum of the included observations")
+        # The leader leaves out a median the contract would refuse; so does this node's recomputation.
+        built, _ = within_bounds(built, self.bounds())
         proposed = from_hex(body.updates)
         try:
             carried = decode_carried(proposed)

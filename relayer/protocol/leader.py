@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from relayer.chain.codec import FeedUpdate
 from relayer.chain.errors import CodecError
@@ -21,7 +21,7 @@ from relayer.protocol.errors import Ignored
 from relayer.protocol.messages import Envelope, Epoch, Kind, Observation, ObserveRequest, Proposal, RoundId, to_hex
 from relayer.protocol.outbox import Outbox
 from relayer.protocol.pacemaker import Pacemaker
-from relayer.protocol.report import build_updates, encode_carried
+from relayer.protocol.report import build_updates, encode_carried, within_bounds
 from relayer.protocol.selection import FeedSelection
 from relayer.protocol.round_state import Rounds, Stats
 
@@ -45,8 +45,10 @@ def count_outliers(chosen: Sequence[Envelope], bodies: Sequence[Observation], bu
 
 class Leader:
     def __init__(self, *, committee: Committee, index: int, clock: Clock, outbox: Outbox, pacemaker: Pacemaker,
-                 rounds: Rounds, stats: Stats, selection: FeedSelection) -> None:
+                 rounds: Rounds, stats: Stats, selection: FeedSelection,
+                 bounds: Callable[[], Mapping[int, tuple[int, int]]] = dict) -> None:
         self.committee = committee
+        self.bounds = bounds
         self.selection = selection
         self.index = index
         self.clock = clock
@@ -117,8 +119,19 @@ class Leader:
         bodies = [Observation.model_validate(e.body) for e in chosen]
         built = build_updates(bodies, quorum=self.committee.quorum)
         count_outliers(chosen, bodies, built, self.stats)
+        built, out = within_bounds(built, self.bounds())
+        for update in out:
+            key = (update.feed_index, "out_of_bounds")
+            self.stats.left_out[key] += 1
+            if self.stats.left_out[key] in (1, 10) or self.stats.left_out[key] % 100 == 0:
+                low, high = self.bounds()[update.feed_index]
+                log.warning("feed %d: median %d is outside its on-chain bounds [%d, %d]; left out of the report so "
+                            "the other feeds land (%d times so far; governance may need to widen the bounds)",
+                            update.feed_index, update.value, low, high, self.stats.left_out[key],
+                            extra={"epoch": epoch, "round": round})
         if not built:
-            log.warning("no feed has a quorum of observations; nothing to propose", extra={"epoch": epoch, "round": round})
+            log.warning("no feed has a quorum of observations within its bounds; nothing to propose",
+                        extra={"epoch": epoch, "round": round})
             return
         carried = self.selection.choose(built)
         try:

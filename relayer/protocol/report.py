@@ -8,7 +8,7 @@ observations carry it, so its median lies within the honest observations' range.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from aggregation.robust import median_int
 from relayer.chain.codec import FeedUpdate, decode_updates, encode_updates
@@ -35,6 +35,21 @@ def build_updates(observations: Sequence[Observation], *, quorum: int) -> list[F
             )
         )
     return updates
+
+
+def within_bounds(built: Sequence[FeedUpdate], bounds: Mapping[int, tuple[int, int]]
+                  ) -> tuple[list[FeedUpdate], list[FeedUpdate]]:
+    """(kept, left out): a median outside its feed's on-chain (min, max) would make the contract
+    refuse the whole report, so it is left out and the other feeds still land. Leader and
+    followers apply the same rule to the same bounds (read from the chain)."""
+    kept, out = [], []
+    for update in built:
+        low, high = bounds.get(update.feed_index, (None, None))
+        if (low is not None and update.value < low) or (high is not None and update.value > high):
+            out.append(update)
+        else:
+            kept.append(update)
+    return kept, out
 
 
 def encode_carried(updates: Sequence[FeedUpdate]) -> bytes:

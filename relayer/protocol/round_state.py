@@ -97,6 +97,9 @@ class Stats:
         self.empty_reports = 0
         # Proposals whose feed selection was judged again on a fresh view of the chain.
         self.selection_rechecks = 0
+        # Feeds this node, leading, left out of a report, per (feed index, reason): a median
+        # outside the feed's on-chain bounds ("out_of_bounds") would make the contract refuse it all.
+        self.left_out: defaultdict[tuple[int, str], int] = defaultdict(int)
 
     def drop(self, peer: str, why: Dropped, *, epoch: int | None = None,
              round: int | None = None) -> None:

@@ -8,7 +8,7 @@ real chain in tests/test_devnet.py.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,7 +76,9 @@ class Network:
 def network(tmp_path: Path, keys: list[bytes], committee: Committee, values: list[int], *,
             wrap: dict[int, Callable[[Outbox], Outbox]] | None = None,
             factories: dict[int, FaultyEngineFactory] | None = None,
-            selections: dict[int, FeedSelection] | None = None) -> Network:
+            selections: dict[int, FeedSelection] | None = None,
+            bounds: Mapping[int, tuple[int, int]] | None = None,
+            bounds_of: dict[int, Mapping[int, tuple[int, int]]] | None = None) -> Network:
     net = Network(clock=ManualClock())
     for i, key in enumerate(keys):
         reports: list[AttestedReport] = []
@@ -90,6 +92,7 @@ def network(tmp_path: Path, keys: list[bytes], committee: Committee, values: lis
             store=Store(tmp_path / f"n{i}.sqlite", sync="normal"), observe=observer(values[i]),
             publish=net.publisher(i), send_to=net.sender(i), on_attested=collect,
             selection=(selections or {}).get(i),
+            bounds=(lambda b=(bounds_of or {}).get(i, bounds or {}): b),
         )
         factory = (factories or {}).get(i)
         net.engines.append(factory(inputs, clock=net.clock) if factory is not None else

@@ -114,3 +114,33 @@ async def test_replayed_and_foreign_digest_messages_are_dropped(tmp_path: Path, 
     assert target.stats.dropped[(address_of(stranger), "not_in_committee")] == 1
     assert open_envelope(env.encode()).epoch == 50 and target.epoch < 50
     await net.stop()
+
+
+async def test_a_median_outside_its_on_chain_bounds_is_left_out_and_the_rest_attested(
+        tmp_path: Path, keys: list[bytes], committee: Committee) -> None:
+    # Feed 1 observes value // 10 = 10..10; its on-chain bounds stop at 5: the contract would
+    # refuse any report carrying it, so every node leaves it out and feed 0 still lands.
+    bounds = {0: (1, 10**6), 1: (0, 5)}
+    net = network(tmp_path, keys, committee, [100, 101, 102, 103], bounds=bounds)
+    net.start()
+    await net.clock.advance(0.35)
+    await net.stop()
+    leader = committee.leader(0)
+    for i in range(4):
+        assert net.attested[i], i
+        assert all([u.feed_index for u in decode_updates(r.updates)] == [0] for r in net.attested[i])
+    assert net.engines[leader].stats.left_out[(1, "out_of_bounds")] >= 3
+    assert not any(n for e in net.engines for (_, reason), n in e.stats.dropped.items() if reason == "bad_proposal")
+
+
+async def test_a_follower_with_other_bounds_refuses_what_it_cannot_recompute(
+        tmp_path: Path, keys: list[bytes], committee: Committee) -> None:
+    """Bounds are part of the report rule: a member reading different ones does not sign."""
+    leader = committee.leader(0)
+    odd = next(i for i in range(4) if i != leader)
+    net = network(tmp_path, keys, committee, [100, 101, 102, 103], bounds={1: (0, 5)}, bounds_of={odd: {}})
+    net.start()
+    await net.clock.advance(0.35)
+    await net.stop()
+    assert net.engines[odd].stats.dropped[(committee.signers[leader], "missing_feed")] >= 1
+    assert net.attested[leader]  # the other two followers and the leader make the threshold of 3
