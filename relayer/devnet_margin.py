@@ -29,8 +29,8 @@ from relayer.chain.vault import (
 )
 
 __all__ = [
-    "COLLATERAL_DECIMALS", "MARKETS", "SPOT_BREAKER_BPS", "DevnetMarket", "MarginDesk", "deploy_margin_desk",
-    "format_margins", "market_max_age", "read_margins",
+    "COLLATERAL_DECIMALS", "MARKETS", "SPOT_BREAKER_BPS", "DevnetMarket", "ListedMarket", "MarginDesk",
+    "deploy_margin_desk", "format_margins", "listable", "market_max_age", "read_margins",
 ]
 
 # The oracle's circuit breaker on the devnet's spot feeds: a jump of more than 5 % from the last
@@ -133,7 +133,7 @@ class MarginDesk:
     skipped: tuple[str, ...]  # why a market of MARKETS was not listed, one line each
 
 
-def _listable(market: DevnetMarket, feeds: Sequence[Mapping[str, Any]], round_interval_ms: int,
+def listable(market: DevnetMarket, feeds: Sequence[Mapping[str, Any]], round_interval_ms: int,
               feed_selection: str) -> tuple[int, MarketInputs] | str:
     """The price feed and RiskGate inputs of ``market`` among the served ``feeds``, or why not."""
     by_kind = {fd["kind"]: fd for fd in feeds if fd["instrument"] == market.instrument}
@@ -165,7 +165,7 @@ async def deploy_margin_desk(
     vault = MarginVaultClient(w3, await deploy_vault(w3, owner_key, gate.address, collateral.address))
     listed, skipped = [], []
     for market in MARKETS:
-        found = _listable(market, feeds, round_interval_ms, feed_selection)
+        found = listable(market, feeds, round_interval_ms, feed_selection)
         if isinstance(found, str):
             skipped.append(found)
             continue

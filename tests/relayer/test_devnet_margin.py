@@ -12,7 +12,7 @@ from aggregation.margin import Reading, compute_margins
 from feeds.catalog import load_catalog
 from feeds.market import MarketModel
 from relayer.chain.risk_gate import MarketInputs, MarketMargins
-from relayer.devnet_margin import MARKETS, SPOT_BREAKER_BPS, _listable, format_margins, market_max_age
+from relayer.devnet_margin import MARKETS, SPOT_BREAKER_BPS, listable, format_margins, market_max_age
 
 pytestmark = pytest.mark.unit
 
@@ -34,16 +34,16 @@ def test_max_age_is_thirty_rounds_and_at_least_a_minute_or_the_heartbeat_under_t
 def test_markets_read_every_served_input_of_their_instrument() -> None:
     served = _served()
     index = {fd["feed_id"]: fd["index"] for fd in served}
-    assert _listable(MARKETS[0], served, 1000, "all") == (index["BTC-USD"], MarketInputs(
+    assert listable(MARKETS[0], served, 1000, "all") == (index["BTC-USD"], MarketInputs(
         index["BTC-RVOL-1H"], 60, index["BTC-DVOL"], index["BTC-DEPTH-50BPS"], index["BTC-USD-DISPERSION"]))
     # Only spot and realized volatility are needed; a catalog without implied vol leaves it out.
     partial = _served({"spot", "realized_vol", "depth"})
-    price, inputs = _listable(MARKETS[1], partial, 1000, "all")  # type: ignore[misc]
+    price, inputs = listable(MARKETS[1], partial, 1000, "all")  # type: ignore[misc]
     assert (inputs.implied_vol_feed, inputs.dispersion_feed) == (None, None) and inputs.depth_feed is not None
 
 
 def test_a_market_without_a_volatility_feed_is_left_out_and_says_why() -> None:
-    reason = _listable(MARKETS[0], _served({"spot"}), 1000, "all")
+    reason = listable(MARKETS[0], _served({"spot"}), 1000, "all")
     assert reason == "no BTC-PERP: the catalog serves no realized_vol feed for BTC-USD"
 
 
