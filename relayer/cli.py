@@ -68,6 +68,9 @@ oracle_address = "{oracle}"
 # the node follows (`relayer subscriptions list`). Without it the catalog's promises hold.
 {registry_line}
 
+# A RiskGate reading this oracle: the dashboard and /api/margins show the margins it sets.
+{risk_gate_line}
+
 # libp2p: where this node listens, and its committee peers as multiaddrs
 # (/ip4/HOST/tcp/PORT/p2p/PEER_ID). Give each operator your multiaddr printed by `relayer init`.
 listen_host = "0.0.0.0"
@@ -114,6 +117,7 @@ def _cmd_init(args: argparse.Namespace) -> int:
     directory: Path = args.dir.resolve()
     args.peers, args.source_urls = [], {}
     args.registry = getattr(args, "registry", None)
+    risk_gate = None
     if args.devnet is not None:
         try:
             info = json.loads((args.devnet / "devnet.json").read_text())
@@ -122,6 +126,7 @@ def _cmd_init(args: argparse.Namespace) -> int:
             if args.oracle == NO_ORACLE:
                 args.oracle = info["oracle"]
             args.registry = args.registry or info.get("subscription_registry")
+            risk_gate = info.get("risk_gate")
             args.peers, args.source_urls = list(info["peers"]), dict(info["source_urls"])
         except (OSError, ValueError, KeyError, TypeError) as exc:
             print(f"relayer init: cannot read {args.devnet / 'devnet.json'} ({exc}); start `relayer devnet "
@@ -156,6 +161,7 @@ def _cmd_init(args: argparse.Namespace) -> int:
         oracle=args.oracle, listen_port=args.listen_port, api_port=args.api_port,
         registry_line=(f'subscription_registry_address = "{args.registry}"' if args.registry
                        else '# subscription_registry_address = "0x..."'),
+        risk_gate_line=f'risk_gate_address = "{risk_gate}"' if risk_gate else '# risk_gate_address = "0x..."',
         peers="".join(f"\n    {json.dumps(p)}," for p in args.peers) + ("\n" if args.peers else ""),
         source_urls="".join(f"{name} = {json.dumps(url)}\n" for name, url in sorted(args.source_urls.items())),
     ))

@@ -34,7 +34,9 @@ from relayer.chain.codec import address_of, decode_updates
 from relayer.chain.contract import disconnect
 from relayer.ports import free_port
 from relayer.chain.oracle import QuorumOracleClient, Transmission, deploy_oracle, deploy_proxy
+from relayer.chain.risk_gate import MarketMargins
 from relayer.chain.subscriptions import SubscriptionRegistryClient, deploy_subscription_registry
+from relayer.devnet_margin import COLLATERAL_DECIMALS, SPOT_BREAKER_BPS, deploy_margin_desk, format_margins, read_margins
 from relayer.p2p.identity import peer_id_of
 from relayer.protocol.committee import Committee, OffchainConfig
 from relayer.store import Store
@@ -48,6 +50,9 @@ FLOOR_HEARTBEAT_S = 60
 # many subscriptions the owner approved it for.
 SUBSCRIBER_ACCOUNT = -1
 SUBSCRIBER_LIMIT = 4
+# The example trader of the margin vault (anvil's second-to-last dev account, its key kept in
+# DATA_DIR/trader.key), given test collateral at start.
+TRADER_ACCOUNT = -2
 
 
 def devnet_catalog(path: Path | None) -> list[FeedDefinition]:
@@ -167,12 +172,15 @@ class Devnet:
         self.feeds: list[dict[str, Any]] = []
         for spec in self.catalog:
             low, high = spec.bounds_fixed
+            # Spot feeds get the circuit breaker (see SPOT_BREAKER_BPS); derived factors such as
+            # volatility legitimately jump by more than any fixed share, so theirs stay off.
+            breaker = SPOT_BREAKER_BPS if str(spec.kind) == "spot" else 0
             index = await self.client.add_feed(owner_key, spec.feed_id, spec.decimals,
                                                spec.description or f"{spec.instrument} {spec.kind}", low, high,
-                                               heartbeat=spec.heartbeat_s)
+                                               breaker_bps=breaker, heartbeat=spec.heartbeat_s)
             proxy = await deploy_proxy(self.w3, owner_key, oracle_address, index)
             self.feeds.append({"feed_id": spec.feed_id, "instrument": spec.instrument, "decimals": spec.decimals,
-                               "kind": str(spec.kind), "index": index, "proxy": proxy,
+                               "kind": str(spec.kind), "index": index, "proxy": proxy, "breaker_bps": breaker,
                                "deviation_bps": spec.deviation_bps, "heartbeat_s": spec.heartbeat_s})
         keys = [secrets.token_bytes(32) for _ in range(o.nodes + o.spare_nodes)]
         transmitters = [self.anvil.accounts[1 + i] for i in range(len(keys))]
@@ -190,6 +198,17 @@ class Devnet:
         subscriber_key_path = o.data_dir / "subscriber.key"
         subscriber_key_path.write_text(subscriber_key.hex())
         subscriber_key_path.chmod(0o600)
+        # RiskGate, the test collateral and the margin vault, with a market per instrument the
+        # catalog serves the feeds of.
+        trader, trader_key = self.anvil.accounts[TRADER_ACCOUNT]
+        self.desk = await deploy_margin_desk(
+            self.w3, owner_key, oracle_address, self.feeds, round_interval_ms=o.round_interval_ms,
+            feed_selection=o.feed_selection, trader=trader)
+        for reason in self.desk.skipped:
+            self._say(f"devnet: {reason}")
+        trader_key_path = o.data_dir / "trader.key"
+        trader_key_path.write_text(trader_key.hex())
+        trader_key_path.chmod(0o600)
         self.transmitter_accounts = transmitters
         offchain = OffchainConfig(
             round_interval_ms=o.round_interval_ms, progress_timeout_ms=o.progress_timeout_ms,
@@ -228,6 +247,7 @@ class Devnet:
                 "rpc_urls": [self.anvil.rpc_url],
                 "oracle_address": oracle_address,
                 "subscription_registry_address": registry_address,
+                "risk_gate_address": self.desk.gate.address,
                 "listen_port": ports[i],
                 "peers": [p for j, p in enumerate(peers) if j != i],
                 "feeds": [spec.model_dump(mode="json") for spec in self.catalog],
@@ -255,12 +275,19 @@ class Devnet:
             "subscription_floors": {"deviation_bps": FLOOR_DEVIATION_BPS, "heartbeat_s": FLOOR_HEARTBEAT_S},
             "subscriber": subscriber, "subscriber_key_file": str(subscriber_key_path),
             "subscriber_limit": SUBSCRIBER_LIMIT,
+            # The margin desk (docs/operator.md, "Margins on the devnet").
+            "risk_gate": self.desk.gate.address, "vault": self.desk.vault.address,
+            "collateral": self.desk.collateral.address, "collateral_decimals": COLLATERAL_DECIMALS,
+            "markets": [m.as_json({fd["index"]: fd["feed_id"] for fd in self.feeds}) for m in self.desk.markets],
+            "trader": trader, "trader_key_file": str(trader_key_path),
         }, indent=2))
         for node in self.nodes:
             self.start_node(node.index)
         self._next_block = await self.client.rpc.block_number()
         self._say(f"devnet: oracle {oracle_address} on {self.anvil.rpc_url}; dashboards at "
                   + ", ".join(n.api for n in self.nodes))
+        self._say(f"devnet: RiskGate {self.desk.gate.address} ({', '.join(m.name for m in self.desk.markets) or 'no market'}), "
+                  f"vault {self.desk.vault.address}, collateral {self.desk.collateral.address}")
         self._say("devnet: relayers started; waiting for peers to connect and the first report to land")
 
     def start_node(self, index: int) -> None:
@@ -328,6 +355,9 @@ class Devnet:
                 "kind": fd["kind"],
             })
         started = self._round_started_at(epoch, round_id)
+        # What RiskGate demands as of the block this report landed in (a later report in the
+        # same block included).
+        margins = await read_margins(self.desk.gate, self.desk.markets, event.block_number)
         return {
             "epoch": epoch, "round": round_id, "feeds": feeds,
             "signers": [self.committee.signers[i] for i in signer_indexes],
@@ -335,6 +365,8 @@ class Devnet:
             "transmitter": self.w3.to_checksum_address(tx["from"]), "tx_hash": tx_hash,
             "block": event.block_number,
             "latency_ms": round((seen_at - started) * 1000, 1) if started else None,
+            "margins": {name: {"initial_bps": m.initial_bps, "maintenance_bps": m.maintenance_bps, "usable": m.usable}
+                        for name, m in margins.items()},
         }
 
     def _print_report(self, report: dict[str, Any]) -> None:
@@ -349,9 +381,11 @@ class Devnet:
         kinds = len({f["kind"] for f in report["feeds"]})
         values = f"{len(report['feeds'])} feeds / {kinds} kinds  {values}"
         latency = f"{report['latency_ms']:.0f} ms" if report["latency_ms"] is not None else "n/a"
+        margins = format_margins({name: MarketMargins(**m) for name, m in report["margins"].items()})
         print(
             f"landed epoch {report['epoch']} round {report['round']:>3}  {values}  "
-            f"signers {report['signer_count']}/{self.committee.n}  gas {report['gas_used']:,}  latency {latency}",
+            f"signers {report['signer_count']}/{self.committee.n}  gas {report['gas_used']:,}  latency {latency}"
+            + (f"  margins {margins}" if margins else ""),
             file=self.out, flush=True,
         )
 

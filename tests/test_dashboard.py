@@ -12,6 +12,7 @@ import base64
 import itertools
 import json
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -112,12 +113,14 @@ async def test_dashboard_shows_feeds_and_updates_as_reports_land(devnet: DevnetP
                     "document.querySelectorAll('.chart[data-feed] polyline[points]').length >= 2", 15)
                 await page.wait_for("!document.querySelector('#feeds tr[data-feed=\"BTC-USD\"]')"
                                     ".textContent.includes('waiting')", 20)
-                # The devnet deploys no RiskGate: the page says so instead of showing a margin, and
-                # the volatility column holds the landed values' realized vol.
-                margin = await page.eval(
-                    "document.querySelector('#feeds tr[data-feed=\"BTC-USD\"] .feed-margin').textContent")
-                assert margin == "no RiskGate configured"
-                assert "no RiskGate configured" in await page.eval("document.getElementById('risk-gate').textContent")
+                # The devnet deploys a RiskGate: each spot feed shows its market's initial and
+                # maintenance margin as the gate returns them, and the volatility column holds
+                # the landed values' realized vol.
+                margin = await page.wait_for(
+                    "(() => { const t = document.querySelector('#feeds tr[data-feed=\"BTC-USD\"] .feed-margin')"
+                    ".textContent; return t.includes('BTC-PERP') ? t : null })()", 15)
+                assert re.fullmatch(r"\d+\.\d\d% / \d+\.\d\d% \(BTC-PERP\)", margin), margin
+                assert info["risk_gate"] in await page.eval("document.getElementById('risk-gate').textContent")
                 assert "%" in await page.eval(
                     "document.querySelector('#feeds tr[data-feed=\"BTC-USD\"] .feed-vol').textContent")
                 shot = await page.send("Page.captureScreenshot", format="png")

@@ -317,8 +317,8 @@ class QuorumOracleClient(ContractClient):
     async def paused(self) -> bool:
         return bool(await self._call("paused"))
 
-    async def feed_status(self, index: int) -> FeedStatus:
-        return FeedStatus.from_tuple(await self._call("feedStatus", index))
+    async def feed_status(self, index: int, *, block: str = "latest") -> FeedStatus:
+        return FeedStatus.from_tuple(await self._call("feedStatus", index, block=block))
 
     async def round_data(self, index: int, round_id: int) -> tuple[int, int]:
         """(value, observed_at) of a past round still in the feed's history."""

@@ -125,9 +125,10 @@ class RiskGateClient(ContractClient):
         """The QuorumOracle this gate reads its inputs from."""
         return str(await self._call("oracle"))
 
-    async def margins(self, market_id: bytes) -> MarketMargins:
-        """Never reverts on market inputs; raises ``ContractRevert`` (``UnknownMarket``) as the contract does."""
-        initial, maintenance, usable = await self._call("margins", market_id)
+    async def margins(self, market_id: bytes, *, block: str = "latest") -> MarketMargins:
+        """Never reverts on market inputs; raises ``ContractRevert`` (``UnknownMarket``) as the
+        contract does. ``block``: a block number (hex) or tag to read at."""
+        initial, maintenance, usable = await self._call("margins", market_id, block=block)
         return MarketMargins(initial_bps=int(initial), maintenance_bps=int(maintenance), usable=bool(usable))
 
     async def check_action(self, market_id: bytes, increases_risk: bool) -> Margins:
@@ -137,8 +138,8 @@ class RiskGateClient(ContractClient):
         initial, maintenance = await self._call("checkAction", market_id, increases_risk)
         return Margins(int(initial), int(maintenance))
 
-    async def market(self, market_id: bytes) -> RiskMarket:
-        return RiskMarket.from_abi(market_id, await self._call("market", market_id))
+    async def market(self, market_id: bytes, *, block: str = "latest") -> RiskMarket:
+        return RiskMarket.from_abi(market_id, await self._call("market", market_id, block=block))
 
     async def curve_events(self, from_block: int, to_block: int) -> list[RiskMarket]:
         """Every ``CurveSet`` in ``[from_block, to_block]``, oldest first (a market may repeat)."""

@@ -17,7 +17,12 @@ from typing import Any
 
 import aiohttp
 import pytest
+from web3 import AsyncHTTPProvider, AsyncWeb3
 
+from aggregation.margin import Margins, Reading, compute_margins
+from relayer.chain.contract import disconnect
+from relayer.chain.oracle import QuorumOracleClient
+from relayer.chain.risk_gate import MarketMargins, RiskGateClient
 from relayer.cli import main
 from tests.devnet_proc import DevnetProcess
 
@@ -104,18 +109,67 @@ def test_health_ready_and_latest_feeds_with_signatures(devnet: DevnetProcess) ->
     assert {s["signer"] for s in report["signatures"]} <= committee
 
 
-def test_without_a_risk_gate_the_api_says_so_and_shows_no_margin(devnet: DevnetProcess) -> None:
-    """The devnet deploys no RiskGate: no margin is made up, and the answer says why."""
-    api = devnet.info["nodes"][1]["api"]
-    body = json.loads(_get(api + "/api/feeds")[1])
-    gate = body["risk_gate"]
-    assert gate["configured"] is False and gate["address"] is None and gate["markets"] == []
-    assert "no RiskGate configured" in gate["message"]
-    assert json.loads(_get(api + "/api/margins")[1]) == gate
-    spot = [f for f in body["feeds"] if f["kind"] == "spot"]
-    assert spot and all(f["margin"] is None for f in spot)
-    assert all(f["margin"] is None for f in body["feeds"])
-    assert json.loads(_get(api + "/api/status")[1])["risk_gate"] is None
+async def _chain_margins(info: dict[str, Any]) -> dict[str, tuple[MarketMargins, Margins]]:
+    """Per devnet market, at one block: what the deployed RiskGate's ``margins`` returns, and what
+    aggregation/margin.py computes from the same curve, feed values and decimals read on-chain."""
+    w3 = AsyncWeb3(AsyncHTTPProvider(info["rpc_url"]))
+    try:
+        gate = RiskGateClient(w3, info["risk_gate"])
+        oracle = QuorumOracleClient(w3, info["oracle"])
+        block = hex(await gate.rpc.block_number())
+        out = {}
+        for entry in info["markets"]:
+            market_id = bytes.fromhex(entry["market_id"][2:])
+            market = await gate.market(market_id, block=block)
+            i = market.inputs
+            readings = [None if feed is None else Reading((await oracle.feed_status(feed, block=block)).value, d)
+                        for feed, d in zip((i.realized_vol_feed, i.implied_vol_feed, i.depth_feed, i.dispersion_feed),
+                                           market.decimals)]
+            realized, implied, depth, dispersion = readings
+            assert realized is not None
+            mirror = compute_margins(market.curve, realized, implied_vol=implied, depth=depth, dispersion=dispersion)
+            out[entry["name"]] = (await gate.margins(market_id, block=block), mirror)
+        return out
+    finally:
+        await disconnect(w3)
+
+
+async def test_margins_shown_are_the_deployed_risk_gates_and_its_mirrors(devnet: DevnetProcess) -> None:
+    """The devnet deploys a RiskGate with a BTC and an ETH market: /api/margins shows, per market,
+    exactly what its ``margins`` view returns, which is also what the Python mirror computes from
+    the on-chain inputs (read at one block); the spot feeds carry their market's margin."""
+    info = devnet.info
+    api = info["nodes"][1]["api"]
+    assert {m["name"] for m in info["markets"]} == {"BTC-PERP", "ETH-PERP"}
+    deadline = time.monotonic() + 30
+    while True:
+        # Margins move with each landing (dispersion every round): compare between two equal reads.
+        before = await _chain_margins(info)
+        view = json.loads(_get(api + "/api/margins")[1])
+        after = await _chain_margins(info)
+        for onchain, mirror in (*before.values(), *after.values()):
+            assert (onchain.initial_bps, onchain.maintenance_bps) == (mirror.initial_bps, mirror.maintenance_bps)
+        shown = {m["name"]: (m["initial_bps"], m["maintenance_bps"], m["usable"]) for m in view["markets"]}
+        onchain_now = {name: (m.initial_bps, m.maintenance_bps, m.usable) for name, (m, _) in after.items()}
+        if before == after and shown == onchain_now or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.3)
+    assert shown == onchain_now, (shown, onchain_now)
+    assert view["configured"] is True and view["address"] == info["risk_gate"] and view["error"] is None
+    for entry in info["markets"]:
+        curve, (margins, _) = entry["curve"], after[entry["name"]]
+        # Fresh inputs, in their own units: neither pinned at the floor nor at the cap.
+        assert margins.usable
+        assert curve["floor_im_bps"] < margins.initial_bps < curve["cap_im_bps"]
+        market = next(m for m in view["markets"] if m["name"] == entry["name"])
+        assert (market["vol_feed_id"], market["depth_feed_id"], market["max_age"]) == (
+            entry["realized_vol_feed"], entry["depth_feed"], entry["max_age"])
+    feeds = json.loads(_get(api + "/api/feeds")[1])
+    assert feeds["risk_gate"]["address"] == info["risk_gate"]
+    margin_of = {f["feed_id"]: f["margin"] for f in feeds["feeds"]}
+    assert margin_of["BTC-USD"]["name"] == "BTC-PERP" and margin_of["ETH-USD"]["name"] == "ETH-PERP"
+    assert all(f["margin"] is None for f in feeds["feeds"] if f["kind"] != "spot")
+    assert json.loads(_get(api + "/api/status")[1])["risk_gate"] == info["risk_gate"]
 
 
 async def _read_events(url: str, want: set[str], timeout: float) -> dict[str, dict[str, Any]]:

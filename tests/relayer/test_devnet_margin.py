@@ -1,0 +1,78 @@
+"""The devnet's margin desk without a chain: which markets the served feeds make, their data age
+limit, the margins line, the curve on the simulated market's calm inputs, and the spot breaker
+against the simulated market's largest move."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from aggregation.margin import Reading, compute_margins
+from feeds.catalog import load_catalog
+from feeds.market import MarketModel
+from relayer.chain.risk_gate import MarketInputs, MarketMargins
+from relayer.devnet_margin import MARKETS, SPOT_BREAKER_BPS, listable, format_margins, market_max_age
+
+pytestmark = pytest.mark.unit
+
+
+def _served(kinds: set[str] | None = None) -> list[dict[str, Any]]:
+    """The packaged catalog as the devnet lists its feeds (index in catalog order)."""
+    return [{"feed_id": f.feed_id, "instrument": f.instrument, "kind": str(f.kind), "index": i,
+             "heartbeat_s": f.heartbeat_s}
+            for i, f in enumerate(load_catalog()) if kinds is None or str(f.kind) in kinds]
+
+
+def test_max_age_is_thirty_rounds_and_at_least_a_minute_or_the_heartbeat_under_the_trigger_policy() -> None:
+    assert market_max_age(1000, "all", [3600]) == 60
+    assert market_max_age(500, "all", [3600]) == 60
+    assert market_max_age(5000, "all", [3600]) == 150
+    assert market_max_age(1000, "trigger", [600, 3600]) == 3600
+
+
+def test_markets_read_every_served_input_of_their_instrument() -> None:
+    served = _served()
+    index = {fd["feed_id"]: fd["index"] for fd in served}
+    assert listable(MARKETS[0], served, 1000, "all") == (index["BTC-USD"], MarketInputs(
+        index["BTC-RVOL-1H"], 60, index["BTC-DVOL"], index["BTC-DEPTH-50BPS"], index["BTC-USD-DISPERSION"]))
+    # Only spot and realized volatility are needed; a catalog without implied vol leaves it out.
+    partial = _served({"spot", "realized_vol", "depth"})
+    price, inputs = listable(MARKETS[1], partial, 1000, "all")  # type: ignore[misc]
+    assert (inputs.implied_vol_feed, inputs.dispersion_feed) == (None, None) and inputs.depth_feed is not None
+
+
+def test_a_market_without_a_volatility_feed_is_left_out_and_says_why() -> None:
+    reason = listable(MARKETS[0], _served({"spot"}), 1000, "all")
+    assert reason == "no BTC-PERP: the catalog serves no realized_vol feed for BTC-USD"
+
+
+def test_the_curve_on_calm_simulated_inputs_and_in_a_volatility_spike() -> None:
+    btc = MARKETS[0]
+    # What the calm devnet lands: volatility near 1.0, DVOL 0.47, $42M depth, 5.3 bps dispersion.
+    calm = compute_margins(btc.curve(), Reading(997_564, 6), implied_vol=Reading(473_400, 6),
+                           depth=Reading(42_069_355, 0), dispersion=Reading(531, 2))
+    assert (calm.initial_bps, calm.maintenance_bps) == (200 + 997 + 10, (200 + 997 + 10) * 6 // 10)
+    spike = compute_margins(btc.curve(), Reading(2_000_000, 6), implied_vol=Reading(900_000, 6),
+                            depth=Reading(15_000_000, 0), dispersion=Reading(2_000, 2))
+    assert spike.initial_bps >= calm.initial_bps * 3 // 2
+    assert spike.initial_bps == 200 + 2_000 + 40 + 250
+    # The cap holds however wild the inputs.
+    assert compute_margins(btc.curve(), Reading(10**12, 6)).initial_bps == 5_000
+
+
+def test_format_margins_reads_bps_as_percent_and_flags_unusable_inputs() -> None:
+    text = format_margins({"BTC-PERP": MarketMargins(1194, 716, True), "ETH-PERP": MarketMargins(305, 150, False)})
+    assert text == "BTC-PERP IM 11.94% MM 7.16%  ETH-PERP IM 3.05% MM 1.50% (refuses new risk)"
+    assert format_margins({}) == ""
+
+
+@pytest.mark.parametrize("seed", [7, 1, 2024])
+def test_the_simulated_market_never_moves_as_far_as_the_spot_breaker(seed: int) -> None:
+    """The devnet's default market (seed 7) and others: over two hours sampled every 7 s, no two
+    prices are as far apart as the breaker's limit, so a calm devnet never trips it."""
+    model = MarketModel(seed)
+    for instrument in model.instruments:
+        prices = [model.true_price(instrument, 1_700_000_000.0 + 7 * i) for i in range(1_000)]
+        low, high = min(prices), max(prices)
+        assert (high - low) * 10_000 < SPOT_BREAKER_BPS * low / 2, (instrument, low, high)
