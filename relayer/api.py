@@ -255,11 +255,20 @@ async def _report_stream(request: web.Request) -> web.StreamResponse:
         })
         await response.prepare(request)
         await response.write(b": connected\n\n")
+        idle = 0
         while True:
-            missed, frames = await sub.take(timeout=15)
+            # A second at a time, so a client that went away frees its place within a second.
+            missed, frames = await sub.take(timeout=1)
             if not frames:
-                await response.write(b": keep-alive\n\n")
+                transport = request.transport
+                if transport is None or transport.is_closing():
+                    break
+                idle += 1
+                if idle >= 15:
+                    await response.write(b": keep-alive\n\n")
+                    idle = 0
                 continue
+            idle = 0
             if missed:
                 await response.write(missed_frame(missed))
             for frame in frames:

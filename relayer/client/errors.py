@@ -39,7 +39,8 @@ class NodesUnavailable(ClientError):
 
 
 class ReportNotFound(NodesUnavailable):
-    """Every node answered, and none keeps the report asked for (older than their retention?)."""
+    """No node served the report, and at least one answered that it does not keep it (older
+    than its retention, or never attested there); ``failures`` says what each URL did."""
 
 
 class ChainUnavailable(ClientError):

@@ -76,7 +76,7 @@ class ReportFetcher:
                 failures.append(NodeFailure(base, f"no answer within {self.timeout:g} s"))
             except aiohttp.ClientError as exc:
                 failures.append(NodeFailure(base, f"{type(exc).__name__}: {exc}"))
-        if failures and all(f.not_found for f in failures):
+        if any(f.not_found for f in failures):  # the others may be down, but those that answered do not keep it
             raise ReportNotFound(what, failures)
         raise NodesUnavailable(what, failures)
 
