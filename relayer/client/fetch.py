@@ -34,6 +34,8 @@ class ReportFetcher:
         self.timeout = timeout
         self._session = session
         self._own_session = session is None
+        # Reports a node dropped from this client's stream buffer because it read too slowly.
+        self.missed = 0
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -125,6 +127,11 @@ class ReportFetcher:
                 elif line.startswith("data:"):
                     data.append(line[5:].strip())
                 elif not line:
+                    if event == "missed" and data:
+                        try:
+                            self.missed += int(json.loads(data[0])["missed"])
+                        except (ValueError, KeyError, TypeError):
+                            raise MalformedReport(f"missed event without a count: {data[0][:120]!r}") from None
                     if event == "report" and data:
                         try:
                             body = json.loads("\n".join(data))

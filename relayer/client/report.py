@@ -104,8 +104,8 @@ def parse_report(obj: Any, *, source: str | None = None) -> SignedReport:
         if index in signatures:
             raise MalformedReport(f"signer index {index} appears twice")
         signature = _hex(entry, "signature")
-        if len(signature) not in (64, 65):
-            raise MalformedReport(f"signature of signer {index} must be 65 bytes (or 64 compact), got {len(signature)}")
+        if len(signature) != 65:
+            raise MalformedReport(f"signature of signer {index} must be 65 bytes (r, s, v), got {len(signature)}")
         signatures[index] = signature
     chain_id = obj.get("chain_id")
     if chain_id is not None and (not isinstance(chain_id, int) or isinstance(chain_id, bool)):

@@ -108,8 +108,7 @@ def _recovered(digest: bytes, signature: bytes) -> str:
     """Who signed ``digest``, as the contract's ecrecover of the EIP-2098 form sees it; the
     zero address where ecrecover would fail."""
     try:
-        compact = to_compact(signature) if len(signature) == 65 else signature
-        return recover_address(digest, compact)
+        return recover_address(digest, to_compact(signature))
     except CodecError:
         return ZERO_ADDRESS
 

@@ -194,3 +194,31 @@ async def test_relayer_verify_prints_the_values_or_the_refusal(node: Node, capsy
 
     assert await asyncio.to_thread(main, ["verify", "--node", node.url]) == 2  # no chain named
     assert "--rpc-url" in capsys.readouterr().err
+
+
+async def test_a_stream_reader_that_falls_behind_gets_the_newest_reports_and_the_count_it_missed(node: Node) -> None:
+    oracle = node.oracle
+    now = await oracle.now()
+    node.telemetry.reports.depth = 2
+    received = []
+    fetcher = ReportFetcher([node.url])
+
+    async def listen() -> None:
+        async for report in fetcher.stream():
+            received.append(report.round)
+            if report.round == 5:
+                return
+
+    task = asyncio.create_task(listen())
+    try:
+        async with asyncio.timeout(10):
+            while node.telemetry.reports.clients == 0:
+                await asyncio.sleep(0.01)
+            # Five reports before the node's handler runs once: its buffer holds two.
+            for round_ in range(1, 6):
+                node.telemetry.on_attested(node.attest(1, round_, oracle.updates(now, (0, ETH + round_))),
+                                           oracle.config.signers)
+            await task
+    finally:
+        await fetcher.close()
+    assert received == [4, 5] and fetcher.missed == 3
