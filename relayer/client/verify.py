@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from aggregation.fixed import from_fixed
 from relayer.chain.codec import SIGNATURE_SCHEME, ReportDomain, feed_id_bytes, recover_address, to_compact
-from relayer.chain.contract import disconnect
+from relayer.chain.contract import chain_id_of, disconnect
 from relayer.chain.errors import ChainError, CodecError, ReportRefused
 from relayer.chain.oracle import QuorumOracleClient, SubmitReceipt, connect
 from relayer.client.errors import (
@@ -82,7 +82,7 @@ async def read_chain(oracle: QuorumOracleClient, feed_indexes: Sequence[int], *,
             raise ChainUnavailable(f"the RPC has no block {block if block is not None else 'latest'}")
         number, timestamp = int(header["number"], 16), int(header["timestamp"], 16)
         at = hex(number)
-        chain_id = await rpc.chain_id()
+        chain_id = await chain_id_of(rpc)
         paused, details, config, count = await oracle._call_many(
             [("paused", ()), ("latestConfigDetails", ()), ("getConfig", ()), ("feedCount", ())], block=at)
         known = sorted({i for i in feed_indexes if i < int(count)})
