@@ -185,8 +185,9 @@ class ReportBook:
 
     def publish(self, config_digest: bytes, epoch: int, round: int, updates: bytes,
                 signatures: Sequence[tuple[int, bytes]], attested_at: float) -> None:
-        """A report was attested: one frame, encoded once, to every client's buffer."""
-        if not self._clients:
+        """A report was attested: one frame, encoded once, to every client's buffer. A report
+        without a feed (nothing triggered) is not streamed: it has nothing to verify or submit."""
+        if not self._clients or not updates:
             return
         body = report_json(self._context(), config_digest, epoch, round, updates, signatures, attested_at)
         frame = f"id: {epoch}:{round}\nevent: report\ndata: {json.dumps(body)}\n\n".encode()

@@ -138,9 +138,10 @@ async def test_a_streamed_report_goes_through_submit_and_reads_back(
                                                     min(signed[update.feed_index].observed_at,
                                                         _block_time(devnet, receipt.block_number)))
     for value in verified.values:
+        # Stored is min(observation, its block's time); blocks follow the wall clock, which the
+        # nodes stamp their observations with (to the second), so one second is the slack.
         stored = await verifier.oracle.latest_feed(value.feed_index)
-        assert stored.observed_at >= value.observed_at or stored.observed_at == _block_time(
-            devnet, receipt.block_number), (stored, value)
+        assert stored.observed_at >= value.observed_at - 1, (stored, value)
     events = await verifier.oracle.contract.events.ReportSubmitted().get_logs(from_block=receipt.block_number,
                                                                              to_block=receipt.block_number)
     assert [(e["args"]["epoch"], e["args"]["round"], e["args"]["feedsStored"]) for e in events] == \
