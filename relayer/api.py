@@ -16,9 +16,14 @@
                      default, the floors, who asked for what, the latest local median's
                      deviation from the latest on-chain value against the threshold, and the
                      time left to the heartbeat
+    GET /api/reports/latest           the last attested report that carries a feed (pull path)
+    GET /api/reports/{epoch}/{round}  one attested report (``?config_digest=0x..``); 404 with
+                     what is kept when unknown
+    GET /api/reports/stream           server-sent events `report` as reports are attested
 
-Everything is read through `relayer.metrics.Telemetry` and, for subscriptions, the
-`SubscriptionsBoard` the node tells; the API never touches the node, the engine or the store.
+Everything is read through `relayer.metrics.Telemetry` (attested reports through its
+`relayer.reports.ReportBook`, which reads the store) and, for subscriptions, the
+`SubscriptionsBoard` the node tells; the API never touches the node or the engine.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from aggregation.trigger import BPS, Promise, trigger_reason
 from relayer.chain.feed_view import FeedViewSnapshot
 from relayer.chain.subscriptions import PromiseSet
 from relayer.metrics import Telemetry
+from relayer.reports import missed_frame
 
 log = logging.getLogger(__name__)
 
@@ -215,6 +221,65 @@ async def _events(request: web.Request) -> web.StreamResponse:
     return response
 
 
+async def _report_latest(request: web.Request) -> web.Response:
+    report = request.app[_TELEMETRY].reports.latest()
+    if report is None:
+        return _json({"error": "no attested report that carries a feed is kept on this node yet; "
+                               "wait for a round, or ask another node"}, status=404)
+    return _json(report)
+
+
+async def _report_at(request: web.Request) -> web.Response:
+    book = request.app[_TELEMETRY].reports
+    epoch, round_ = int(request.match_info["epoch"]), int(request.match_info["round"])
+    digest = request.query.get("config_digest")
+    if digest is not None:
+        digest = digest.lower()
+        if len(digest) != 66 or not digest.startswith("0x") or any(c not in "0123456789abcdef" for c in digest[2:]):
+            return _json({"error": f"config_digest must be 0x and 64 hex digits, got {digest!r}"}, status=400)
+    report = book.at(epoch, round_, digest)
+    if report is None:
+        return _json(book.not_found(epoch, round_, digest), status=404)
+    return _json(report)
+
+
+async def _report_stream(request: web.Request) -> web.StreamResponse:
+    book = request.app[_TELEMETRY].reports
+    sub = book.subscribe()
+    if sub is None:
+        return _json({"error": f"{book.max_clients} report streams are served already; poll /api/reports/latest "
+                               "or ask another node"}, status=503)
+    try:
+        response = web.StreamResponse(headers={
+            "Content-Type": "text/event-stream", "Cache-Control": "no-store", "X-Accel-Buffering": "no",
+        })
+        await response.prepare(request)
+        await response.write(b": connected\n\n")
+        idle = 0
+        while True:
+            # A second at a time, so a client that went away frees its place within a second.
+            missed, frames = await sub.take(timeout=1)
+            if not frames:
+                transport = request.transport
+                if transport is None or transport.is_closing():
+                    break
+                idle += 1
+                if idle >= 15:
+                    await response.write(b": keep-alive\n\n")
+                    idle = 0
+                continue
+            idle = 0
+            if missed:
+                await response.write(missed_frame(missed))
+            for frame in frames:
+                await response.write(frame)
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        book.unsubscribe(sub)
+    return response
+
+
 def build_app(telemetry: Telemetry, board: SubscriptionsBoard | None = None) -> web.Application:
     app = web.Application()
     app[_TELEMETRY] = telemetry
@@ -230,6 +295,9 @@ def build_app(telemetry: Telemetry, board: SubscriptionsBoard | None = None) -> 
     app.router.add_get("/api/history", _history)
     app.router.add_get("/api/events", _events)
     app.router.add_get("/api/subscriptions", _subscriptions)
+    app.router.add_get("/api/reports/latest", _report_latest)
+    app.router.add_get("/api/reports/stream", _report_stream)
+    app.router.add_get(r"/api/reports/{epoch:\d+}/{round:\d+}", _report_at)
     return app
 
 

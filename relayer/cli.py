@@ -1,4 +1,5 @@
-"""The `relayer` command: `init`, `check`, `run`, `status`, `committee`, `subscriptions`, `devnet`, `sources`.
+"""The `relayer` command: `init`, `check`, `run`, `status`, `committee`, `subscriptions`, `verify`, `devnet`,
+`sources`.
 
 Every command has `--help`. Exit codes: 0 success, 1 a check or request failed,
 2 bad usage or settings, 130 interrupted during start-up.
@@ -772,6 +773,84 @@ async def _print_subscriptions(registry: Any, target: _SubscriptionsTarget) -> i
     return 0
 
 
+# --- verify (a subscriber's check of a node's report) -------------------------------------
+
+
+class VerifyUsage(Exception):
+    """`relayer verify` was not told where the nodes, the chain or the oracle are."""
+
+
+def _verify_target(args: argparse.Namespace) -> tuple[list[str], str, str]:
+    nodes, rpc, oracle = list(args.node), args.rpc_url, args.oracle
+    if args.devnet is not None:
+        info = _devnet_info(args.devnet, VerifyUsage)
+        nodes = nodes or [str(n["api"]) for n in info.get("nodes", [])]
+        rpc, oracle = rpc or info.get("rpc_url"), oracle or info.get("oracle")
+    if not nodes or not rpc or not oracle:
+        raise VerifyUsage("give --node URL (repeat it for failover), --rpc-url and --oracle, or --devnet DIR")
+    if (args.epoch is None) != (args.round is None):
+        raise VerifyUsage("--epoch and --round go together (without both: the latest report)")
+    return nodes, rpc, oracle
+
+
+async def _verify(args: argparse.Namespace, nodes: list[str], rpc: str, oracle: str) -> int:
+    from relayer.client import ChainUnavailable, NodesUnavailable, ReportFetcher, ReportRejected, ReportVerifier
+
+    digest = bytes.fromhex(args.config_digest.removeprefix("0x")) if args.config_digest else None
+    async with ReportFetcher(nodes, timeout=args.timeout) as fetcher, \
+            ReportVerifier.connect(rpc, oracle, timeout=args.timeout) as verifier:
+        try:
+            report = await (fetcher.latest() if args.epoch is None
+                            else fetcher.at(args.epoch, args.round, config_digest=digest))
+        except NodesUnavailable as exc:
+            print(f"relayer verify: {exc}", file=sys.stderr)
+            return 1
+        try:
+            verified = await verifier.verify(report)
+        except ReportRejected as exc:
+            if args.json:
+                print(json.dumps({"verified": False, "reason": exc.reason, "cause": type(exc).__name__,
+                                  "message": str(exc), "epoch": report.epoch, "round": report.round,
+                                  "source": report.source}))
+            else:
+                print(f"REFUSED {exc.reason} ({type(exc).__name__}): epoch {report.epoch} round {report.round} "
+                      f"from {report.source}: {exc}")
+            return 2
+        except ChainUnavailable as exc:
+            print(f"relayer verify: {exc}", file=sys.stderr)
+            return 1
+    values = [{"feed_id": v.feed_id, "feed_index": v.feed_index, "value": str(v.value), "raw_value": str(v.raw_value),
+               "decimals": v.decimals, "observed_at": v.observed_at, "num_sources": v.num_sources}
+              for v in verified.values]
+    if args.json:
+        print(json.dumps({"verified": True, "epoch": report.epoch, "round": report.round, "source": report.source,
+                          "chain_id": verified.chain_id, "oracle": verified.oracle, "block": verified.block_number,
+                          "config_digest": "0x" + report.config_digest.hex(), "signers": list(verified.signers),
+                          "values": values}))
+        return 0
+    print(f"VERIFIED epoch {report.epoch} round {report.round} from {report.source}: chain {verified.chain_id} "
+          f"oracle {verified.oracle} at block {verified.block_number}, {len(verified.signers)} signers")
+    for v in verified.values:
+        name = v.feed_id or f"feed #{v.feed_index} (0x{v.feed_key.hex()[:12]}…)"
+        print(f"  {name:<20} {v.value:>24}  observed {verified.block_timestamp - v.observed_at:+d} s before the "
+              f"block  {v.num_sources} sources")
+    return 0
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    try:
+        nodes, rpc, oracle = _verify_target(args)
+        if args.config_digest is not None:
+            bytes.fromhex(args.config_digest.removeprefix("0x"))
+    except VerifyUsage as exc:
+        print(f"relayer verify: {exc}", file=sys.stderr)
+        return 2
+    except ValueError:
+        print(f"relayer verify: --config-digest must be hex, got {args.config_digest!r}", file=sys.stderr)
+        return 2
+    return asyncio.run(_verify(args, nodes, rpc, oracle))
+
+
 # --- devnet ------------------------------------------------------------------------------
 
 
@@ -909,6 +988,26 @@ def build_parser() -> argparse.ArgumentParser:
                       help="a local `relayer devnet --data-dir DIR`: RPC, registry, feeds, the example "
                            "subscriber's key and the owner key from it")
     subs.set_defaults(func=_cmd_subscriptions)
+
+    verify = sub.add_parser(
+        "verify", help="fetch a report from nodes (with failover) and verify it against the on-chain committee",
+        description="Fetch the latest attested report (or one by --epoch/--round) from the first node that "
+                    "answers, and check it as QuorumOracle.verifyReport would at the latest block: committee, "
+                    "threshold, signatures, chain, feeds. Prints the values, or the refusal with the contract's "
+                    "error name. Exit 0 verified, 2 refused (or bad usage), 1 no node or RPC answered.")
+    verify.add_argument("--node", action="append", default=[], metavar="URL",
+                        help="a node's API, e.g. http://127.0.0.1:8788; repeat for failover, in order")
+    verify.add_argument("--rpc-url", default=None, metavar="URL", help="chain JSON-RPC endpoint")
+    verify.add_argument("--oracle", default=None, metavar="ADDRESS", help="QuorumOracle address")
+    verify.add_argument("--devnet", type=Path, default=None, metavar="DIR",
+                        help="a local `relayer devnet --data-dir DIR`: its nodes, RPC and oracle")
+    verify.add_argument("--epoch", type=int, default=None, help="with --round: that report, not the latest")
+    verify.add_argument("--round", type=int, default=None, help="with --epoch: that report, not the latest")
+    verify.add_argument("--config-digest", default=None, metavar="HEX",
+                        help="with --epoch/--round: the committee's digest the round belongs to")
+    verify.add_argument("--json", action="store_true", help="one JSON object: the values or the refusal")
+    verify.add_argument("--timeout", type=float, default=5.0, help="seconds per node or RPC request (default 5)")
+    verify.set_defaults(func=_cmd_verify)
 
     devnet = sub.add_parser("devnet", help="run a local chain, simulated venues and several relayers")
     devnet.add_argument("--nodes", type=int, default=4, help="relayer processes (default 4)")

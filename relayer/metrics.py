@@ -36,6 +36,7 @@ from aggregation.volatility import annualized_realized_vol
 from relayer.chain.errors import ChainError
 from relayer.health import REASONS, HealthInputs, Readiness, readiness
 from relayer.protocol.report import decode_carried
+from relayer.reports import FeedName, ReportBook, ReportContext
 
 if TYPE_CHECKING:
     from relayer.chain.oracle import QuorumOracleClient
@@ -70,6 +71,7 @@ class NodeIdentity:
     risk_gate: str | None = None
     min_balance_wei: int = 0
     rpc_stale_after_s: float = 15.0
+    store_retention_hours: float | None = None  # how long attested reports stay servable by round
 
 
 @dataclass(frozen=True, slots=True)
@@ -353,6 +355,8 @@ class Telemetry:
         self._gate_error: str | None = None
         self._gate_checked = False
         self._task: asyncio.Task[None] | None = None
+        # Attested reports for subscribers (/api/reports/*): read from the store, streamed as told.
+        self.reports = ReportBook(store, self._report_context)
         r.register(_StatsCollector(self))
 
     # --- what the node tells ------------------------------------------------------------
@@ -453,6 +457,15 @@ class Telemetry:
         if rec.started_at is not None:
             self.stage_seconds.labels("report").observe(max(0.0, now - rec.started_at))
         self.publish({"type": "attested", **rec.public(), "report": rec.report})
+        self.reports.publish(report.config_digest, report.epoch, report.round, report.updates, report.signatures, now)
+
+    def _report_context(self) -> ReportContext:
+        chain = self.chain
+        return ReportContext(
+            chain_id=chain.chain_id if chain is not None else None, oracle=self.identity.oracle,
+            feeds={sf.index: FeedName(sf.spec.feed_id, sf.spec.decimals) for sf in self._served()},
+            retention_hours=self.identity.store_retention_hours,
+        )
 
     def _trim_rounds(self) -> None:
         while len(self.rounds) > RECENT_ROUNDS:

@@ -105,7 +105,8 @@ class Node:
             NodeIdentity(name=settings.name, address=self.address, dry_run=self.dry_run,
                          oracle=settings.oracle_address, risk_gate=settings.risk_gate_address,
                          min_balance_wei=int(settings.min_balance_eth * 10**18),
-                         rpc_stale_after_s=settings.rpc_stale_after_s),
+                         rpc_stale_after_s=settings.rpc_stale_after_s,
+                         store_retention_hours=settings.store_retention_hours),
             self.store,
         )
         self._last_observation: tuple[tuple[int, int], Observation] | None = None

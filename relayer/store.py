@@ -29,6 +29,18 @@ class SignedReport:
 
 
 @dataclass(frozen=True)
+class AttestedRow:
+    """One attested report as the store keeps it (the ``attested`` table)."""
+
+    digest: str  # 0x-hex config digest
+    epoch: int
+    round: int
+    updates: bytes
+    signatures: tuple[tuple[int, bytes], ...]
+    attested_at: float
+
+
+@dataclass(frozen=True)
 class ReportSignatureTiming:
     """A report signature this node gave, with when it signed its observation of that round."""
 
@@ -239,6 +251,36 @@ class Store:
         except sqlite3.Error:
             return None
         return float(row[0]) if row and row[0] is not None else None
+
+    _ATTESTED = "SELECT digest, epoch, round, updates, signatures, attested_at FROM attested"
+
+    @staticmethod
+    def _attested_row(row: tuple[Any, ...] | None) -> AttestedRow | None:
+        if row is None:
+            return None
+        digest, epoch, round_, updates, signatures, attested_at = row
+        return AttestedRow(str(digest), int(epoch), int(round_), bytes.fromhex(updates),
+                           tuple((int(i), bytes.fromhex(s)) for i, s in json.loads(signatures)), float(attested_at))
+
+    def attested_report(self, epoch: int, round: int, digest: str | None = None) -> AttestedRow | None:
+        """The attested report of (epoch, round): under ``digest``, or, without one, the one
+        attested last (a new committee counts its rounds from the start again)."""
+        if digest is not None:
+            row = self.conn.execute(f"{self._ATTESTED} WHERE digest = ? AND epoch = ? AND round = ?",
+                                    (digest, epoch, round)).fetchone()
+        else:
+            row = self.conn.execute(f"{self._ATTESTED} WHERE epoch = ? AND round = ? ORDER BY rowid DESC LIMIT 1",
+                                    (epoch, round)).fetchone()
+        return self._attested_row(row)
+
+    def latest_attested(self, *, with_feeds: bool = True) -> AttestedRow | None:
+        """The report attested last; ``with_feeds``: the last one that carries a feed."""
+        where = " WHERE updates != ''" if with_feeds else ""
+        return self._attested_row(self.conn.execute(f"{self._ATTESTED}{where} ORDER BY rowid DESC LIMIT 1").fetchone())
+
+    def oldest_attested(self) -> AttestedRow | None:
+        """The oldest attested report still kept (retention prunes older ones)."""
+        return self._attested_row(self.conn.execute(f"{self._ATTESTED} ORDER BY rowid LIMIT 1").fetchone())
 
     def attested_rows(self) -> list[dict[str, Any]]:
         return list(self.db.table("attested").rows_where(order_by="epoch, round"))
