@@ -389,9 +389,7 @@ contract QuorumOracle is Governed {
         _validateConfig(signers, transmitters, f, threshold);
         ConfigMeta memory meta = s_configMeta;
         uint64 configCount = meta.configCount + 1;
-        digest = key.x == 0
-            ? _configDigest(configCount, signers, transmitters, f, threshold, offchainConfig)
-            : _thresholdConfigDigest(configCount, signers, transmitters, f, threshold, offchainConfig, key);
+        digest = _configDigest(configCount, signers, transmitters, f, threshold, offchainConfig, key);
         emit ConfigSet(s_configDigest, configCount, digest, signers, transmitters, f, threshold, offchainConfig);
         s_configDigest = digest;
         s_configMeta = ConfigMeta(configCount, uint32(block.number), f, meta.feedCount);
@@ -1548,24 +1546,10 @@ contract QuorumOracle is Governed {
         }
     }
 
+    /// keccak of (chainId, contract, configCount, signers, transmitters, f, threshold,
+    /// offchainConfig), ABI-encoded, then under scheme 0x0002 the group key (x, y parity,
+    /// transcript hash) encoded after it; the scheme in the top two bytes.
     function _configDigest(
-        uint64 configCount,
-        address[] calldata signers,
-        address[] calldata transmitters,
-        uint8 f,
-        uint8 threshold,
-        bytes calldata offchainConfig
-    ) private view returns (bytes32) {
-        uint256 h = uint256(
-            keccak256(
-                abi.encode(block.chainid, address(this), configCount, signers, transmitters, f, threshold, offchainConfig)
-            )
-        );
-        return bytes32((h & DIGEST_PREFIX_MASK) | (SIGNATURE_SCHEME << 240));
-    }
-
-    /// As _configDigest, with the group key and transcript hash after the rest and scheme 0x0002.
-    function _thresholdConfigDigest(
         uint64 configCount,
         address[] calldata signers,
         address[] calldata transmitters,
@@ -1574,14 +1558,14 @@ contract QuorumOracle is Governed {
         bytes calldata offchainConfig,
         GroupKey memory key
     ) private view returns (bytes32) {
-        uint256 h = uint256(
-            keccak256(
-                abi.encode(
-                    block.chainid, address(this), configCount, signers, transmitters, f, threshold, offchainConfig, key
-                )
-            )
-        );
-        return bytes32((h & DIGEST_PREFIX_MASK) | (THRESHOLD_SCHNORR_SCHEME << 240));
+        bytes memory encoded =
+            abi.encode(block.chainid, address(this), configCount, signers, transmitters, f, threshold, offchainConfig);
+        uint256 scheme = SIGNATURE_SCHEME;
+        if (key.x != 0) {
+            encoded = bytes.concat(encoded, abi.encode(key.x, key.yParity, key.transcriptHash));
+            scheme = THRESHOLD_SCHNORR_SCHEME;
+        }
+        return bytes32((uint256(keccak256(encoded)) & DIGEST_PREFIX_MASK) | (scheme << 240));
     }
 
     function _writeAddress(bytes memory buffer, uint256 offset, address account) private pure {

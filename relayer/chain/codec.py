@@ -391,9 +391,9 @@ def config_digest(
     offchain_config: bytes,
     group_key: ThresholdKey | None = None,
 ) -> bytes:
-    """Mirror of ``QuorumOracle._configDigest`` (scheme 0x0001) and, with ``group_key``, of
-    ``_thresholdConfigDigest`` (0x0002): lets a node check the digest it was given, and
-    compute the one it approves a group key for (``config_count`` is then the next one)."""
+    """Mirror of ``QuorumOracle._configDigest``, scheme 0x0001, or 0x0002 with ``group_key``:
+    lets a node check the digest it was given, and compute the one it approves a group key
+    for (``config_count`` is then the next one)."""
     types = ["uint256", "address", "uint64", "address[]", "address[]", "uint8", "uint8", "bytes"]
     values: list[object] = [
         chain_id,
@@ -405,10 +405,10 @@ def config_digest(
         threshold,
         offchain_config,
     ]
+    encoded = abi_encode(types, values)
     scheme = SIGNATURE_SCHEME
     if group_key is not None:
-        types.append("(uint256,uint8,bytes32)")
-        values.append(group_key.as_tuple())
+        encoded += abi_encode(["uint256", "uint8", "bytes32"], list(group_key.as_tuple()))
         scheme = THRESHOLD_SCHNORR_SCHEME
-    digest = keccak(abi_encode(types, values))
+    digest = keccak(encoded)
     return scheme.to_bytes(2, "big") + digest[2:]

@@ -236,17 +236,7 @@ class QuorumOracleClient(ContractClient):
         threshold: int,
         offchain_config: bytes,
     ) -> OnchainConfig:
-        receipt = await self._transact(
-            owner_key,
-            "setConfig",
-            [AsyncWeb3.to_checksum_address(a) for a in signers],
-            [AsyncWeb3.to_checksum_address(a) for a in transmitters],
-            f,
-            threshold,
-            offchain_config,
-        )
-        require_success(receipt, "setConfig")
-        return await self.config()
+        return await self._configure(owner_key, "setConfig", signers, transmitters, f, threshold, offchain_config)
 
     async def set_threshold_config(
         self,
@@ -265,18 +255,20 @@ class QuorumOracleClient(ContractClient):
         with ``config_count`` one above the current and ``group_key``). A refusal raises
         :class:`ContractRevert` naming ``InsufficientApprovals``, ``ForeignApproval``,
         ``DuplicateApproval``, ``MalformedApprovals`` or ``InvalidGroupKey``."""
+        return await self._configure(owner_key, "setThresholdConfig", signers, transmitters, f, threshold,
+                                     offchain_config, key.as_tuple(), approvals)
+
+    async def _configure(
+        self, owner_key: bytes, function: str, signers: Sequence[str], transmitters: Sequence[str], *rest: Any
+    ) -> OnchainConfig:
         receipt = await self._transact(
             owner_key,
-            "setThresholdConfig",
+            function,
             [AsyncWeb3.to_checksum_address(a) for a in signers],
             [AsyncWeb3.to_checksum_address(a) for a in transmitters],
-            f,
-            threshold,
-            offchain_config,
-            key.as_tuple(),
-            approvals,
+            *rest,
         )
-        require_success(receipt, "setThresholdConfig")
+        require_success(receipt, function)
         return await self.config()
 
     async def group_key(self) -> ThresholdKey | None:

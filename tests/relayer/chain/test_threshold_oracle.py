@@ -149,6 +149,14 @@ async def test_a_dkg_key_with_threshold_approvals_is_installed_and_signs_reports
     assert (await d.client.latest_feed(1)).value == 60_000_00000000
     assert await d.client.latest_epoch_round() == (1, 1)
     assert await d.client.latest_signer_count() == 3  # the threshold: one signature of >= 3 members
+    # A feed added later redeploys the config blob: the key stays.
+    assert await d.client.add_feed(d.owner_key, "SOL/USD", 8, "SOL / USD", 1, 10**18) == 2
+    assert await d.client.group_key() == key
+    updates = d.updates(now + 1, (2, 150_00000000))
+    report = d.domain.report_digest(config.config_digest, 1, 2, updates)
+    assert (await d.client.transmit(d.transmitter_keys[0], config.config_digest, 1, 2, updates,
+                                    outcome.sign([1, 2, 3], report, 3))).succeeded
+    assert (await d.client.latest_feed(2)).value == 150_00000000
     # Back to 0x0001: the key is gone, and ECDSA reports land again.
     ecdsa = await d.client.set_config(d.owner_key, [address_of(k) for k in d.signer_keys],
                                       [address_of(k) for k in d.transmitter_keys], 1, 3, b"again")
