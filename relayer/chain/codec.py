@@ -54,7 +54,6 @@ DOMAIN_VERSION = "1"
 SIGNATURE_SCHEME = 0x0001
 # 0x0002 = FROST(secp256k1, SHA-256) threshold Schnorr: one (R, z) per report.
 THRESHOLD_SCHNORR_SCHEME = 0x0002
-SCHNORR_SIGNATURE_BYTES = 96  # R's x and y, z: one word each
 
 WORD = 32
 UINT16_MAX = (1 << 16) - 1

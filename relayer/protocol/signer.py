@@ -35,7 +35,7 @@ from relayer.chain.codec import (
 from relayer.chain.errors import CodecError
 from relayer.crypto import frost
 from relayer.protocol.committee import Committee
-from relayer.protocol.errors import SchemeMismatch, SignatureRejected
+from relayer.protocol.errors import ProtocolError, SchemeMismatch, SignatureRejected
 
 ECDSA_EIP712 = SIGNATURE_SCHEME  # 0x0001
 THRESHOLD_SCHNORR = THRESHOLD_SCHNORR_SCHEME  # 0x0002
@@ -142,7 +142,7 @@ class FrostReportAggregator:
     ) -> None:
         """`verification_shares` by committee member index (0-based)."""
         if threshold < 2:
-            raise ValueError(f"a threshold key needs a threshold of at least 2, got {threshold}")
+            raise ProtocolError(f"a threshold key needs a threshold of at least 2, got {threshold}")
         self.group_public_key = group_public_key
         self.threshold = threshold
         self._verification = {frost_identifier(m): share for m, share in verification_shares.items()}
