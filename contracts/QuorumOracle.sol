@@ -39,10 +39,18 @@ contract QuorumOracle is Governed {
     /// report signed for one scheme can never verify under another (DESIGN.md §6).
     /// 0x0001 = per-signer secp256k1 ECDSA over EIP-712, EIP-2098 compact on the wire.
     uint256 public constant SIGNATURE_SCHEME = 0x0001;
+    /// 0x0002 = threshold Schnorr, FROST(secp256k1, SHA-256) of RFC 9591: one signature (R, z)
+    /// per report under a group key the committee made with a distributed key generation and
+    /// approved (setThresholdConfig). Both schemes run on this code; the digest picks one.
+    uint256 public constant THRESHOLD_SCHNORR_SCHEME = 0x0002;
     /// Consecutive in-limit reports that clear a tripped breaker by themselves.
     uint256 public constant BREAKER_CLEAR_REPORTS = 2;
     /// Bytes per feed in the code-stored feed table (one word: no shifting to read an entry).
     uint256 private constant ENTRY_BYTES = 32;
+    /// The blob's group key: compressed SEC1 (0x02 | 0x03, x), zero under scheme 0x0001. The
+    /// feed table starts after it, at TABLE_BASE + 40 n.
+    uint256 private constant KEY_BYTES = 33;
+    uint256 private constant TABLE_BASE = 66; // 1 + 32 + KEY_BYTES
     /// EIP-170: the most code a data contract may hold.
     uint256 private constant MAX_BLOB_BYTES = 24_576;
     uint256 private constant MAX_ROUND_ID = (1 << 29) - 1;
@@ -61,6 +69,15 @@ contract QuorumOracle is Governed {
     uint256 private constant WATERMARK_CLEAR_MASK = 0xff00ffff0000000000000000ffffffffffffffffffffffffffffffffffffffff;
     /// Most feed indexes: the feed slots are a fixed array of 2^15 pairs.
     uint256 private constant FEED_PAIRS = 1 << 15;
+    /// secp256k1: the group order and the field prime.
+    uint256 private constant CURVE_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141;
+    uint256 private constant CURVE_P = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEFFFFFC2F;
+    /// RFC 9591's challenge H2 is hash_to_field with expand_message_xmd (SHA-256, 48 bytes) and
+    /// DST "FROST-secp256k1-SHA256-v1chal" (29 bytes). b0 hashes Z_pad || msg || I2OSP(48, 2) ||
+    /// 0x00 || DST || 0x1d: the tail after msg is this word and one byte 0x1d. b1 and b2 hash
+    /// 33 bytes then DST || 0x1d: this word's first 30 bytes.
+    uint256 private constant CHALLENGE_B0_TAIL = 0x00300046524f53542d736563703235366b312d5348413235362d76316368616c;
+    uint256 private constant CHALLENGE_DST_PRIME = 0x46524f53542d736563703235366b312d5348413235362d76316368616c1d0000;
     /// How _applyUpdates treats each feed: push (transmit: a feed older than stored reverts),
     /// submit of a report newer than the (epoch, round) watermark (an older feed is skipped),
     /// submit of a report at or below it (only strictly later feeds, see docs/contracts.md),
@@ -91,6 +108,8 @@ contract QuorumOracle is Governed {
     uint256 private constant ERR_ROUND_ID_EXHAUSTED = 0x5d9bb504;
     uint256 private constant ERR_OBSERVATION_EXPIRED = 0x8dbcd00f;
     uint256 private constant ERR_MALFORMED_CALLDATA = 0x5de92f80;
+    uint256 private constant ERR_MALFORMED_SCHNORR_SIGNATURE = 0x8af8ee10;
+    uint256 private constant ERR_INVALID_SCHNORR_SIGNATURE = 0xf08f7bd8;
     uint256 private constant REPORT_TYPEHASH_WORD = 0x20fa91086326136eb7ca711ac4b00478a7dd88e600c59d619f355a8ae8ba306f;
     uint256 private constant NEW_TRANSMISSION_TOPIC = 0xd3affd46d3660297c4b7189ba15673d28634924551b5a61ae7fb676b1e3467bb;
     uint256 private constant BREAKER_TRIPPED_TOPIC = 0xec95ae040e9e69716540543e0d56b4715250ab657d9048d3e1e4282079c05755;
@@ -101,6 +120,8 @@ contract QuorumOracle is Governed {
         keccak256("EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)");
     bytes32 private constant REPORT_TYPEHASH =
         keccak256("Report(bytes32 configDigest,uint32 epoch,uint32 round,bytes updates)");
+    bytes32 private constant KEY_APPROVAL_TYPEHASH =
+        keccak256("KeyApproval(bytes32 configDigest,uint256 groupKeyX,uint8 groupKeyYParity,bytes32 transcriptHash)");
     bytes32 private constant NAME_HASH = keccak256("QuorumOracle");
     bytes32 private constant VERSION_HASH = keccak256("1");
 
@@ -122,6 +143,16 @@ contract QuorumOracle is Governed {
     error FeedExists(bytes32 feedId);
     error TooManyFeeds();
     error UnknownFeedId(bytes32 feedId);
+    /// A group key that is not a point of secp256k1 with x below the group order (ecrecover's
+    /// r must be), or a y parity that is not 0 or 1.
+    error InvalidGroupKey(uint256 x, uint8 yParity);
+    /// Approvals are 64-byte EIP-2098 signatures, concatenated.
+    error MalformedApprovals(uint256 length);
+    /// An approval that recovers to no member of the new committee: signed by an outsider, or
+    /// over another key, transcript or config.
+    error ForeignApproval(address recovered);
+    error DuplicateApproval(address member);
+    error InsufficientApprovals(uint256 count, uint256 threshold);
 
     // Transmission
     error Paused();
@@ -146,6 +177,11 @@ contract QuorumOracle is Governed {
     /// The report arguments are not canonically ABI-encoded, or bytes follow them (as OCR2
     /// refuses them: calldata that readers decode must mean one thing).
     error MalformedCalldata(uint256 expectedLength, uint256 actualLength);
+    /// Under scheme 0x0002 a report carries no signer bitmask (0) and one signature of 96 bytes:
+    /// R's x and y, and z.
+    error MalformedSchnorrSignature(uint256 signerBitmask, uint256 signatureBytes);
+    /// (R, z) is not a signature of the report digest under the configured group key.
+    error InvalidSchnorrSignature();
 
     // Reads
     error RoundNotAvailable(uint16 feedIndex, uint80 roundId);
@@ -163,6 +199,8 @@ contract QuorumOracle is Governed {
         uint8 threshold,
         bytes offchainConfig
     );
+    /// A group key was installed with the config `configDigest` (scheme 0x0002).
+    event GroupKeySet(bytes32 indexed configDigest, uint256 x, uint8 yParity, bytes32 transcriptHash);
     event FeedAdded(
         uint16 indexed feedIndex,
         bytes32 indexed feedId,
@@ -189,7 +227,7 @@ contract QuorumOracle is Governed {
 
     /// The transmit hot slot (256 bits).
     struct Transmission {
-        address blob; // code = 0x00 || configDigest || signers || transmitters || feed table
+        address blob; // code = 0x00 || configDigest || signers || transmitters || group key || feed table
         uint32 epoch;
         uint32 round;
         uint8 n;
@@ -214,6 +252,14 @@ contract QuorumOracle is Governed {
         uint32 heartbeat; // age (s) after which the value is stale; also the oldest accepted
         uint8 historyDepth; // past rounds kept for getRoundData (0: the latest only)
         bool updateEvents; // emit FeedUpdated for each stored value
+    }
+
+    /// A threshold group key (scheme 0x0002): the point (x, y parity) and the hash of the key
+    /// generation's transcript the members approved.
+    struct GroupKey {
+        uint256 x;
+        uint8 yParity;
+        bytes32 transcriptHash;
     }
 
     struct FeedInfo {
@@ -249,6 +295,7 @@ contract QuorumOracle is Governed {
     mapping(uint256 => mapping(uint256 => uint256)) private s_history; // feed => roundId % depth => half
     mapping(uint256 => FeedInfo) private s_feedInfo;
     mapping(bytes32 => uint256) private s_feedIndexPlusOne;
+    bytes32 private s_transcriptHash; // of the current group key (scheme 0x0002), for reads
 
     uint256 private immutable i_cachedChainId;
     bytes32 private immutable i_cachedDomainSeparator;
@@ -277,16 +324,113 @@ contract QuorumOracle is Governed {
         uint8 threshold,
         bytes calldata offchainConfig
     ) external onlyOwner {
+        _setConfig(signers, transmitters, f, threshold, offchainConfig, GroupKey(0, 0, 0));
+    }
+
+    /// Installs a committee under scheme 0x0002 with its threshold group key. Accepted only with
+    /// `approvals` (64-byte EIP-2098 signatures, concatenated, any order) from at least
+    /// `threshold` distinct members of the new committee over keyApprovalDigest(the new config
+    /// digest, the key, the transcript hash): the owner chooses the committee, as with setConfig,
+    /// but cannot install a key its members did not make. The config digest commits to the key
+    /// and the transcript, and to the config count, so an approval serves one config only.
+    function setThresholdConfig(
+        address[] calldata signers,
+        address[] calldata transmitters,
+        uint8 f,
+        uint8 threshold,
+        bytes calldata offchainConfig,
+        GroupKey calldata key,
+        bytes calldata approvals
+    ) external onlyOwner {
+        _requireGroupKey(key.x, key.yParity);
+        // Checked after the install (all of it reverts with them): the digest is the new one.
+        bytes32 digest = _setConfig(signers, transmitters, f, threshold, offchainConfig, key);
+        _requireApprovals(
+            keyApprovalDigest(digest, key.x, key.yParity, key.transcriptHash), signers, threshold, approvals
+        );
+        emit GroupKeySet(digest, key.x, key.yParity, key.transcriptHash);
+    }
+
+    /// The EIP-712 digest each member signs to approve a group key for a config (domain as
+    /// for reports): KeyApproval(configDigest, groupKeyX, groupKeyYParity, transcriptHash).
+    function keyApprovalDigest(bytes32 configDigest, uint256 x, uint8 yParity, bytes32 transcriptHash)
+        public
+        view
+        returns (bytes32)
+    {
+        bytes32 structHash = keccak256(abi.encode(KEY_APPROVAL_TYPEHASH, configDigest, x, yParity, transcriptHash));
+        return keccak256(abi.encodePacked(hex"1901", domainSeparator(), structHash));
+    }
+
+    /// The current group key (zero under scheme 0x0001) and its key generation's transcript hash.
+    function groupKey() external view returns (uint256 x, uint8 yParity, bytes32 transcriptHash) {
+        Transmission memory t = s_transmission;
+        bytes memory committee = _loadCommittee(t.blob, t.n);
+        uint256 keyAt = 40 * uint256(t.n);
+        uint256 prefix;
+        assembly ("memory-safe") {
+            let p := add(add(committee, 32), keyAt)
+            prefix := byte(0, mload(p))
+            x := mload(add(p, 1))
+        }
+        yParity = prefix == 0 ? 0 : uint8(prefix - 2);
+        transcriptHash = s_transcriptHash;
+    }
+
+    /// A new committee; `key.x` = 0 for scheme 0x0001 (no group key).
+    function _setConfig(
+        address[] calldata signers,
+        address[] calldata transmitters,
+        uint8 f,
+        uint8 threshold,
+        bytes calldata offchainConfig,
+        GroupKey memory key
+    ) private returns (bytes32 digest) {
         _validateConfig(signers, transmitters, f, threshold);
-        bytes32 previous = s_configDigest;
         ConfigMeta memory meta = s_configMeta;
         uint64 configCount = meta.configCount + 1;
-        bytes32 digest = _configDigest(configCount, signers, transmitters, f, threshold, offchainConfig);
+        digest = _configDigest(configCount, signers, transmitters, f, threshold, offchainConfig, key);
+        emit ConfigSet(s_configDigest, configCount, digest, signers, transmitters, f, threshold, offchainConfig);
         s_configDigest = digest;
         s_configMeta = ConfigMeta(configCount, uint32(block.number), f, meta.feedCount);
         s_offchainConfig = offchainConfig;
-        _commitCommittee(digest, signers, transmitters, threshold, meta.feedCount);
-        emit ConfigSet(previous, configCount, digest, signers, transmitters, f, threshold, offchainConfig);
+        s_transcriptHash = key.transcriptHash;
+        _commitCommittee(digest, signers, transmitters, threshold, meta.feedCount, key);
+    }
+
+    /// Each approval must recover to a member not seen before; then at least `threshold` of them.
+    function _requireApprovals(bytes32 digest, address[] calldata signers, uint256 threshold, bytes calldata approvals)
+        private
+        pure
+    {
+        if (approvals.length % 64 != 0) revert MalformedApprovals(approvals.length);
+        uint256 count = approvals.length / 64;
+        uint256 seen;
+        for (uint256 k; k < count; ++k) {
+            bytes32 r = bytes32(approvals[64 * k:64 * k + 32]);
+            uint256 vs = uint256(bytes32(approvals[64 * k + 32:64 * k + 64]));
+            address member = ecrecover(digest, uint8(27 + (vs >> 255)), r, bytes32(vs & S_MASK));
+            uint256 i;
+            while (i < signers.length && signers[i] != member) ++i;
+            if (member == address(0) || i == signers.length) revert ForeignApproval(member);
+            if ((seen >> i) & 1 == 1) revert DuplicateApproval(member);
+            seen |= 1 << i;
+        }
+        if (count < threshold) revert InsufficientApprovals(count, threshold);
+    }
+
+    /// x below the group order (ecrecover's r), a parity bit, and x^3 + 7 a square mod p (so a
+    /// point with that x exists): checked with the modexp precompile, y = (x^3 + 7)^((p+1)/4).
+    function _requireGroupKey(uint256 x, uint8 yParity) private view {
+        bool ok = x != 0 && x < CURVE_N && yParity <= 1;
+        if (ok) {
+            uint256 rhs = addmod(mulmod(mulmod(x, x, CURVE_P), x, CURVE_P), 7, CURVE_P);
+            (bool called, bytes memory out) =
+                address(5).staticcall(abi.encodePacked(uint256(32), uint256(32), uint256(32), rhs, (CURVE_P + 1) / 4, CURVE_P));
+            uint256 y = called && out.length == 32 ? abi.decode(out, (uint256)) : 0;
+            ok = called && mulmod(y, y, CURVE_P) == rhs;
+        }
+        if (!ok) revert InvalidGroupKey(x, yParity);
     }
 
     function _commitCommittee(
@@ -294,12 +438,25 @@ contract QuorumOracle is Governed {
         address[] calldata signers,
         address[] calldata transmitters,
         uint8 threshold,
-        uint16 count
+        uint16 count,
+        GroupKey memory key
     ) private {
-        bytes memory committee = new bytes(40 * signers.length);
-        for (uint256 i; i < signers.length; ++i) {
+        uint256 n = signers.length;
+        bytes memory committee = new bytes(40 * n + KEY_BYTES);
+        for (uint256 i; i < n; ++i) {
             _writeAddress(committee, 20 * i, signers[i]);
-            _writeAddress(committee, 20 * (signers.length + i), transmitters[i]);
+            _writeAddress(committee, 20 * (n + i), transmitters[i]);
+        }
+        if (key.x != 0) {
+            // Compressed SEC1: 0x02 | y parity, then x.
+            uint256 offset = 40 * n + 32;
+            uint256 prefix = 2 + key.yParity;
+            uint256 x = key.x;
+            assembly ("memory-safe") {
+                let p := add(committee, offset)
+                mstore8(p, prefix)
+                mstore(add(p, 1), x)
+            }
         }
         Transmission memory t = s_transmission;
         bytes memory table = _feedTable(t, count, 0);
@@ -671,8 +828,8 @@ contract QuorumOracle is Governed {
                 revert(0x1c, 0x04)
             }
             let n := and(shr(224, t), 0xff)
-            // The blob is 0x00 || configDigest || signers || transmitters || feed table.
-            extcodecopy(and(t, ADDRESS_MASK), 0x120, 1, add(32, mul(40, n)))
+            // The blob is 0x00 || configDigest || signers || transmitters || group key || table.
+            extcodecopy(and(t, ADDRESS_MASK), 0x120, 1, add(add(32, KEY_BYTES), mul(40, n)))
             if push {
                 let q := add(0x140, mul(20, n))
                 let end := add(q, mul(20, n))
@@ -702,324 +859,391 @@ contract QuorumOracle is Governed {
                     revert(0x1c, 0x44)
                 }
             }
-            if shr(n, signerBitmask) {
-                mstore(0, ERR_UNKNOWN_SIGNER)
-                mstore(0x20, signerBitmask)
-                revert(0x1c, 0x24)
+            // Scheme 0x0002: one Schnorr signature (R, z) under the group key, checked with one
+            // ecrecover as FrostVerifier does (its comment has the algebra); no bitmask. The
+            // count stored beside the values is the threshold: a valid signature took at
+            // least that many members.
+            switch eq(shr(240, configDigest), THRESHOLD_SCHNORR_SCHEME)
+            case 1 {
+                if or(signerBitmask, iszero(eq(slen, 0x60))) {
+                    mstore(0, ERR_MALFORMED_SCHNORR_SIGNATURE)
+                    mstore(0x20, signerBitmask)
+                    mstore(0x40, slen)
+                    revert(0x1c, 0x44)
+                }
+                let rX := calldataload(sigStart)
+                let rY := calldataload(add(sigStart, 0x20))
+                let z := calldataload(add(sigStart, 0x40))
+                // The key: its SEC1 prefix byte, then x (checked below the order at install).
+                let key := add(0x140, mul(40, n))
+                let keyPrefix := byte(0, mload(key))
+                let keyX := mload(add(key, 1))
+                // z a nonzero scalar, R a point of the curve given by both coordinates.
+                let ok := and(
+                    and(lt(z, CURVE_N), iszero(iszero(z))),
+                    and(
+                        and(lt(rX, CURVE_P), lt(rY, CURVE_P)),
+                        eq(mulmod(rY, rY, CURVE_P), addmod(mulmod(mulmod(rX, rX, CURVE_P), rX, CURVE_P), 7, CURVE_P))
+                    )
+                )
+                // c = H2(compressed(R) || compressed(PK) || report digest), after the blob copy.
+                let m := add(key, 0x40)
+                mstore(m, 0)
+                mstore(add(m, 0x20), 0)
+                mstore8(add(m, 0x40), add(2, and(rY, 1)))
+                mstore(add(m, 0x41), rX)
+                mstore8(add(m, 0x61), keyPrefix)
+                mstore(add(m, 0x62), keyX)
+                mstore(add(m, 0x82), mload(0x80))
+                mstore(add(m, 0xa2), CHALLENGE_B0_TAIL)
+                mstore8(add(m, 0xc2), 0x1d)
+                ok := and(ok, staticcall(gas(), 2, m, 0xc3, 0, 0x20))
+                let b0 := mload(0)
+                mstore(m, b0)
+                mstore8(add(m, 0x20), 1)
+                mstore(add(m, 0x21), CHALLENGE_DST_PRIME)
+                ok := and(ok, staticcall(gas(), 2, m, 0x3f, 0, 0x20))
+                let b1 := mload(0)
+                mstore(m, xor(b0, b1))
+                mstore8(add(m, 0x20), 2)
+                ok := and(ok, staticcall(gas(), 2, m, 0x3f, 0, 0x20))
+                let c := addmod(mulmod(b1, shl(128, 1), CURVE_N), shr(128, mload(0)), CURVE_N)
+                // ecrecover(-z x, v of PK, x, -c x) is the address of z*G - c*PK.
+                let s := mulmod(sub(CURVE_N, c), keyX, CURVE_N)
+                mstore(0x80, mulmod(sub(CURVE_N, z), keyX, CURVE_N))
+                mstore(0xa0, add(25, keyPrefix))
+                mstore(0xc0, keyX)
+                mstore(0xe0, s)
+                mstore(0x100, 0)
+                ok := and(ok, staticcall(gas(), 1, 0x80, 0x80, 0x100, 0x20))
+                mstore(0, rX)
+                mstore(0x20, rY)
+                if iszero(and(and(ok, iszero(iszero(s))), eq(mload(0x100), and(keccak256(0, 0x40), ADDRESS_MASK)))) {
+                    mstore(0, ERR_INVALID_SCHNORR_SIGNATURE)
+                    revert(0x1c, 0x04)
+                }
+                count := and(shr(232, t), 0xff)
             }
-            // Popcount of a mask below 2^31 (n <= MAX_SIGNERS, checked just above).
-            count := sub(signerBitmask, and(shr(1, signerBitmask), 0x55555555))
-            count := add(and(count, 0x33333333), and(shr(2, count), 0x33333333))
-            count := byte(28, mul(and(add(count, shr(4, count)), 0x0f0f0f0f), 0x01010101))
-            if iszero(eq(slen, shl(6, count))) {
-                mstore(0, ERR_SIGNATURE_COUNT_MISMATCH)
-                mstore(0x20, count)
-                mstore(0x40, slen)
-                revert(0x1c, 0x44)
-            }
-            if lt(count, and(shr(232, t), 0xff)) {
-                mstore(0, ERR_INSUFFICIENT_SIGNATURES)
-                mstore(0x20, count)
-                mstore(0x40, and(shr(232, t), 0xff))
-                revert(0x1c, 0x44)
-            }
-            // Each EIP-2098 signature (r, vs: the top bit of vs is the y parity, the rest is
-            // s), in bitmask order, must recover to the signer at its index. Mismatches are
-            // OR-ed together and located afterwards. A failed ecrecover returns no data and
-            // leaves 0x100 as it was: zero, or the previous (matching) signer, who is not this
-            // one since setConfig rejects duplicate signers; so a failure is a mismatch too.
-            //
-            // Generated (scripts/gen_transmit_unrolled.py is not kept: the pattern is this):
-            // for index i, `if and(signerBitmask, 1 << i) { ... signer at 0x140 + 20 i ... }`;
-            // after every 4 indexes, the rest is skipped when no higher bit is set.
-            mstore(0x100, 0)
-            let sig := sigStart
-            let bad := 0
-                if and(signerBitmask, 0x1) {
-                    let vs := calldataload(add(sig, 0x20))
-                    mstore(0xa0, add(27, shr(255, vs)))
-                    mstore(0xc0, calldataload(sig))
-                    mstore(0xe0, and(vs, S_MASK))
-                    pop(staticcall(gas(), 1, 0x80, 0x80, 0x100, 0x20))
-                    bad := or(bad, xor(mload(0x100), shr(96, mload(0x140))))
-                    sig := add(sig, 0x40)
+            default {
+                if shr(n, signerBitmask) {
+                    mstore(0, ERR_UNKNOWN_SIGNER)
+                    mstore(0x20, signerBitmask)
+                    revert(0x1c, 0x24)
                 }
-                if and(signerBitmask, 0x2) {
-                    let vs := calldataload(add(sig, 0x20))
-                    mstore(0xa0, add(27, shr(255, vs)))
-                    mstore(0xc0, calldataload(sig))
-                    mstore(0xe0, and(vs, S_MASK))
-                    pop(staticcall(gas(), 1, 0x80, 0x80, 0x100, 0x20))
-                    bad := or(bad, xor(mload(0x100), shr(96, mload(0x154))))
-                    sig := add(sig, 0x40)
+                // Popcount of a mask below 2^31 (n <= MAX_SIGNERS, checked just above).
+                count := sub(signerBitmask, and(shr(1, signerBitmask), 0x55555555))
+                count := add(and(count, 0x33333333), and(shr(2, count), 0x33333333))
+                count := byte(28, mul(and(add(count, shr(4, count)), 0x0f0f0f0f), 0x01010101))
+                if iszero(eq(slen, shl(6, count))) {
+                    mstore(0, ERR_SIGNATURE_COUNT_MISMATCH)
+                    mstore(0x20, count)
+                    mstore(0x40, slen)
+                    revert(0x1c, 0x44)
                 }
-                if and(signerBitmask, 0x4) {
-                    let vs := calldataload(add(sig, 0x20))
-                    mstore(0xa0, add(27, shr(255, vs)))
-                    mstore(0xc0, calldataload(sig))
-                    mstore(0xe0, and(vs, S_MASK))
-                    pop(staticcall(gas(), 1, 0x80, 0x80, 0x100, 0x20))
-                    bad := or(bad, xor(mload(0x100), shr(96, mload(0x168))))
-                    sig := add(sig, 0x40)
+                if lt(count, and(shr(232, t), 0xff)) {
+                    mstore(0, ERR_INSUFFICIENT_SIGNATURES)
+                    mstore(0x20, count)
+                    mstore(0x40, and(shr(232, t), 0xff))
+                    revert(0x1c, 0x44)
                 }
-                if and(signerBitmask, 0x8) {
-                    let vs := calldataload(add(sig, 0x20))
-                    mstore(0xa0, add(27, shr(255, vs)))
-                    mstore(0xc0, calldataload(sig))
-                    mstore(0xe0, and(vs, S_MASK))
-                    pop(staticcall(gas(), 1, 0x80, 0x80, 0x100, 0x20))
-                    bad := or(bad, xor(mload(0x100), shr(96, mload(0x17c))))
-                    sig := add(sig, 0x40)
-                }
-                if shr(4, signerBitmask) {
-                    if and(signerBitmask, 0x10) {
+                // Each EIP-2098 signature (r, vs: the top bit of vs is the y parity, the rest is
+                // s), in bitmask order, must recover to the signer at its index. Mismatches are
+                // OR-ed together and located afterwards. A failed ecrecover returns no data and
+                // leaves 0x100 as it was: zero, or the previous (matching) signer, who is not this
+                // one since setConfig rejects duplicate signers; so a failure is a mismatch too.
+                //
+                // Generated (scripts/gen_transmit_unrolled.py is not kept: the pattern is this):
+                // for index i, `if and(signerBitmask, 1 << i) { ... signer at 0x140 + 20 i ... }`;
+                // after every 4 indexes, the rest is skipped when no higher bit is set.
+                mstore(0x100, 0)
+                let sig := sigStart
+                let bad := 0
+                    if and(signerBitmask, 0x1) {
                         let vs := calldataload(add(sig, 0x20))
                         mstore(0xa0, add(27, shr(255, vs)))
                         mstore(0xc0, calldataload(sig))
                         mstore(0xe0, and(vs, S_MASK))
                         pop(staticcall(gas(), 1, 0x80, 0x80, 0x100, 0x20))
-                        bad := or(bad, xor(mload(0x100), shr(96, mload(0x190))))
+                        bad := or(bad, xor(mload(0x100), shr(96, mload(0x140))))
                         sig := add(sig, 0x40)
                     }
-                    if and(signerBitmask, 0x20) {
+                    if and(signerBitmask, 0x2) {
                         let vs := calldataload(add(sig, 0x20))
                         mstore(0xa0, add(27, shr(255, vs)))
                         mstore(0xc0, calldataload(sig))
                         mstore(0xe0, and(vs, S_MASK))
                         pop(staticcall(gas(), 1, 0x80, 0x80, 0x100, 0x20))
-                        bad := or(bad, xor(mload(0x100), shr(96, mload(0x1a4))))
+                        bad := or(bad, xor(mload(0x100), shr(96, mload(0x154))))
                         sig := add(sig, 0x40)
                     }
-                    if and(signerBitmask, 0x40) {
+                    if and(signerBitmask, 0x4) {
                         let vs := calldataload(add(sig, 0x20))
                         mstore(0xa0, add(27, shr(255, vs)))
                         mstore(0xc0, calldataload(sig))
                         mstore(0xe0, and(vs, S_MASK))
                         pop(staticcall(gas(), 1, 0x80, 0x80, 0x100, 0x20))
-                        bad := or(bad, xor(mload(0x100), shr(96, mload(0x1b8))))
+                        bad := or(bad, xor(mload(0x100), shr(96, mload(0x168))))
                         sig := add(sig, 0x40)
                     }
-                    if and(signerBitmask, 0x80) {
+                    if and(signerBitmask, 0x8) {
                         let vs := calldataload(add(sig, 0x20))
                         mstore(0xa0, add(27, shr(255, vs)))
                         mstore(0xc0, calldataload(sig))
                         mstore(0xe0, and(vs, S_MASK))
                         pop(staticcall(gas(), 1, 0x80, 0x80, 0x100, 0x20))
-                        bad := or(bad, xor(mload(0x100), shr(96, mload(0x1cc))))
+                        bad := or(bad, xor(mload(0x100), shr(96, mload(0x17c))))
                         sig := add(sig, 0x40)
                     }
-                    if shr(8, signerBitmask) {
-                        if and(signerBitmask, 0x100) {
+                    if shr(4, signerBitmask) {
+                        if and(signerBitmask, 0x10) {
                             let vs := calldataload(add(sig, 0x20))
                             mstore(0xa0, add(27, shr(255, vs)))
                             mstore(0xc0, calldataload(sig))
                             mstore(0xe0, and(vs, S_MASK))
                             pop(staticcall(gas(), 1, 0x80, 0x80, 0x100, 0x20))
-                            bad := or(bad, xor(mload(0x100), shr(96, mload(0x1e0))))
+                            bad := or(bad, xor(mload(0x100), shr(96, mload(0x190))))
                             sig := add(sig, 0x40)
                         }
-                        if and(signerBitmask, 0x200) {
+                        if and(signerBitmask, 0x20) {
                             let vs := calldataload(add(sig, 0x20))
                             mstore(0xa0, add(27, shr(255, vs)))
                             mstore(0xc0, calldataload(sig))
                             mstore(0xe0, and(vs, S_MASK))
                             pop(staticcall(gas(), 1, 0x80, 0x80, 0x100, 0x20))
-                            bad := or(bad, xor(mload(0x100), shr(96, mload(0x1f4))))
+                            bad := or(bad, xor(mload(0x100), shr(96, mload(0x1a4))))
                             sig := add(sig, 0x40)
                         }
-                        if and(signerBitmask, 0x400) {
+                        if and(signerBitmask, 0x40) {
                             let vs := calldataload(add(sig, 0x20))
                             mstore(0xa0, add(27, shr(255, vs)))
                             mstore(0xc0, calldataload(sig))
                             mstore(0xe0, and(vs, S_MASK))
                             pop(staticcall(gas(), 1, 0x80, 0x80, 0x100, 0x20))
-                            bad := or(bad, xor(mload(0x100), shr(96, mload(0x208))))
+                            bad := or(bad, xor(mload(0x100), shr(96, mload(0x1b8))))
                             sig := add(sig, 0x40)
                         }
-                        if and(signerBitmask, 0x800) {
+                        if and(signerBitmask, 0x80) {
                             let vs := calldataload(add(sig, 0x20))
                             mstore(0xa0, add(27, shr(255, vs)))
                             mstore(0xc0, calldataload(sig))
                             mstore(0xe0, and(vs, S_MASK))
                             pop(staticcall(gas(), 1, 0x80, 0x80, 0x100, 0x20))
-                            bad := or(bad, xor(mload(0x100), shr(96, mload(0x21c))))
+                            bad := or(bad, xor(mload(0x100), shr(96, mload(0x1cc))))
                             sig := add(sig, 0x40)
                         }
-                        if shr(12, signerBitmask) {
-                            if and(signerBitmask, 0x1000) {
+                        if shr(8, signerBitmask) {
+                            if and(signerBitmask, 0x100) {
                                 let vs := calldataload(add(sig, 0x20))
                                 mstore(0xa0, add(27, shr(255, vs)))
                                 mstore(0xc0, calldataload(sig))
                                 mstore(0xe0, and(vs, S_MASK))
                                 pop(staticcall(gas(), 1, 0x80, 0x80, 0x100, 0x20))
-                                bad := or(bad, xor(mload(0x100), shr(96, mload(0x230))))
+                                bad := or(bad, xor(mload(0x100), shr(96, mload(0x1e0))))
                                 sig := add(sig, 0x40)
                             }
-                            if and(signerBitmask, 0x2000) {
+                            if and(signerBitmask, 0x200) {
                                 let vs := calldataload(add(sig, 0x20))
                                 mstore(0xa0, add(27, shr(255, vs)))
                                 mstore(0xc0, calldataload(sig))
                                 mstore(0xe0, and(vs, S_MASK))
                                 pop(staticcall(gas(), 1, 0x80, 0x80, 0x100, 0x20))
-                                bad := or(bad, xor(mload(0x100), shr(96, mload(0x244))))
+                                bad := or(bad, xor(mload(0x100), shr(96, mload(0x1f4))))
                                 sig := add(sig, 0x40)
                             }
-                            if and(signerBitmask, 0x4000) {
+                            if and(signerBitmask, 0x400) {
                                 let vs := calldataload(add(sig, 0x20))
                                 mstore(0xa0, add(27, shr(255, vs)))
                                 mstore(0xc0, calldataload(sig))
                                 mstore(0xe0, and(vs, S_MASK))
                                 pop(staticcall(gas(), 1, 0x80, 0x80, 0x100, 0x20))
-                                bad := or(bad, xor(mload(0x100), shr(96, mload(0x258))))
+                                bad := or(bad, xor(mload(0x100), shr(96, mload(0x208))))
                                 sig := add(sig, 0x40)
                             }
-                            if and(signerBitmask, 0x8000) {
+                            if and(signerBitmask, 0x800) {
                                 let vs := calldataload(add(sig, 0x20))
                                 mstore(0xa0, add(27, shr(255, vs)))
                                 mstore(0xc0, calldataload(sig))
                                 mstore(0xe0, and(vs, S_MASK))
                                 pop(staticcall(gas(), 1, 0x80, 0x80, 0x100, 0x20))
-                                bad := or(bad, xor(mload(0x100), shr(96, mload(0x26c))))
+                                bad := or(bad, xor(mload(0x100), shr(96, mload(0x21c))))
                                 sig := add(sig, 0x40)
                             }
-                            if shr(16, signerBitmask) {
-                                if and(signerBitmask, 0x10000) {
+                            if shr(12, signerBitmask) {
+                                if and(signerBitmask, 0x1000) {
                                     let vs := calldataload(add(sig, 0x20))
                                     mstore(0xa0, add(27, shr(255, vs)))
                                     mstore(0xc0, calldataload(sig))
                                     mstore(0xe0, and(vs, S_MASK))
                                     pop(staticcall(gas(), 1, 0x80, 0x80, 0x100, 0x20))
-                                    bad := or(bad, xor(mload(0x100), shr(96, mload(0x280))))
+                                    bad := or(bad, xor(mload(0x100), shr(96, mload(0x230))))
                                     sig := add(sig, 0x40)
                                 }
-                                if and(signerBitmask, 0x20000) {
+                                if and(signerBitmask, 0x2000) {
                                     let vs := calldataload(add(sig, 0x20))
                                     mstore(0xa0, add(27, shr(255, vs)))
                                     mstore(0xc0, calldataload(sig))
                                     mstore(0xe0, and(vs, S_MASK))
                                     pop(staticcall(gas(), 1, 0x80, 0x80, 0x100, 0x20))
-                                    bad := or(bad, xor(mload(0x100), shr(96, mload(0x294))))
+                                    bad := or(bad, xor(mload(0x100), shr(96, mload(0x244))))
                                     sig := add(sig, 0x40)
                                 }
-                                if and(signerBitmask, 0x40000) {
+                                if and(signerBitmask, 0x4000) {
                                     let vs := calldataload(add(sig, 0x20))
                                     mstore(0xa0, add(27, shr(255, vs)))
                                     mstore(0xc0, calldataload(sig))
                                     mstore(0xe0, and(vs, S_MASK))
                                     pop(staticcall(gas(), 1, 0x80, 0x80, 0x100, 0x20))
-                                    bad := or(bad, xor(mload(0x100), shr(96, mload(0x2a8))))
+                                    bad := or(bad, xor(mload(0x100), shr(96, mload(0x258))))
                                     sig := add(sig, 0x40)
                                 }
-                                if and(signerBitmask, 0x80000) {
+                                if and(signerBitmask, 0x8000) {
                                     let vs := calldataload(add(sig, 0x20))
                                     mstore(0xa0, add(27, shr(255, vs)))
                                     mstore(0xc0, calldataload(sig))
                                     mstore(0xe0, and(vs, S_MASK))
                                     pop(staticcall(gas(), 1, 0x80, 0x80, 0x100, 0x20))
-                                    bad := or(bad, xor(mload(0x100), shr(96, mload(0x2bc))))
+                                    bad := or(bad, xor(mload(0x100), shr(96, mload(0x26c))))
                                     sig := add(sig, 0x40)
                                 }
-                                if shr(20, signerBitmask) {
-                                    if and(signerBitmask, 0x100000) {
+                                if shr(16, signerBitmask) {
+                                    if and(signerBitmask, 0x10000) {
                                         let vs := calldataload(add(sig, 0x20))
                                         mstore(0xa0, add(27, shr(255, vs)))
                                         mstore(0xc0, calldataload(sig))
                                         mstore(0xe0, and(vs, S_MASK))
                                         pop(staticcall(gas(), 1, 0x80, 0x80, 0x100, 0x20))
-                                        bad := or(bad, xor(mload(0x100), shr(96, mload(0x2d0))))
+                                        bad := or(bad, xor(mload(0x100), shr(96, mload(0x280))))
                                         sig := add(sig, 0x40)
                                     }
-                                    if and(signerBitmask, 0x200000) {
+                                    if and(signerBitmask, 0x20000) {
                                         let vs := calldataload(add(sig, 0x20))
                                         mstore(0xa0, add(27, shr(255, vs)))
                                         mstore(0xc0, calldataload(sig))
                                         mstore(0xe0, and(vs, S_MASK))
                                         pop(staticcall(gas(), 1, 0x80, 0x80, 0x100, 0x20))
-                                        bad := or(bad, xor(mload(0x100), shr(96, mload(0x2e4))))
+                                        bad := or(bad, xor(mload(0x100), shr(96, mload(0x294))))
                                         sig := add(sig, 0x40)
                                     }
-                                    if and(signerBitmask, 0x400000) {
+                                    if and(signerBitmask, 0x40000) {
                                         let vs := calldataload(add(sig, 0x20))
                                         mstore(0xa0, add(27, shr(255, vs)))
                                         mstore(0xc0, calldataload(sig))
                                         mstore(0xe0, and(vs, S_MASK))
                                         pop(staticcall(gas(), 1, 0x80, 0x80, 0x100, 0x20))
-                                        bad := or(bad, xor(mload(0x100), shr(96, mload(0x2f8))))
+                                        bad := or(bad, xor(mload(0x100), shr(96, mload(0x2a8))))
                                         sig := add(sig, 0x40)
                                     }
-                                    if and(signerBitmask, 0x800000) {
+                                    if and(signerBitmask, 0x80000) {
                                         let vs := calldataload(add(sig, 0x20))
                                         mstore(0xa0, add(27, shr(255, vs)))
                                         mstore(0xc0, calldataload(sig))
                                         mstore(0xe0, and(vs, S_MASK))
                                         pop(staticcall(gas(), 1, 0x80, 0x80, 0x100, 0x20))
-                                        bad := or(bad, xor(mload(0x100), shr(96, mload(0x30c))))
+                                        bad := or(bad, xor(mload(0x100), shr(96, mload(0x2bc))))
                                         sig := add(sig, 0x40)
                                     }
-                                    if shr(24, signerBitmask) {
-                                        if and(signerBitmask, 0x1000000) {
+                                    if shr(20, signerBitmask) {
+                                        if and(signerBitmask, 0x100000) {
                                             let vs := calldataload(add(sig, 0x20))
                                             mstore(0xa0, add(27, shr(255, vs)))
                                             mstore(0xc0, calldataload(sig))
                                             mstore(0xe0, and(vs, S_MASK))
                                             pop(staticcall(gas(), 1, 0x80, 0x80, 0x100, 0x20))
-                                            bad := or(bad, xor(mload(0x100), shr(96, mload(0x320))))
+                                            bad := or(bad, xor(mload(0x100), shr(96, mload(0x2d0))))
                                             sig := add(sig, 0x40)
                                         }
-                                        if and(signerBitmask, 0x2000000) {
+                                        if and(signerBitmask, 0x200000) {
                                             let vs := calldataload(add(sig, 0x20))
                                             mstore(0xa0, add(27, shr(255, vs)))
                                             mstore(0xc0, calldataload(sig))
                                             mstore(0xe0, and(vs, S_MASK))
                                             pop(staticcall(gas(), 1, 0x80, 0x80, 0x100, 0x20))
-                                            bad := or(bad, xor(mload(0x100), shr(96, mload(0x334))))
+                                            bad := or(bad, xor(mload(0x100), shr(96, mload(0x2e4))))
                                             sig := add(sig, 0x40)
                                         }
-                                        if and(signerBitmask, 0x4000000) {
+                                        if and(signerBitmask, 0x400000) {
                                             let vs := calldataload(add(sig, 0x20))
                                             mstore(0xa0, add(27, shr(255, vs)))
                                             mstore(0xc0, calldataload(sig))
                                             mstore(0xe0, and(vs, S_MASK))
                                             pop(staticcall(gas(), 1, 0x80, 0x80, 0x100, 0x20))
-                                            bad := or(bad, xor(mload(0x100), shr(96, mload(0x348))))
+                                            bad := or(bad, xor(mload(0x100), shr(96, mload(0x2f8))))
                                             sig := add(sig, 0x40)
                                         }
-                                        if and(signerBitmask, 0x8000000) {
+                                        if and(signerBitmask, 0x800000) {
                                             let vs := calldataload(add(sig, 0x20))
                                             mstore(0xa0, add(27, shr(255, vs)))
                                             mstore(0xc0, calldataload(sig))
                                             mstore(0xe0, and(vs, S_MASK))
                                             pop(staticcall(gas(), 1, 0x80, 0x80, 0x100, 0x20))
-                                            bad := or(bad, xor(mload(0x100), shr(96, mload(0x35c))))
+                                            bad := or(bad, xor(mload(0x100), shr(96, mload(0x30c))))
                                             sig := add(sig, 0x40)
                                         }
-                                        if shr(28, signerBitmask) {
-                                            if and(signerBitmask, 0x10000000) {
+                                        if shr(24, signerBitmask) {
+                                            if and(signerBitmask, 0x1000000) {
                                                 let vs := calldataload(add(sig, 0x20))
                                                 mstore(0xa0, add(27, shr(255, vs)))
                                                 mstore(0xc0, calldataload(sig))
                                                 mstore(0xe0, and(vs, S_MASK))
                                                 pop(staticcall(gas(), 1, 0x80, 0x80, 0x100, 0x20))
-                                                bad := or(bad, xor(mload(0x100), shr(96, mload(0x370))))
+                                                bad := or(bad, xor(mload(0x100), shr(96, mload(0x320))))
                                                 sig := add(sig, 0x40)
                                             }
-                                            if and(signerBitmask, 0x20000000) {
+                                            if and(signerBitmask, 0x2000000) {
                                                 let vs := calldataload(add(sig, 0x20))
                                                 mstore(0xa0, add(27, shr(255, vs)))
                                                 mstore(0xc0, calldataload(sig))
                                                 mstore(0xe0, and(vs, S_MASK))
                                                 pop(staticcall(gas(), 1, 0x80, 0x80, 0x100, 0x20))
-                                                bad := or(bad, xor(mload(0x100), shr(96, mload(0x384))))
+                                                bad := or(bad, xor(mload(0x100), shr(96, mload(0x334))))
                                                 sig := add(sig, 0x40)
                                             }
-                                            if and(signerBitmask, 0x40000000) {
+                                            if and(signerBitmask, 0x4000000) {
                                                 let vs := calldataload(add(sig, 0x20))
                                                 mstore(0xa0, add(27, shr(255, vs)))
                                                 mstore(0xc0, calldataload(sig))
                                                 mstore(0xe0, and(vs, S_MASK))
                                                 pop(staticcall(gas(), 1, 0x80, 0x80, 0x100, 0x20))
-                                                bad := or(bad, xor(mload(0x100), shr(96, mload(0x398))))
+                                                bad := or(bad, xor(mload(0x100), shr(96, mload(0x348))))
                                                 sig := add(sig, 0x40)
+                                            }
+                                            if and(signerBitmask, 0x8000000) {
+                                                let vs := calldataload(add(sig, 0x20))
+                                                mstore(0xa0, add(27, shr(255, vs)))
+                                                mstore(0xc0, calldataload(sig))
+                                                mstore(0xe0, and(vs, S_MASK))
+                                                pop(staticcall(gas(), 1, 0x80, 0x80, 0x100, 0x20))
+                                                bad := or(bad, xor(mload(0x100), shr(96, mload(0x35c))))
+                                                sig := add(sig, 0x40)
+                                            }
+                                            if shr(28, signerBitmask) {
+                                                if and(signerBitmask, 0x10000000) {
+                                                    let vs := calldataload(add(sig, 0x20))
+                                                    mstore(0xa0, add(27, shr(255, vs)))
+                                                    mstore(0xc0, calldataload(sig))
+                                                    mstore(0xe0, and(vs, S_MASK))
+                                                    pop(staticcall(gas(), 1, 0x80, 0x80, 0x100, 0x20))
+                                                    bad := or(bad, xor(mload(0x100), shr(96, mload(0x370))))
+                                                    sig := add(sig, 0x40)
+                                                }
+                                                if and(signerBitmask, 0x20000000) {
+                                                    let vs := calldataload(add(sig, 0x20))
+                                                    mstore(0xa0, add(27, shr(255, vs)))
+                                                    mstore(0xc0, calldataload(sig))
+                                                    mstore(0xe0, and(vs, S_MASK))
+                                                    pop(staticcall(gas(), 1, 0x80, 0x80, 0x100, 0x20))
+                                                    bad := or(bad, xor(mload(0x100), shr(96, mload(0x384))))
+                                                    sig := add(sig, 0x40)
+                                                }
+                                                if and(signerBitmask, 0x40000000) {
+                                                    let vs := calldataload(add(sig, 0x20))
+                                                    mstore(0xa0, add(27, shr(255, vs)))
+                                                    mstore(0xc0, calldataload(sig))
+                                                    mstore(0xe0, and(vs, S_MASK))
+                                                    pop(staticcall(gas(), 1, 0x80, 0x80, 0x100, 0x20))
+                                                    bad := or(bad, xor(mload(0x100), shr(96, mload(0x398))))
+                                                    sig := add(sig, 0x40)
+                                                }
                                             }
                                         }
                                     }
@@ -1027,27 +1251,27 @@ contract QuorumOracle is Governed {
                             }
                         }
                     }
-                }
-            if bad {
-                // Cold path: the first mismatching index and what it recovered to (0 if none).
-                sig := sigStart
-                let i := 0
-                for { let m := signerBitmask } m { m := shr(1, m) i := add(i, 1) } {
-                    if and(m, 1) {
-                        let vs := calldataload(add(sig, 0x20))
-                        mstore(0xa0, add(27, shr(255, vs)))
-                        mstore(0xc0, calldataload(sig))
-                        mstore(0xe0, and(vs, S_MASK))
-                        mstore(0x100, 0)
-                        pop(staticcall(gas(), 1, 0x80, 0x80, 0x100, 0x20))
-                        let got := mload(0x100)
-                        if iszero(eq(got, shr(96, mload(add(0x140, mul(20, i)))))) {
-                            mstore(0, ERR_SIGNER_MISMATCH)
-                            mstore(0x20, i)
-                            mstore(0x40, got)
-                            revert(0x1c, 0x44)
+                if bad {
+                    // Cold path: the first mismatching index and what it recovered to (0 if none).
+                    sig := sigStart
+                    let i := 0
+                    for { let m := signerBitmask } m { m := shr(1, m) i := add(i, 1) } {
+                        if and(m, 1) {
+                            let vs := calldataload(add(sig, 0x20))
+                            mstore(0xa0, add(27, shr(255, vs)))
+                            mstore(0xc0, calldataload(sig))
+                            mstore(0xe0, and(vs, S_MASK))
+                            mstore(0x100, 0)
+                            pop(staticcall(gas(), 1, 0x80, 0x80, 0x100, 0x20))
+                            let got := mload(0x100)
+                            if iszero(eq(got, shr(96, mload(add(0x140, mul(20, i)))))) {
+                                mstore(0, ERR_SIGNER_MISMATCH)
+                                mstore(0x20, i)
+                                mstore(0x40, got)
+                                revert(0x1c, 0x44)
+                            }
+                            sig := add(sig, 0x40)
                         }
-                        sig := add(sig, 0x40)
                     }
                 }
             }
@@ -1066,7 +1290,7 @@ contract QuorumOracle is Governed {
     function _applyUpdates(uint256 t, uint256 mode) private returns (uint256 stored) {
         assembly {
             // blob | table offset << 160 at 0x60, for an entry outside the copied range.
-            mstore(0x60, or(and(t, ADDRESS_MASK), shl(160, add(33, mul(40, and(shr(224, t), 0xff))))))
+            mstore(0x60, or(and(t, ADDRESS_MASK), shl(160, add(TABLE_BASE, mul(40, and(shr(224, t), 0xff))))))
             t := or(and(t, ADDRESS_MASK), shl(248, mode)) // the blob and the mode: one stack slot
             let o := CD_UPDATES
             let end := calldataload(CD_UPDATES_LENGTH)
@@ -1241,7 +1465,7 @@ contract QuorumOracle is Governed {
     /// The feed's table entry (one word); reverts UnknownFeed for a bad index.
     function _readEntry(Transmission memory t, uint16 index) private view returns (uint256 entry) {
         address blob = t.blob;
-        uint256 offset = 33 + 40 * uint256(t.n) + uint256(index) * ENTRY_BYTES;
+        uint256 offset = TABLE_BASE + 40 * uint256(t.n) + uint256(index) * ENTRY_BYTES;
         assembly ("memory-safe") {
             mstore(0, 0)
             extcodecopy(blob, 0, offset, ENTRY_BYTES)
@@ -1268,7 +1492,7 @@ contract QuorumOracle is Governed {
     function _feedTable(Transmission memory t, uint256 count, uint256 extra) private view returns (bytes memory table) {
         table = new bytes((count + extra) * ENTRY_BYTES);
         address blob = t.blob;
-        uint256 offset = 33 + 40 * uint256(t.n);
+        uint256 offset = TABLE_BASE + 40 * uint256(t.n);
         uint256 size = count * ENTRY_BYTES;
         if (size != 0) {
             assembly ("memory-safe") {
@@ -1283,7 +1507,8 @@ contract QuorumOracle is Governed {
         }
     }
 
-    /// Deploys `0x00 || digest || committee || table` as the code of a new data contract.
+    /// Deploys `0x00 || digest || committee || table` as the code of a new data contract (the
+    /// committee: signers, transmitters, group key).
     function _storeBlob(bytes32 digest, bytes memory committee, bytes memory table) private returns (address pointer) {
         bytes memory runtime = abi.encodePacked(hex"00", digest, committee, table);
         if (runtime.length > MAX_BLOB_BYTES) revert TooManyFeeds();
@@ -1321,20 +1546,26 @@ contract QuorumOracle is Governed {
         }
     }
 
+    /// keccak of (chainId, contract, configCount, signers, transmitters, f, threshold,
+    /// offchainConfig), ABI-encoded, then under scheme 0x0002 the group key (x, y parity,
+    /// transcript hash) encoded after it; the scheme in the top two bytes.
     function _configDigest(
         uint64 configCount,
         address[] calldata signers,
         address[] calldata transmitters,
         uint8 f,
         uint8 threshold,
-        bytes calldata offchainConfig
+        bytes calldata offchainConfig,
+        GroupKey memory key
     ) private view returns (bytes32) {
-        uint256 h = uint256(
-            keccak256(
-                abi.encode(block.chainid, address(this), configCount, signers, transmitters, f, threshold, offchainConfig)
-            )
-        );
-        return bytes32((h & DIGEST_PREFIX_MASK) | (SIGNATURE_SCHEME << 240));
+        bytes memory encoded =
+            abi.encode(block.chainid, address(this), configCount, signers, transmitters, f, threshold, offchainConfig);
+        uint256 scheme = SIGNATURE_SCHEME;
+        if (key.x != 0) {
+            encoded = bytes.concat(encoded, abi.encode(key.x, key.yParity, key.transcriptHash));
+            scheme = THRESHOLD_SCHNORR_SCHEME;
+        }
+        return bytes32((uint256(keccak256(encoded)) & DIGEST_PREFIX_MASK) | (scheme << 240));
     }
 
     function _writeAddress(bytes memory buffer, uint256 offset, address account) private pure {
@@ -1344,12 +1575,12 @@ contract QuorumOracle is Governed {
         }
     }
 
-    /// signers at [0, 20n), transmitters at [20n, 40n).
+    /// signers at [0, 20n), transmitters at [20n, 40n), the group key at [40n, 40n + 33).
     function _loadCommittee(address pointer, uint256 n) private view returns (bytes memory committee) {
-        committee = new bytes(40 * n);
-        if (n != 0) {
+        committee = new bytes(40 * n + KEY_BYTES);
+        if (pointer != address(0)) {
             assembly ("memory-safe") {
-                extcodecopy(pointer, add(committee, 32), 33, mul(40, n))
+                extcodecopy(pointer, add(committee, 32), 33, add(mul(40, n), KEY_BYTES))
             }
         }
     }

@@ -6,6 +6,11 @@ caches the EIP-712 domain separator instead of going through eth-account.
 
 Everything here must match ``contracts/QuorumOracle.sol`` bit for bit; the tests compare the
 digest with the contract's ``reportDigest`` and with eth-account's typed-data hashing.
+
+Two signature schemes, named by the config digest's top two bytes: 0x0001, one ECDSA
+signature per member (a bitmask and EIP-2098 pairs), and 0x0002, one FROST Schnorr
+signature (R, z) under a group key the members approved (``ThresholdKey``, approvals over
+``ReportDomain.key_approval_digest``).
 """
 
 from __future__ import annotations
@@ -23,15 +28,21 @@ __all__ = [
     "DOMAIN_NAME",
     "DOMAIN_VERSION",
     "SIGNATURE_SCHEME",
+    "THRESHOLD_SCHNORR_SCHEME",
     "FeedUpdate",
+    "PackedSignatures",
     "ReportDomain",
+    "ThresholdKey",
     "address_of",
     "config_digest",
     "decode_updates",
     "encode_updates",
     "feed_id_bytes",
     "keccak",
+    "pack_approvals",
+    "pack_report_signatures",
     "pack_signatures",
+    "schnorr_signature",
     "recover_address",
     "sign_digest",
     "to_compact",
@@ -41,6 +52,8 @@ DOMAIN_NAME = "QuorumOracle"
 DOMAIN_VERSION = "1"
 # Top two bytes of every config digest; 0x0001 = per-signer ECDSA over EIP-712 (DESIGN §6).
 SIGNATURE_SCHEME = 0x0001
+# 0x0002 = FROST(secp256k1, SHA-256) threshold Schnorr: one (R, z) per report.
+THRESHOLD_SCHNORR_SCHEME = 0x0002
 
 WORD = 32
 UINT16_MAX = (1 << 16) - 1
@@ -62,6 +75,9 @@ _DOMAIN_TYPEHASH = keccak(
     b"EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
 )
 _REPORT_TYPEHASH = keccak(b"Report(bytes32 configDigest,uint32 epoch,uint32 round,bytes updates)")
+_KEY_APPROVAL_TYPEHASH = keccak(
+    b"KeyApproval(bytes32 configDigest,uint256 groupKeyX,uint8 groupKeyYParity,bytes32 transcriptHash)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +198,20 @@ class ReportDomain:
         )
         return keccak(self._prefix + struct_hash)
 
+    def key_approval_digest(self, config_digest: bytes, key: ThresholdKey) -> bytes:
+        """What each member signs to approve ``key`` for the config ``config_digest`` (which
+        already commits to the key, the transcript and the config count)."""
+        if len(config_digest) != WORD:
+            raise CodecError(f"config_digest must be 32 bytes, got {len(config_digest)}")
+        struct_hash = keccak(
+            _KEY_APPROVAL_TYPEHASH
+            + config_digest
+            + _uint_word(key.x, 256, "group key x")
+            + _uint_word(key.y_parity, 8, "group key y parity")
+            + key.transcript_hash
+        )
+        return keccak(self._prefix + struct_hash)
+
     def __repr__(self) -> str:
         return f"ReportDomain(chain_id={self.chain_id}, verifying_contract={self.verifying_contract})"
 
@@ -274,6 +304,69 @@ def pack_signatures(signed: Sequence[tuple[int, bytes]]) -> tuple[int, bytes]:
     return bitmask, b"".join(to_compact(sig) for _, sig in ordered)
 
 
+@dataclass(frozen=True, slots=True)
+class PackedSignatures:
+    """A report's signatures as the contract takes them: (signer bitmask, signature bytes).
+
+    Scheme 0x0001: the members' bitmask and their EIP-2098 pairs in index order; scheme
+    0x0002: bitmask 0 and one 96-byte Schnorr signature (``schnorr_signature``)."""
+
+    signer_bitmask: int
+    signatures: bytes
+
+
+def pack_report_signatures(signatures: Sequence[tuple[int, bytes]] | PackedSignatures) -> PackedSignatures:
+    """Per-member ``(index, sig65)`` pairs packed for scheme 0x0001; a packed form as it is."""
+    if isinstance(signatures, PackedSignatures):
+        return signatures
+    bitmask, packed = pack_signatures(signatures)
+    return PackedSignatures(bitmask, packed)
+
+
+def schnorr_signature(r: PublicKey, z: int) -> PackedSignatures:
+    """A FROST signature (R, z) in the contract's form: R uncompressed (its address is what
+    ecrecover is compared with), z a scalar; no bitmask."""
+    if not 0 < z < _SECP256K1_N:
+        raise CodecError(f"z must be a nonzero scalar below the group order, got {z}")
+    point = r.format(compressed=False)
+    return PackedSignatures(0, point[1:] + z.to_bytes(WORD, "big"))
+
+
+def pack_approvals(signatures: Sequence[bytes]) -> bytes:
+    """Members' approvals of a group key (65-byte signatures over the key approval digest),
+    as ``setThresholdConfig`` takes them: EIP-2098 pairs, concatenated, in any order."""
+    return b"".join(to_compact(sig) for sig in signatures)
+
+
+@dataclass(frozen=True, slots=True)
+class ThresholdKey:
+    """A FROST group key as the contract stores it, and the transcript hash of the key
+    generation that made it (what the members approve)."""
+
+    x: int
+    y_parity: int
+    transcript_hash: bytes
+
+    def __post_init__(self) -> None:
+        if not 0 < self.x < _SECP256K1_N:
+            raise CodecError(
+                f"a group key's x must be below the group order (ecrecover's r), got {self.x:#x}; "
+                "run the key generation again"
+            )
+        if self.y_parity not in (0, 1):
+            raise CodecError(f"y parity must be 0 or 1, got {self.y_parity}")
+        if len(self.transcript_hash) != WORD:
+            raise CodecError(f"transcript hash must be 32 bytes, got {len(self.transcript_hash)}")
+
+    @classmethod
+    def from_point(cls, group_public_key: PublicKey, transcript_hash: bytes) -> ThresholdKey:
+        x, y = group_public_key.point()
+        return cls(x, y & 1, transcript_hash)
+
+    def as_tuple(self) -> tuple[int, int, bytes]:
+        return (self.x, self.y_parity, self.transcript_hash)
+
+
 def feed_id_bytes(feed_id: str) -> bytes:
     """On-chain ``bytes32`` id of a feed name: ``keccak256(utf8(feed_id))``.
 
@@ -295,21 +388,26 @@ def config_digest(
     f: int,
     threshold: int,
     offchain_config: bytes,
+    group_key: ThresholdKey | None = None,
 ) -> bytes:
-    """Mirror of ``QuorumOracle._configDigest``: lets a node check the digest it was given."""
-    digest = keccak(
-        abi_encode(
-            ["uint256", "address", "uint64", "address[]", "address[]", "uint8", "uint8", "bytes"],
-            [
-                chain_id,
-                _checksum(_address_bytes(contract)),
-                config_count,
-                [_checksum(_address_bytes(a)) for a in signers],
-                [_checksum(_address_bytes(a)) for a in transmitters],
-                f,
-                threshold,
-                offchain_config,
-            ],
-        )
-    )
-    return SIGNATURE_SCHEME.to_bytes(2, "big") + digest[2:]
+    """Mirror of ``QuorumOracle._configDigest``, scheme 0x0001, or 0x0002 with ``group_key``:
+    lets a node check the digest it was given, and compute the one it approves a group key
+    for (``config_count`` is then the next one)."""
+    types = ["uint256", "address", "uint64", "address[]", "address[]", "uint8", "uint8", "bytes"]
+    values: list[object] = [
+        chain_id,
+        _checksum(_address_bytes(contract)),
+        config_count,
+        [_checksum(_address_bytes(a)) for a in signers],
+        [_checksum(_address_bytes(a)) for a in transmitters],
+        f,
+        threshold,
+        offchain_config,
+    ]
+    encoded = abi_encode(types, values)
+    scheme = SIGNATURE_SCHEME
+    if group_key is not None:
+        encoded += abi_encode(["uint256", "uint8", "bytes32"], list(group_key.as_tuple()))
+        scheme = THRESHOLD_SCHNORR_SCHEME
+    digest = keccak(encoded)
+    return scheme.to_bytes(2, "big") + digest[2:]

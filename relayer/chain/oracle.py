@@ -18,7 +18,14 @@ from typing import Any
 import aiohttp
 from web3 import AsyncHTTPProvider, AsyncWeb3
 
-from relayer.chain.codec import ReportDomain, feed_id_bytes, keccak, pack_signatures
+from relayer.chain.codec import (
+    PackedSignatures,
+    ReportDomain,
+    ThresholdKey,
+    feed_id_bytes,
+    keccak,
+    pack_report_signatures,
+)
 from relayer.chain.contract import (
     ContractClient,
     HttpWeb3,
@@ -35,6 +42,7 @@ __all__ = [
     "FeedState",
     "FeedStatus",
     "OnchainConfig",
+    "ReportSignatures",
     "QuorumOracleClient",
     "SubmitReceipt",
     "TransmitReceipt",
@@ -49,6 +57,9 @@ __all__ = [
 ]
 
 RPC_TIMEOUT_S = 10.0
+# What a report entry point takes: per-member (index, sig65) pairs under scheme 0x0001, or the
+# packed form (a FROST signature under 0x0002: codec.schnorr_signature).
+ReportSignatures = Sequence[tuple[int, bytes]] | PackedSignatures
 # Age after which readers call a feed stale, unless add_feed is told otherwise.
 DEFAULT_HEARTBEAT_S = 3600
 NEW_TRANSMISSION_TOPIC = "0x" + keccak(b"NewTransmission(uint32,uint32,uint256)").hex()
@@ -227,17 +238,49 @@ class QuorumOracleClient(ContractClient):
         threshold: int,
         offchain_config: bytes,
     ) -> OnchainConfig:
+        return await self._configure(owner_key, "setConfig", signers, transmitters, f, threshold, offchain_config)
+
+    async def set_threshold_config(
+        self,
+        owner_key: bytes,
+        signers: Sequence[str],
+        transmitters: Sequence[str],
+        f: int,
+        threshold: int,
+        offchain_config: bytes,
+        key: ThresholdKey,
+        approvals: bytes,
+    ) -> OnchainConfig:
+        """Install a committee under scheme 0x0002 with its group key; ``approvals``
+        (``codec.pack_approvals``) from at least ``threshold`` members over
+        ``ReportDomain.key_approval_digest`` of the new config digest (``codec.config_digest``
+        with ``config_count`` one above the current and ``group_key``). A refusal raises
+        :class:`ContractRevert` naming ``InsufficientApprovals``, ``ForeignApproval``,
+        ``DuplicateApproval``, ``MalformedApprovals`` or ``InvalidGroupKey``."""
+        return await self._configure(owner_key, "setThresholdConfig", signers, transmitters, f, threshold,
+                                     offchain_config, key.as_tuple(), approvals)
+
+    async def _configure(
+        self, owner_key: bytes, function: str, signers: Sequence[str], transmitters: Sequence[str], *rest: Any
+    ) -> OnchainConfig:
         receipt = await self._transact(
             owner_key,
-            "setConfig",
+            function,
             [AsyncWeb3.to_checksum_address(a) for a in signers],
             [AsyncWeb3.to_checksum_address(a) for a in transmitters],
-            f,
-            threshold,
-            offchain_config,
+            *rest,
         )
-        require_success(receipt, "setConfig")
+        require_success(receipt, function)
         return await self.config()
+
+    async def group_key(self) -> ThresholdKey | None:
+        """The installed group key (scheme 0x0002), None under scheme 0x0001."""
+        x, parity, transcript = await self._call("groupKey")
+        return ThresholdKey(int(x), int(parity), bytes(transcript)) if int(x) else None
+
+    async def key_approval_digest(self, config_digest: bytes, key: ThresholdKey) -> bytes:
+        """The contract's own key approval digest (to cross-check :class:`ReportDomain`)."""
+        return bytes(await self._call("keyApprovalDigest", config_digest, *key.as_tuple()))
 
     async def add_feed(
         self,
@@ -394,17 +437,18 @@ class QuorumOracleClient(ContractClient):
         epoch: int,
         round: int,
         updates: bytes,
-        signatures: Sequence[tuple[int, bytes]],
+        signatures: ReportSignatures,
         *,
         block: str = "latest",
     ) -> list[VerifiedFeed]:
         """The contract's verdict on a report, nothing stored: its feeds if the current
         committee signed it for this chain and contract and each feed passes the per-feed
         checks; else :class:`ReportRefused` with the contract's error (``reason``)."""
-        bitmask, packed = pack_signatures(signatures)
+        packed = pack_report_signatures(signatures)
         try:
             indexes, values, times = await self._call(
-                "verifyReport", config_digest, epoch, round, updates, bitmask, packed, block=block)
+                "verifyReport", config_digest, epoch, round, updates, packed.signer_bitmask, packed.signatures,
+                block=block)
         except ContractRevert as exc:
             raise ReportRefused(f"verifyReport refused the report: {exc}", reason=exc.reason,
                                 error_args=exc.error_args, data=exc.data) from exc
@@ -417,15 +461,16 @@ class QuorumOracleClient(ContractClient):
         epoch: int,
         round: int,
         updates: bytes,
-        signatures: Sequence[tuple[int, bytes]],
+        signatures: ReportSignatures,
     ) -> SubmitReceipt:
         """Submit an attested report from any account (the pull path). Feeds not newer than
         the stored ones are skipped, not refused; ``updated`` lists the ones stored (from
         their ``FeedUpdated`` events: feeds with events off are stored but not listed).
         A refused report raises :class:`ReportRefused` before any gas is spent."""
-        bitmask, packed = pack_signatures(signatures)
+        packed = pack_report_signatures(signatures)
         receipt = await self._transact(
-            sender_key, "submit", config_digest, epoch, round, updates, bitmask, packed, error_cls=ReportRefused
+            sender_key, "submit", config_digest, epoch, round, updates, packed.signer_bitmask, packed.signatures,
+            error_cls=ReportRefused,
         )
         return SubmitReceipt(
             tx_hash=bytes(receipt["transactionHash"]),
@@ -459,12 +504,13 @@ class QuorumOracleClient(ContractClient):
         epoch: int,
         round: int,
         updates: bytes,
-        signatures: Sequence[tuple[int, bytes]],
+        signatures: ReportSignatures,
     ) -> TransmitReceipt:
-        """Send an attested report; ``signatures`` are ``(signer_index, sig65)`` pairs."""
-        bitmask, packed = pack_signatures(signatures)
+        """Send an attested report; ``signatures`` are ``(signer_index, sig65)`` pairs, or a
+        packed form (a FROST signature under scheme 0x0002)."""
+        packed = pack_report_signatures(signatures)
         return await self.transmit_packed(
-            transmitter_key, config_digest, epoch, round, updates, bitmask, packed
+            transmitter_key, config_digest, epoch, round, updates, packed.signer_bitmask, packed.signatures
         )
 
     def transmit_calldata(
@@ -473,11 +519,12 @@ class QuorumOracleClient(ContractClient):
         epoch: int,
         round: int,
         updates: bytes,
-        signatures: Sequence[tuple[int, bytes]],
+        signatures: ReportSignatures,
     ) -> bytes:
         """The calldata of ``transmit`` for an attested report, for a transaction manager to send."""
-        bitmask, packed = pack_signatures(signatures)
-        return self._function("transmit").encode((config_digest, epoch, round, updates, bitmask, packed))
+        packed = pack_report_signatures(signatures)
+        return self._function("transmit").encode(
+            (config_digest, epoch, round, updates, packed.signer_bitmask, packed.signatures))
 
     async def transmit_packed(
         self,
@@ -489,7 +536,7 @@ class QuorumOracleClient(ContractClient):
         signer_bitmask: int,
         signatures: bytes,
     ) -> TransmitReceipt:
-        """Like :meth:`transmit` with the wire form already built (bitmask, compact sigs)."""
+        """Like :meth:`transmit` with the wire form already built (bitmask, signature bytes)."""
         receipt = await self._transact(
             transmitter_key,
             "transmit",

@@ -38,6 +38,6 @@ def test_assembly_constants_match_the_abi() -> None:
         if entry["type"] == "event" and f"{_snake(entry['name'])}_TOPIC" in constants:
             assert constants[f"{_snake(entry['name'])}_TOPIC"] == int.from_bytes(keccak(_signature(entry).encode()), "big")
             checked += 1
-    assert checked == 16 + 4
+    assert checked == 18 + 4
     typehash = keccak(b"Report(bytes32 configDigest,uint32 epoch,uint32 round,bytes updates)")
     assert constants["REPORT_TYPEHASH_WORD"] == int.from_bytes(typehash, "big")
