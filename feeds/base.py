@@ -14,7 +14,7 @@ from __future__ import annotations
 import abc
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -117,6 +117,13 @@ class Source(abc.ABC):
             )
         self.base_url = url
         self.timeout = float(timeout)
+        # Wall clock of this source: the time its requests name (candle windows) and
+        # its readings are fetched at. Recording and replay pin it (feeds.replay).
+        self.clock: Callable[[], float] = time.time
+
+    def now(self) -> float:
+        """This source's wall clock, in unix seconds."""
+        return self.clock()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.base_url!r}, timeout={self.timeout})"
@@ -220,17 +227,19 @@ class Source(abc.ABC):
         """The GETs of :meth:`plan`, each with a timeout, then the shared validation."""
         kind = FactorKind(kind)
         self.symbol(instrument)
+        # The clock is read once: the request's time windows and the fetch time agree.
+        requested_at = self.now()
+        started = time.monotonic()
         steps = self.plan(kind, instrument)
         origin = self.origin(instrument)
-        started = time.monotonic()
         responses = [
             await http.get(session, self.base_url + path, params, origin=origin, timeout=self.timeout,
                            max_body_bytes=self.body_cap(kind), endpoint=path)
             for path, params in steps
         ]
-        latency_ms = (time.monotonic() - started) * 1000.0
+        elapsed = time.monotonic() - started
         return self.parse_responses(
-            responses, kind=kind, instrument=instrument, fetched_at=time.time(), latency_ms=latency_ms
+            responses, kind=kind, instrument=instrument, fetched_at=requested_at + elapsed, latency_ms=elapsed * 1000.0
         )
 
     # ---- parse (no I/O: unit-testable on recorded bodies) --------------------------

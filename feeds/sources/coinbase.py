@@ -27,7 +27,6 @@ is a 404 ``NotFound``.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import ClassVar
@@ -63,7 +62,7 @@ class CoinbaseSpot(Source):
     def plan(self, kind: FactorKind, instrument: str) -> Sequence[tuple[str, Mapping[str, str]]]:
         product = self.symbol(instrument)
         if kind == FactorKind.REALIZED_VOL:
-            end = time.time()
+            end = self.now()
             start = end - _CANDLE_WINDOW * RV_CANDLE_SECONDS
             return [(f"/products/{product}/candles", {"granularity": str(RV_CANDLE_SECONDS),
                                                        "start": _iso(start), "end": _iso(end)})]
