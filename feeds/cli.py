@@ -170,8 +170,9 @@ async def _record(args: argparse.Namespace, out: TextIO) -> int:
     for kind, outcome in outcomes:
         _print_outcome(kind, outcome, args.json, out)
     if not args.json:
-        print(f"recorded {len(recording.exchanges)} answers for {len(outcomes)} factors in {args.out}; "
-              f"replay: relayer sources try {args.name} --replay {args.out}", file=out)
+        answers, factors = len(recording.exchanges), len(outcomes)
+        print(f"recorded {answers} answer{'s' * (answers != 1)} for {factors} factor{'s' * (factors != 1)} in "
+              f"{args.out}; replay: relayer sources try {args.name} --replay {args.out}", file=out)
     return 1 if any(isinstance(o, SourceError) for _, o in outcomes) else 0
 
 

@@ -174,7 +174,10 @@ async def test_a_message_for_another_instrument_is_refused(
     streaming(cache, session)
     await until(cache, lambda: cache.health["coinbase"].ok_count >= 1, "a first update")
     coinbase_feed.misroute = {"BTC-USD": "ETH-USD"}  # BTC-USD's messages now say ETH-USD
-    mismatches = lambda: cache.health["coinbase"].errors_by_type.get("SourceInstrumentMismatch", 0)  # noqa: E731
+
+    def mismatches() -> int:
+        return cache.health["coinbase"].errors_by_type.get("SourceInstrumentMismatch", 0)
+
     await until(cache, lambda: mismatches() >= 3, "three refused messages")
     health = cache.health["coinbase"]
     assert "expected a body for product_id among BTC-USD, got product_id 'ETH-USD'" in str(health.last_error)
