@@ -233,7 +233,7 @@ class Source(abc.ABC):
         """The JSON messages that subscribe a fresh connection to ``instruments`` (streaming sources)."""
         raise self.unsupported("stream", ", ".join(instruments))
 
-    def stream_message(self, payload: object, instruments: Sequence[str]) -> "StreamUpdate | None":
+    def stream_message(self, payload: object, instruments: Sequence[str]) -> StreamUpdate | None:
         """One decoded venue message: an update for one of ``instruments``, or None (an ack, a heartbeat).
 
         Raise :class:`~feeds.errors.SourceInstrumentMismatch` for a message about an

@@ -5,7 +5,8 @@ entry-point group and the risk factors and instruments it serves.
 ``relayer sources try NAME --instrument BTC-USD [--kind K] [--url URL]`` fetches once
 and prints the parsed readings; without ``--url`` it starts the simulated venues
 in-process and asks those, so it works offline; with ``--replay DIR`` it reads a
-recording instead (:mod:`feeds.replay`).
+recording instead (:mod:`feeds.replay`); with ``--stream N`` it prints the first N
+updates of the source's WebSocket stream (:mod:`feeds.stream`).
 ``relayer sources record NAME --instrument X --url BASE --out DIR`` fetches every
 factor once from a live venue and saves each request and answer in DIR.
 """
@@ -21,9 +22,10 @@ from typing import Any, TextIO
 
 import aiohttp
 
-from feeds.base import SourceReading
+from feeds.base import Source, SourceReading
 from feeds.errors import FeedsError, SourceError
 from feeds.kinds import KINDS, FactorKind
+from feeds.poller import FeedCache
 from feeds.registry import load_sources, make_source
 
 __all__ = ["add_sources_commands", "main"]
@@ -45,6 +47,10 @@ def add_sources_commands(subparsers: Any) -> None:
     where.add_argument("--url", help="the venue's base URL (default: the simulated venue, in-process)")
     where.add_argument("--replay", metavar="DIR", type=Path,
                        help="answer from a recording made by `relayer sources record` (loopback, offline)")
+    trying.add_argument("--stream", type=int, metavar="N", default=0,
+                        help="read N updates from the source's WebSocket stream instead of fetching once")
+    trying.add_argument("--stream-url", help="the stream's URL (default: the simulated venue's, or the venue's own "
+                                             "with --url)")
     trying.add_argument("--timeout", type=float, default=5.0)
     trying.add_argument("--seed", type=int, default=0, help="simulator seed (without --url)")
     trying.add_argument("--json", action="store_true")
@@ -134,6 +140,11 @@ async def _try(args: argparse.Namespace, out: TextIO) -> int:
         url = simulator.venue_url(args.name)
     code = 0
     try:
+        if args.stream:
+            stream_url = args.stream_url or (
+                simulator.stream_url(args.name) if simulator is not None else source_cls.default_stream_url)
+            source = make_source(args.name, base_url=url, timeout=args.timeout, stream_url=stream_url or "")
+            return await _stream(source, args, out)
         source = make_source(args.name, base_url=url, timeout=args.timeout)
         async with aiohttp.ClientSession() as session:
             for kind in kinds:
@@ -154,6 +165,38 @@ def _try_command(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     except FeedsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+
+
+async def _stream(source: Source, args: argparse.Namespace, out: TextIO) -> int:
+    """Print the first ``args.stream`` readings (and any refusal) of the source's stream."""
+    cache = FeedCache({source.name: source}, [args.instrument])
+    if not cache.streamed_targets():
+        print(f"error: {source.name} streams nothing (streams: {', '.join(source.streams) or 'none'}, "
+              f"stream URL: {source.stream_url or 'none'}); pass --stream-url or drop --stream", file=sys.stderr)
+        return 2
+    shown, failures, last = 0, 0, None
+    async with aiohttp.ClientSession() as session:
+        streaming = asyncio.create_task(cache.run_streams(session))
+        try:
+            async with asyncio.timeout(args.timeout + source.stream_silence):
+                while shown < args.stream:
+                    await cache.next_update()
+                    health = cache.health[source.name]
+                    if health.error_count > failures:
+                        failures = health.error_count
+                        print(f"{'stream':<14} ERROR {health.last_error_type}: {health.last_error}", file=out)
+                    for reading in cache.readings(args.instrument, now=0.0):
+                        if reading != last:
+                            last, shown = reading, shown + 1
+                            _print_outcome(reading.kind, reading, args.json, out)
+        except TimeoutError:
+            print(f"error: expected {args.stream} stream updates within {args.timeout + source.stream_silence:g}s, "
+                  f"got {shown}", file=sys.stderr)
+            return 1
+        finally:
+            streaming.cancel()
+            await asyncio.gather(streaming, return_exceptions=True)
+    return 1 if failures else 0
 
 
 async def _record(args: argparse.Namespace, out: TextIO) -> int:

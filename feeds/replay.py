@@ -43,7 +43,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -54,7 +54,7 @@ from aiohttp import web
 from yarl import URL
 
 from feeds.base import Source, SourceReading
-from feeds.errors import FeedsError, SourceConnectionError, SourceError
+from feeds.errors import RecordingError, ReplayMiss, SourceConnectionError, SourceError
 from feeds.kinds import FactorKind
 from feeds.registry import make_source
 
@@ -78,14 +78,6 @@ _TRANSPORT_HEADERS = frozenset({
 })
 # The most the recorder keeps of one answer; the source's own cap applies after it.
 _RECORD_CAP = 64 * 1024 * 1024
-
-
-class RecordingError(FeedsError):
-    """A recording directory is missing, malformed or would be overwritten."""
-
-
-class ReplayMiss(SourceError):
-    """The source asked the replay for something that was not recorded."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -415,13 +407,3 @@ class Replay:
         shift = self.clock() - reading.fetched_at
         return reading.model_copy(update={"observed_at": reading.observed_at + shift,
                                           "fetched_at": reading.fetched_at + shift})
-
-    async def fetch_all(self, kinds: Iterable[FactorKind] | None = None) -> list[SourceReading | SourceError]:
-        """Every recorded kind (or those given) in recording order; a typed error stands for a failed one."""
-        out: list[SourceReading | SourceError] = []
-        for kind in kinds if kinds is not None else self.recording.kinds:
-            try:
-                out.append(await self.fetch(kind))
-            except SourceError as exc:
-                out.append(exc)
-        return out

@@ -50,6 +50,7 @@ from datetime import datetime, timezone
 from typing import ClassVar
 
 from feeds.base import Source, StreamUpdate, VenueQuote
+from feeds.body import json_kind
 from feeds.computed import book_depth, realized_vol
 from feeds.errors import SourceHTTPError, SourceUnknownInstrument
 from feeds.http import Refusal, VenueSays
@@ -128,10 +129,11 @@ class CoinbaseSpot(Source):
         return [{"type": "subscribe", "product_ids": [self.symbol(i) for i in instruments], "channels": ["ticker"]}]
 
     def stream_message(self, payload: object, instruments: Sequence[str]) -> StreamUpdate | None:
-        kind = payload.get("type") if isinstance(payload, dict) else None
+        subscribed = "/".join(instruments)
+        if not isinstance(payload, dict):
+            raise self.body(payload, subscribed).error("a JSON object with a type", json_kind(payload))
+        kind = payload.get("type")
         if kind == "error":
-            assert isinstance(payload, dict)
-            subscribed = "/".join(instruments)
             said = f"{payload.get('message')}: {payload.get('reason')}"
             head = f"{self.name} {subscribed}: expected the ticker subscription to be served, got the venue's error {said!r}"
             if "not a valid product" in said:
@@ -144,7 +146,7 @@ class CoinbaseSpot(Source):
         if kind != "ticker":
             return None
         products = {self.symbol(i): i for i in instruments}
-        body = self.body(payload, "/".join(instruments))
+        body = self.body(payload, subscribed)
         product = body.at("product_id")
         if product not in products:
             raise body.origin.mismatch(f"product_id among {', '.join(products)}", f"product_id {product!r}")

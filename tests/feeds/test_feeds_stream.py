@@ -6,7 +6,10 @@ matters when something is broken; nothing sleeps.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import io
+import json
 import random
 from collections.abc import AsyncIterator, Callable, Mapping
 from decimal import Decimal
@@ -16,6 +19,7 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
+from feeds.cli import add_sources_commands
 from feeds.errors import SourceConnectionError, SourceError, SourceInstrumentMismatch, SourceUnknownInstrument
 from feeds.kinds import FactorKind
 from feeds.poller import FeedCache
@@ -252,3 +256,21 @@ async def test_an_unreachable_stream_backs_off_doubling(session: aiohttp.ClientS
     for n, seconds in enumerate(pauses):
         assert 0.5 * min(30.0, 0.5 * 2**n) <= seconds <= min(30.0, 0.5 * 2**n)
     assert pauses[-1] > 15.0
+
+
+async def test_the_cli_prints_the_first_stream_updates() -> None:
+    def run(*argv: str) -> tuple[int, str]:
+        parser = argparse.ArgumentParser(prog="relayer")
+        add_sources_commands(parser.add_subparsers(dest="command", required=True))
+        args = parser.parse_args(list(argv))
+        out = io.StringIO()
+        return int(args.func(args, out)), out.getvalue()
+
+    # Its own event loop and simulator, in a thread.
+    code, text = await asyncio.to_thread(run, "sources", "try", "coinbase", "--stream", "3", "--json")
+    readings = [json.loads(line) for line in text.splitlines()]
+    assert code == 0, text
+    assert len(readings) == 3 and {(r["source"], r["kind"]) for r in readings} == {("coinbase", "spot")}
+    assert [r["observed_at"] for r in readings] == sorted({r["observed_at"] for r in readings})
+    code, text = await asyncio.to_thread(run, "sources", "try", "kraken", "--stream", "3")
+    assert code == 2 and text == ""
