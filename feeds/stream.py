@@ -14,7 +14,8 @@ What can go wrong, and what it does:
   timestamp: refused and counted against the source's health; the stream goes on;
 - the venue's own error message (a refused subscription): the connection is closed and
   made again after a pause;
-- no message at all for ``stream_silence`` seconds: the stream is stale; the source is
+- no usable message (a checked reading) for ``stream_silence`` seconds, whether the
+  venue is silent or every message is refused: the stream is stale; the source is
   marked unhealthy (:class:`~feeds.errors.SourceStaleError`) and the connection made again;
 - a dropped connection or one that cannot be made: made again after
   ``base * 2**(n-1)`` seconds (at most ``cap``, jittered), back to ``base`` once a
@@ -150,17 +151,21 @@ async def _connection(
             f"got {type(exc).__name__}: {exc}; the venue's stream is unreachable — retrying with back-off",
             source=name, instrument=origin.instrument,
         ), False) from exc
+    loop = asyncio.get_running_loop()
+    silence = source.stream_silence
+    # Only a reading moves the deadline: acks, heartbeats and refused messages keep no value fresh.
+    deadline = loop.time() + silence
     try:
         for message in source.stream_subscribe(instruments):
             await ws.send_json(message)
         while True:
             try:
-                msg = await ws.receive(timeout=source.stream_silence)
+                msg = await ws.receive(timeout=max(0.0, deadline - loop.time()))
             except TimeoutError:
                 raise _Ended(SourceStaleError(
-                    f"{name} {origin.instrument}: expected a stream message at least every "
-                    f"{source.stream_silence:g}s, got none for {source.stream_silence:g}s; the stream is stuck or "
-                    f"the venue stopped publishing — reconnecting, and the source is polled meanwhile",
+                    f"{name} {origin.instrument}: expected a usable stream message at least every {silence:g}s, "
+                    f"got none for {silence:g}s; the stream is stuck, misrouted or the venue stopped publishing "
+                    f"— reconnecting, and the source is polled meanwhile",
                     source=name, instrument=origin.instrument,
                 ), delivered) from None
             if msg.type != aiohttp.WSMsgType.TEXT:
@@ -182,6 +187,7 @@ async def _connection(
                 if sequence <= newest.get(key, -1):
                     continue
                 newest[key] = sequence
+            deadline = loop.time() + silence
             if not delivered:
                 delivered = True
                 sink.stream_live(name, True)

@@ -162,7 +162,7 @@ async def test_a_silent_stream_makes_the_source_unhealthy_and_the_poller_takes_o
     await until(cache, lambda: cache.health["coinbase"].last_error_type == "SourceStaleError", "the silence rule")
     health = cache.health["coinbase"]
     assert not health.healthy
-    assert "expected a stream message at least every 0.3s, got none for 0.3s" in str(health.last_error)
+    assert "expected a usable stream message at least every 0.3s, got none for 0.3s" in str(health.last_error)
     # The stream is down: the next poll reads the REST ticker (which answers once the venue does).
     clean_faults.set_fault("coinbase", None)
     before = clean_faults.requests["coinbase"]
@@ -192,6 +192,24 @@ async def test_a_message_for_another_instrument_is_refused(
     assert health.ok_count == ok and cache.readings("BTC-USD", now=0.0) == held
     coinbase_feed.misroute = {}
     await until(cache, lambda: cache.health["coinbase"].ok_count > ok, "updates once the feed is right again")
+
+
+async def test_a_stream_whose_every_message_is_refused_is_stale_and_the_poller_takes_over(
+    coinbase_feed: SimulatedCoinbase, clean_faults: VenueSimulator, session: aiohttp.ClientSession,
+    streaming: Callable[[FeedCache, aiohttp.ClientSession], asyncio.Task[None]],
+) -> None:
+    cache = FeedCache({"coinbase": streaming_coinbase(clean_faults, stream_silence=0.3)}, ["BTC-USD"])
+    streaming(cache, session)
+    await until(cache, lambda: cache.health["coinbase"].ok_count >= 1, "a first update")
+    coinbase_feed.misroute = {"BTC-USD": "ETH-USD"}
+    await until(cache, lambda: cache.health["coinbase"].last_error_type == "SourceStaleError", "the silence rule")
+    assert cache.health["coinbase"].errors_by_type["SourceInstrumentMismatch"] >= 1
+    before = clean_faults.requests["coinbase"]
+    await cache.poll_once(session)
+    assert clean_faults.requests["coinbase"] == before + 1
+    # The REST ticker answered: a fresh BTC-USD reading, while the stream stays refused.
+    [reading] = cache.readings("BTC-USD")
+    assert reading.source == "coinbase" and reading.latency_ms > 0
 
 
 async def test_a_refused_subscription_is_an_unknown_instrument_and_retried_with_back_off(
