@@ -249,7 +249,7 @@ class _Recorder(_Loopback):
             kind=self.kind, requested_at=self.requested_at, method=request.method, path=request.path,
             query=dict(request.query), status=status, headers=headers,
             body_file=_body_name(len(self.recording.exchanges), self.kind, request.path,
-                                 headers.get("Content-Type", "")),
+                                 next((v for k, v in headers.items() if k.lower() == "content-type"), "")),
             received_at=received_at,
         )
         self.recording.add(exchange, body)
