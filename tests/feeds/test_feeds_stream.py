@@ -155,14 +155,14 @@ async def test_a_silent_stream_makes_the_source_unhealthy_and_the_poller_takes_o
     coinbase_feed: SimulatedCoinbase, clean_faults: VenueSimulator, session: aiohttp.ClientSession,
     streaming: Callable[[FeedCache, aiohttp.ClientSession], asyncio.Task[None]],
 ) -> None:
-    cache = FeedCache({"coinbase": streaming_coinbase(clean_faults, stream_silence=0.3)}, ["BTC-USD"])
+    cache = FeedCache({"coinbase": streaming_coinbase(clean_faults, stream_silence=1.0)}, ["BTC-USD"])
     streaming(cache, session)
     await until(cache, lambda: cache.health["coinbase"].ok_count >= 1, "a first update")
     clean_faults.set_fault("coinbase", "timeout")  # connected, and silent
     await until(cache, lambda: cache.health["coinbase"].last_error_type == "SourceStaleError", "the silence rule")
     health = cache.health["coinbase"]
     assert not health.healthy
-    assert "expected a usable stream message at least every 0.3s, got none for 0.3s" in str(health.last_error)
+    assert "expected a usable stream message at least every 1s, got none for 1s" in str(health.last_error)
     # The stream is down: the next poll reads the REST ticker (which answers once the venue does).
     clean_faults.set_fault("coinbase", None)
     before = clean_faults.requests["coinbase"]
@@ -198,7 +198,7 @@ async def test_a_stream_whose_every_message_is_refused_is_stale_and_the_poller_t
     coinbase_feed: SimulatedCoinbase, clean_faults: VenueSimulator, session: aiohttp.ClientSession,
     streaming: Callable[[FeedCache, aiohttp.ClientSession], asyncio.Task[None]],
 ) -> None:
-    cache = FeedCache({"coinbase": streaming_coinbase(clean_faults, stream_silence=0.3)}, ["BTC-USD"])
+    cache = FeedCache({"coinbase": streaming_coinbase(clean_faults, stream_silence=1.0)}, ["BTC-USD"])
     streaming(cache, session)
     await until(cache, lambda: cache.health["coinbase"].ok_count >= 1, "a first update")
     coinbase_feed.misroute = {"BTC-USD": "ETH-USD"}
