@@ -14,7 +14,7 @@ from __future__ import annotations
 import abc
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -37,7 +37,7 @@ from feeds.errors import (
 from feeds.http import RawResponse, VenueSays
 from feeds.kinds import KINDS, FactorKind
 
-__all__ = ["Body", "SourceReading", "Source", "VenueQuote", "RawResponse", "FactorKind"]
+__all__ = ["Body", "SourceReading", "Source", "StreamUpdate", "VenueQuote", "RawResponse", "FactorKind"]
 
 class SourceReading(BaseModel, frozen=True, extra="forbid"):
     """One validated value of one risk factor from one venue for one instrument.
@@ -79,6 +79,20 @@ class VenueQuote:
     observed_at: float | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class StreamUpdate:
+    """What a streaming adapter extracts from one venue message, before the shared checks.
+
+    ``sequence`` is the venue's message counter for that instrument when it has one: an
+    update older than one already taken is dropped (venues may deliver out of order).
+    """
+
+    kind: FactorKind
+    instrument: str
+    quote: VenueQuote
+    sequence: int | None = None
+
+
 class Source(abc.ABC):
     """A venue adapter. Subclasses set the class variables and implement two methods."""
 
@@ -103,7 +117,22 @@ class Source(abc.ABC):
     # answer; the body is read as a stream and refused at its cap.
     body_caps: ClassVar[Mapping[FactorKind, int]] = {}
 
-    def __init__(self, base_url: str | None = None, timeout: float = 2.0) -> None:
+    # ---- streaming (optional): a venue that pushes updates over a WebSocket ------------
+    # The kinds this source can stream; the node then updates its cache on each venue
+    # message instead of polling them (feeds.stream). Empty: poll only.
+    streams: ClassVar[frozenset[FactorKind]] = frozenset()
+    # The venue's WebSocket endpoint, used when the REST base URL is the default one.
+    default_stream_url: ClassVar[str | None] = None
+    # No message for this long (seconds) and the stream is stale: the source is marked
+    # unhealthy, the connection is dropped and made again.
+    stream_silence: ClassVar[float] = 10.0
+    # Reconnection pause after the n-th failure in a row: base * 2**(n-1), at most cap,
+    # times a jitter in [0.5, 1].
+    stream_backoff: ClassVar[tuple[float, float]] = (0.5, 30.0)
+    # A venue message is a ticker of a few hundred bytes.
+    max_stream_message_bytes: ClassVar[int] = 64 * 1024
+
+    def __init__(self, base_url: str | None = None, timeout: float = 2.0, stream_url: str | None = None) -> None:
         if not (isinstance(timeout, int | float) and math.isfinite(timeout) and timeout > 0):
             raise FeedsConfigError(
                 f"{self.name}: expected a positive finite timeout in seconds, got {timeout!r}; "
@@ -117,6 +146,21 @@ class Source(abc.ABC):
             )
         self.base_url = url
         self.timeout = float(timeout)
+        # Another REST host (a proxy, the simulator) never pairs with the venue's own stream.
+        stream = stream_url if stream_url is not None else (self.default_stream_url if base_url is None else None)
+        if stream and not stream.startswith(("ws://", "wss://", "http://", "https://")):
+            raise FeedsConfigError(
+                f"{self.name}: expected a ws(s) stream URL, got {stream!r}; set sources.{self.name}.stream_url "
+                f"to e.g. {self.default_stream_url or 'wss://...'}"
+            )
+        self.stream_url: str | None = stream or None
+        # Wall clock of this source: the time its requests name (candle windows) and
+        # its readings are fetched at. Recording and replay pin it (feeds.replay).
+        self.clock: Callable[[], float] = time.time
+
+    def now(self) -> float:
+        """This source's wall clock, in unix seconds."""
+        return self.clock()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.base_url!r}, timeout={self.timeout})"
@@ -185,6 +229,19 @@ class Source(abc.ABC):
         """The venue's own error text in a decoded non-200 body, if it has one."""
         return None
 
+    def stream_subscribe(self, instruments: Sequence[str]) -> Sequence[object]:
+        """The JSON messages that subscribe a fresh connection to ``instruments`` (streaming sources)."""
+        raise self.unsupported("stream", ", ".join(instruments))
+
+    def stream_message(self, payload: object, instruments: Sequence[str]) -> StreamUpdate | None:
+        """One decoded venue message: an update for one of ``instruments``, or None (an ack, a heartbeat).
+
+        Raise :class:`~feeds.errors.SourceInstrumentMismatch` for a message about an
+        instrument that was not subscribed, and a typed error for the venue's own error
+        messages; the stream counts them against the source's health.
+        """
+        raise self.unsupported("stream", ", ".join(instruments))
+
     def venue_says(self, payload: object) -> VenueSays | None:
         """The venue's own error code in a decoded body, and what it means; None when there is none.
 
@@ -220,17 +277,19 @@ class Source(abc.ABC):
         """The GETs of :meth:`plan`, each with a timeout, then the shared validation."""
         kind = FactorKind(kind)
         self.symbol(instrument)
+        # The clock is read once: the request's time windows and the fetch time agree.
+        requested_at = self.now()
+        started = time.monotonic()
         steps = self.plan(kind, instrument)
         origin = self.origin(instrument)
-        started = time.monotonic()
         responses = [
             await http.get(session, self.base_url + path, params, origin=origin, timeout=self.timeout,
                            max_body_bytes=self.body_cap(kind), endpoint=path)
             for path, params in steps
         ]
-        latency_ms = (time.monotonic() - started) * 1000.0
+        elapsed = time.monotonic() - started
         return self.parse_responses(
-            responses, kind=kind, instrument=instrument, fetched_at=time.time(), latency_ms=latency_ms
+            responses, kind=kind, instrument=instrument, fetched_at=requested_at + elapsed, latency_ms=elapsed * 1000.0
         )
 
     # ---- parse (no I/O: unit-testable on recorded bodies) --------------------------
@@ -267,7 +326,7 @@ class Source(abc.ABC):
     ) -> SourceReading:
         """Turn the responses to :meth:`plan`'s GETs into a validated reading or a typed error."""
         kind = FactorKind(kind)
-        symbol = self.symbol(instrument)
+        self.symbol(instrument)
         if kind not in self.factors:
             raise self.unsupported(kind, instrument)
         origin = self.origin(instrument)
@@ -277,6 +336,13 @@ class Source(abc.ABC):
             if says is not None:
                 raise http.refused_in_body(says, origin)
         quote = self.extract_factor(kind, payloads, instrument, fetched_at)
+        return self.reading(kind, instrument, quote, fetched_at=fetched_at, latency_ms=latency_ms)
+
+    def reading(
+        self, kind: FactorKind, instrument: str, quote: VenueQuote, *, fetched_at: float, latency_ms: float = 0.0
+    ) -> SourceReading:
+        """The shared value and time checks on an extracted quote, and the reading they allow."""
+        symbol = self.symbol(instrument)
         if kind == FactorKind.SPOT:
             value = self._checked_price(quote.price, instrument, symbol)
         else:

@@ -168,6 +168,14 @@ class SimulatorConfigError(FeedsConfigError):
     """The venue simulator was asked for a venue, fault or instrument it does not have."""
 
 
+class RecordingError(FeedsError):
+    """A recording directory (feeds.replay) is missing, malformed or would be overwritten."""
+
+
+class ReplayMiss(SourceError):
+    """The source asked a replay for something the recording does not hold."""
+
+
 @dataclass(frozen=True, slots=True)
 class Origin:
     """The source and instrument a reading is for: what every source error names first."""

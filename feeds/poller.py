@@ -19,6 +19,10 @@ Polling policy (all per target = (source, kind, instrument)):
   ``retries`` times after a short jittered pause;
 - at most ``concurrency_per_venue`` requests are in flight per venue;
 - every fetch has the source's timeout, and a hard deadline above it.
+
+Streaming (:meth:`FeedCache.run_streams`): a target whose source streams its kind
+(``Source.streams``, with a stream URL) is fed by :mod:`feeds.stream` on each venue
+message while its stream is live, and polled like any other while it is not.
 """
 
 from __future__ import annotations
@@ -220,6 +224,9 @@ class FeedCache:
         self._semaphores: dict[str, asyncio.Semaphore] = {}
         self._inflight: dict[Target, asyncio.Task[None]] = {}
         self.poll_budget = poll_budget
+        # Sources whose stream is delivering: the poller leaves their streamed targets alone.
+        self._live_streams: set[str] = set()
+        self._waiters: list[asyncio.Future[None]] = []
 
     @classmethod
     def for_feeds(cls, sources: Mapping[str, Source], feeds: Iterable[object], **options: object) -> "FeedCache":
@@ -244,7 +251,69 @@ class FeedCache:
         """A reading of ``kind`` counts while younger than this (3 poll intervals at least)."""
         return max(self.max_age, 3 * self.intervals.get(FactorKind(kind), 0.0))
 
+    def streamed_targets(self) -> dict[str, list[Target]]:
+        """Per source, the targets its stream can serve (its streamed kinds, when it has a stream URL)."""
+        out: dict[str, list[Target]] = {}
+        for target in self._targets:
+            source = self._sources[target[0]]
+            if target[1] in source.streams and source.stream_url:
+                out.setdefault(target[0], []).append(target)
+        return out
+
+    async def run_streams(self, session: aiohttp.ClientSession, *, rng: random.Random | None = None) -> None:
+        """Stream every target a source can stream, into this cache, until cancelled; returns at once if none."""
+        from feeds.stream import run_stream
+
+        groups = self.streamed_targets()
+        if not groups:
+            return
+        try:
+            async with asyncio.TaskGroup() as group:
+                for name, targets in groups.items():
+                    instruments = list(dict.fromkeys(t[2] for t in targets))
+                    group.create_task(run_stream(self._sources[name], session, instruments, self, rng=rng or self._rng))
+        finally:
+            self._live_streams.difference_update(groups)
+
+    def stream_live(self, source: str, live: bool) -> None:
+        if live:
+            self._live_streams.add(source)
+        else:
+            self._live_streams.discard(source)
+
+    def stream_reading(self, reading: SourceReading) -> None:
+        target = (reading.source, reading.kind, reading.instrument)
+        if target in self._state:
+            self._record(target, reading)
+
+    def stream_failure(self, source: str, error: SourceError) -> None:
+        """A refused message or a failed connection: the source's health, never a target's back-off."""
+        self.generation += 1
+        now = time.time()
+        health = self.health[source]
+        health.record_error(error, now)
+        logger.warning(
+            "%s stream failed (%s): %s", source, type(error).__name__, error,
+            extra={"source": source, "error_type": type(error).__name__,
+                   "consecutive_failures": health.consecutive_failures, "health_score": health.score(now)},
+        )
+        self._wake()
+
+    async def next_update(self) -> None:
+        """Wait for the next outcome recorded in this cache (a reading or a failure, polled or streamed)."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        await waiter
+
+    def _wake(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
     def _due(self, target: Target, now: float) -> bool:
+        if target[0] in self._live_streams and target[1] in self._sources[target[0]].streams:
+            return False
         state = self._state[target]
         if now < max(state.not_before, self._venue_not_before.get(target[0], 0.0)):
             return False
@@ -339,6 +408,7 @@ class FeedCache:
 
     def _record(self, target: Target, outcome: SourceReading | Exception) -> None:
         self.generation += 1
+        self._wake()
         now = time.time()
         name, kind, instrument = target
         if isinstance(outcome, SourceReading):

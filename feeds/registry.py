@@ -91,7 +91,7 @@ def load_simulated_venues() -> dict[str, type[SimulatedVenue]]:
     return cast("dict[str, type[SimulatedVenue]]", _load_group(SIMULATED_VENUE_GROUP, SimulatedVenue, "simulated venue"))
 
 
-def make_source(name: str, base_url: str | None = None, timeout: float = 2.0) -> Source:
+def make_source(name: str, base_url: str | None = None, timeout: float = 2.0, stream_url: str | None = None) -> Source:
     """Instantiate the source registered as ``name``; UnknownSourceError lists known names.
 
     Only the named plugin is imported, so a broken plugin the config does not use
@@ -113,4 +113,6 @@ def make_source(name: str, base_url: str | None = None, timeout: float = 2.0) ->
             source=name,
         )
     source_class = cast("type[Source]", _load_one(candidates[0], Source, "source"))
-    return source_class(base_url=base_url, timeout=timeout)
+    if stream_url is None:
+        return source_class(base_url=base_url, timeout=timeout)
+    return source_class(base_url=base_url, timeout=timeout, stream_url=stream_url)

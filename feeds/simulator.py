@@ -141,6 +141,8 @@ class VenueSimulator:
         for name, venue in self._venues.items():
             for path, handler in venue.routes():
                 app.router.add_get(f"/{name}{path}", self._wrap(venue, handler))
+            for path, stream in venue.stream_routes():
+                app.router.add_get(f"/{name}{path}", stream)
         return app
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
@@ -160,6 +162,8 @@ class VenueSimulator:
 
     async def stop(self) -> None:
         self._stopping.set()
+        for venue in self._venues.values():
+            await venue.drop_streams()
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()
@@ -174,6 +178,13 @@ class VenueSimulator:
     def venue_url(self, venue: str) -> str:
         self.venue(venue)
         return f"{self.base_url}/{venue}"
+
+    def stream_url(self, venue: str) -> str:
+        """The WebSocket URL of the venue's stream (its first stream route)."""
+        routes = self.venue(venue).stream_routes()
+        if not routes:
+            raise SimulatorConfigError(f"expected a venue with a stream, got {venue!r}, which streams nothing")
+        return self.venue_url(venue).replace("http://", "ws://", 1) + routes[0][0]
 
     # ---- transport faults ----------------------------------------------------------
 

@@ -480,7 +480,8 @@ class Node:
             )
         committee = Committee.from_onchain(await self.oracle.config())
         self.served = [ServedFeed(f, await self.oracle.feed_index(f.feed_id)) for f in s.feeds]
-        sources = {name: make_source(name, s.source_urls.get(name), timeout=s.source_timeout)
+        sources = {name: make_source(name, s.source_urls.get(name), timeout=s.source_timeout,
+                                     stream_url=s.stream_urls.get(name))
                    for name in sorted({n for f in s.feeds for n in f.sources})}
         check_sources(s.feeds, {name: type(source) for name, source in sources.items()})
         self.cache = FeedCache.for_feeds(sources, s.feeds, max_age=max(10.0, 5 * s.poll_interval),
@@ -501,6 +502,8 @@ class Node:
             self._prune_store()
             scheduler.start()
             chain_follower = self._supervise("chain_follower", self._follow_chain)
+            # Streaming sources update the cache on each venue message (polled while a stream is down).
+            streams = self._supervise("source_streams", lambda: self.cache.run_streams(session))
             api = ApiServer(self.telemetry, s.api_host, s.api_port, self.subscriptions_board) if s.api_enabled else None
             if api is not None:
                 await api.start()
@@ -537,6 +540,7 @@ class Node:
                 dialer.cancel()
                 watcher.cancel()
                 chain_follower.cancel()
+                streams.cancel()
                 await self.telemetry.stop()
                 if api is not None:
                     await api.stop()

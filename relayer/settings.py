@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     peers: list[str] = Field(default_factory=list)
     feeds: list[FeedSpec] = Field(min_length=1)
     source_urls: dict[str, str] = Field(default_factory=dict)
+    # WebSocket URL per streaming source (feeds.stream). A source on its default REST URL
+    # streams from the venue's own feed unless given one here; "" turns its stream off.
+    stream_urls: dict[str, str] = Field(default_factory=dict)
     poll_interval: float = Field(default=1.0, gt=0)
     source_timeout: float = Field(default=2.0, gt=0)
     rpc_timeout: float = Field(default=5.0, gt=0)

@@ -7,20 +7,30 @@ errors are ``{"message": "NotFound"}`` with a 4xx status.
 The level-2 book is the full aggregated book, as Coinbase serves it (no depth limit):
 the 100 levels a side near mid every simulated venue has, then thousands of thin
 levels from 3 % to 60 % off, several hundred KiB in all.
+
+The WebSocket feed (``/coinbase/ws``) speaks the Exchange feed's ``ticker`` channel: a
+``subscribe`` within 5 s, a ``subscriptions`` answer, then a ``ticker`` message per
+product every ``stream_interval`` seconds (Coinbase sends one per match), each with its
+product's own ``sequence``. An unknown product is refused with an ``error`` message and
+the connection closed. Under the ``timeout`` fault the feed stays connected and silent;
+``misroute`` relabels a product's messages as another product's.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import math
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import ClassVar
 
+import aiohttp
 from aiohttp import web
 
 from feeds.market import MarketModel, unit
-from feeds.simulated.venue import BookText, Handler, SimulatedVenue, VenueRefusal, iso
+from feeds.simulated.venue import BookText, Handler, SimulatedVenue, StreamHandler, VenueRefusal, iso
 
 # Levels a side beyond the near book: Coinbase's BTC-USD book has tens of thousands;
 # this many makes a body of several hundred KiB.
@@ -44,6 +54,9 @@ class SimulatedCoinbase(SimulatedVenue):
     def error_body(self, status: int) -> object:
         return {"message": "Public rate limit exceeded" if status == 429 else "Internal server error"}
 
+    def stream_routes(self) -> Sequence[tuple[str, StreamHandler]]:
+        return [("/ws", self.ticker_stream)]
+
     def __init__(
         self,
         model: MarketModel,
@@ -57,6 +70,10 @@ class SimulatedCoinbase(SimulatedVenue):
         # the candles; none by default.
         self.quiet_minutes: frozenset[int] = frozenset()
         self._far: dict[str, BookText] = {}
+        # Seconds between two ticker messages of one product on the stream.
+        self.stream_interval = 0.1
+        # product -> the product_id its stream messages carry instead (a misrouted feed).
+        self.misroute: dict[str, str] = {}
 
     def book(self, instrument: str) -> BookText:
         """The near book (moving, under the value faults) and the far levels behind it."""
@@ -127,3 +144,65 @@ class SimulatedCoinbase(SimulatedVenue):
         now = self.now()
         return {"bids": [b + [3] for b in bids], "asks": [a + [2] for a in asks], "sequence": int(now * 100),
                 "auction_mode": False, "auction": None, "time": iso(self.stamp(now))}
+
+    # ---- the WebSocket feed ------------------------------------------------------------
+
+    def ticker_message(self, product: str, sequence: int) -> dict[str, object]:
+        """One ``ticker`` message of the Exchange feed for ``product``, now."""
+        now = self.now()
+        price = self.price(product, self.value_time(now))
+        last = self.num(price, "0.01", 2)
+        stamp = self.stamp(now)
+        return {
+            "type": "ticker", "sequence": sequence, "product_id": self.misroute.get(product, product),
+            "price": last, "open_24h": last, "volume_24h": "12345.67890123", "low_24h": last, "high_24h": last,
+            "volume_30d": "370370.37037037", "best_bid": last, "best_bid_size": "0.50000000", "best_ask": last,
+            "best_ask_size": "0.40000000", "side": "buy", "time": iso(stamp), "trade_id": int(stamp * 10),
+            "last_size": "0.00123456",
+        }
+
+    async def ticker_stream(self, request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        self.stream_connections += 1
+        self.streams_open.add(ws)
+        try:
+            products = await self._subscription(ws)
+            sequences = dict.fromkeys(products, 0)
+            while products and not ws.closed:
+                if self.fault != "timeout":
+                    for product in products:
+                        sequences[product] += 1
+                        await ws.send_json(self.ticker_message(product, sequences[product]))
+                await asyncio.sleep(self.stream_interval)
+        except (ConnectionResetError, aiohttp.ClientConnectionResetError):
+            pass
+        finally:
+            self.streams_open.discard(ws)
+        return ws
+
+    async def _subscription(self, ws: web.WebSocketResponse) -> list[str]:
+        """The products of the client's ``subscribe`` to ``ticker``, acknowledged; [] (closed) when refused."""
+        try:
+            msg = await ws.receive(timeout=5.0)
+        except TimeoutError:
+            await ws.close()
+            return []
+        try:
+            request = json.loads(msg.data) if msg.type == aiohttp.WSMsgType.TEXT else None
+        except json.JSONDecodeError:
+            request = None
+        if not (isinstance(request, dict) and request.get("type") == "subscribe"
+                and "ticker" in request.get("channels", []) and isinstance(request.get("product_ids"), list)):
+            await ws.send_json({"type": "error", "message": "Failed to subscribe", "reason": "ticker channel expected"})
+            await ws.close()
+            return []
+        products = [str(p) for p in request["product_ids"]]
+        for product in products:
+            if product not in self.model.base_prices:
+                await ws.send_json({"type": "error", "message": "Failed to subscribe",
+                                    "reason": f"{product} is not a valid product"})
+                await ws.close()
+                return []
+        await ws.send_json({"type": "subscriptions", "channels": [{"name": "ticker", "product_ids": products}]})
+        return products

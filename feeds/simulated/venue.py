@@ -31,6 +31,7 @@ __all__ = [
     "FAULTS",
     "Handler",
     "SimulatedVenue",
+    "StreamHandler",
     "VenueRefusal",
     "fmt",
     "iso",
@@ -49,6 +50,8 @@ FAULTS: tuple[str, ...] = (
 STALE_BY = 300.0
 
 Handler = Callable[[web.Request], Awaitable[object]]
+# A WebSocket route: the handler owns the connection and returns it when done.
+StreamHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 BookLevels = tuple[list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]]
 BookText = tuple[list[list[str]], list[list[str]]]
 
@@ -111,6 +114,9 @@ class SimulatedVenue(abc.ABC):
         self._frozen_at = 0.0
         self._books: dict[tuple[str, float], BookLevels] = {}
         self._book_texts: dict[tuple[str, float, str | None], BookText] = {}
+        # Open WebSocket connections of the venue's stream routes, and how many were made.
+        self.streams_open: set[web.WebSocketResponse] = set()
+        self.stream_connections = 0
 
     # ---- what a simulated venue implements ----------------------------------------
 
@@ -121,6 +127,15 @@ class SimulatedVenue(abc.ABC):
     @abc.abstractmethod
     def error_body(self, status: int) -> object:
         """The body this venue sends with HTTP ``status`` (429, 500, 503, 504) under a transport fault."""
+
+    def stream_routes(self) -> Sequence[tuple[str, StreamHandler]]:
+        """(path under /{name}, handler) pairs of the venue's WebSocket streams; none by default."""
+        return []
+
+    async def drop_streams(self) -> None:
+        """Close every open stream connection, as a venue restart or a network cut does."""
+        for ws in list(self.streams_open):
+            await ws.close(code=1001, message=b"going away")
 
     # ---- fault state (switched by the server) -------------------------------------
 

@@ -23,17 +23,36 @@ None of these answers names its product, so there is no instrument to check in t
 body: the product is in the path, and redirects are never followed.
 Errors come as ``{"message": "NotFound"}`` with a 4xx/5xx status; an unknown product
 is a 404 ``NotFound``.
+
+Spot also streams (:mod:`feeds.stream`) from the Exchange WebSocket feed
+``wss://ws-feed.exchange.coinbase.com``: a ``subscribe`` message for the ``ticker``
+channel (sent within 5 s of connecting, or Coinbase disconnects), answered by a
+``subscriptions`` message, then one ``ticker`` message per match::
+
+    {"type": "ticker", "sequence": 37475248783, "product_id": "ETH-USD", "price": "1285.22",
+     "open_24h": "1310.79", "volume_24h": "245532.79269678", "low_24h": "1280.52",
+     "high_24h": "1313.8", "volume_30d": "9788783.60117027", "best_bid": "1285.04",
+     "best_bid_size": "0.46688654", "best_ask": "1285.27", "best_ask_size": "1.56637040",
+     "side": "buy", "time": "2022-10-19T23:28:22.061769Z", "trade_id": 370843401,
+     "last_size": "11.4396987"}
+
+Every ticker names its ``product_id`` and it is checked against the products
+subscribed; ``time`` (the match) is the observation time, ``sequence`` orders them.
+A refused subscription is ``{"type": "error", "message": "Failed to subscribe",
+"reason": "BTC-USDX is not a valid product"}``; other message types are ignored, as
+Coinbase asks of its clients.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import ClassVar
 
-from feeds.base import Source, VenueQuote
+from feeds.base import Source, StreamUpdate, VenueQuote
+from feeds.body import json_kind
 from feeds.computed import book_depth, realized_vol
+from feeds.errors import SourceHTTPError, SourceUnknownInstrument
 from feeds.http import Refusal, VenueSays
 from feeds.kinds import DEPTH_BAND_BPS, RV_CANDLE_SECONDS, RV_RETURNS, FactorKind
 
@@ -56,6 +75,10 @@ class CoinbaseSpot(Source):
         {FactorKind.SPOT, FactorKind.REALIZED_VOL, FactorKind.DEPTH}
     )
     body_caps: ClassVar[Mapping[FactorKind, int]] = {FactorKind.DEPTH: 16 * 1024 * 1024}
+    streams: ClassVar[frozenset[FactorKind]] = frozenset({FactorKind.SPOT})
+    default_stream_url: ClassVar[str | None] = "wss://ws-feed.exchange.coinbase.com"
+    # BTC-USD and ETH-USD match many times a second; ten quiet seconds is a stuck feed.
+    stream_silence: ClassVar[float] = 10.0
 
     def request(self, instrument: str) -> tuple[str, Mapping[str, str]]:
         return f"/products/{self.symbol(instrument)}/ticker", {}
@@ -63,7 +86,7 @@ class CoinbaseSpot(Source):
     def plan(self, kind: FactorKind, instrument: str) -> Sequence[tuple[str, Mapping[str, str]]]:
         product = self.symbol(instrument)
         if kind == FactorKind.REALIZED_VOL:
-            end = time.time()
+            end = self.now()
             start = end - _CANDLE_WINDOW * RV_CANDLE_SECONDS
             return [(f"/products/{product}/candles", {"granularity": str(RV_CANDLE_SECONDS),
                                                        "start": _iso(start), "end": _iso(end)})]
@@ -99,3 +122,38 @@ class CoinbaseSpot(Source):
         if message is None:
             return None
         return VenueSays(Refusal.UNKNOWN_INSTRUMENT if message == "NotFound" else Refusal.OTHER, message)
+
+    # ---- the ticker channel -------------------------------------------------------
+
+    def stream_subscribe(self, instruments: Sequence[str]) -> Sequence[object]:
+        return [{"type": "subscribe", "product_ids": [self.symbol(i) for i in instruments], "channels": ["ticker"]}]
+
+    def stream_message(self, payload: object, instruments: Sequence[str]) -> StreamUpdate | None:
+        subscribed = "/".join(instruments)
+        if not isinstance(payload, dict):
+            raise self.body(payload, subscribed).error("a JSON object with a type", json_kind(payload))
+        kind = payload.get("type")
+        if kind == "error":
+            said = f"{payload.get('message')}: {payload.get('reason')}"
+            head = f"{self.name} {subscribed}: expected the ticker subscription to be served, got the venue's error {said!r}"
+            if "not a valid product" in said:
+                raise SourceUnknownInstrument(
+                    f"{head}; the venue does not list it — check {self.name}'s symbols for {subscribed}",
+                    source=self.name, instrument=subscribed, status=None,
+                )
+            raise SourceHTTPError(f"{head}; reconnecting with back-off", source=self.name, instrument=subscribed,
+                                  status=None)
+        if kind != "ticker":
+            return None
+        products = {self.symbol(i): i for i in instruments}
+        body = self.body(payload, subscribed)
+        product = body.at("product_id")
+        if product not in products:
+            raise body.origin.mismatch(f"product_id among {', '.join(products)}", f"product_id {product!r}")
+        instrument = products[str(product)]
+        body = self.body(payload, instrument)
+        sequence = body.at("sequence")
+        return StreamUpdate(
+            FactorKind.SPOT, instrument, VenueQuote(price=body.decimal("price"), observed_at=body.iso_time("time")),
+            sequence=sequence if isinstance(sequence, int) and not isinstance(sequence, bool) else None,
+        )

@@ -28,7 +28,6 @@ an HTTP status: 10028 (too_many_requests) is a rate limit; 11051
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
@@ -60,7 +59,7 @@ class DeribitSource(Source):
     def plan(self, kind: FactorKind, instrument: str) -> Sequence[tuple[str, Mapping[str, str]]]:
         currency = self.symbol(instrument)
         if kind == FactorKind.IMPLIED_VOL:
-            end = int(time.time() * 1000)
+            end = int(self.now() * 1000)
             return [("/api/v2/public/get_volatility_index_data",
                      {"currency": currency, "resolution": str(_DVOL_RESOLUTION), "start_timestamp": str(end - 300_000),
                       "end_timestamp": str(end)})]

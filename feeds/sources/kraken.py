@@ -30,7 +30,6 @@ Depth: GET /0/public/Depth?pair=XBTUSD&count=100 (100 levels a side, about 8 KB)
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
@@ -72,7 +71,7 @@ class KrakenSpot(Source):
     def plan(self, kind: FactorKind, instrument: str) -> Sequence[tuple[str, Mapping[str, str]]]:
         pair = self.symbol(instrument)
         if kind == FactorKind.REALIZED_VOL:
-            since = int(time.time()) - (RV_RETURNS + 2) * RV_CANDLE_SECONDS
+            since = int(self.now()) - (RV_RETURNS + 2) * RV_CANDLE_SECONDS
             return [("/0/public/OHLC", {"pair": pair, "interval": "1", "since": str(since)})]
         if kind == FactorKind.DEPTH:
             return [("/0/public/Depth", {"pair": pair, "count": "100"})]

@@ -1,17 +1,21 @@
-"""Shared fixtures for feeds tests: a no-network guard for unit tests, and the simulator."""
+"""Shared fixtures for feeds tests: a no-network guard for unit tests, the simulator, and replays."""
 
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 
 import aiohttp
 import pytest
 import pytest_asyncio
 
+from feeds.replay import Replay
 from feeds.simulator import MarketModel, VenueSimulator
 
 SEED = 20240101
+# Recordings of each venue's documented example answers, in the record format (feeds/replay.py).
+RECORDED = Path(__file__).parent / "recorded"
 
 
 @pytest.fixture(autouse=True)
@@ -51,3 +55,25 @@ def clean_faults(simulator: VenueSimulator) -> Iterator[VenueSimulator]:
 async def session() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as client:
         yield client
+
+
+OpenReplay = Callable[..., Awaitable[Replay]]
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def replay() -> AsyncIterator[OpenReplay]:
+    """Opens recordings on loopback: ``await replay(RECORDED / "binance")`` (or any recording directory).
+
+    Keyword arguments go to :meth:`feeds.replay.Replay.open` (``clock=`` to pin "now");
+    every replay opened is closed after the test.
+    """
+    opened: list[Replay] = []
+
+    async def open_replay(directory: Path | str, **options: object) -> Replay:
+        started = await Replay.open(directory, **options).start()  # type: ignore[arg-type]
+        opened.append(started)
+        return started
+
+    yield open_replay
+    for started in opened:
+        await started.close()
