@@ -81,6 +81,7 @@ class Outcome:
     landed_during: int = 0
     recovery_s: float | None = None
     oldest_as_latest_s: float = 0.0
+    reverted: int = 0  # transmissions that reverted on-chain from its start to the next fault
     notes: list[str] = field(default_factory=list)
 
 
@@ -255,13 +256,15 @@ class Soak:
                         conflicting += 1
         return checked, conflicting
 
-    async def nonce_misuse(self, first_block: int) -> tuple[int, int, int]:
-        """(transmissions, same report twice from one transmitter, reverted on-chain)."""
+    async def nonce_misuse(self, first_block: int) -> tuple[int, int, list[float]]:
+        """(transmissions, same report twice from one transmitter, block times of those that
+        reverted on-chain)."""
         devnet = self.devnet
         head = await devnet.client.rpc.block_number()
         oracle = devnet.client.address.lower()
         seen: Counter[tuple[str, int, int]] = Counter()
-        reverted = total = 0
+        reverted: list[float] = []
+        total = 0
         for number in range(first_block, head + 1):
             block = await devnet.client.rpc.request("eth_getBlockByNumber", [hex(number), True])
             for tx in block["transactions"]:
@@ -275,20 +278,22 @@ class Soak:
                 seen[(tx["from"].lower(), int(decoded["epoch"]), int(decoded["round"]))] += 1
                 receipt = await devnet.client.rpc.request("eth_getTransactionReceipt", [tx["hash"]])
                 if int(receipt["status"], 16) != 1:
-                    reverted += 1
+                    reverted.append(float(int(block["timestamp"], 16)))
         return total, sum(n - 1 for n in seen.values() if n > 1), reverted
 
 
 def print_table(outcomes: list[Outcome], heal_goal: float) -> bool:
     print()
-    print(f"{'fault':<14} {'at s':>7} {'for s':>6} {'recovery s':>10} {'landed':>7} {'oldest latest s':>15}  notes")
+    print(f"{'fault':<14} {'at s':>7} {'for s':>6} {'recovery s':>10} {'landed':>7} {'oldest latest s':>15} "
+          f"{'reverted':>8}  notes")
     ok = True
     for o in outcomes:
         recovery = "-" if o.recovery_s is None else f"{o.recovery_s:.1f}"
         healed = o.recovery_s is not None and o.recovery_s <= heal_goal
         ok = ok and healed
         print(f"{o.name:<14} {o.injected_at:>7.1f} {o.duration:>6.0f} {recovery:>10} {o.landed_during:>7} "
-              f"{o.oldest_as_latest_s:>15.1f}  {'; '.join(o.notes)}{'' if healed else ' (over the goal)'}")
+              f"{o.oldest_as_latest_s:>15.1f} {o.reverted:>8}  {'; '.join(o.notes)}"
+              f"{'' if healed else ' (over the goal)'}")
     return ok
 
 
@@ -303,6 +308,11 @@ async def main_async(args: argparse.Namespace) -> int:
         outcomes = await soak.run(args.minutes, args.quiet)
         checked, conflicting = soak.conflicting_signatures()
         transmissions, twice, reverted = await soak.nonce_misuse(first_block)
+        starts = [soak.started + o.injected_at for o in outcomes] + [float("inf")]
+        for at in reverted:  # block time: anvil's clock is the wall clock here
+            for o, start, end in zip(outcomes, starts, starts[1:]):
+                if start <= at < end:
+                    o.reverted += 1
     finally:
         await devnet.teardown()
     heal_goal = 2 * PROGRESS_TIMEOUT_MS / 1000
@@ -314,7 +324,7 @@ async def main_async(args: argparse.Namespace) -> int:
     for line in soak.wrong[:10]:
         print(f"  {line}")
     print(f"conflicting signatures: {conflicting} of {checked} checked")
-    print(f"nonce misuse: {twice} same report twice from one transmitter, {reverted} reverted, "
+    print(f"nonce misuse: {twice} same report twice from one transmitter, {len(reverted)} reverted on-chain "
           f"of {transmissions} transmissions")
     print(f"goal: every fault healed within {heal_goal:.0f} s (two progress timeouts) of its end: "
           f"{'met' if ok else 'NOT met'}")
