@@ -125,7 +125,8 @@ class Transmitter:
         ):
             self.stats.superseded += 1
             self.store.record_transmission(digest, report.epoch, report.round, "superseded", tx_hash=tx_hash,
-                                           block=block, gas_used=gas, detail=outcome.detail or reason or "")
+                                           block=block, gas_used=gas,
+                                           detail=f"reverted with {reason}" if reason else outcome.detail or "")
             return
         self.stats.failed += 1
         detail = f"reverted with {reason}" if reason else outcome.detail

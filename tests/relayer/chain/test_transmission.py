@@ -86,3 +86,4 @@ async def test_a_report_that_carries_no_feed_is_never_sent(oracle: Deployment, t
     finally:
         assert transmitter.txmanager is not None
         await transmitter.txmanager.stop()
+
