@@ -20,6 +20,7 @@ import sys
 import time
 from pathlib import Path
 
+from feeds.catalog import SPOT_HISTORY_DEPTH
 from relayer.chain.anvil import dev_accounts
 from relayer.chain.codec import address_of
 from relayer.chain.oracle import QuorumOracleClient, connect, deploy_oracle
@@ -55,7 +56,9 @@ async def main(args: argparse.Namespace) -> int:
     oracle = await deploy_oracle(w3, owner)
     client = QuorumOracleClient(w3, oracle)
     for feed_id, decimals in FEEDS:
-        await client.add_feed(owner, feed_id, decimals, f"{feed_id} spot median", 1, 10**30)
+        # Spot prices, kept for getRoundData as the catalog's default; bounds within int64 (the stored width).
+        await client.add_feed(owner, feed_id, decimals, f"{feed_id} spot median", 1, 2**63 - 1,
+                              history_depth=SPOT_HISTORY_DEPTH)
     registry = await deploy_subscription_registry(w3, owner, oracle, FLOOR_DEVIATION_BPS, FLOOR_HEARTBEAT_S)
     subscriber, subscriber_key = accounts[-1]
     await SubscriptionRegistryClient(w3, registry).approve(owner, subscriber, SUBSCRIBER_LIMIT)

@@ -29,6 +29,11 @@ from feeds.kinds import INT64_MAX, INT64_MIN, KINDS, FactorKind
 __all__ = ["FeedDefinition", "load_catalog", "parse_catalog", "check_sources", "default_catalog_path"]
 
 
+# Rounds of history a spot feed keeps on-chain by default: a day of hourly heartbeats, or
+# about half a minute of one-second rounds, for getRoundData and `answeredInRound` walks.
+SPOT_HISTORY_DEPTH = 32
+
+
 class FeedDefinition(BaseModel):
     """One feed: what it measures, from where, and how the sources are combined."""
 
@@ -54,6 +59,10 @@ class FeedDefinition(BaseModel):
     max_value: Decimal | None = None
     # Readings older than this (seconds) do not count; None = the cache's rule.
     max_age_s: float | None = Field(default=None, gt=0)
+    # Past rounds the oracle keeps for Chainlink's getRoundData (0: the latest only); None =
+    # the kind's default: SPOT_HISTORY_DEPTH for spot prices (consumers walk back rounds of a
+    # price), none for the other factors. Each kept round costs one more storage write per update.
+    history_depth: int | None = Field(default=None, ge=0, le=255)
 
     @model_validator(mode="after")
     def _possible(self) -> "FeedDefinition":
@@ -84,6 +93,13 @@ class FeedDefinition(BaseModel):
         if sign != "any" and self.max_value is not None and self.max_value <= 0:
             raise ValueError(f"a {self.kind} feed is never <= 0, but max_value is {self.max_value}")
         return self
+
+    @property
+    def onchain_history_depth(self) -> int:
+        """The ``historyDepth`` to register: as configured, else the kind's default."""
+        if self.history_depth is not None:
+            return self.history_depth
+        return SPOT_HISTORY_DEPTH if self.kind == FactorKind.SPOT else 0
 
     @property
     def bounds_fixed(self) -> tuple[int, int]:

@@ -177,10 +177,12 @@ class Devnet:
             breaker = SPOT_BREAKER_BPS if str(spec.kind) == "spot" else 0
             index = await self.client.add_feed(owner_key, spec.feed_id, spec.decimals,
                                                spec.description or f"{spec.instrument} {spec.kind}", low, high,
-                                               breaker_bps=breaker, heartbeat=spec.heartbeat_s)
+                                               breaker_bps=breaker, heartbeat=spec.heartbeat_s,
+                                               history_depth=spec.onchain_history_depth)
             proxy = await deploy_proxy(self.w3, owner_key, oracle_address, index)
             self.feeds.append({"feed_id": spec.feed_id, "instrument": spec.instrument, "decimals": spec.decimals,
                                "kind": str(spec.kind), "index": index, "proxy": proxy, "breaker_bps": breaker,
+                               "history_depth": spec.onchain_history_depth,
                                "deviation_bps": spec.deviation_bps, "heartbeat_s": spec.heartbeat_s})
         keys = [secrets.token_bytes(32) for _ in range(o.nodes + o.spare_nodes)]
         transmitters = [self.anvil.accounts[1 + i] for i in range(len(keys))]
