@@ -112,6 +112,8 @@ class EngineCounters:
     store_errors: int = 0
     # Feeds left out of this node's proposals: (feed index, reason) -> count.
     left_out: Mapping[tuple[int, str], int] = field(default_factory=dict)
+    # Attested reports this node missed on the wire and read back from their landing.
+    adopted_from_chain: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +179,8 @@ class NodeSnapshot:
             data.update(epoch=e.epoch, round=e.round, rounds_started=e.rounds_started,
                         reports_attested=e.reports_attested, epoch_changes=e.epoch_changes,
                         wanted_epoch=e.wanted_epoch, progress_timeouts=e.progress_timeouts,
-                        store_errors=e.store_errors, refused=dict(e.refused), dropped=[[d.peer, d.reason, d.count] for d in e.dropped])
+                        store_errors=e.store_errors, adopted_from_chain=e.adopted_from_chain,
+                        refused=dict(e.refused), dropped=[[d.peer, d.reason, d.count] for d in e.dropped])
         if self.host is not None:
             data["p2p_dropped"] = [[d.peer, d.reason, d.count] for d in self.host.dropped]
             data["peers"] = len(self.host.peers)
@@ -292,6 +295,11 @@ class _StatsCollector(Collector):
             for (index, reason), n in snap.engine.left_out.items():
                 left_out.add_metric([str(index), reason], n)
         yield left_out
+        adopted = CounterMetricFamily("relayer_reports_adopted_from_chain", "Attested reports this node missed on "
+                                      "the wire and read back from the transaction that landed them")
+        if snap is not None and snap.engine is not None:
+            adopted.add_metric([], snap.engine.adopted_from_chain)
+        yield adopted
         tasks = CounterMetricFamily("relayer_task_failures", "Failures of the node's long-lived tasks (restarted)",
                                     labels=["task"])
         if snap is not None and snap.health is not None:

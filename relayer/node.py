@@ -28,7 +28,7 @@ from feeds.poller import FeedCache
 from feeds.registry import make_source
 from relayer.chain.codec import address_of
 from relayer.api import ApiServer, ServedFeedInfo, SubscriptionsBoard, SubscriptionsSnapshot
-from relayer.chain.codec import feed_id_bytes
+from relayer.chain.codec import feed_id_bytes, unpack_signatures
 from relayer.chain.contract import chain_id_of
 from relayer.chain.errors import ChainError
 from relayer.chain.feed_view import FeedView
@@ -66,6 +66,11 @@ from relayer.store import Store
 from relayer.transmission import Transmitter
 
 log = logging.getLogger(__name__)
+
+# How far back (blocks) a starting node reads landed reports it does not hold.
+ADOPT_WINDOW_BLOCKS = 2_000
+# At most this many landed reports are read back per config poll.
+ADOPT_PER_POLL = 64
 
 DIAL_BACK_PASSES = 3
 # How often the node tells telemetry (and the store) its counters: the gauges lag by at most this.
@@ -121,6 +126,7 @@ class Node:
         # Per served feed index its on-chain (min, max), followed from FeedParametersSet logs.
         self.bounds: dict[int, tuple[int, int]] = {}
         self._bounds_block: int | None = None
+        self._landed_block: int | None = None
         self.task_failures: Counter[str] = Counter()
 
     @property
@@ -283,6 +289,43 @@ class Node:
         except Exception:  # noqa: BLE001 - following the registry must survive the unexpected
             log.exception("the promises failed to refresh; retrying next poll")
 
+    async def _adopt_missed(self) -> None:
+        """Reports of this committee that landed without reaching this node (a lost broadcast,
+        a restart mid-round): read back from their transactions, verified and recorded, so the
+        store, the metrics and the reports API miss nothing that is on-chain."""
+        engine, committee = self.engine, self.committee
+        if engine is None or committee is None:
+            return
+        try:
+            head = await self.oracle.rpc.block_number()
+            if self._landed_block is None:
+                # From this committee's setConfig, but no further back than a window: a node
+                # that was down for days reads back its recent past, not every report since.
+                _, config_block, _ = await self.oracle._call("latestConfigDetails")
+                self._landed_block = max(int(config_block), head - ADOPT_WINDOW_BLOCKS) - 1
+            if head <= self._landed_block:
+                return
+            events = await self.oracle.transmission_events(self._landed_block + 1, head)
+            if len(events) > ADOPT_PER_POLL:
+                # A backlog (a node back after a while): a slice per poll, so the loop that
+                # keeps the feed view fresh is never held up for long.
+                events = events[:ADOPT_PER_POLL]
+                head = events[-1].block_number
+            for event in events:
+                if self.store.attested_report(event.epoch, event.round, committee.digest_hex) is not None:
+                    continue
+                tx = await self.oracle.rpc.request("eth_getTransactionByHash", ["0x" + event.tx_hash.hex()])
+                args = self.oracle.decode_transmit_input(tx["input"])
+                if bytes(args["configDigest"]) != committee.config_digest:
+                    continue
+                signatures = unpack_signatures(int(args["signerBitmask"]), bytes(args["signatures"]))
+                if engine.adopt_landed(event.epoch, event.round, bytes(args["updates"]), signatures):
+                    log.info("adopted a report this node missed from its landing (tx 0x%s)", event.tx_hash.hex(),
+                             extra={"epoch": event.epoch, "round": event.round})
+            self._landed_block = head
+        except (ChainError, InvalidMessage, KeyError, ValueError) as exc:
+            log.warning("cannot read back landed reports: %s", exc)
+
     async def _load_bounds(self) -> None:
         head = await self.oracle.rpc.block_number()
         self.bounds = await self.oracle.feed_bounds([sf.index for sf in self.served])
@@ -359,6 +402,7 @@ class Node:
                 next_promises = loop.time() + self.settings.config_poll_interval
                 await self._poll_promises()
                 await self._poll_bounds()
+                await self._adopt_missed()
 
     def _tell_subscriptions(self) -> None:
         book, view = self.promise_book, self.feed_view
@@ -413,7 +457,7 @@ class Node:
                 reports_attested=engine.stats.reports_attested, epoch_changes=engine.stats.epoch_changes,
                 wanted_epoch=engine.pacemaker.wanted, progress_timeouts=engine.stats.progress_timeouts,
                 store_errors=engine.stats.store_errors, refused=dict(engine.stats.refused),
-                left_out=dict(engine.stats.left_out),
+                left_out=dict(engine.stats.left_out), adopted_from_chain=engine.stats.adopted_from_chain,
                 dropped=tuple(DropCount(peer, reason, n) for (peer, reason), n in list(engine.stats.dropped.items())),
             ),
             host=None if host is None else HostCounters(

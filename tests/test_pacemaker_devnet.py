@@ -70,7 +70,7 @@ async def test_a_cut_off_paused_or_restarted_follower_signs_again_in_the_committ
     cut_at = _latest_signed_report(devnet, follower)
     await _until_readyz(devnet, follower, {"no_progress"}, timeout=15)
     assert _latest_signed_report(devnet, follower)[:2] == cut_at[:2]  # it heard nothing to sign
-    await land(devnet, 1)  # the other three carry on
+    missed = await land(devnet, 1)  # the other three carry on
     assert all(_readyz(devnet, i) == (200, set()) for i in others)
     reconnected_at = time.time()
     os.kill(proc.pid, signal.SIGUSR1)
@@ -79,6 +79,18 @@ async def test_a_cut_off_paused_or_restarted_follower_signs_again_in_the_committ
     print(f"cut-off follower signed again {again[2] - reconnected_at:.2f} s after reconnecting "
           f"(progress timeout {PROGRESS_TIMEOUT_MS / 1000} s)")
     await _until_readyz(devnet, follower, set(), timeout=10)
+    # What landed while it was cut off is read back from the chain into its own record.
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 15
+    wanted = {(r["epoch"], r["round"]) for r in missed}
+    while True:
+        held = {(row["epoch"], row["round"]) for row in _query(devnet.nodes[follower].data_dir,
+                                                              "SELECT epoch, round FROM attested")}
+        if wanted <= held:
+            break
+        assert loop.time() < deadline, f"node {follower} never adopted {sorted(wanted - held)}"
+        await asyncio.sleep(0.2)
+    assert stats(devnet, follower).get("adopted_from_chain", 0) >= 1
     before = _latest_signed_report(devnet, follower)
 
     # Paused for more than two progress timeouts: on waking, its own timer has run out.

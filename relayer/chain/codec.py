@@ -46,6 +46,7 @@ __all__ = [
     "recover_address",
     "sign_digest",
     "to_compact",
+    "unpack_signatures",
 ]
 
 DOMAIN_NAME = "QuorumOracle"
@@ -289,6 +290,20 @@ def to_compact(signature65: bytes) -> bytes:
         # (r, n - s) with the other parity is the same signature; only low s fits EIP-2098.
         s, parity = _SECP256K1_N - s, parity ^ 1
     return r.to_bytes(WORD, "big") + ((parity << 255) | s).to_bytes(WORD, "big")
+
+
+def unpack_signatures(bitmask: int, packed: bytes) -> list[tuple[int, bytes]]:
+    """``(bitmask, compact sigs)`` as ``transmit`` takes them -> ``[(signer_index, sig65)]``
+    (v = 27 + y parity), the inverse of :func:`pack_signatures`."""
+    indexes = [i for i in range(256) if bitmask >> i & 1]
+    if len(packed) != WORD * 2 * len(indexes):
+        raise CodecError(f"{len(indexes)} signers in the bitmask but {len(packed)} signature bytes "
+                         f"(expected {WORD * 2 * len(indexes)})")
+    out = []
+    for k, index in enumerate(indexes):
+        r, s, parity = _split(packed[k * 2 * WORD:(k + 1) * 2 * WORD])
+        out.append((index, r.to_bytes(WORD, "big") + s.to_bytes(WORD, "big") + bytes([27 + parity])))
+    return out
 
 
 def pack_signatures(signed: Sequence[tuple[int, bytes]]) -> tuple[int, bytes]:

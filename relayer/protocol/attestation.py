@@ -137,10 +137,26 @@ class Attestation:
         self.verify(env.epoch, env.round, updates, signatures)
         self._attested(AttestedReport(self.committee.config_digest, env.epoch, env.round, updates, signatures), state)
 
-    def _attested(self, report: AttestedReport, state: RoundState) -> None:
+    def adopt_landed(self, epoch: Epoch, round: RoundId, updates: bytes, signatures: Sequence[tuple[int, bytes]]) -> bool:
+        """An attested report this node missed, read back from the transaction that landed it:
+        checked like one from the wire, then kept and handed on as if it had arrived. False
+        when this node holds it already."""
+        state = self.rounds.state(epoch, round)
+        if state.attested or self.store.attested_report(epoch, round, self.committee.digest_hex) is not None:
+            return False
+        self.verify(epoch, round, updates, signatures)
+        self.stats.adopted_from_chain += 1
+        # Not progress for the pacemaker: the committee made it, but this node did not hear it;
+        # a node that only reads landings back is still cut off from the rounds.
+        self._attested(AttestedReport(self.committee.config_digest, epoch, round, updates, tuple(signatures)), state,
+                       progress=False)
+        return True
+
+    def _attested(self, report: AttestedReport, state: RoundState, *, progress: bool = True) -> None:
         state.attested = True
         state.done.set()
-        self.pacemaker.progress(report.epoch)
+        if progress:
+            self.pacemaker.progress(report.epoch)
         self.stats.reports_attested += 1
         observations: list[dict[str, Any]] | None = state.observation_dicts
         fresh = self.store.record_attested(

@@ -171,6 +171,12 @@ class RoundEngine:
         """The latest round this node led in the current epoch (0 when it does not lead)."""
         return self.leader.round
 
+    def adopt_landed(self, epoch: int, round: int, updates: bytes, signatures: list[tuple[int, bytes]]) -> bool:
+        """A report of this committee that landed on-chain but never reached this node: verified,
+        recorded and handed on (relayer.protocol.attestation); False when held already.
+        Raises InvalidMessage when it does not verify."""
+        return self.attestation.adopt_landed(Epoch(epoch), RoundId(round), updates, signatures)
+
     def verify_attested(self, epoch: int, round: int, updates: bytes, signatures: list[tuple[int, bytes]]) -> None:
         """Check an attested report on its own: decodable, >= threshold distinct committee signatures."""
         self.attestation.verify(Epoch(epoch), RoundId(round), updates, signatures)

@@ -100,6 +100,8 @@ class Stats:
         # Feeds this node, leading, left out of a report, per (feed index, reason): a median
         # outside the feed's on-chain bounds ("out_of_bounds") would make the contract refuse it all.
         self.left_out: defaultdict[tuple[int, str], int] = defaultdict(int)
+        # Attested reports this node missed on the wire and read back from their landing.
+        self.adopted_from_chain = 0
 
     def drop(self, peer: str, why: Dropped, *, epoch: int | None = None,
              round: int | None = None) -> None:

@@ -19,6 +19,7 @@ from relayer.chain.codec import (
     feed_id_bytes,
     keccak,
     pack_signatures,
+    unpack_signatures,
     recover_address,
     sign_digest,
     to_compact,
@@ -151,6 +152,20 @@ def test_pack_signatures_orders_by_index_and_refuses_duplicates() -> None:
         pack_signatures([(3, sigs[3]), (3, sigs[0])])
     with pytest.raises(CodecError):
         pack_signatures([(256, sigs[0])])
+
+
+def test_unpacked_signatures_are_the_packed_ones_and_recover_their_signers() -> None:
+    digest = keccak(b"report")
+    keys = {i: keccak(bytes([i])) for i in (0, 3, 5, 200)}
+    sigs = [(i, sign_digest(k, digest)) for i, k in keys.items()]
+    unpacked = unpack_signatures(*pack_signatures(sigs))
+    assert [i for i, _ in unpacked] == [0, 3, 5, 200]
+    for (i, sig), (_, original) in zip(unpacked, sorted(sigs)):
+        assert len(sig) == 65 and sig[64] in (27, 28)
+        assert recover_address(digest, sig) == recover_address(digest, original) == address_of(keys[i])
+        assert to_compact(sig) == to_compact(original)
+    with pytest.raises(CodecError, match="signature bytes"):
+        unpack_signatures(0b11, to_compact(sigs[0][1]))
 
 
 def test_feed_ids_are_hashed_names() -> None:

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from pathlib import Path
 
 import pytest
 
-from relayer.chain.codec import address_of, decode_updates, recover_address
+from relayer.chain.codec import (
+    FeedUpdate,
+    address_of,
+    decode_updates,
+    encode_updates,
+    pack_signatures,
+    recover_address,
+    sign_digest,
+    unpack_signatures,
+)
+from relayer.protocol.errors import InvalidMessage
 from relayer.protocol.committee import Committee
 from relayer.protocol.messages import Kind, NewEpoch, Proposal, open_envelope, seal
 from relayer.protocol.outbox import Outbox
@@ -144,3 +155,26 @@ async def test_a_follower_with_other_bounds_refuses_what_it_cannot_recompute(
     await net.stop()
     assert net.engines[odd].stats.dropped[(committee.signers[leader], "missing_feed")] >= 1
     assert net.attested[leader]  # the other two followers and the leader make the threshold of 3
+
+
+async def test_a_missed_report_read_back_from_its_landing_is_verified_kept_and_handed_on(
+        tmp_path: Path, keys: list[bytes], committee: Committee) -> None:
+    net = network(tmp_path, keys, committee, [100, 101, 102, 103])
+    me = next(i for i in range(4) if i != committee.leader(0))
+    engine = net.engines[me]
+    updates = encode_updates([FeedUpdate(feed_index=0, value=101, observed_at=1_700_000_000, num_sources=3)])
+    digest = DOMAIN.report_digest(committee.config_digest, 0, 7, updates)
+    signed = [(i, sign_digest(keys[i], digest)) for i in (0, 1, 2)]
+    # As read back from calldata: compact signatures, unpacked again.
+    from_chain = unpack_signatures(*pack_signatures(signed))
+    with pytest.raises(InvalidMessage):
+        engine.adopt_landed(0, 7, updates, from_chain[:1])  # below the threshold (2)
+    with pytest.raises(InvalidMessage):
+        engine.adopt_landed(0, 7, updates + b"\x00" * 32, from_chain)  # not what they signed
+    assert engine.adopt_landed(0, 7, updates, from_chain) is True
+    assert engine.adopt_landed(0, 7, updates, from_chain) is False  # held already
+    await asyncio.sleep(0)
+    assert [r.key for r in net.attested[me]] == [(0, 7)] and engine.stats.adopted_from_chain == 1
+    row = engine.store.attested_report(0, 7, committee.digest_hex)
+    assert row is not None
+    await net.stop()
