@@ -16,7 +16,7 @@ from pydantic import BaseModel
 
 from relayer.chain.codec import ReportDomain
 from relayer.protocol.committee import Committee
-from relayer.protocol.engine import AttestedReport, EngineInputs, RoundEngine
+from relayer.protocol.engine import AttestedReport, EngineInputs, RoundEngine, ThresholdKeyShare
 from relayer.protocol.messages import Envelope, FeedObservation, Kind, Observation, open_envelope, seal
 from relayer.protocol.outbox import Outbox
 from relayer.protocol.selection import FeedSelection
@@ -78,7 +78,9 @@ def network(tmp_path: Path, keys: list[bytes], committee: Committee, values: lis
             factories: dict[int, FaultyEngineFactory] | None = None,
             selections: dict[int, FeedSelection] | None = None,
             bounds: Mapping[int, tuple[int, int]] | None = None,
-            bounds_of: dict[int, Mapping[int, tuple[int, int]]] | None = None) -> Network:
+            bounds_of: dict[int, Mapping[int, tuple[int, int]]] | None = None,
+            threshold_keys: Mapping[int, ThresholdKeyShare] | None = None,
+            domain: ReportDomain = DOMAIN) -> Network:
     net = Network(clock=ManualClock())
     for i, key in enumerate(keys):
         reports: list[AttestedReport] = []
@@ -88,11 +90,12 @@ def network(tmp_path: Path, keys: list[bytes], committee: Committee, values: lis
             into.append(report)
 
         inputs = EngineInputs(
-            private_key=key, address=committee.signers[i], committee=committee, domain=DOMAIN,
+            private_key=key, address=committee.signers[i], committee=committee, domain=domain,
             store=Store(tmp_path / f"n{i}.sqlite", sync="normal"), observe=observer(values[i]),
             publish=net.publisher(i), send_to=net.sender(i), on_attested=collect,
             selection=(selections or {}).get(i),
             bounds=(lambda b=(bounds_of or {}).get(i, bounds or {}): b),
+            threshold_key=(threshold_keys or {}).get(i),
         )
         factory = (factories or {}).get(i)
         net.engines.append(factory(inputs, clock=net.clock) if factory is not None else
