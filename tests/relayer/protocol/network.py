@@ -28,10 +28,10 @@ DOMAIN = ReportDomain(31337, "0x" + "11" * 20)
 OBSERVED_AT = 1_700_000_000
 
 
-def observer(value: int) -> Callable[[], Observation]:
+def observer(value: int, observed_at: int = OBSERVED_AT) -> Callable[[], Observation]:
     return lambda: Observation(feeds=(
-        FeedObservation(feed_index=0, value=value, observed_at=OBSERVED_AT, num_sources=3),
-        FeedObservation(feed_index=1, value=value // 10, observed_at=OBSERVED_AT, num_sources=2),
+        FeedObservation(feed_index=0, value=value, observed_at=observed_at, num_sources=3),
+        FeedObservation(feed_index=1, value=value // 10, observed_at=observed_at, num_sources=2),
     ))
 
 
@@ -80,7 +80,7 @@ def network(tmp_path: Path, keys: list[bytes], committee: Committee, values: lis
             bounds: Mapping[int, tuple[int, int]] | None = None,
             bounds_of: dict[int, Mapping[int, tuple[int, int]]] | None = None,
             threshold_keys: Mapping[int, ThresholdKeyShare] | None = None,
-            domain: ReportDomain = DOMAIN) -> Network:
+            domain: ReportDomain = DOMAIN, observed_at: int = OBSERVED_AT) -> Network:
     net = Network(clock=ManualClock())
     for i, key in enumerate(keys):
         reports: list[AttestedReport] = []
@@ -91,7 +91,7 @@ def network(tmp_path: Path, keys: list[bytes], committee: Committee, values: lis
 
         inputs = EngineInputs(
             private_key=key, address=committee.signers[i], committee=committee, domain=domain,
-            store=Store(tmp_path / f"n{i}.sqlite", sync="normal"), observe=observer(values[i]),
+            store=Store(tmp_path / f"n{i}.sqlite", sync="normal"), observe=observer(values[i], observed_at),
             publish=net.publisher(i), send_to=net.sender(i), on_attested=collect,
             selection=(selections or {}).get(i),
             bounds=(lambda b=(bounds_of or {}).get(i, bounds or {}): b),

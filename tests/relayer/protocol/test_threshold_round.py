@@ -8,11 +8,27 @@ import secrets
 from pathlib import Path
 
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from relayer.crypto.frost import ORDER
 from relayer.protocol.engine import EngineInputs, RoundEngine
-from relayer.protocol.messages import Envelope, Epoch, Kind, RoundId, SignatureShare, from_hex, open_envelope, to_hex
+from relayer.protocol.messages import (
+    MAX_SIGNING_ATTEMPTS,
+    Attested,
+    Envelope,
+    Epoch,
+    Kind,
+    NonceCommitment,
+    Observation,
+    Proposal,
+    RoundId,
+    SignatureShare,
+    SigningSet,
+    from_hex,
+    open_envelope,
+    seal,
+    to_hex,
+)
 from relayer.protocol.outbox import Outbox
 from relayer.store import Store
 from relayer.testing.clock import ManualClock
@@ -210,3 +226,27 @@ async def test_a_nonce_is_spent_before_its_share_leaves_and_never_after_a_restar
     with pytest.raises(Exception, match="never used twice"):
         restarted.mark_nonce_used(digest, 0, round_, 0, b"", bytes(32), [])
     await engine.stop()
+
+
+def test_scheme_0x0001_messages_keep_their_bytes_and_0x0002_fields_are_bounded() -> None:
+    key = secrets.token_bytes(32)
+    committee = threshold_committee([key], 0, 1, digest=bytes.fromhex("0001" + "ab" * 30))
+    plain = observer(100)()
+    env = seal(private_key=key, sender=committee.signers[0], kind=Kind.OBSERVATION,
+               config_digest=committee.config_digest, epoch=0, round=1, body=plain)
+    # Only the fields 0x0001 always had: no nulls for 0x0002's optional ones.
+    assert set(env.body) == {"feeds"}
+    for body in (Proposal(observations=(), updates="0x"), Attested(updates="0x", signatures=())):
+        assert seal(private_key=key, sender=committee.signers[0], kind=Kind.PROPOSAL,
+                    config_digest=committee.config_digest, epoch=0, round=1,
+                    body=body).body.keys() == set(type(body).model_fields) - {"signing_set", "schnorr"}
+    point = "0x02" + "11" * 32
+    with pytest.raises(ValidationError):
+        Observation(feeds=plain.feeds, commitments=tuple(NonceCommitment(hiding=point, binding=point)
+                                                         for _ in range(MAX_SIGNING_ATTEMPTS + 1)))
+    with pytest.raises(ValidationError):
+        NonceCommitment(hiding="0x04" + "11" * 32, binding=point)  # compressed points only
+    with pytest.raises(ValidationError):
+        SigningSet(report_digest="0x" + "00" * 32, attempt=1, members=(2, 1))  # ascending, distinct
+    with pytest.raises(ValidationError):
+        SignatureShare(report_digest="0x" + "00" * 32, attempt=MAX_SIGNING_ATTEMPTS, share="0x" + "00" * 32)
