@@ -100,6 +100,15 @@ class Store:
             pk=key,
             if_not_exists=True,
         )
+        # Scheme 0x0002: one row per FROST nonce pair that has made (or was about to make) a
+        # signature share. The row commits before the share is computed, so a nonce with a
+        # row is spent whatever happens next; the nonces themselves are never stored.
+        self.db.table("used_nonces").create(
+            {"digest": str, "epoch": int, "round": int, "attempt": int, "commitment": str,
+             "report_digest": str, "signing_set": str, "created_at": float},
+            pk=("digest", "epoch", "round", "attempt"),
+            if_not_exists=True,
+        )
         self.db.table("attested").create(
             {"digest": str, "epoch": int, "round": int, "updates": str, "signatures": str,
              "observations": str, "started_at": float, "attested_at": float},
@@ -186,6 +195,39 @@ class Store:
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
             (digest, epoch, round, report_digest.hex(), updates.hex(), signature.hex(), time.time()), durable=True,
         )
+
+    def mark_nonce_used(self, digest: str, epoch: int, round: int, attempt: int, commitment: bytes,
+                        report_digest: bytes, signing_set: list[int]) -> None:
+        """Spend the nonce pair of (digest, epoch, round, attempt), durably, before its share is
+        computed; raises EquivocationRefused if it was spent already (a second share under one
+        nonce pair reveals the secret share)."""
+        refusal = EquivocationRefused(
+            f"nonce of epoch {epoch} round {round} attempt {attempt} refused: it made a signature share "
+            "already; a nonce is never used twice"
+        )
+        if self.nonce_used(digest, epoch, round, attempt):
+            raise refusal
+        try:
+            self._write(
+                "INSERT INTO used_nonces (digest, epoch, round, attempt, commitment, report_digest, signing_set, "
+                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (digest, epoch, round, attempt, commitment.hex(), report_digest.hex(), json.dumps(signing_set),
+                 time.time()), durable=True,
+            )
+        except sqlite3.IntegrityError:  # the primary key holds even if the check above was raced
+            raise refusal from None
+
+    def nonce_used(self, digest: str, epoch: int, round: int, attempt: int) -> bool:
+        return self.conn.execute(
+            "SELECT 1 FROM used_nonces WHERE digest = ? AND epoch = ? AND round = ? AND attempt = ?",
+            (digest, epoch, round, attempt)).fetchone() is not None
+
+    def used_nonces(self, digest: str, epoch: int, round: int) -> list[dict[str, Any]]:
+        """The spent nonce rows of one round, by attempt."""
+        cursor = self.conn.execute(
+            "SELECT attempt, commitment, report_digest, signing_set FROM used_nonces "
+            "WHERE digest = ? AND epoch = ? AND round = ? ORDER BY attempt", (digest, epoch, round))
+        return [dict(zip([c[0] for c in cursor.description], row)) for row in cursor.fetchall()]
 
     # --- attested reports and transmissions ----------------------------------------
 

@@ -105,7 +105,7 @@ class Transmitter:
 
         started = time.monotonic()
         data = self.oracle.transmit_calldata(
-            report.config_digest, report.epoch, report.round, report.updates, list(report.signatures)
+            report.config_digest, report.epoch, report.round, report.updates, report.contract_signatures()
         )
         request = TxRequest((self.generation, *report.key), self.oracle.address, data, still_wanted)
         outcome = await self.txmanager.submit(request, again=again)

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from relayer.chain.codec import ReportDomain
+from relayer.chain.codec import PackedSignatures, ReportDomain
 from relayer.chain.errors import CodecError
 from relayer.protocol.committee import Committee
 from relayer.protocol.errors import Dropped, Ignored, InvalidMessage, SignatureRejected
@@ -39,17 +39,29 @@ class AttestedReport:
     updates: bytes
     signatures: tuple[tuple[int, bytes], ...]
     started_at: float | None = None
+    # Scheme 0x0002: the one Schnorr signature in the contract's form (R's x and y, z); the
+    # per-member `signatures` are then empty.
+    schnorr: bytes | None = None
 
     @property
     def key(self) -> tuple[int, int]:
         return (self.epoch, self.round)
 
+    def contract_signatures(self) -> list[tuple[int, bytes]] | PackedSignatures:
+        """What `QuorumOracle.transmit` takes for this report's scheme."""
+        if self.schnorr is not None:
+            return PackedSignatures(0, self.schnorr)
+        return list(self.signatures)
+
 
 class Attestation:
     def __init__(self, *, committee: Committee, index: int, signer: ReportSigner, domain: ReportDomain,
                  store: Store, outbox: Outbox, pacemaker: Pacemaker, rounds: Rounds, stats: Stats,
-                 on_attested: Callable[[AttestedReport], Awaitable[None]]) -> None:
+                 on_attested: Callable[[AttestedReport], Awaitable[None]],
+                 verify_schnorr: Callable[[bytes, bytes], None] | None = None) -> None:
         self.committee = committee
+        # Scheme 0x0002: checks (report digest, Schnorr signature) against the group key.
+        self.verify_schnorr = verify_schnorr
         self.index = index
         self.signer = signer
         self.domain = domain
@@ -110,14 +122,37 @@ class Attestation:
                 to_self=False,
             )
 
+    def threshold_quorum(self, epoch: Epoch, round: RoundId, state: RoundState, schnorr: bytes) -> None:
+        """Scheme 0x0002, leading: the signing set's shares made one signature."""
+        report = AttestedReport(self.committee.config_digest, epoch, round, state.updates or b"", (),
+                                state.started_at, schnorr)
+        self._attested(report, state)
+        self.outbox.broadcast(Kind.ATTESTED, epoch, round,
+                              Attested(updates=to_hex(report.updates), signatures=(), schnorr=to_hex(schnorr)),
+                              to_self=False)
+
     # --- attested reports -----------------------------------------------------------
 
-    def verify(self, epoch: Epoch, round: RoundId, updates: bytes, signatures: Sequence[tuple[int, bytes]]) -> None:
-        """Check an attested report on its own: decodable, >= threshold distinct committee signatures."""
+    def verify(self, epoch: Epoch, round: RoundId, updates: bytes, signatures: Sequence[tuple[int, bytes]],
+               schnorr: bytes | None = None) -> None:
+        """Check an attested report on its own: decodable, and >= threshold distinct committee
+        signatures (0x0001) or one Schnorr signature under the group key (0x0002)."""
         try:
             decode_carried(updates)
         except CodecError as exc:
             raise InvalidMessage("bad_attested", f"updates do not decode: {exc}") from None
+        if self.verify_schnorr is not None:
+            if schnorr is None or signatures:
+                raise InvalidMessage("bad_attested", "under scheme 0x0002 a report carries one Schnorr signature "
+                                                     "and no per-member signatures")
+            try:
+                self.verify_schnorr(self.domain.report_digest(self.committee.config_digest, epoch, round, updates),
+                                    schnorr)
+            except SignatureRejected as exc:
+                raise InvalidMessage("bad_attested", str(exc)) from None
+            return
+        if schnorr is not None:
+            raise InvalidMessage("bad_attested", "a Schnorr signature under scheme 0x0001")
         if len({i for i, _ in signatures}) != len(signatures) or len(signatures) < self.committee.threshold:
             raise InvalidMessage(
                 "bad_attested", f"{len(signatures)} signatures (distinct required), threshold {self.committee.threshold}"
@@ -134,8 +169,10 @@ class Attestation:
             raise Ignored("duplicate_attested", f"round {env.round} is attested already")
         updates = from_hex(body.updates)
         signatures = tuple((i, from_hex(s)) for i, s in body.signatures)
-        self.verify(env.epoch, env.round, updates, signatures)
-        self._attested(AttestedReport(self.committee.config_digest, env.epoch, env.round, updates, signatures), state)
+        schnorr = from_hex(body.schnorr) if body.schnorr is not None else None
+        self.verify(env.epoch, env.round, updates, signatures, schnorr)
+        self._attested(AttestedReport(self.committee.config_digest, env.epoch, env.round, updates, signatures,
+                                      schnorr=schnorr), state)
 
     def adopt_landed(self, epoch: Epoch, round: RoundId, updates: bytes, signatures: Sequence[tuple[int, bytes]]) -> bool:
         """An attested report this node missed, read back from the transaction that landed it:
@@ -159,13 +196,15 @@ class Attestation:
             self.pacemaker.progress(report.epoch)
         self.stats.reports_attested += 1
         observations: list[dict[str, Any]] | None = state.observation_dicts
+        # Under 0x0002 the store's signature list holds one entry: (0, the Schnorr signature).
+        kept = list(report.signatures) if report.schnorr is None else [(0, report.schnorr)]
         fresh = self.store.record_attested(
-            self.committee.digest_hex, report.epoch, report.round, report.updates, list(report.signatures),
+            self.committee.digest_hex, report.epoch, report.round, report.updates, kept,
             observations, report.started_at,
         )
         if not fresh:
             return
-        log.info("report attested with %d signatures", len(report.signatures),
+        log.info("report attested with %d signatures", len(report.signatures) or 1,
                  extra={"epoch": report.epoch, "round": report.round})
         task = asyncio.create_task(self._handle(report))
         self._tasks.add(task)

@@ -10,7 +10,10 @@ owns it (after Chainlink OCR, simplified):
 - `leader.py`: rounds at the interval, observations, grace, the proposal;
 - `follower.py`: signed observations, verifying and co-signing proposals;
 - `attestation.py`: co-signatures into an `AttestedReport`, checking attested reports;
-- `outbox.py`: sealing and sending; `signer.py`: the report signature scheme.
+- `outbox.py`: sealing and sending; `signer.py`: the report signature scheme;
+- `threshold.py`: under scheme 0x0002 (the config digest's top two bytes), nonce
+  commitments with observations, signature shares instead of co-signatures, and the
+  leader's aggregation into one Schnorr signature.
 
 Messages of phases bound to the current epoch are dropped when they are for an older
 epoch and kept (`epoch_buffer.py`) when they are for a later one. Every message not
@@ -31,7 +34,7 @@ from relayer.protocol.attestation import Attestation, AttestedReport
 from relayer.protocol.clock import AsyncioClock, Clock
 from relayer.protocol.committee import Committee
 from relayer.protocol.epoch_buffer import FutureEpochBuffer, Kept
-from relayer.protocol.errors import Dropped, EquivocationRefused, Ignored, InvalidMessage
+from relayer.protocol.errors import Dropped, EquivocationRefused, Ignored, InvalidMessage, SchemeMismatch
 from relayer.protocol.follower import Follower
 from relayer.protocol.leader import Leader
 from relayer.protocol.messages import Envelope, Epoch, Kind, Observation, RoundId, open_envelope, parse_body
@@ -39,10 +42,11 @@ from relayer.protocol.outbox import CallbackWire, Outbox, SealingOutbox
 from relayer.protocol.pacemaker import Pacemaker
 from relayer.protocol.selection import CarryAll, FeedSelection
 from relayer.protocol.round_state import Rounds, Stats
-from relayer.protocol.signer import EcdsaReportSigner, ReportSigner
+from relayer.protocol.signer import THRESHOLD_SCHNORR, EcdsaReportSigner, ReportSigner, scheme_of
+from relayer.protocol.threshold import ThresholdKeyShare, ThresholdSigning
 from relayer.store import Store
 
-__all__ = ["AttestedReport", "EngineFactory", "EngineInputs", "RoundEngine", "Stats"]
+__all__ = ["AttestedReport", "EngineFactory", "EngineInputs", "RoundEngine", "Stats", "ThresholdKeyShare"]
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +81,13 @@ class EngineInputs:
     # Per feed index the on-chain (min, max) accepted value, now: a median outside is left out
     # of the report rather than make the contract refuse all of it. None: no bounds known.
     bounds: Callable[[], Mapping[int, tuple[int, int]]] | None = None
+    # This member's share of the committee's FROST group key: required when the config digest
+    # names scheme 0x0002, unused under 0x0001.
+    threshold_key: ThresholdKeyShare | None = None
+
+
+def _wrong_scheme(env: Envelope, sender: int, body: Any) -> None:
+    raise InvalidMessage("wrong_scheme", f"a {env.kind.value} is not a message of this committee's signature scheme")
 
 
 # How the node builds its engine; `RoundEngine` itself is the production one.
@@ -97,8 +108,16 @@ class RoundEngine:
         me = committee.index_of(address)
         if me is None:
             raise EquivocationRefused(f"{address} is not in the committee; this node can only watch")
+        threshold_scheme = scheme_of(committee.config_digest) == THRESHOLD_SCHNORR
+        if threshold_scheme and inputs.threshold_key is None:
+            raise SchemeMismatch(
+                f"config digest {committee.digest_hex[:10]}.. names scheme 0x0002 (threshold Schnorr) and this "
+                "node has no key share of the committee's group key; run the key generation first"
+            )
+        # Under 0x0002 the ECDSA signer is never asked to sign or check a report.
         self.signer = signer if signer is not None else EcdsaReportSigner(inputs.private_key)
-        self.signer.check_committee(committee)
+        if not threshold_scheme:
+            self.signer.check_committee(committee)
         self.address = address
         self.index = me
         self.committee = committee
@@ -114,15 +133,23 @@ class RoundEngine:
                                    stats=self.stats)
         self.selection: FeedSelection = inputs.selection if inputs.selection is not None else CarryAll()
         bounds = inputs.bounds if inputs.bounds is not None else dict
-        self.leader = Leader(committee=committee, index=me, clock=self.clock, outbox=self.outbox,
-                             pacemaker=self.pacemaker, rounds=self.rounds, stats=self.stats,
-                             selection=self.selection, bounds=bounds)
         self.attestation = Attestation(committee=committee, index=me, signer=self.signer, domain=domain, store=store,
                                        outbox=self.outbox, pacemaker=self.pacemaker, rounds=self.rounds,
                                        stats=self.stats, on_attested=inputs.on_attested)
+        self.threshold: ThresholdSigning | None = None
+        if inputs.threshold_key is not None and threshold_scheme:
+            self.threshold = ThresholdSigning(committee=committee, index=me, key=inputs.threshold_key, store=store,
+                                              outbox=self.outbox, rounds=self.rounds, stats=self.stats,
+                                              on_signature=self.attestation.threshold_quorum)
+            self.attestation.verify_schnorr = self.threshold.verify
+        self.leader = Leader(committee=committee, index=me, clock=self.clock, outbox=self.outbox,
+                             pacemaker=self.pacemaker, rounds=self.rounds, stats=self.stats,
+                             selection=self.selection, bounds=bounds,
+                             signing_set=self.threshold.signing_set if self.threshold is not None else None)
         self.follower = Follower(committee=committee, index=me, store=store, observe=inputs.observe, outbox=self.outbox,
                                  signer=self.signer, domain=domain, rounds=self.rounds, stats=self.stats,
-                                 attestation=self.attestation, selection=self.selection, bounds=bounds)
+                                 attestation=self.attestation, selection=self.selection, bounds=bounds,
+                                 threshold=self.threshold)
         self._routes: dict[Kind, Route] = {
             Kind.OBSERVE_REQUEST: Route(self.follower.on_observe_request, current_epoch=True),
             Kind.OBSERVATION: Route(self.leader.on_observation, current_epoch=True),
@@ -132,6 +159,14 @@ class RoundEngine:
             Kind.ATTESTED: Route(self.attestation.on_attested, current_epoch=False),
             Kind.NEW_EPOCH: Route(self.pacemaker.on_new_epoch, current_epoch=False),
         }
+        # Each scheme's signing messages; the other scheme's are refused.
+        if self.threshold is not None:
+            self._routes[Kind.REPORT_SIGNATURE] = Route(_wrong_scheme, current_epoch=False)
+            self._routes[Kind.SIGNATURE_SHARE] = Route(self.threshold.on_share, current_epoch=True)
+            self._routes[Kind.SIGNING_SET] = Route(self.threshold.on_signing_set, current_epoch=True)
+        else:
+            self._routes[Kind.SIGNATURE_SHARE] = Route(_wrong_scheme, current_epoch=False)
+            self._routes[Kind.SIGNING_SET] = Route(_wrong_scheme, current_epoch=False)
         self._future = FutureEpochBuffer(self.stats, members=committee.n)
         self.pacemaker.on_enter.append(lambda epoch: self._future.enter(epoch, self._replay))
         # Signatures of envelopes already handled: gossip dedups by its own message id, so an
@@ -177,9 +212,11 @@ class RoundEngine:
         Raises InvalidMessage when it does not verify."""
         return self.attestation.adopt_landed(Epoch(epoch), RoundId(round), updates, signatures)
 
-    def verify_attested(self, epoch: int, round: int, updates: bytes, signatures: list[tuple[int, bytes]]) -> None:
-        """Check an attested report on its own: decodable, >= threshold distinct committee signatures."""
-        self.attestation.verify(Epoch(epoch), RoundId(round), updates, signatures)
+    def verify_attested(self, epoch: int, round: int, updates: bytes, signatures: list[tuple[int, bytes]],
+                        schnorr: bytes | None = None) -> None:
+        """Check an attested report on its own: decodable, >= threshold distinct committee
+        signatures, or under 0x0002 one Schnorr signature under the group key."""
+        self.attestation.verify(Epoch(epoch), RoundId(round), updates, signatures, schnorr)
 
     # --- inbound --------------------------------------------------------------------
 

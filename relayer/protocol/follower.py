@@ -16,6 +16,7 @@ from typing import Any
 
 from relayer.chain.codec import ReportDomain
 from relayer.chain.errors import CodecError
+from relayer.crypto import frost
 from relayer.protocol.attestation import Attestation
 from relayer.protocol.committee import Committee
 from relayer.protocol.errors import Dropped, EquivocationRefused, Ignored, InvalidMessage, ReportMismatch
@@ -36,6 +37,7 @@ from relayer.protocol.report import build_updates, decode_carried, encode_carrie
 from relayer.protocol.selection import FeedSelection
 from relayer.protocol.round_state import Rounds, Stats
 from relayer.protocol.signer import ReportSigner
+from relayer.protocol.threshold import ThresholdSigning
 from relayer.store import Store
 
 log = logging.getLogger(__name__)
@@ -49,9 +51,12 @@ class Follower:
     def __init__(self, *, committee: Committee, index: int, store: Store, observe: Callable[[], Observation],
                  outbox: Outbox, signer: ReportSigner, domain: ReportDomain, rounds: Rounds, stats: Stats,
                  attestation: Attestation, selection: FeedSelection,
-                 bounds: Callable[[], Mapping[int, tuple[int, int]]] = dict) -> None:
+                 bounds: Callable[[], Mapping[int, tuple[int, int]]] = dict,
+                 threshold: ThresholdSigning | None = None) -> None:
         self.committee = committee
         self.selection = selection
+        # Scheme 0x0002: observations carry nonce commitments, the report gets a share, not a signature.
+        self.threshold = threshold
         self.bounds = bounds
         self.index = index
         self.store = store
@@ -78,8 +83,13 @@ class Follower:
             self.stats.refused["observation"] += 1
             log.warning("%s", exc, extra={"epoch": env.epoch, "round": env.round})
             return
-        encoded = self.outbox.seal(Kind.OBSERVATION, env.epoch, env.round, self.observe())
+        observation, nonces = self.observe(), list[frost.Nonces]()
+        if self.threshold is not None:
+            observation, nonces = self.threshold.with_commitments(observation)
+        encoded = self.outbox.seal(Kind.OBSERVATION, env.epoch, env.round, observation)
         self.store.record_observation(self.digest, env.epoch, env.round, encoded.decode())
+        if self.threshold is not None:
+            self.threshold.keep_nonces(env.epoch, env.round, nonces)
         self.outbox.send_to_leader(env.epoch, encoded)
 
     def on_proposal(self, env: Envelope, sender: int, body: Proposal, *, rechecked: bool = False) -> None:
@@ -102,6 +112,10 @@ class Follower:
         except EquivocationRefused as exc:
             self.stats.refused["report"] += 1
             log.warning("%s", exc, extra={"epoch": env.epoch, "round": env.round})
+            return
+        if self.threshold is not None:
+            state.updates, state.report_digest, state.observation_dicts = updates, report_digest, observation_dicts
+            self.threshold.on_proposal(env, body, state)
             return
         signature = earlier.signature if earlier else self.signer.sign(report_digest)
         self.store.record_report_signature(self.digest, env.epoch, env.round, report_digest, updates, signature)

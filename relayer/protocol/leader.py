@@ -46,8 +46,13 @@ def count_outliers(chosen: Sequence[Envelope], bodies: Sequence[Observation], bu
 class Leader:
     def __init__(self, *, committee: Committee, index: int, clock: Clock, outbox: Outbox, pacemaker: Pacemaker,
                  rounds: Rounds, stats: Stats, selection: FeedSelection,
-                 bounds: Callable[[], Mapping[int, tuple[int, int]]] = dict) -> None:
+                 bounds: Callable[[], Mapping[int, tuple[int, int]]] = dict,
+                 signing_set: Callable[[Mapping[int, Envelope]], tuple[int, ...] | None] | None = None) -> None:
         self.committee = committee
+        # Scheme 0x0002: who signs, from the observations used (None: everyone co-signs, 0x0001);
+        # the proposal then waits for `threshold` observations, not only 2f+1.
+        self.signing_set = signing_set
+        self.needed = committee.quorum if signing_set is None else max(committee.quorum, committee.threshold)
         self.bounds = bounds
         self.selection = selection
         self.index = index
@@ -103,7 +108,7 @@ class Leader:
         count = len(state.observations)
         if count >= self.committee.n:
             self.propose(env.epoch, env.round)
-        elif count >= self.committee.quorum and state.proposal_timer is None:
+        elif count >= self.needed and state.proposal_timer is None:
             grace = self.committee.offchain.grace_ms / 1000
             epoch, round = env.epoch, env.round
             state.proposal_timer = self.clock.call_later(grace, lambda: self.propose(epoch, round))
@@ -143,6 +148,15 @@ class Leader:
             # Nothing triggered: an empty report is still attested, so the round counts as
             # progress, and it is never transmitted.
             self.stats.empty_reports += 1
-        proposal = Proposal(observations=tuple(e.to_dict() for e in chosen), updates=to_hex(updates))
+        signers = None
+        if self.signing_set is not None:
+            signers = self.signing_set(state.observations)
+            if signers is None:
+                self.stats.short_of_signers += 1
+                log.warning("fewer than %d observers committed nonces; nothing to propose", self.committee.threshold,
+                            extra={"epoch": epoch, "round": round})
+                return
+        proposal = Proposal(observations=tuple(e.to_dict() for e in chosen), updates=to_hex(updates),
+                            signing_set=signers)
         state.own_proposal = proposal
         self.outbox.broadcast(Kind.PROPOSAL, epoch, round, proposal)

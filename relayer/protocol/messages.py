@@ -29,11 +29,20 @@ DigestHex = Annotated[str, StringConstraints(pattern=r"^0x[0-9a-f]{64}$")]
 SignatureHex = Annotated[str, StringConstraints(pattern=r"^0x[0-9a-f]{130}$")]
 # A report's update words, 32 bytes each:
 UpdatesHex = Annotated[str, StringConstraints(pattern=r"^0x([0-9a-f]{64})*$")]
+# Scheme 0x0002: a compressed secp256k1 point (nonce commitments), a 32-byte scalar (a
+# signature share), and a Schnorr signature in the contract's form (R's x and y, then z).
+PointHex = Annotated[str, StringConstraints(pattern=r"^0x0[23][0-9a-f]{64}$")]
+ScalarHex = Annotated[str, StringConstraints(pattern=r"^0x[0-9a-f]{64}$")]
+SchnorrHex = Annotated[str, StringConstraints(pattern=r"^0x[0-9a-f]{192}$")]
 
 WIRE_VERSION = 1
 MAX_MESSAGE_BYTES = 1 << 20
 _SIGNING_TAG = b"quorum-relayer/envelope/v1\x00"
 _MAX_U32 = 2**32 - 1
+# Scheme 0x0002: nonce commitments one observation may carry, one per signing attempt of
+# the round (a bad share makes the leader try again with fresh nonces, never reused ones).
+MAX_SIGNING_ATTEMPTS = 8
+_MAX_MEMBERS = 256
 
 
 class Kind(StrEnum):
@@ -43,6 +52,9 @@ class Kind(StrEnum):
     REPORT_SIGNATURE = "report_signature"
     ATTESTED = "attested"
     NEW_EPOCH = "new_epoch"
+    # Scheme 0x0002 only.
+    SIGNATURE_SHARE = "signature_share"
+    SIGNING_SET = "signing_set"
 
 
 def canonical_json(value: Any) -> bytes:
@@ -124,7 +136,10 @@ def seal(
     round: int,
     body: BaseModel | dict[str, Any],
 ) -> Envelope:
-    """Build and sign an envelope; a model body is dumped in JSON mode, a dict is sent as it is."""
+    """Build and sign an envelope; a model body is dumped in JSON mode, a dict is sent as it is.
+
+    Fields left None are left out: scheme 0x0002's optional fields add nothing to the bytes
+    of a scheme 0x0001 message."""
     unsigned = {
         "v": WIRE_VERSION,
         "kind": kind.value,
@@ -132,7 +147,7 @@ def seal(
         "epoch": epoch,
         "round": round,
         "sender": sender,
-        "body": body.model_dump(mode="json") if isinstance(body, BaseModel) else body,
+        "body": body.model_dump(mode="json", exclude_none=True) if isinstance(body, BaseModel) else body,
     }
     signature = sign_digest(private_key, keccak(_SIGNING_TAG + canonical_json(unsigned)))
     return Envelope.model_validate({**unsigned, "sig": "0x" + signature.hex()})
@@ -188,8 +203,18 @@ class FeedObservation(_Body):
     num_sources: int = Field(ge=1, le=255)
 
 
+class NonceCommitment(_Body):
+    """A FROST nonce pair's public commitments (scheme 0x0002), for one signing attempt."""
+
+    hiding: PointHex
+    binding: PointHex
+
+
 class Observation(_Body):
     feeds: tuple[FeedObservation, ...]
+    # Scheme 0x0002: commitments to fresh nonces, one per signing attempt of this round.
+    commitments: tuple[NonceCommitment, ...] | None = Field(default=None, min_length=1,
+                                                             max_length=MAX_SIGNING_ATTEMPTS)
 
     @model_validator(mode="after")
     def _ascending(self) -> "Observation":
@@ -199,9 +224,25 @@ class Observation(_Body):
         return self
 
 
+def _distinct_members(members: tuple[int, ...]) -> tuple[int, ...]:
+    if list(members) != sorted(set(members)):
+        raise ValueError("signing set members must be strictly ascending")
+    return members
+
+
+Members = Annotated[tuple[Annotated[int, Field(ge=0, lt=_MAX_MEMBERS)], ...], Field(max_length=_MAX_MEMBERS)]
+
+
 class Proposal(_Body):
     observations: tuple[dict[str, Any], ...]
     updates: UpdatesHex
+    # Scheme 0x0002: the members asked to sign (attempt 0), each with its included observation's commitments.
+    signing_set: Members | None = None
+
+    @field_validator("signing_set")
+    @classmethod
+    def _ascending_set(cls, members: tuple[int, ...] | None) -> tuple[int, ...] | None:
+        return None if members is None else _distinct_members(members)
 
 
 class ReportSignature(_Body):
@@ -209,9 +250,33 @@ class ReportSignature(_Body):
     signature: SignatureHex
 
 
+class SigningSet(_Body):
+    """Scheme 0x0002: the leader asks again, after a bad share, with another set and the next
+    attempt's nonces."""
+
+    report_digest: DigestHex
+    attempt: int = Field(ge=1, lt=MAX_SIGNING_ATTEMPTS)
+    members: Members
+
+    @field_validator("members")
+    @classmethod
+    def _ascending(cls, members: tuple[int, ...]) -> tuple[int, ...]:
+        return _distinct_members(members)
+
+
+class SignatureShare(_Body):
+    """Scheme 0x0002: a member's FROST signature share of the report, with its nonces of `attempt`."""
+
+    report_digest: DigestHex
+    attempt: int = Field(ge=0, lt=MAX_SIGNING_ATTEMPTS)
+    share: ScalarHex
+
+
 class Attested(_Body):
     updates: UpdatesHex
     signatures: tuple[tuple[int, SignatureHex], ...]
+    # Scheme 0x0002: the one Schnorr signature under the group key (signatures then empty).
+    schnorr: SchnorrHex | None = None
 
 
 class NewEpoch(_Body):
@@ -227,6 +292,8 @@ BODY_MODELS: dict[Kind, type[_Body]] = {
     Kind.REPORT_SIGNATURE: ReportSignature,
     Kind.ATTESTED: Attested,
     Kind.NEW_EPOCH: NewEpoch,
+    Kind.SIGNATURE_SHARE: SignatureShare,
+    Kind.SIGNING_SET: SigningSet,
 }
 
 

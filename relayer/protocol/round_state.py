@@ -13,9 +13,10 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from relayer.crypto.frost import Commitment
 from relayer.protocol.clock import Timer
 from relayer.protocol.errors import Dropped
-from relayer.protocol.messages import Envelope, Epoch, Proposal, ReportSignature, RoundId
+from relayer.protocol.messages import Envelope, Epoch, Proposal, ReportSignature, RoundId, SignatureShare
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,15 @@ class RoundState:
     early_signatures: list[tuple[Envelope, int, ReportSignature]] = field(default_factory=list)
     own_proposal: Proposal | None = None  # as the leader built it, before it went out
     attested: bool = False
+    # Scheme 0x0002: the included observations' nonce commitments (by member, by attempt), the
+    # current attempt and its signing set; at the leader, the valid shares of that attempt and
+    # the members excluded for a bad share.
+    commitments: dict[int, tuple[Commitment, ...]] | None = None
+    signing_set: tuple[int, ...] | None = None
+    attempt: int = 0
+    shares: dict[int, int] = field(default_factory=dict)
+    excluded: set[int] = field(default_factory=set)
+    early_shares: list[tuple[Envelope, int, SignatureShare]] = field(default_factory=list)
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -76,7 +86,9 @@ class Stats:
     feed selection no honest leader could make: relayer.protocol.selection). Of valid ones
     this node does not use (DEBUG): stale_epoch, future_epoch_full, not_for_me, unknown_round, late_observation,
     duplicate_observation, duplicate_proposal, late_signature, early_buffer_full,
-    duplicate_attested. Besides: outlier_observation (used, but far from the median) and
+    duplicate_attested. Under scheme 0x0002, invalid: bad_commitment, bad_signing_set,
+    conflicting_share, bad_share (the sender is excluded for the round), wrong_scheme; valid but
+    unused: unknown_report, late_signing_set, late_share, stale_share, duplicate_share. Besides: outlier_observation (used, but far from the median) and
     internal_error (a bug cost one message).
     """
 
@@ -102,6 +114,11 @@ class Stats:
         self.left_out: defaultdict[tuple[int, str], int] = defaultdict(int)
         # Attested reports this node missed on the wire and read back from their landing.
         self.adopted_from_chain = 0
+        # Scheme 0x0002, leading: rounds not proposed for want of `threshold` committed observers,
+        # signing sets asked again after a bad share, and rounds left with too few to ask.
+        self.short_of_signers = 0
+        self.signing_retries = 0
+        self.signing_exhausted = 0
 
     def drop(self, peer: str, why: Dropped, *, epoch: int | None = None,
              round: int | None = None) -> None:

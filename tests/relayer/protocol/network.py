@@ -16,7 +16,7 @@ from pydantic import BaseModel
 
 from relayer.chain.codec import ReportDomain
 from relayer.protocol.committee import Committee
-from relayer.protocol.engine import AttestedReport, EngineInputs, RoundEngine
+from relayer.protocol.engine import AttestedReport, EngineInputs, RoundEngine, ThresholdKeyShare
 from relayer.protocol.messages import Envelope, FeedObservation, Kind, Observation, open_envelope, seal
 from relayer.protocol.outbox import Outbox
 from relayer.protocol.selection import FeedSelection
@@ -28,10 +28,10 @@ DOMAIN = ReportDomain(31337, "0x" + "11" * 20)
 OBSERVED_AT = 1_700_000_000
 
 
-def observer(value: int) -> Callable[[], Observation]:
+def observer(value: int, observed_at: int = OBSERVED_AT) -> Callable[[], Observation]:
     return lambda: Observation(feeds=(
-        FeedObservation(feed_index=0, value=value, observed_at=OBSERVED_AT, num_sources=3),
-        FeedObservation(feed_index=1, value=value // 10, observed_at=OBSERVED_AT, num_sources=2),
+        FeedObservation(feed_index=0, value=value, observed_at=observed_at, num_sources=3),
+        FeedObservation(feed_index=1, value=value // 10, observed_at=observed_at, num_sources=2),
     ))
 
 
@@ -78,7 +78,9 @@ def network(tmp_path: Path, keys: list[bytes], committee: Committee, values: lis
             factories: dict[int, FaultyEngineFactory] | None = None,
             selections: dict[int, FeedSelection] | None = None,
             bounds: Mapping[int, tuple[int, int]] | None = None,
-            bounds_of: dict[int, Mapping[int, tuple[int, int]]] | None = None) -> Network:
+            bounds_of: dict[int, Mapping[int, tuple[int, int]]] | None = None,
+            threshold_keys: Mapping[int, ThresholdKeyShare] | None = None,
+            domain: ReportDomain = DOMAIN, observed_at: int = OBSERVED_AT) -> Network:
     net = Network(clock=ManualClock())
     for i, key in enumerate(keys):
         reports: list[AttestedReport] = []
@@ -88,11 +90,12 @@ def network(tmp_path: Path, keys: list[bytes], committee: Committee, values: lis
             into.append(report)
 
         inputs = EngineInputs(
-            private_key=key, address=committee.signers[i], committee=committee, domain=DOMAIN,
-            store=Store(tmp_path / f"n{i}.sqlite", sync="normal"), observe=observer(values[i]),
+            private_key=key, address=committee.signers[i], committee=committee, domain=domain,
+            store=Store(tmp_path / f"n{i}.sqlite", sync="normal"), observe=observer(values[i], observed_at),
             publish=net.publisher(i), send_to=net.sender(i), on_attested=collect,
             selection=(selections or {}).get(i),
             bounds=(lambda b=(bounds_of or {}).get(i, bounds or {}): b),
+            threshold_key=(threshold_keys or {}).get(i),
         )
         factory = (factories or {}).get(i)
         net.engines.append(factory(inputs, clock=net.clock) if factory is not None else
