@@ -134,8 +134,12 @@ class Node:
         Rounds come faster than venue polls: within one second and with no new fetch since,
         the cache yields the same observation, so the last one is reused.
         """
-        now = time.time()
         self._refresh_view_for_round()
+        return self._cached_observation()
+
+    def _cached_observation(self) -> Observation:
+        """The observation of now, reused within the same second and cache generation."""
+        now = time.time()
         key = (self.cache.generation, int(now))
         if self._last_observation is not None and self._last_observation[0] == key:
             return self._last_observation[1]
@@ -342,7 +346,9 @@ class Node:
         if book is None:
             return
         try:
-            observation = self.observe()
+            # Not observe(): that starts a read of the chain for a round, on the event loop,
+            # and the stats job runs in the scheduler's worker thread.
+            observation = self._cached_observation()
         except Exception as exc:  # noqa: BLE001 - the view must not stop the stats job
             log.debug("no local observation for the subscriptions view: %s", exc)
             observation = Observation(feeds=())
