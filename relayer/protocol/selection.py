@@ -71,7 +71,8 @@ def explain(update: FeedUpdate, landed: Landed | None, promise: Promise, reason:
                          heartbeat_s=promise.heartbeat_s)
     reference = max(abs(landed.value), promise.min_reference)
     moved = abs(update.value - landed.value)
-    moved_bps = round(moved * BPS / reference, 2) if reference else (0.0 if moved == 0 else float("inf"))
+    # Truncated to 0.01 bps, never rounded up: a skipped feed never shows its threshold reached.
+    moved_bps = moved * BPS * 100 // reference / 100 if reference else (0.0 if moved == 0 else float("inf"))
     return Inclusion(update.feed_index, reason, moved_bps, promise.deviation_bps,
                      update.observed_at - landed.observed_at, promise.heartbeat_s)
 
