@@ -336,7 +336,7 @@ class Telemetry:
                                       registry=r)
         self.inclusions_total = Counter(
             "relayer_feed_inclusions", "Feeds in attested reports by why they are in it (first_value, deviation, "
-            "heartbeat, every_round, unknown), and feeds with a quorum left out because nothing triggered (skipped)",
+            "heartbeat, every_round, not_served, unknown), and feeds with a quorum left out because nothing triggered (skipped)",
             ["feed", "reason"], registry=r)
         # Per feed id, why it was in (or left out of) the latest attested report that had a median for it.
         self.last_inclusion: dict[str, dict[str, Any]] = {}

@@ -43,7 +43,8 @@ class Refusal:
     message: str
 
 
-EVERY_ROUND = "every_round"  # carried because the policy carries every feed (or it has no promise)
+EVERY_ROUND = "every_round"  # carried because the policy carries every feed
+NOT_SERVED = "not_served"  # carried, and this node does not serve it: it has no promise to judge it by
 SKIPPED = "skipped"  # had a quorum, and nothing triggered
 UNKNOWN = "unknown"  # attested without this node's judgement, and no reason against its view now
 # Accepted selections remembered until their report is attested (a few rounds in flight at most).
@@ -52,12 +53,12 @@ _EXPLAINED_KEPT = 32
 
 @dataclass(frozen=True, slots=True)
 class Inclusion:
-    """Why one feed is in an accepted report (``reason``: first_value, deviation, heartbeat,
-    every_round), or that it had a quorum and was left out (``skipped``). ``moved_bps`` and
+    """Why one feed is in an accepted report, or that it had a quorum and was left out
+    (``skipped``). ``moved_bps`` and
     ``age_s`` are measured against the on-chain state the decision was made against."""
 
     feed_index: int
-    reason: str
+    reason: str  # first_value, deviation, heartbeat, every_round, not_served, unknown or skipped
     moved_bps: float | None = None  # |median - on-chain value| in bps of the reference
     threshold_bps: int | None = None
     age_s: int | None = None  # from the on-chain observation time to the median's
@@ -128,8 +129,15 @@ class CarryAll:
 
 
 class TriggerSelection:
-    """Only what triggers (deviation, heartbeat, first value). A feed without a promise is
-    carried every round, as under `CarryAll`."""
+    """Only what triggers (deviation, heartbeat, first value).
+
+    A feed without a promise here is one this node does not serve (its catalog default and
+    its on-chain view are those of the feeds it serves): other members' observations give it
+    a median, but this node cannot judge whether it is due. As leader it leaves such a feed
+    out (a member that serves it refuses only when it is due, which costs that round, where
+    carrying it every round would be refused almost every round); as follower it accepts the
+    leader's choice for it either way. A member serving fewer feeds than its committee (an
+    operator's first config, say) then signs what the others carry."""
 
     def __init__(self, view: ChainView, promises: Promises, heartbeat_lead_s: int = 0,
                  refresh: Callable[[], Awaitable[object]] | None = None) -> None:
@@ -162,26 +170,24 @@ class TriggerSelection:
     def _split(self, built: Sequence[FeedUpdate]) -> tuple[dict[int, tuple[int, int]], set[int], Mapping[int, Promise]]:
         promises = self.promises()
         policed = {u.feed_index: (u.value, u.observed_at) for u in built if u.feed_index in promises}
-        always = {u.feed_index for u in built if u.feed_index not in promises}
-        return policed, always, promises
+        unjudged = {u.feed_index for u in built if u.feed_index not in promises}
+        return policed, unjudged, promises
 
     def choose(self, built: Sequence[FeedUpdate]) -> list[FeedUpdate]:
-        policed, always, promises = self._split(built)
+        policed, _, promises = self._split(built)
         views = self.view()
         newest = {i: (views.get(i) or (None,))[0] for i in policed}
-        chosen = set(select(policed, newest, promises, self.heartbeat_lead_s)) | always
+        chosen = set(select(policed, newest, promises, self.heartbeat_lead_s))
         return [u for u in built if u.feed_index in chosen]
 
     def check(self, built: Sequence[FeedUpdate], proposed: Sequence[FeedUpdate]) -> Refusal | None:
         wrong = _not_recomputed(built, proposed)
         if wrong is not None:
             return wrong
-        policed, always, promises = self._split(built)
+        policed, unjudged, promises = self._split(built)
         carried = {u.feed_index for u in proposed}
-        if always - carried:
-            return Refusal("missing_feed", f"feeds {sorted(always - carried)} have no promise and must be carried")
         views = self.view()
-        verdict = check_selection(policed, carried - always, views, promises, self.heartbeat_lead_s)
+        verdict = check_selection(policed, carried - unjudged, views, promises, self.heartbeat_lead_s)
         if verdict.unjustified:
             return Refusal("unjustified_feed",
                            f"feeds {list(verdict.unjustified)} carried with no deviation, heartbeat or first value")
@@ -199,7 +205,8 @@ class TriggerSelection:
         for update in built:
             promise = promises.get(update.feed_index)
             if promise is None:
-                out.append(Inclusion(update.feed_index, EVERY_ROUND))
+                if update.feed_index in carried:
+                    out.append(Inclusion(update.feed_index, NOT_SERVED))
                 continue
             recent = views.get(update.feed_index) or (None,)
             if update.feed_index not in carried:

@@ -82,7 +82,7 @@ def test_metrics_count_landed_rounds_and_every_stage(devnet: DevnetProcess) -> N
         "# TYPE relayer_messages_dropped counter" in text
 
 
-REASONS = {"first_value", "deviation", "heartbeat", "skipped", "unknown"}
+REASONS = {"first_value", "deviation", "heartbeat", "skipped", "unknown", "not_served"}
 
 
 def test_each_feed_of_a_report_says_why_it_is_in_it_and_skipped_feeds_are_counted(devnet: DevnetProcess) -> None:

@@ -78,6 +78,19 @@ def test_first_values_and_a_report_this_node_did_not_judge() -> None:
     assert [i.reason for i in CarryAll().inclusions(built)] == ["every_round", "every_round"]
 
 
+def test_a_feed_this_node_does_not_serve_is_neither_carried_nor_demanded_by_it() -> None:
+    # Serves feed 0 only (feed 1's median comes from the other members' observations).
+    view: dict[int, list[Landed | None]] = {0: [Landed(100, OBSERVED_AT - 60)]}
+    partial = TriggerSelection(lambda: view, lambda: {0: PROMISES[0]})
+    built = _built(102, 10)
+    assert [u.feed_index for u in partial.choose(built)] == [0]  # as leader: what it can judge
+    assert partial.check(built, built[:1]) is None  # as follower: feed 1 left out, or
+    assert partial.check(built, built) is None  # carried by a leader that serves it
+    assert [(i.feed_index, i.reason) for i in partial.inclusions(built)] == [(0, "deviation"), (1, "not_served")]
+    padded = partial.check(_built(100, 10), _built(100, 10))  # feed 0 is still policed
+    assert padded is not None and padded.reason == "unjustified_feed"
+
+
 def test_carry_all_refuses_a_leader_that_leaves_a_feed_out() -> None:
     built = _built(102, 10)
     refusal = CarryAll().check(built, built[:1])
