@@ -62,7 +62,9 @@ def test_metrics_count_landed_rounds_and_every_stage(devnet: DevnetProcess) -> N
         text = body.decode()
         landed = _metric(text, "relayer_rounds_landed_total") or 0
         attested = _metric(text, "relayer_reports_attested_total") or 0
-        if (landed >= 1 and attested > landed) or time.monotonic() > deadline:
+        # The first landing can come before the last peer connection is counted.
+        peers = _metric(text, "relayer_peers_connected")
+        if (landed >= 1 and attested > landed and peers == 3) or time.monotonic() > deadline:
             break
         time.sleep(0.5)
     assert status == 200
