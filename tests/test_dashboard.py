@@ -127,6 +127,11 @@ async def test_dashboard_shows_feeds_and_updates_as_reports_land(devnet: DevnetP
                 assert await page.wait_for(
                     "document.querySelector('#feeds tr[data-feed=\"BTC-USD\"] .feed-why').textContent "
                     "=== 'every round'", 10)
+                # Against its promise now: 25 bps, and the time left to its heartbeat.
+                now = await page.wait_for(
+                    "(() => { const t = document.querySelector('#feeds tr[data-feed=\"BTC-USD\"] .feed-now')"
+                    ".textContent; return t.includes('/ 25 bps') ? t : null })()", 15)
+                assert now.endswith(" s"), now
                 assert "BTC-USD: every round" in await page.eval(
                     "[...document.querySelectorAll('#rounds .round-why')].map(td => td.textContent).join(' ')")
                 shot = await page.send("Page.captureScreenshot", format="png")
