@@ -54,8 +54,8 @@ _EXPLAINED_KEPT = 32
 @dataclass(frozen=True, slots=True)
 class Inclusion:
     """Why one feed is in an accepted report, or that it had a quorum and was left out
-    (``skipped``). ``moved_bps`` and
-    ``age_s`` are measured against the on-chain state the decision was made against."""
+    (``skipped``). ``moved_bps`` and ``age_s`` are measured against the on-chain state the
+    decision was made against."""
 
     feed_index: int
     reason: str  # first_value, deviation, heartbeat, every_round, not_served, unknown or skipped
