@@ -9,6 +9,11 @@ co-signed the report (from the members' own stores). `--store-sync full normal` 
 each with and without an fsync per signature. Traffic is what each
 node's p2p host sent and received, per attested round. Prints one table.
 
+It measures the protocol round, so every round must carry every feed and land: the devnet
+runs with `--feed-selection all` explicitly (the devnet's default, `trigger`, lands only
+what moved past its threshold, and most rounds would send nothing). What the trigger
+policy costs over time is `bench/cost.py`'s table.
+
     .venv/bin/python bench/round_latency.py [--nodes 4 7 10] [--rounds 200] [--interval-ms 250]
                                             [--store-sync full normal]
 """
@@ -40,7 +45,7 @@ def run(nodes: int, rounds: int, interval_ms: int, grace_ms: int, store_sync: st
         data_dir = Path(tmp)
         cmd = [sys.executable, "-m", "relayer", "devnet", "--nodes", str(nodes), "--rounds", str(rounds),
                "--json", "--data-dir", str(data_dir), "--round-interval-ms", str(interval_ms),
-               "--grace-ms", str(grace_ms), "--store-sync", store_sync]
+               "--grace-ms", str(grace_ms), "--store-sync", store_sync, "--feed-selection", "all"]
         proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=rounds * 5 + 180)
         if proc.returncode != 0:
             raise SystemExit(f"devnet n={nodes} failed:\n{proc.stderr[-4000:]}")

@@ -5,11 +5,16 @@
     GET /readyz      200 when the node can do its job; else 503 and every reason (relayer.health)
     GET /metrics     Prometheus text format
     GET /api/status  node, committee, peers, epoch/round, sources, transmission counters
-    GET /api/feeds   latest on-chain value per feed, with its attested report and signatures, the
+    GET /api/feeds   latest on-chain value per feed, with its attested report and signatures, why
+                     it was in or left out of the latest attested report, the
                      realized vol of its landed values, and the margin the deployed RiskGate sets
                      (or that no RiskGate is configured)
     GET /api/margins the RiskGate's markets and the margins it sets now, or that there is none
-    GET /api/rounds  recent rounds: latency, signers, landed or not
+    GET /api/rounds  recent rounds: latency, signers, landed or not, why each feed is in the
+                     report (first_value, deviation with its bps against the threshold,
+                     heartbeat with the on-chain age, every_round) and the feeds skipped
+    GET /api/inclusions  per feed: why it was in or left out of the latest attested report,
+                     and the counts by reason (as relayer_feed_inclusions_total)
     GET /api/history per-feed (observed_at, value) points for charts
     GET /api/events  server-sent events: `attested` and `landed` as they happen
     GET /api/subscriptions  per feed: the effective promise (deviation, heartbeat), the catalog
@@ -193,6 +198,10 @@ async def _rounds(request: web.Request) -> web.Response:
     return _json({"rounds": request.app[_TELEMETRY].rounds_view()})
 
 
+async def _inclusions(request: web.Request) -> web.Response:
+    return _json(request.app[_TELEMETRY].inclusions_view())
+
+
 async def _history(request: web.Request) -> web.Response:
     return _json({"history": request.app[_TELEMETRY].history_view()})
 
@@ -293,6 +302,7 @@ def build_app(telemetry: Telemetry, board: SubscriptionsBoard | None = None) -> 
     app.router.add_get("/api/margins", _margins)
     app.router.add_get("/api/rounds", _rounds)
     app.router.add_get("/api/history", _history)
+    app.router.add_get("/api/inclusions", _inclusions)
     app.router.add_get("/api/events", _events)
     app.router.add_get("/api/subscriptions", _subscriptions)
     app.router.add_get("/api/reports/latest", _report_latest)

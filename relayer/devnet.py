@@ -101,9 +101,10 @@ class DevnetOptions:
     node_env: dict[str, str] = field(default_factory=dict)
     # A feed catalog file (TOML) instead of the packaged devnet catalog.
     catalog: Path | None = None
-    # The committee's report policy (OffchainConfig.feed_selection): "all" feeds every round,
-    # or only those past their deviation threshold or heartbeat ("trigger").
-    feed_selection: str = "all"
+    # The committee's report policy (OffchainConfig.feed_selection): only the feeds past their
+    # deviation threshold or heartbeat ("trigger", what an operator runs), or every feed every
+    # round ("all", for measuring the protocol round itself).
+    feed_selection: str = "trigger"
 
 
 @dataclass

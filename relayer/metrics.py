@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from relayer.chain.risk_gate import MarketMargins, RiskGateClient, RiskMarket
     from relayer.protocol.engine import AttestedReport
     from relayer.protocol.messages import Observation
+    from relayer.protocol.selection import Inclusion
     from relayer.settings import FeedSpec
     from relayer.store import Store
 
@@ -213,6 +214,14 @@ class ChainContext:
     risk_gate: RiskGateClient | None = None
 
 
+def _inclusion(inclusion: Inclusion | None) -> dict[str, Any] | None:
+    """An inclusion as the API and the dashboard show it."""
+    if inclusion is None:
+        return None
+    return {"reason": inclusion.reason, "moved_bps": inclusion.moved_bps, "threshold_bps": inclusion.threshold_bps,
+            "age_s": inclusion.age_s, "heartbeat_s": inclusion.heartbeat_s}
+
+
 # --- recent rounds ----------------------------------------------------------------------
 
 
@@ -227,6 +236,8 @@ class RoundRecord:
     feeds: list[dict[str, Any]] = field(default_factory=list)
     landed_at: float | None = None
     report: dict[str, Any] | None = None
+    # Feeds with a quorum this round that were left out because nothing triggered.
+    skipped: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def latency_ms(self) -> float | None:
@@ -238,7 +249,8 @@ class RoundRecord:
     def public(self) -> dict[str, Any]:
         return {"epoch": self.epoch, "round": self.round, "attested_at": self.attested_at,
                 "landed_at": self.landed_at, "latency_ms": self.latency_ms, "signer_count": self.signer_count,
-                "signers": self.signers, "feeds": self.feeds, "landed": self.landed_at is not None}
+                "signers": self.signers, "feeds": self.feeds, "skipped": self.skipped,
+                "landed": self.landed_at is not None}
 
 
 @dataclass
@@ -341,6 +353,12 @@ class Telemetry:
         self.landed_total = Counter("relayer_rounds_landed", "Reports seen landing on-chain", registry=r)
         self.attested_total = Counter("relayer_reports_attested", "Reports attested (>= threshold signatures)",
                                       registry=r)
+        self.inclusions_total = Counter(
+            "relayer_feed_inclusions", "Feeds in attested reports by why they are in it (first_value, deviation, "
+            "heartbeat, every_round, not_served, unknown), and feeds with a quorum left out because nothing triggered (skipped)",
+            ["feed", "reason"], registry=r)
+        # Per feed id, why it was in (or left out of) the latest attested report that had a median for it.
+        self.last_inclusion: dict[str, dict[str, Any]] = {}
         self.balance = Gauge("relayer_transmitter_balance_wei", "Balance of this node's transmitter", registry=r)
         self.member = Gauge("relayer_committee_member", "1 when this node's key is in the committee", registry=r)
         self.balance_wei: int | None = None
@@ -423,36 +441,51 @@ class Telemetry:
         return wrapped
 
     def wrap_attested(
-        self, handle: Callable[[AttestedReport], Awaitable[None]], signers: Sequence[str]
+        self, handle: Callable[[AttestedReport], Awaitable[None]], signers: Sequence[str],
+        inclusions: Callable[[AttestedReport], Sequence[Inclusion]] | None = None,
     ) -> Callable[[AttestedReport], Awaitable[None]]:
         """``handle`` (the transmitter), after telemetry records the report; ``signers`` are the
-        committee's, by index, to name who signed."""
+        committee's, by index, to name who signed; ``inclusions`` says why each feed is in the
+        report, and which were skipped (the committee's selection policy)."""
         async def wrapped(report: AttestedReport) -> None:
             try:
-                self.on_attested(report, signers)
+                self.on_attested(report, signers, inclusions(report) if inclusions is not None else ())
             except Exception:  # telemetry never stands in the way of transmission
                 log.exception("telemetry failed on an attested report", extra={"epoch": report.epoch,
                                                                                   "round": report.round})
             await handle(report)
         return wrapped
 
-    def on_attested(self, report: AttestedReport, committee_signers: Sequence[str]) -> None:
+    def on_attested(self, report: AttestedReport, committee_signers: Sequence[str],
+                    inclusions: Sequence[Inclusion] = ()) -> None:
         now = time.time()
         specs = {sf.index: sf.spec for sf in self._served()}
+        why = {i.feed_index: i for i in inclusions}
         feeds = []
         for u in decode_carried(report.updates):
             spec = specs.get(u.feed_index)
             decimals = spec.decimals if spec else 0
             feeds.append({"feed_id": spec.feed_id if spec else str(u.feed_index), "feed_index": u.feed_index,
                           "value": str(from_fixed(u.value, decimals)), "raw_value": u.value, "decimals": decimals,
-                          "observed_at": u.observed_at, "num_sources": u.num_sources})
+                          "observed_at": u.observed_at, "num_sources": u.num_sources,
+                          "inclusion": _inclusion(why.get(u.feed_index))})
+        skipped = []
+        for inclusion in inclusions:
+            spec = specs.get(inclusion.feed_index)
+            feed_id = spec.feed_id if spec else str(inclusion.feed_index)
+            self.inclusions_total.labels(feed_id, inclusion.reason).inc()
+            self.last_inclusion[feed_id] = {**(_inclusion(inclusion) or {}), "epoch": report.epoch,
+                                            "round": report.round}
+            if inclusion.reason == "skipped":
+                skipped.append({"feed_id": feed_id, "feed_index": inclusion.feed_index,
+                                "inclusion": _inclusion(inclusion)})
         signers = [committee_signers[i] if i < len(committee_signers) else str(i) for i, _ in report.signatures]
         rec = self.rounds.setdefault((report.epoch, report.round), RoundRecord(report.epoch, report.round))
         rec.attested_at = now
         # The leader times from its request, a follower from its own observation.
         rec.started_at = report.started_at if report.started_at is not None else self._store.observation_signed_at(
             "0x" + report.config_digest.hex(), report.epoch, report.round)
-        rec.signer_count, rec.signers, rec.feeds = len(report.signatures), signers, feeds
+        rec.signer_count, rec.signers, rec.feeds, rec.skipped = len(report.signatures), signers, feeds, skipped
         rec.report = {
             "config_digest": "0x" + report.config_digest.hex(), "epoch": report.epoch, "round": report.round,
             "updates": "0x" + report.updates.hex(),
@@ -474,6 +507,17 @@ class Telemetry:
             feeds={sf.index: FeedName(sf.spec.feed_id, sf.spec.decimals) for sf in self._served()},
             retention_hours=self.identity.store_retention_hours,
         )
+
+    def inclusions_view(self) -> dict[str, Any]:
+        """Per feed: why it was in (or left out of) the latest attested report with a median
+        for it, and the counts by reason since the node started."""
+        counts: dict[str, dict[str, int]] = {}
+        for metric in self.inclusions_total.collect():
+            for sample in metric.samples:
+                if sample.name.endswith("_total"):
+                    by_reason = counts.setdefault(sample.labels["feed"], {})
+                    by_reason[sample.labels["reason"]] = int(sample.value)
+        return {"latest": dict(self.last_inclusion), "counts": counts}
 
     def _trim_rounds(self) -> None:
         while len(self.rounds) > RECENT_ROUNDS:
@@ -632,6 +676,7 @@ class Telemetry:
             entry["description"] = spec.description
             entry["kind"] = str(spec.kind)
             entry["instrument"] = spec.instrument
+            entry["inclusion"] = self.last_inclusion.get(spec.feed_id)
             spot = str(spec.kind) == "spot"
             entry["realized_vol"] = self.realized_vol(spec.feed_id) if spot else None
             entry["margin"] = self.margin(spec.instrument) if spot else None

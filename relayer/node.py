@@ -13,7 +13,7 @@ import signal
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import aiohttp
@@ -56,7 +56,8 @@ from relayer.p2p.errors import MessageRejected
 from relayer.p2p.host import P2PHost
 from relayer.p2p.identity import address_of_peer_id
 from relayer.protocol.committee import Committee
-from relayer.protocol.selection import FeedSelection, TriggerSelection
+from relayer.protocol.report import decode_carried
+from relayer.protocol.selection import CarryAll, FeedSelection, Inclusion, TriggerSelection
 from relayer.protocol.engine import AttestedReport, EngineFactory, EngineInputs, RoundEngine
 from relayer.protocol.errors import InvalidMessage, SchemeMismatch
 from relayer.protocol.messages import Envelope, FeedObservation, Observation, open_envelope
@@ -143,8 +144,12 @@ class Node:
         Rounds come faster than venue polls: within one second and with no new fetch since,
         the cache yields the same observation, so the last one is reused.
         """
-        now = time.time()
         self._refresh_view_for_round()
+        return self._cached_observation()
+
+    def _cached_observation(self) -> Observation:
+        """The observation of now, reused within the same second and cache generation."""
+        now = time.time()
         key = (self.cache.generation, int(now))
         if self._last_observation is not None and self._last_observation[0] == key:
             return self._last_observation[1]
@@ -243,17 +248,22 @@ class Node:
         self._committees_seen += 1
         self.transmitter = Transmitter(oracle=self.oracle, committee=committee, index=index,
                                        txmanager=self.txmanager, store=self.store, generation=self._committees_seen)
+        selection = self._feed_selection(committee)
+
+        def inclusions(report: AttestedReport) -> Sequence[Inclusion]:
+            return selection.inclusions(decode_carried(report.updates))
+
         try:
             self.engine = self.engine_factory(EngineInputs(
                 private_key=self.key, address=self.address, committee=committee,
                 domain=self.oracle.domain(self.chain_id), store=self.store,
                 observe=self.telemetry.timed_observe(self.observe),
-                on_attested=self.telemetry.wrap_attested(self.transmitter.handle, committee.signers),
+                on_attested=self.telemetry.wrap_attested(self.transmitter.handle, committee.signers, inclusions),
                 # Direct streams by default: one copy per peer per message, where gossip costs
                 # several; gossip stays available for networks that are not fully connected.
                 publish=self.host.send_all if self.settings.transport == "direct" else self.host.publish,
                 send_to=self.host.send if self.settings.transport == "direct" else None,
-                selection=self._feed_selection(committee),
+                selection=selection,
                 bounds=lambda: self.bounds,
             ))
         except SchemeMismatch as exc:
@@ -367,11 +377,11 @@ class Node:
         except ChainError as exc:
             log.warning("cannot read the feeds on-chain: %s", exc)
 
-    def _feed_selection(self, committee: Committee) -> FeedSelection | None:
+    def _feed_selection(self, committee: Committee) -> FeedSelection:
         """The committee's report policy (its off-chain config): every feed every round, or
         only the feeds that trigger against this node's view of the chain."""
         if committee.offchain.feed_selection != "trigger":
-            return None
+            return CarryAll()
         view = self.feed_view
 
         def recent() -> dict[int, tuple[Landed | None, ...]]:
@@ -409,7 +419,9 @@ class Node:
         if book is None:
             return
         try:
-            observation = self.observe()
+            # Not observe(): that starts a read of the chain for a round, on the event loop,
+            # and the stats job runs in the scheduler's worker thread.
+            observation = self._cached_observation()
         except Exception as exc:  # noqa: BLE001 - the view must not stop the stats job
             log.debug("no local observation for the subscriptions view: %s", exc)
             observation = Observation(feeds=())

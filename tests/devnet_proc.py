@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import select
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 class DevnetProcess:
-    def __init__(self, data_dir: Path, *args: str) -> None:
+    def __init__(self, data_dir: Path, *args: str, env: dict[str, str] | None = None) -> None:
         self.data_dir = data_dir
         self.stderr_path = data_dir / "devnet.stderr"
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -25,24 +26,46 @@ class DevnetProcess:
             [sys.executable, "-m", "relayer", "devnet", "--nodes", "4", "--json", "--data-dir", str(data_dir),
              "--round-interval-ms", "500", *args],
             cwd=REPO, stdout=subprocess.PIPE, stderr=self._stderr, text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         )
         self.stdout_lines: list[str] = []
+        # One reader owns stdout: each landed report, with the wall-clock time it was read.
+        self._lines: queue.Queue[tuple[float, str] | None] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            if line.strip():
+                self.stdout_lines.append(line)
+                self._lines.put((time.time(), line))
+        self._lines.put(None)  # end of output: the devnet stopped
 
     def wait_first_report(self, timeout: float = 120) -> dict[str, Any]:
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + timeout
-        line = ""
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            ready, _, _ = select.select([self.proc.stdout], [], [], 0.5)
-            if ready:
-                line = self.proc.stdout.readline()  # a report landed (or the devnet died: "")
-                break
-        if not line:
+        try:
+            item = self._lines.get(timeout=timeout)
+        except queue.Empty:
+            item = None
+        if item is None:
             self.stop()
             raise AssertionError(f"devnet produced no report:\n{self.stderr_path.read_text()[-3000:]}")
-        self.stdout_lines.append(line)
-        return json.loads(line)
+        return dict(json.loads(item[1]))
+
+    def reports_for(self, seconds: float) -> list[tuple[float, dict[str, Any]]]:
+        """The reports that land in the next ``seconds``, each with the wall-clock time it was read."""
+        deadline = time.monotonic() + seconds
+        fresh: list[tuple[float, dict[str, Any]]] = []
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                item = self._lines.get(timeout=left)
+            except queue.Empty:
+                break
+            if item is None:
+                self._lines.put(None)
+                break
+            fresh.append((item[0], json.loads(item[1])))
+        return fresh
 
     @property
     def info(self) -> dict[str, Any]:
@@ -56,7 +79,6 @@ class DevnetProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        if self.proc.stdout is not None:
-            self.stdout_lines.extend(self.proc.stdout.readlines())
+        self._reader.join(10)  # reads what is left, to the end of output
         self._stderr.close()
         return int(self.proc.returncode)

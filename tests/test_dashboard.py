@@ -2,7 +2,10 @@
 
 Drives the browser over the DevTools protocol (aiohttp websockets): the page loads, shows
 both feeds and the committee, and updates as reports land. The screenshot is kept in
-`test-artifacts/dashboard.png` (or $TEST_ARTIFACTS).
+`test-artifacts/dashboard.png` (or $TEST_ARTIFACTS). The page is watched updating as every
+report lands with every feed (`--feed-selection all`): charts and the realized vol of landed
+values need several spot landings, which the devnet's default `trigger` policy sends only
+when the price moves 25 bps.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-ne
 def devnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevnetProcess]:
     if CHROMIUM is None:
         pytest.skip("chromium is not installed; `make setup` installs Debian's chromium")
-    dn = DevnetProcess(tmp_path_factory.mktemp("dashboard-devnet"))
+    dn = DevnetProcess(tmp_path_factory.mktemp("dashboard-devnet"), "--feed-selection", "all")
     try:
         dn.wait_first_report()
         yield dn
@@ -123,6 +126,17 @@ async def test_dashboard_shows_feeds_and_updates_as_reports_land(devnet: DevnetP
                 assert info["risk_gate"] in await page.eval("document.getElementById('risk-gate').textContent")
                 assert "%" in await page.eval(
                     "document.querySelector('#feeds tr[data-feed=\"BTC-USD\"] .feed-vol').textContent")
+                # Why each feed is in the latest report: under `all`, every feed every round.
+                assert await page.wait_for(
+                    "document.querySelector('#feeds tr[data-feed=\"BTC-USD\"] .feed-why').textContent "
+                    "=== 'every round'", 10)
+                # Against its promise now: 25 bps, and the time left to its heartbeat.
+                now = await page.wait_for(
+                    "(() => { const t = document.querySelector('#feeds tr[data-feed=\"BTC-USD\"] .feed-now')"
+                    ".textContent; return t.includes('/ 25 bps') ? t : null })()", 15)
+                assert now.endswith(" s"), now
+                assert "BTC-USD: every round" in await page.eval(
+                    "[...document.querySelectorAll('#rounds .round-why')].map(td => td.textContent).join(' ')")
                 shot = await page.send("Page.captureScreenshot", format="png")
     finally:
         browser.terminate()

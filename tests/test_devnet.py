@@ -1,7 +1,9 @@
 """End to end on real parts: anvil, the simulated venues over HTTP, 4 relayer processes on libp2p.
 
 Runs `relayer devnet` as an operator would and checks what landed against the chain's
-own record, the nodes' signed observations and the simulated market's true price.
+own record, the nodes' signed observations and the simulated market's true price. The
+reports checked here are consecutive rounds carrying every feed, so these devnets run with
+`--feed-selection all` (the devnet's default, `trigger`, is tests/test_trigger_devnet.py's).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def run_devnet(data_dir: Path, *args: str, rounds: int = 4, timeout: float = 150) -> list[dict[str, Any]]:
     cmd = [sys.executable, "-m", "relayer", "devnet", "--nodes", "4", "--rounds", str(rounds), "--json",
-           "--data-dir", str(data_dir), "--round-interval-ms", "500", *args]
+           "--data-dir", str(data_dir), "--round-interval-ms", "500", "--feed-selection", "all", *args]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, "PYTHONUNBUFFERED": "1"})
     logs = "\n".join(p.read_text()[-3000:] for p in sorted(data_dir.glob("node-*/node.log")))

@@ -1,7 +1,8 @@
-"""The trigger policy on a real devnet (`relayer devnet --feed-selection trigger`): the first
+"""The trigger policy on a real devnet (`relayer devnet`, whose default it is): the first
 report carries every feed (first values), later rounds carry only feeds that moved past their
 threshold, rounds where nothing moved are attested empty and cost no transaction, and honest
-followers rarely refuse an honest leader's selection.
+followers rarely refuse an honest leader's selection. A subscriber's tighter promise makes a
+quiet feed land within two rounds of the nodes reading it, and removing it makes it quiet again.
 
 "Rarely", not "never": every node looks at the chain as a round starts, and a follower whose
 read has not come back when the proposal arrives judges it against the landing before; it
@@ -14,24 +15,37 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+import urllib.request
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from aggregation.robust import weighted_median
+from feeds.catalog import FeedDefinition, load_catalog
+from feeds.market import MarketModel
+from feeds.simulator import VenueSimulator
 from relayer.chain.codec import decode_updates
+from relayer.cli import main
 from tests.devnet_proc import REPO, DevnetProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def _spot_catalog(path: Path) -> Path:
-    """The packaged devnet catalog's two spot feeds (25 bps, 1 h): quiet most rounds."""
+def _catalog_of(path: Path, *kinds: str) -> Path:
+    """The packaged devnet catalog's feeds of these kinds, as they are."""
     text = (REPO / "feeds" / "catalogs" / "devnet.toml").read_text()
     blocks = text.split("[[feed]]")
-    kept = [b for b in blocks[1:] if 'kind = "spot"' in b]
-    assert len(kept) == 2
+    kept = [b for b in blocks[1:] if any(f'kind = "{kind}"' in b for kind in kinds)]
+    assert len(kept) == 2 * len(kinds)
     path.write_text("".join("[[feed]]" + b for b in kept))
     return path
+
+
+def _spot_catalog(path: Path) -> Path:
+    """The packaged devnet catalog's two spot feeds (25 bps, 1 h): quiet most rounds."""
+    return _catalog_of(path, "spot")
 
 
 def test_only_what_triggers_lands_and_quiet_rounds_send_nothing(tmp_path: Path) -> None:
@@ -70,3 +84,125 @@ def test_only_what_triggers_lands_and_quiet_rounds_send_nothing(tmp_path: Path) 
             assert decode_updates(updates)
     # Each refusal is one follower's view one landing behind: at most a few rounds in 16.
     assert refused <= 3 * 3, f"{refused} refusals by honest followers"
+
+
+# --- a subscriber's tighter promise -------------------------------------------------------
+
+ROUND_S = 0.5  # DevnetProcess's --round-interval-ms 500
+TIGHT_BPS = 5  # the devnet's floor
+
+
+def _funding_path(feed: FeedDefinition, start: int, seconds: int) -> list[int]:
+    """The funding feed's value (8 decimals) once a second, as the simulated venues quote it
+    (the devnet's seed): the weighted median of its sources, before outlier filtering."""
+    sim = VenueSimulator(MarketModel(7))
+    weights = [feed.weights.get(s, Decimal(1)) for s in feed.sources]
+    return [int(weighted_median([sim.venue_funding(s, feed.instrument, t) for s in feed.sources], weights) * 10**8)
+            for t in range(start, start + seconds)]
+
+
+def _moves(path: list[int], bps: int) -> int:
+    """How often the trigger policy at ``bps`` would land this path (after its first value)."""
+    landed, count = path[0], 0
+    for value in path[1:]:
+        if abs(value - landed) * 10_000 >= bps * max(abs(landed), 1):
+            landed, count = value, count + 1
+    return count
+
+
+def _pick_funding_feed(catalog: Path, start: int, seconds: int) -> str:
+    """Of the two funding feeds (catalog promise 10,000 bps: a 100 % move), the one that
+    stays quiet under that promise for the whole test and moves most at 5 bps: the market is
+    a function of the wall clock, and near zero a funding rate moves 100 % easily."""
+    scored = []
+    for feed in load_catalog(catalog, known_sources={}):
+        if feed.kind != "funding_rate":
+            continue
+        path = _funding_path(feed, start, seconds)
+        scored.append((_moves(path, feed.deviation_bps) == 0, _moves(path, TIGHT_BPS), feed.feed_id))
+    quiet, moving, feed_id = max(scored)
+    assert quiet and moving >= seconds // 10, f"no funding feed is quiet at 100 % and moving at 5 bps: {scored}"
+    return feed_id
+
+
+def _rounds(api: str) -> list[dict[str, Any]]:
+    with urllib.request.urlopen(api + "/api/rounds", timeout=5) as response:
+        return list(json.loads(response.read())["rounds"])
+
+
+def _judged(rounds: list[dict[str, Any]], feed_id: str) -> list[tuple[float, str, dict[str, Any]]]:
+    """(attested_at, carried or skipped, inclusion) of ``feed_id`` in each attested round this node judged."""
+    out = []
+    for r in rounds:
+        if r["attested_at"] is None:
+            continue
+        for f in r["feeds"]:
+            if f["feed_id"] == feed_id and f.get("inclusion"):
+                out.append((r["attested_at"], "carried", f["inclusion"]))
+        for f in r.get("skipped", []):
+            if f["feed_id"] == feed_id:
+                out.append((r["attested_at"], "skipped", f["inclusion"]))
+    return sorted(out, key=lambda x: x[0])
+
+
+def _served_from(api: str, feed_id: str, threshold: int, since: float, timeout: float) -> float:
+    """When the node first judged ``feed_id`` against ``threshold`` in a round attested after ``since``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for attested_at, _, inclusion in _judged(_rounds(api), feed_id):
+            if attested_at > since and inclusion["threshold_bps"] == threshold:
+                return float(attested_at)
+        time.sleep(0.1)
+    raise AssertionError(f"{feed_id} never judged against {threshold} bps: {_judged(_rounds(api), feed_id)[-5:]}")
+
+
+def _landings(reports: list[tuple[float, dict[str, Any]]], feed_id: str) -> list[float]:
+    return [at for at, report in reports if any(f["feed_id"] == feed_id for f in report["feeds"])]
+
+
+def test_a_tighter_subscription_lands_a_quiet_feed_within_two_rounds_and_removing_it_quiets_it(
+        tmp_path: Path) -> None:
+    catalog = _catalog_of(tmp_path / "funding.toml", "spot", "funding_rate")
+    feed = _pick_funding_feed(catalog, int(time.time()), 120)
+    # Nodes read the registry once a round here (every config poll, 2 s by default), so "two
+    # polls" is "two rounds" and the bound below is the issue's: two rounds of the event.
+    devnet = DevnetProcess(tmp_path / "devnet", "--feed-selection", "trigger", "--catalog", str(catalog),
+                           env={"RELAYER_CONFIG_POLL_INTERVAL": str(ROUND_S)})
+    bound = 2 * ROUND_S + 2 * ROUND_S + 1.0  # two polls, the round in flight and the next, landing
+    try:
+        first = devnet.wait_first_report()
+        assert feed in {f["feed_id"] for f in first["feeds"]}  # its first value
+        info, data_dir = devnet.info, str(devnet.data_dir)
+        api = info["nodes"][0]["api"]
+        # Under the catalog's promise (a 100 % move) it does not land again.
+        assert _landings(devnet.reports_for(4.0), feed) == []
+
+        assert main(["subscriptions", "add", "--devnet", data_dir, "--feed", feed,
+                     "--deviation-bps", str(TIGHT_BPS), "--heartbeat", "3600"]) == 0
+        added = time.time()  # the subscription's transaction is mined
+        tight = devnet.reports_for(8.0)
+        served = _served_from(api, feed, TIGHT_BPS, added, timeout=1.0)
+        assert served - added <= bound, f"the nodes judged {feed} at {TIGHT_BPS} bps {served - added:.1f} s later"
+        landed = _landings(tight, feed)
+        assert len(landed) >= 2, f"{feed} landed {len(landed)} times in 8 s at {TIGHT_BPS} bps"
+        assert landed[0] - added <= bound + ROUND_S, f"{feed} first landed {landed[0] - added:.1f} s after the event"
+
+        assert main(["subscriptions", "remove", "--devnet", data_dir, "--feed", feed]) == 0
+        removed = time.time()
+        after = devnet.reports_for(2 * bound)
+        loose = _served_from(api, feed, 10_000, removed, timeout=1.0)
+        assert loose - removed <= bound
+        # Once every node reads the removal (two polls) and the round in flight lands, nothing more.
+        assert [t for t in _landings(after, feed) if t > removed + bound] == []
+        judged = _judged(_rounds(api), feed)
+    finally:
+        assert devnet.stop() == 0
+    # What the node said of each round it judged: carried at a tight promise only when the
+    # median moved at least that much; skipped only when it moved less.
+    assert judged, "node 0 judged no round"
+    for _, verdict, inclusion in judged:
+        moved, threshold = inclusion["moved_bps"], inclusion["threshold_bps"]
+        if verdict == "skipped":
+            assert moved < threshold, inclusion
+        elif inclusion["reason"] == "deviation":
+            assert moved >= threshold, inclusion

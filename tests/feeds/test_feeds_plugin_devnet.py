@@ -58,8 +58,10 @@ def plugin_in_venv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 
 
 def _devnet(data_dir: Path, *args: str, rounds: int = 2, timeout: float = 150) -> subprocess.CompletedProcess[str]:
+    # Every round carries every feed (`--feed-selection all`): each of the reports read
+    # carries the plugin's feed, not only the first one.
     cmd = [sys.executable, "-m", "relayer", "devnet", "--nodes", "4", "--rounds", str(rounds), "--json",
-           "--data-dir", str(data_dir), "--round-interval-ms", "500", *args]
+           "--data-dir", str(data_dir), "--round-interval-ms", "500", "--feed-selection", "all", *args]
     return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, "PYTHONUNBUFFERED": "1"})
 

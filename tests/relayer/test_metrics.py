@@ -35,6 +35,7 @@ from relayer.metrics import (
 )
 from relayer.node import ServedFeed
 from relayer.protocol.engine import AttestedReport
+from relayer.protocol.selection import Inclusion
 from relayer.settings import FeedSpec
 from relayer.store import Store
 
@@ -179,6 +180,35 @@ def test_attested_reports_are_recorded_and_timed_from_the_own_observation(tmp_pa
     t.sample_signatures()
     t.sample_signatures()  # read on from where it stopped: counted once
     assert metric(t, "relayer_stage_total", stage="signature", result="ok") == 1
+
+
+def test_each_feed_of_an_attested_report_says_why_it_is_in_it_and_skipped_feeds_are_counted(
+        tmp_path: Path) -> None:
+    t = telemetry(tmp_path, spec("BTC-USD"), spec("ETH-USD"), spec("BTC-DVOL", "implied_vol", 6))
+    updates = encode_updates([FeedUpdate(feed_index=0, observed_at=1000, num_sources=3, value=65_000 * 10**8)])
+    report = AttestedReport(config_digest=bytes.fromhex(DIGEST[2:]), epoch=4, round=18, updates=updates,
+                            signatures=((0, b"\x01" * 65), (2, b"\x02" * 65)))
+    why = (Inclusion(0, "deviation", moved_bps=31.25, threshold_bps=25, age_s=40, heartbeat_s=3600),
+           Inclusion(1, "skipped", moved_bps=3.5, threshold_bps=25, age_s=40, heartbeat_s=3600),
+           Inclusion(2, "skipped", moved_bps=12.0, threshold_bps=300, age_s=40, heartbeat_s=3600))
+    t.on_attested(report, SIGNERS, why)
+    t.on_attested(dataclasses.replace(report, round=19, updates=b""), SIGNERS,
+                  (Inclusion(0, "skipped", 1.0, 25, 41, 3600),))
+    assert metric(t, "relayer_feed_inclusions_total", feed="BTC-USD", reason="deviation") == 1
+    assert metric(t, "relayer_feed_inclusions_total", feed="BTC-USD", reason="skipped") == 1
+    assert metric(t, "relayer_feed_inclusions_total", feed="ETH-USD", reason="skipped") == 1
+    assert metric(t, "relayer_feed_inclusions_total", feed="BTC-DVOL", reason="skipped") == 1
+    assert b'relayer_feed_inclusions_total{feed="BTC-USD",reason="deviation"} 1.0' in generate_latest(t.registry)
+    older, newer = sorted(t.rounds_view(), key=lambda r: r["round"])
+    assert older["feeds"][0]["inclusion"] == {"reason": "deviation", "moved_bps": 31.25, "threshold_bps": 25,
+                                              "age_s": 40, "heartbeat_s": 3600}
+    assert [s["feed_id"] for s in older["skipped"]] == ["ETH-USD", "BTC-DVOL"]
+    assert newer["feeds"] == [] and [s["feed_id"] for s in newer["skipped"]] == ["BTC-USD"]
+    view = t.inclusions_view()
+    assert view["counts"]["BTC-USD"] == {"deviation": 1, "skipped": 1}
+    assert view["latest"]["BTC-USD"]["reason"] == "skipped" and view["latest"]["BTC-USD"]["round"] == 19
+    assert {f["feed_id"]: f["inclusion"]["reason"] for f in t.feed_view()} == {
+        "BTC-USD": "skipped", "ETH-USD": "skipped", "BTC-DVOL": "skipped"}
 
 
 def test_realized_vol_of_landed_values_is_aggregations_estimator(tmp_path: Path) -> None:

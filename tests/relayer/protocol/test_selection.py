@@ -12,7 +12,7 @@ from aggregation.trigger import Landed, Promise
 from relayer.chain.codec import FeedUpdate
 from relayer.protocol.committee import Committee
 from relayer.protocol.report import decode_carried
-from relayer.protocol.selection import CarryAll, TriggerSelection
+from relayer.protocol.selection import CarryAll, Inclusion, TriggerSelection
 from tests.relayer.protocol.network import OBSERVED_AT, network
 
 pytestmark = pytest.mark.unit
@@ -50,6 +50,45 @@ def test_a_follower_one_landing_ahead_still_accepts_the_leaders_choice() -> None
                            1: [Landed(10, OBSERVED_AT - 60)]})
     built = _built(102, 10)
     assert follower.check(built, leader.choose(built)) is None
+
+
+def test_an_accepted_selection_says_why_each_feed_is_in_it_and_which_were_skipped() -> None:
+    view: dict[int, list[Landed | None]] = {0: [Landed(100, OBSERVED_AT - 60)], 1: [Landed(10, OBSERVED_AT - 3600)]}
+    selection = _selection(view)
+    built = _built(102, 10)  # feed 0 moved 200 bps of 100 bps; feed 1's heartbeat ran out
+    chosen = selection.choose(built)
+    assert selection.check(built, chosen) is None
+    assert selection.inclusions(chosen) == (
+        Inclusion(0, "deviation", moved_bps=200.0, threshold_bps=100, age_s=60, heartbeat_s=3600),
+        Inclusion(1, "heartbeat", moved_bps=0.0, threshold_bps=100, age_s=3600, heartbeat_s=3600),
+    )
+    quiet = _built(100, 10, at=OBSERVED_AT - 30)  # nothing triggers: an empty report, both skipped
+    assert selection.check(quiet, []) is None
+    assert [(i.feed_index, i.reason, i.moved_bps) for i in selection.inclusions([])] == [
+        (0, "skipped", 0.0), (1, "skipped", 0.0)]
+
+
+def test_first_values_and_a_report_this_node_did_not_judge() -> None:
+    selection = _selection({0: [None], 1: [Landed(10, OBSERVED_AT - 60)]})
+    built = _built(102, 10)
+    assert [(i.feed_index, i.reason) for i in selection.inclusions(built[:1])] == [(0, "first_value")]
+    # Attested without this node's check (it refused, or missed the proposal), and its view
+    # gives no reason now: said so, not made up.
+    assert [i.reason for i in selection.inclusions(built[1:])] == ["unknown"]
+    assert [i.reason for i in CarryAll().inclusions(built)] == ["every_round", "every_round"]
+
+
+def test_a_feed_this_node_does_not_serve_is_neither_carried_nor_demanded_by_it() -> None:
+    # Serves feed 0 only (feed 1's median comes from the other members' observations).
+    view: dict[int, list[Landed | None]] = {0: [Landed(100, OBSERVED_AT - 60)]}
+    partial = TriggerSelection(lambda: view, lambda: {0: PROMISES[0]})
+    built = _built(102, 10)
+    assert [u.feed_index for u in partial.choose(built)] == [0]  # as leader: what it can judge
+    assert partial.check(built, built[:1]) is None  # as follower: feed 1 left out, or
+    assert partial.check(built, built) is None  # carried by a leader that serves it
+    assert [(i.feed_index, i.reason) for i in partial.inclusions(built)] == [(0, "deviation"), (1, "not_served")]
+    padded = partial.check(_built(100, 10), _built(100, 10))  # feed 0 is still policed
+    assert padded is not None and padded.reason == "unjustified_feed"
 
 
 def test_carry_all_refuses_a_leader_that_leaves_a_feed_out() -> None:
