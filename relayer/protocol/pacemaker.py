@@ -12,7 +12,9 @@ Each member's latest wish is kept:
   members among them will all get there;
 - every message a member sends says which epoch it is in: when f+1 members are at or past
   an epoch above ours, at least one honest member is there, and the node follows. That is
-  how a node that was cut off, paused or restarted rejoins a committee that moved on;
+  how a node that was cut off, paused or restarted rejoins a committee that moved on; and
+  since a follower's messages go to the leader alone, a member that hears a wish from an
+  epoch it has left answers that member directly with its own epoch (once per timeout);
 - an attested report of the current epoch is progress: the timeout starts again, and a
   standing wish is withdrawn (announced as the current epoch), so a node that was cut off
   and is back in the rounds does not help a later faulty member force an epoch change.
@@ -55,6 +57,8 @@ class Pacemaker:
         self.wanted = Epoch(0)
         # Each member's latest announced wish, this node's own included.
         self._wishes: dict[int, Epoch] = {}
+        # When each member behind us was last told our epoch: (our epoch then, clock.monotonic()).
+        self._nudged: dict[int, tuple[Epoch, float]] = {}
         # Members seen (by any message) in each epoch above ours.
         self._epoch_senders: defaultdict[Epoch, set[int]] = defaultdict(set)
         self._last_progress = 0.0
@@ -133,9 +137,25 @@ class Pacemaker:
         if wish < env.epoch:
             raise InvalidMessage("bad_new_epoch", f"wishes for epoch {wish} while in epoch {env.epoch}")
         self._wishes[sender] = wish
+        if env.epoch < self.epoch:
+            self._nudge(sender)
         if wish <= self.epoch:
             raise Ignored("stale_epoch", f"new_epoch wish {wish} while in epoch {self.epoch}")
         self._reconsider()
+
+    def _nudge(self, member: int) -> None:
+        """A member asks from an epoch we have left (it joined late, or missed the move): tell
+        it, to it alone, which epoch we are in. With f+1 such answers it follows us there; the
+        moment we moved, our wishes went out before it could hear them. At most once per
+        progress timeout per member, whatever it sends."""
+        now = self.clock.monotonic()
+        last = self._nudged.get(member)
+        if last is not None and last[0] == self.epoch and now - last[1] < self._timeout():
+            return
+        self._nudged[member] = (self.epoch, now)
+        self.stats.epoch_nudges += 1
+        self.outbox.send_to(member, self.outbox.seal(Kind.NEW_EPOCH, self.epoch, RoundId(0),
+                                                      NewEpoch(epoch=max(self.wanted, self.epoch))))
 
     def _reconsider(self) -> None:
         f = self.committee.f

@@ -100,6 +100,8 @@ class Stats:
         self.epoch_changes = 0
         # Progress timeouts: each one announced (again) the epoch this node wants.
         self.progress_timeouts = 0
+        # Members behind this node's epoch told, to them alone, which epoch it is in.
+        self.epoch_nudges = 0
         # Writes to the store that failed outside signing (a lost saved epoch).
         self.store_errors = 0
         # Messages for an epoch this node had not reached, kept and later handled.

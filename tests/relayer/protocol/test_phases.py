@@ -160,6 +160,45 @@ async def test_a_node_follows_f_plus_1_members_into_a_later_epoch_never_one(
     await s.engine.stop()
 
 
+async def test_a_wish_from_an_epoch_we_left_is_answered_to_its_sender_once_a_timeout(
+    tmp_path: Path, keys: list[bytes], committee: Committee
+) -> None:
+    me = _follower_of(committee, 0, 3)
+    s = solo(tmp_path, keys, committee, me)
+    s.engine.start()
+    _follow_into(s, 3)
+    behind = next(i for i in _others(s.committee, me))
+    s.deliver(behind, Kind.NEW_EPOCH, 0, 0, NewEpoch(epoch=Epoch(1)))
+    (told,) = s.outgoing(Kind.NEW_EPOCH, to=behind)
+    assert (told.epoch, told.body["epoch"]) == (3, 3)  # "I am in epoch 3"
+    s.deliver(behind, Kind.NEW_EPOCH, 0, 0, NewEpoch(epoch=Epoch(2)))
+    assert len(s.outgoing(Kind.NEW_EPOCH, to=behind)) == 1  # not again within a timeout
+    await s.clock.advance(0.61)
+    s.deliver(behind, Kind.NEW_EPOCH, 0, 1, NewEpoch(epoch=Epoch(2)))  # its next wish (another envelope)
+    assert len(s.outgoing(Kind.NEW_EPOCH, to=behind)) == 2 and s.engine.stats.epoch_nudges == 2
+    await s.engine.stop()
+
+
+async def test_a_member_that_starts_after_the_committee_left_its_epoch_catches_up(
+    tmp_path: Path, keys: list[bytes], committee: Committee
+) -> None:
+    """The late member leads epoch 0: the others give up on it and move to epoch 1 while it is
+    away. Back, it hears only epoch 1's leader (followers answer the leader alone), which is
+    one member; the others answer its wish with their epoch, and it follows."""
+    net = network(tmp_path, keys, committee, [100, 101, 102, 103])
+    late = committee.leader(0)
+    net.down.add(late)
+    net.start()
+    await net.clock.advance(1.0)
+    assert all(e.epoch == 1 for i, e in enumerate(net.engines) if i != late)
+    assert net.engines[late].epoch == 0
+    net.down.discard(late)
+    await net.clock.advance(1.5)  # its next wish, the answers, then rounds of epoch 1
+    await net.stop()
+    assert net.engines[late].epoch == 1
+    assert any(r.epoch == 1 for r in net.attested[late])
+
+
 async def test_a_restarted_node_resumes_in_the_epoch_it_left(tmp_path: Path, keys: list[bytes],
                                                             committee: Committee) -> None:
     me = _follower_of(committee, 0, 1)
