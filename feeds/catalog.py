@@ -33,6 +33,15 @@ __all__ = ["FeedDefinition", "load_catalog", "parse_catalog", "check_sources", "
 # about half a minute of one-second rounds, for getRoundData and `answeredInRound` walks.
 SPOT_HISTORY_DEPTH = 32
 
+# Per kind, the deviation reference of a feed that sets none (see FeedDefinition): a
+# dispersion of 100 bps, so the default 10 % threshold means a 10 bps change of the spread
+# (venue noise moves a spread of a few bps by more than 10 % of itself every round); a
+# funding rate of 0.0001 (1 bp per period), so its threshold is a fraction of a basis point.
+DEVIATION_REFERENCE: dict[FactorKind, Decimal] = {
+    FactorKind.DISPERSION: Decimal(100),
+    FactorKind.FUNDING_RATE: Decimal("0.0001"),
+}
+
 
 class FeedDefinition(BaseModel):
     """One feed: what it measures, from where, and how the sources are combined."""
@@ -63,6 +72,11 @@ class FeedDefinition(BaseModel):
     # the kind's default: SPOT_HISTORY_DEPTH for spot prices (consumers walk back rounds of a
     # price), none for the other factors. Each kept round costs one more storage write per update.
     history_depth: int | None = Field(default=None, ge=0, le=255)
+    # The magnitude (in the kind's unit) below which deviation_bps is measured against it
+    # instead of the value: for feeds that sit near zero (a cross-venue spread of a few bps, a
+    # funding rate), a relative threshold against the value itself is crossed by noise every
+    # round. None = the kind's default (DEVIATION_REFERENCE); 0 = purely relative.
+    deviation_reference: Decimal | None = Field(default=None, ge=0)
 
     @model_validator(mode="after")
     def _possible(self) -> "FeedDefinition":
@@ -93,6 +107,14 @@ class FeedDefinition(BaseModel):
         if sign != "any" and self.max_value is not None and self.max_value <= 0:
             raise ValueError(f"a {self.kind} feed is never <= 0, but max_value is {self.max_value}")
         return self
+
+    @property
+    def min_reference_fixed(self) -> int:
+        """``deviation_reference`` in scaled units (aggregation.trigger.Promise.min_reference)."""
+        reference = self.deviation_reference
+        if reference is None:
+            reference = DEVIATION_REFERENCE.get(self.kind, Decimal(0))
+        return int(reference.scaleb(self.decimals))
 
     @property
     def onchain_history_depth(self) -> int:

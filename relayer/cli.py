@@ -1016,10 +1016,11 @@ def build_parser() -> argparse.ArgumentParser:
     devnet.add_argument("--data-dir", type=Path, default=None, help="keep keys, stores and logs here")
     devnet.add_argument("--seed", type=int, default=7, help="seed of the simulated market")
     devnet.add_argument("--round-interval-ms", type=int, default=1000, help="time between rounds")
-    devnet.add_argument("--feed-selection", choices=("all", "trigger"), default="trigger",
-                        help="the committee's report policy: only feeds past their deviation threshold or "
-                             "heartbeat, or landing their first value (trigger, default; rounds where nothing "
-                             "triggers send no transaction), or every feed every round (all)")
+    devnet.add_argument("--feed-selection", choices=("all", "trigger"), default="all",
+                        help="the committee's report policy: every feed every round (all, default: a landing "
+                             "a round to watch), or only feeds past their deviation threshold or heartbeat, or "
+                             "landing their first value (trigger: rounds where nothing triggers send no "
+                             "transaction; on the simulated market most rounds are quiet)")
     devnet.add_argument("--stop-on-exit", action="store_true",
                         help="stop the whole devnet when one relayer exits (by default it says so and keeps going)")
     devnet.add_argument("--grace-ms", type=int, default=20,

@@ -101,10 +101,11 @@ class DevnetOptions:
     node_env: dict[str, str] = field(default_factory=dict)
     # A feed catalog file (TOML) instead of the packaged devnet catalog.
     catalog: Path | None = None
-    # The committee's report policy (OffchainConfig.feed_selection): only the feeds past their
-    # deviation threshold or heartbeat ("trigger", what an operator runs), or every feed every
-    # round ("all", for measuring the protocol round itself).
-    feed_selection: str = "trigger"
+    # The committee's report policy (OffchainConfig.feed_selection): every feed every round
+    # ("all": a devnet that shows a landing a round, and measures the protocol round), or only
+    # the feeds past their deviation threshold or heartbeat ("trigger", what a network that pays
+    # for gas runs; on the simulated market most rounds then land nothing).
+    feed_selection: str = "all"
 
 
 @dataclass

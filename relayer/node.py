@@ -438,7 +438,8 @@ class Node:
         """The promises at start: catalog defaults, and the registry's subscriptions and floors."""
         s = self.settings
         # A catalog deviation of 0 ("every change") is kept as 1 bps, the finest promise there is.
-        defaults = {feed_id_bytes(sf.spec.feed_id): Promise(max(sf.spec.deviation_bps, 1), sf.spec.heartbeat_s)
+        defaults = {feed_id_bytes(sf.spec.feed_id): Promise(max(sf.spec.deviation_bps, 1), sf.spec.heartbeat_s,
+                                                            sf.spec.min_reference_fixed)
                     for sf in self.served}
         registry = None
         if s.subscription_registry_address is not None:

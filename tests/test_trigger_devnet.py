@@ -1,4 +1,4 @@
-"""The trigger policy on a real devnet (`relayer devnet`, whose default it is): the first
+"""The trigger policy on a real devnet (`relayer devnet --feed-selection trigger`): the first
 report carries every feed (first values), later rounds carry only feeds that moved past their
 threshold, rounds where nothing moved are attested empty and cost no transaction, and honest
 followers rarely refuse an honest leader's selection. A subscriber's tighter promise makes a
@@ -13,6 +13,7 @@ leader stating the on-chain state it decided against, in the proposal, removes t
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import time
 import urllib.request
@@ -48,6 +49,51 @@ def _spot_catalog(path: Path) -> Path:
     return _catalog_of(path, "spot")
 
 
+REASONS = {"first_value", "deviation", "heartbeat", "skipped", "unknown", "not_served"}
+
+
+def _get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return json.loads(response.read())
+
+
+def _check_inclusion_reasons(info: dict[str, Any]) -> None:
+    """Why each feed was in each report, or left out: counted in /metrics, shown per round."""
+    counts: dict[tuple[str, str], float] = {}
+    for node in info["nodes"]:
+        with urllib.request.urlopen(node["api"] + "/metrics", timeout=5) as response:
+            for line in response.read().decode().splitlines():
+                if line.startswith("relayer_feed_inclusions_total{"):
+                    feed = re.search(r'feed="([^"]+)"', line)
+                    reason = re.search(r'reason="([^"]+)"', line)
+                    assert feed and reason, line
+                    key = (feed.group(1), reason.group(1))
+                    counts[key] = counts.get(key, 0) + float(line.rsplit(" ", 1)[1])
+    assert {reason for _, reason in counts} <= REASONS, counts
+    assert counts.get(("BTC-USD", "first_value"), 0) >= 1, counts
+    assert counts.get(("BTC-USD", "skipped"), 0) >= 1, counts  # it stayed within 25 bps in some round
+    # Every node keeps why it signed what it signed; a round's skipped feeds are the ones its
+    # judge (the leader, or a follower that checked the selection) saw left out.
+    rounds = [r for node in info["nodes"] for r in _get_json(node["api"] + "/api/rounds")["rounds"]]
+    api = info["nodes"][1]["api"]
+    judged = [(f, "carried") for r in rounds for f in r["feeds"] if f.get("inclusion")]
+    judged += [(f, "skipped") for r in rounds for f in r["skipped"]]
+    assert any(verdict == "skipped" for _, verdict in judged), rounds[:3]
+    for feed, verdict in judged:
+        why = feed["inclusion"]
+        assert why["reason"] in REASONS
+        if why["reason"] == "deviation":
+            assert why["moved_bps"] >= why["threshold_bps"], feed
+        if verdict == "skipped":
+            assert why["reason"] == "skipped", feed
+            assert why["moved_bps"] < why["threshold_bps"] or why["age_s"] <= 0, feed
+            assert why["age_s"] < why["heartbeat_s"], feed
+    latest = _get_json(api + "/api/inclusions")["latest"]
+    assert latest["BTC-USD"]["reason"] in REASONS and latest["BTC-USD"]["threshold_bps"] == 25
+    feeds = {f["feed_id"]: f for f in _get_json(api + "/api/feeds")["feeds"]}
+    assert feeds["BTC-USD"]["inclusion"]["reason"] in REASONS
+
+
 def test_only_what_triggers_lands_and_quiet_rounds_send_nothing(tmp_path: Path) -> None:
     catalog = _spot_catalog(tmp_path / "spot.toml")
     devnet = DevnetProcess(tmp_path / "devnet", "--feed-selection", "trigger", "--catalog", str(catalog))
@@ -56,6 +102,7 @@ def test_only_what_triggers_lands_and_quiet_rounds_send_nothing(tmp_path: Path) 
         info = devnet.info
         assert len(first["feeds"]) == len(info["feeds"])  # every feed's first value
         time.sleep(8)  # about 16 rounds at 500 ms
+        _check_inclusion_reasons(info)
     finally:
         assert devnet.stop() == 0
     landed = [json.loads(line) for line in devnet.stdout_lines if line.strip()]
@@ -198,11 +245,12 @@ def test_a_tighter_subscription_lands_a_quiet_feed_within_two_rounds_and_removin
     finally:
         assert devnet.stop() == 0
     # What the node said of each round it judged: carried at a tight promise only when the
-    # median moved at least that much; skipped only when it moved less.
+    # median moved at least that much; skipped only when it moved less, or when its
+    # observation was not newer than the chain's (the contract would refuse it).
     assert judged, "node 0 judged no round"
     for _, verdict, inclusion in judged:
         moved, threshold = inclusion["moved_bps"], inclusion["threshold_bps"]
         if verdict == "skipped":
-            assert moved < threshold, inclusion
+            assert moved < threshold or inclusion["age_s"] <= 0, inclusion
         elif inclusion["reason"] == "deviation":
             assert moved >= threshold, inclusion

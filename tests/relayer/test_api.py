@@ -2,9 +2,7 @@
 
 One devnet for the module: anvil, the simulated venues and 4 relayer processes, each with
 its API on a free loopback port (listed in devnet.json). It runs the devnet's default policy,
-`trigger`: the first report lands every feed's first value, later ones only the feeds that
-moved past their threshold (here mostly the cross-venue dispersion feeds), and many rounds
-are attested with nothing to send.
+`all` (every feed every round); the trigger policy's API is tested in tests/test_trigger_devnet.py.
 """
 
 from __future__ import annotations
@@ -66,15 +64,13 @@ def test_metrics_count_landed_rounds_and_every_stage(devnet: DevnetProcess) -> N
         status, body = _get(api + "/metrics")
         text = body.decode()
         landed = _metric(text, "relayer_rounds_landed_total") or 0
-        attested = _metric(text, "relayer_reports_attested_total") or 0
         # The first landing can come before the last peer connection is counted.
         peers = _metric(text, "relayer_peers_connected")
-        if (landed >= 1 and attested > landed and peers == 3) or time.monotonic() > deadline:
+        if (landed >= 2 and peers == 3) or time.monotonic() > deadline:
             break
         time.sleep(0.5)
     assert status == 200
-    # The first values landed; rounds since are attested whether or not anything triggered.
-    assert landed >= 1 and attested > landed, text
+    assert landed >= 2, text
     for feed in ("BTC-USD", "ETH-USD"):
         assert (_metric(text, "relayer_last_landed_round", feed=feed) or 0) >= 1
     for stage in ("source_fetch", "observation", "report", "signature"):
@@ -89,45 +85,20 @@ def test_metrics_count_landed_rounds_and_every_stage(devnet: DevnetProcess) -> N
         "# TYPE relayer_messages_dropped counter" in text
 
 
-REASONS = {"first_value", "deviation", "heartbeat", "skipped", "unknown", "not_served"}
-
-
-def test_each_feed_of_a_report_says_why_it_is_in_it_and_skipped_feeds_are_counted(devnet: DevnetProcess) -> None:
-    info = devnet.info
+def test_under_the_all_policy_every_feed_is_in_every_report_for_that_reason(devnet: DevnetProcess) -> None:
+    api = devnet.info["nodes"][1]["api"]
     deadline = time.monotonic() + 30
     while True:
-        counts: dict[tuple[str, str], float] = {}
-        for node in info["nodes"]:
-            for line in _get(node["api"] + "/metrics")[1].decode().splitlines():
-                if line.startswith("relayer_feed_inclusions_total{"):
-                    feed = re.search(r'feed="([^"]+)"', line)
-                    reason = re.search(r'reason="([^"]+)"', line)
-                    assert feed and reason, line
-                    key = (feed.group(1), reason.group(1))
-                    counts[key] = counts.get(key, 0) + float(line.rsplit(" ", 1)[1])
-        if (("BTC-USD", "first_value") in counts and ("BTC-USD", "skipped") in counts) or time.monotonic() > deadline:
+        text = _get(api + "/metrics")[1].decode()
+        carried = _metric(text, "relayer_feed_inclusions_total", feed="BTC-USD", reason="every_round") or 0
+        if carried >= 2 or time.monotonic() > deadline:
             break
         time.sleep(0.5)
-    assert {reason for _, reason in counts} <= REASONS, counts
-    assert counts.get(("BTC-USD", "first_value"), 0) >= 1, counts
-    assert counts.get(("BTC-USD", "skipped"), 0) >= 1, counts  # it stayed within 25 bps in some round
-    api = info["nodes"][1]["api"]
-    rounds = json.loads(_get(api + "/api/rounds")[1])["rounds"]
-    judged = [(f, "carried") for r in rounds for f in r["feeds"] if f.get("inclusion")]
-    judged += [(f, "skipped") for r in rounds for f in r["skipped"]]
-    assert any(verdict == "skipped" for _, verdict in judged), rounds[:3]
-    for feed, verdict in judged:
-        why = feed["inclusion"]
-        assert why["reason"] in REASONS
-        if why["reason"] == "deviation":
-            assert why["moved_bps"] >= why["threshold_bps"], feed
-        if verdict == "skipped":
-            assert why["reason"] == "skipped" and why["moved_bps"] < why["threshold_bps"], feed
-            assert why["age_s"] < why["heartbeat_s"], feed
+    assert carried >= 2, text
+    assert _metric(text, "relayer_feed_inclusions_total", feed="BTC-USD", reason="skipped") in (None, 0.0)
     latest = json.loads(_get(api + "/api/inclusions")[1])["latest"]
-    assert latest["BTC-USD"]["reason"] in REASONS and latest["BTC-USD"]["threshold_bps"] == 25
-    feeds = {f["feed_id"]: f for f in json.loads(_get(api + "/api/feeds")[1])["feeds"]}
-    assert feeds["BTC-USD"]["inclusion"]["reason"] in REASONS
+    assert {f["feed_id"] for f in devnet.info["feeds"]} <= set(latest)
+    assert all(v["reason"] == "every_round" for v in latest.values()), latest
 
 
 def test_gas_is_counted_across_the_committee(devnet: DevnetProcess) -> None:
