@@ -25,6 +25,7 @@ import pytest
 from relayer.chain.codec import address_of
 from relayer.devnet import Devnet, DevnetOptions
 from relayer.ports import free_port
+from tests.test_byzantine import land
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -88,7 +89,9 @@ async def test_a_new_operator_follows_the_readme_into_the_committee(tmp_path: Pa
     assert "/p2p/" in text and "binance = " in text  # peers and simulated venue URLs filled in
     assert f'subscription_registry_address = "{devnet.registry.address}"' in text
 
-    # 3. Check: everything passes but membership.
+    # 3. Check: everything passes but membership. The devnet's relayers are up (listening)
+    # once a report has landed: on a loaded machine a relayer may still be starting before.
+    await land(devnet, 1)
     check = await relayer("check", "--config", str(config))
     assert check.returncode != 0
     failing = [line for line in check.stdout.splitlines() if line.startswith("FAIL")]
