@@ -19,24 +19,11 @@ import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { randomBytes } from 'node:crypto'
 
-// js-libp2p 3 calls Promise.withResolvers (Node 22+); Node 20 needs this before it loads.
-if (typeof Promise.withResolvers !== 'function') {
-  Promise.withResolvers = function withResolvers () {
-    let resolve, reject
-    const promise = new Promise((res, rej) => { resolve = res; reject = rej })
-    return { promise, resolve, reject }
-  }
-}
-
-const { createLibp2p } = await import('libp2p')
-const { tcp } = await import('@libp2p/tcp')
-const { noise } = await import('@chainsafe/libp2p-noise')
-const { yamux } = await import('@chainsafe/libp2p-yamux')
-const { identify } = await import('@libp2p/identify')
-const { gossipsub } = await import('@libp2p/gossipsub')
+const { createObserverNode } = await import('./observer_node.mjs')
 const { privateKeyFromRaw } = await import('@libp2p/crypto/keys')
 const { multiaddr } = await import('@multiformats/multiaddr')
 const { REPORTS_TOPIC, Verifier, readCommittee, unhex } = await import('./report_verify.mjs')
+
 // ---------------------------------------------------------------- the observer
 
 function parseOptions () {
@@ -89,18 +76,7 @@ async function main () {
   const options = parseOptions()
   const chainId = options.chainId != null ? Number(options.chainId) : await chainIdOf(options.rpcUrl)
   const verifier = new Verifier(chainId, options.oracle, () => readCommittee(options.rpcUrl, options.oracle))
-  const node = await createLibp2p({
-    ...(options.keyFile ? { privateKey: loadKey(options.keyFile) } : {}),
-    addresses: { listen: [] },
-    transports: [tcp()],
-    connectionEncrypters: [noise()],
-    streamMuxers: [yamux()],
-    services: {
-      identify: identify(),
-      // Signed messages only; nothing to publish: an observer only listens.
-      pubsub: gossipsub({ globalSignaturePolicy: 'StrictSign', allowPublishToZeroTopicPeers: true })
-    }
-  })
+  const node = await createObserverNode(options.keyFile ? loadKey(options.keyFile) : undefined)
   console.error(`observer: peer id ${node.peerId}`)
   const seen = new Set()
   let verified = 0

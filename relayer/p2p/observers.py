@@ -40,7 +40,6 @@ from libp2p.abc import IHost, INetConn, INetStream, INetwork
 from libp2p.crypto.keys import KeyPair
 from libp2p.network.swarm import Swarm
 from libp2p.peer.id import ID
-from libp2p.pubsub.gossipsub import GossipSub
 from libp2p.pubsub.pb import rpc_pb2
 from libp2p.tools.anyio_service import background_trio_service
 from multiaddr import Multiaddr
@@ -48,7 +47,14 @@ from multiaddr import Multiaddr
 from relayer.p2p.admission import QuietNotifee
 from relayer.p2p.bridge import StopRequested, TrioThread
 from relayer.p2p.errors import MessageTooLarge, P2PError
-from relayer.p2p.gossip import PUBLISH_QUEUE_SIZE, RPC_ENVELOPE_OVERHEAD, CommitteePubsub, _Accepted, build_gossipsub
+from relayer.p2p.gossip import (
+    PUBLISH_QUEUE_SIZE,
+    RPC_ENVELOPE_OVERHEAD,
+    CommitteeGossipSub,
+    CommitteePubsub,
+    _Accepted,
+    build_gossipsub,
+)
 from relayer.p2p.identity import keypair_from_secret
 from relayer.p2p.stack import apply_process_tuning, build_host
 
@@ -145,10 +151,28 @@ class _MeteredStream:
         return getattr(self._stream, name)
 
 
+class RelayRouter(CommitteeGossipSub):
+    """Gossipsub for the relay: its own reports flood to every subscribed observer, and no
+    observer ever forwards to it.
+
+    The relay keeps an empty mesh (D = 0) and answers every GRAFT with a PRUNE, so it is in
+    no observer's mesh and observers do not forward what they receive (another relay's
+    reports, over and over) back to it; it ignores IHAVE, so it never asks an observer for
+    anything. Measured before this: an observer connected to two relays relayed each one's
+    reports to the other, and honest observers hit the byte budget.
+    """
+
+    async def handle_graft(self, graft_msg: rpc_pb2.ControlGraft, sender_peer_id: ID) -> None:
+        await self.emit_prune(graft_msg.topicID, sender_peer_id, False, False)
+
+    async def handle_ihave(self, ihave_msg: rpc_pb2.ControlIHave, sender_peer_id: ID) -> None:
+        await trio.lowlevel.checkpoint()
+
+
 class ObserverPubsub(CommitteePubsub[None]):
     """Pubsub for the relay: every inbound byte metered, an observer over budget cut off."""
 
-    def __init__(self, host: IHost, router: GossipSub, relay: _RelayRuntime) -> None:
+    def __init__(self, host: IHost, router: RelayRouter, relay: _RelayRuntime) -> None:
         super().__init__(
             host,
             router,
@@ -222,7 +246,7 @@ class _RelayRuntime:
         self.host = build_host(key_pair, [listen])
         self.swarm = cast(Swarm, self.host.get_network())
         self.own_id_bytes = self.host.get_id().to_bytes()
-        self.router = build_gossipsub()
+        self.router = cast(RelayRouter, build_gossipsub(RelayRouter, mesh=(0, 0, 0)))
         self.pubsub = ObserverPubsub(self.host, self.router, self)
         self.admitted: set[ID] = set()
         self.bans: dict[ID, float] = {}  # peer -> banned until (clock)
@@ -261,7 +285,8 @@ class _RelayRuntime:
         async with background_trio_service(self.pubsub):
             async with background_trio_service(self.router):
                 await self.pubsub.wait_until_ready()
-                # Subscribed so that observers' gossipsub treats the relay as a topic peer.
+                # Subscribed so that observers' gossipsub treats the relay as a topic peer;
+                # RelayRouter keeps it out of their meshes.
                 await self.pubsub.subscribe(self.topic)
                 yield
 
@@ -405,7 +430,8 @@ class ObserverRelay:
         await self._thread.start(self._serve, START_TIMEOUT_S)
         runtime = self._runtime
         if runtime is not None:
-            self.listen_addrs = [f"{a}/p2p/{self.peer_id}" for a in runtime.listen_addrs]
+            # Full multiaddrs, with the relay's peer id, as observers dial them.
+            self.listen_addrs = [a if "/p2p/" in a else f"{a}/p2p/{self.peer_id}" for a in runtime.listen_addrs]
 
     async def stop(self) -> None:
         await self._thread.stop()

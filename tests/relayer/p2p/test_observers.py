@@ -124,3 +124,19 @@ async def test_a_flooding_observer_is_cut_off_and_never_reaches_the_round_protoc
     assert a.inbox.messages == [] and b.inbox.messages == []
     assert a.host.traffic()["received_msgs"] == 0 and b.host.traffic()["received_msgs"] == 0
     assert all(peer != flooder.host.peer_id for peer in a.host.connected_peers())
+
+
+async def test_an_observer_of_two_relays_forwards_nothing_back(make_node: MakeNode, relays: list[ObserverRelay]) -> None:
+    # Were a relay in observers' meshes, each observer would forward one relay's reports to the
+    # other and spend its byte budget: the relays PRUNE every GRAFT and ignore IHAVE.
+    first, second = await start_relay(relays), await start_relay(relays)
+    watcher = await observer(make_node, first)
+    await watcher.host.connect(second.listen_addrs[0])
+    await wait_until(lambda: len(first.observers()) == 1 and len(second.observers()) == 1, what="subscribed twice")
+    for i in range(5):
+        first.publish(b"first-%d" % i)
+        second.publish(b"second-%d" % i)
+    await wait_until(lambda: len(watcher.inbox.messages) == 10, what="ten reports")
+    await asyncio.sleep(1.5)  # a gossip heartbeat, when forwarding and IHAVE would happen
+    assert first.dropped == {} and second.dropped == {}
+    assert first.observers() == second.observers() == [watcher.host.peer_id]
