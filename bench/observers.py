@@ -1,8 +1,9 @@
 """Round latency on a devnet with and without observers on the nodes' observer relays.
 
-One devnet (4 relayers), three phases in one sitting: no observer, N js-libp2p observers
-(bench/observer_swarm.mjs, each connected to every node's relay, so each relay serves N),
-then none again. Attested latency is the leader's ObserveRequest to the attested report
+One devnet (4 relayers), phases in one sitting: no observer; N js-libp2p observers
+(bench/observer_swarm.mjs) each on one relay (N/4 per relay); N observers each on every relay
+(N per relay, every report received 4 times); none again. The observers run on the same
+machine: their own CPU time is printed with each phase. Attested latency is the leader's ObserveRequest to the attested report
 (from the nodes' stores); landed adds transmission until the devnet sees it on-chain.
 
     .venv/bin/python bench/observers.py [--observers 50] [--rounds 40] [--interval-ms 500]
@@ -70,15 +71,17 @@ def main() -> int:
         data_dir = Path(tmp)
         devnet = Devnet(data_dir, args.interval_ms)
         windows: list[tuple[str, float, float]] = []
-        swarm_result: dict[str, int] = {}
+        swarms: dict[str, dict[str, object]] = {}
         try:
             devnet.wait_landed(3, 180)  # warm-up
             relays = json.loads((data_dir / "devnet.json").read_text())["observer_relays"]
-            for label in ("none", f"{args.observers} observers", "none again"):
+            phases = [("none", None), (f"{args.observers} observers, 1 relay each", "one"),
+                      (f"{args.observers} observers, every relay", "all"), ("none again", None)]
+            for label, each in phases:
                 swarm = None
-                if label != "none" and label != "none again":
+                if each is not None:
                     swarm = subprocess.Popen(
-                        ["node", "bench/observer_swarm.mjs", "--n", str(args.observers),
+                        ["node", "bench/observer_swarm.mjs", "--n", str(args.observers), "--each", each,
                          *[x for r in relays for x in ("--relay", r)]],
                         cwd=REPO, stdout=subprocess.PIPE, text=True,
                     )
@@ -92,7 +95,7 @@ def main() -> int:
                 if swarm is not None:
                     swarm.send_signal(signal.SIGTERM)
                     out, _ = swarm.communicate(timeout=60)
-                    swarm_result = json.loads(out.strip().splitlines()[-1])
+                    swarms[label] = json.loads(out.strip().splitlines()[-1])
         finally:
             devnet.stop()
         attested: list[tuple[float, float]] = []
@@ -103,14 +106,16 @@ def main() -> int:
                 ).fetchall()
     print(f"4 relayers, round interval {args.interval_ms} ms, {args.rounds} landed reports per phase; "
           f"one machine, {os.cpu_count()} cores")
-    print("| phase | rounds | attested p50 ms | attested p99 ms | landed p50 ms | landed p99 ms |")
-    print("|---|---|---|---|---|---|")
+    print("| phase | rounds | attested p50 ms | attested p99 ms | landed p50 ms | landed p99 ms "
+          "| reports received | dial failures | observers' CPU s |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for label, start, end in windows:
         att = [ms for at, ms in attested if start <= at <= end]
         land = [float(str(r["latency_ms"])) for t, r in devnet.landed if start <= t <= end and r.get("latency_ms") is not None]
+        swarm = swarms.get(label, {})
         print(f"| {label} | {len(att)} | {statistics.median(att):.1f} | {pct(att, 99):.1f} "
-              f"| {statistics.median(land):.1f} | {pct(land, 99):.1f} |")
-    print(f"observer swarm: {swarm_result}")
+              f"| {statistics.median(land):.1f} | {pct(land, 99):.1f} "
+              f"| {swarm.get('received', '-')} | {swarm.get('dial_failures', '-')} | {swarm.get('cpu_s', '-')} |")
     return 0
 
 
