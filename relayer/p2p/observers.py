@@ -75,7 +75,7 @@ PUBLISH_FAILED = "publish_failed"
 MAX_INBOUND_RPC = 64 * 1024
 START_TIMEOUT_S = 10.0
 STOP_GRACE_S = 2.0
-# Bans remembered at most; the oldest expire first. Bounds what strangers cost.
+# Bans and refused connections remembered at most; the oldest go first. Bounds what strangers cost.
 _BANS_MAX = 4096
 
 
@@ -132,7 +132,9 @@ class ByteBuckets:
 class _MeteredStream:
     """A pubsub stream whose reads are charged to the peer's bucket; everything else passes through."""
 
-    def __init__(self, stream: INetStream, peer: ID, buckets: ByteBuckets, admit: Callable[[ID], bool]) -> None:
+    def __init__(
+        self, stream: INetStream, peer: ID, buckets: ByteBuckets, admit: Callable[[ID, object], bool]
+    ) -> None:
         self._stream = stream
         self._peer = peer
         self._buckets = buckets
@@ -140,7 +142,7 @@ class _MeteredStream:
 
     async def read(self, n: int | None = None) -> bytes:
         # The stream may open before the gate has judged the connection: judged here then.
-        if not self._admit(self._peer):
+        if not self._admit(self._peer, self._stream.muxed_conn):
             raise NotAdmitted(f"{self._peer} was refused by the observer gate")
         data = await self._stream.read(n)
         if not self._buckets.charge(self._peer, len(data)):
@@ -192,7 +194,7 @@ class ObserverPubsub(CommitteePubsub[None]):
             await super().continuously_read_stream(cast(INetStream, metered))
         except (RateLimited, NotAdmitted) as exc:
             if isinstance(exc, RateLimited):
-                self._relay.rate_limited(peer)
+                self._relay.rate_limited(peer, stream.muxed_conn)
             try:
                 await stream.reset()
             except Exception:
@@ -208,7 +210,7 @@ class _RelayGate(QuietNotifee):
 
     async def connected(self, network: INetwork, conn: INetConn) -> None:
         try:
-            self._relay.judge(conn.muxed_conn.peer_id)
+            self._relay.judge(conn.muxed_conn.peer_id, conn.muxed_conn)
         except Exception:
             logger.exception("observer gate failed on a new connection")
         await trio.lowlevel.checkpoint()
@@ -250,7 +252,8 @@ class _RelayRuntime:
         self.pubsub = ObserverPubsub(self.host, self.router, self)
         self.admitted: set[ID] = set()
         self.bans: dict[ID, float] = {}  # peer -> banned until (clock)
-        self._closing: set[ID] = set()  # refused, connection being closed: counted once
+        # Refused peers -> the connection refused (its id), so that one is counted once.
+        self._refused_on: dict[ID, int] = {}
         self.published = 0
         self.listen_addrs: list[str] = []
         self._listen = listen
@@ -295,31 +298,32 @@ class _RelayRuntime:
     def count(self, peer: ID, reason: str) -> None:
         self.dropped[(peer.to_base58(), reason)] += 1
 
-    def judge(self, peer: ID) -> None:
+    def judge(self, peer: ID, connection: object) -> None:
         """A new connection (or a stream that beat its event): admitted, or counted and closed."""
-        if peer in self.admitted or peer in self._closing:
+        if peer in self.admitted or self._refused_on.get(peer) == id(connection):
             return
         banned_until = self.bans.get(peer)
         if banned_until is not None and self._clock() < banned_until:
-            self._refuse(peer, BANNED)
+            self._refuse(peer, connection, BANNED)
         elif self.allowed is not None and peer not in self.allowed:
-            self._refuse(peer, NOT_ALLOWED)
+            self._refuse(peer, connection, NOT_ALLOWED)
         elif len(self.admitted) >= self.limits.max_observers:
-            self._refuse(peer, TOO_MANY_OBSERVERS)
+            self._refuse(peer, connection, TOO_MANY_OBSERVERS)
         else:
             self.bans.pop(peer, None)
+            self._refused_on.pop(peer, None)
             self.admitted.add(peer)
 
     def release(self, peer: ID) -> None:
         self.admitted.discard(peer)
         self.buckets.forget(peer)
 
-    def admit_reader(self, peer: ID) -> bool:
+    def admit_reader(self, peer: ID, connection: object) -> bool:
         if peer not in self.admitted:
-            self.judge(peer)
+            self.judge(peer, connection)
         return peer in self.admitted
 
-    def rate_limited(self, peer: ID) -> None:
+    def rate_limited(self, peer: ID, connection: object) -> None:
         if peer not in self.admitted:
             return  # refused at the gate (counted there), or already cut off
         self.count(peer, RATE_LIMITED)
@@ -328,7 +332,7 @@ class _RelayRuntime:
         self.bans[peer] = self._clock() + self.limits.ban_s
         while len(self.bans) > _BANS_MAX:
             del self.bans[next(iter(self.bans))]
-        self._refuse(peer, None)
+        self._refuse(peer, connection, None)
 
     def validate(self, forwarder: ID, msg: rpc_pb2.Message) -> _Accepted[None] | None:
         """Our own publishes pass; anything an observer publishes is refused and counted."""
@@ -337,11 +341,15 @@ class _RelayRuntime:
         self.count(forwarder, OBSERVER_PUBLISH)
         return None
 
-    def _refuse(self, peer: ID, reason: str | None) -> None:
+    def _refuse(self, peer: ID, connection: object, reason: str | None) -> None:
         if reason is not None:
             self.count(peer, reason)
         self.release(peer)
-        self._closing.add(peer)
+        # An id, not the object: a closed connection must not be kept alive by this memory.
+        self._refused_on.pop(peer, None)
+        self._refused_on[peer] = id(connection)
+        while len(self._refused_on) > _BANS_MAX:
+            del self._refused_on[next(iter(self._refused_on))]
         try:
             self.host.get_peerstore().clear_addrs(peer)
         except Exception:
@@ -356,8 +364,6 @@ class _RelayRuntime:
                 await self.host.disconnect(peer)
         except Exception as exc:
             logger.debug("closing connection to %s failed: %r", peer, exc)
-        finally:
-            self._closing.discard(peer)
 
     # ------------------------------------------------------------------ publishing (trio thread)
 

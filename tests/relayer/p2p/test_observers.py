@@ -47,6 +47,15 @@ async def observer(make_node: MakeNode, relay: ObserverRelay, key: bytes | None 
     return node
 
 
+def pruned_by(node: Node, *relays: ObserverRelay) -> bool:
+    """Whether ``node``'s gossipsub holds a PRUNE back-off from each relay for the reports topic."""
+    runtime = node.host._runtime
+    if runtime is None:
+        return False
+    backed_off = runtime.gossip.router.back_off.get(REPORTS_TOPIC, {})
+    return all(any(str(peer) == relay.peer_id for peer in backed_off) for relay in relays)
+
+
 async def test_observers_receive_every_published_report(make_node: MakeNode, relays: list[ObserverRelay]) -> None:
     relay = await start_relay(relays)
     watchers = [await observer(make_node, relay) for _ in range(2)]
@@ -112,6 +121,7 @@ async def test_a_flooding_observer_is_cut_off_and_never_reaches_the_round_protoc
     await wait_until(lambda: flooder.host.peer_id not in relay.observers(), what="the flooder gone")
 
     # Banned: a reconnect is refused and counted.
+    await wait_until(lambda: relay.peer_id not in hosts.raw_connections(flooder.host), what="the flooder closed")
     try:
         await flooder.host.connect(relay.listen_addrs[0])
     except Exception:
@@ -133,10 +143,13 @@ async def test_an_observer_of_two_relays_forwards_nothing_back(make_node: MakeNo
     watcher = await observer(make_node, first)
     await watcher.host.connect(second.listen_addrs[0])
     await wait_until(lambda: len(first.observers()) == 1 and len(second.observers()) == 1, what="subscribed twice")
+    # The observer grafts each relay at its first heartbeat; until the PRUNE answering it
+    # arrives (one round trip) it could forward one message: start once both were answered.
+    await wait_until(lambda: pruned_by(watcher, first, second), timeout=10, what="both relays' PRUNE")
     for i in range(5):
         first.publish(b"first-%d" % i)
         second.publish(b"second-%d" % i)
     await wait_until(lambda: len(watcher.inbox.messages) == 10, what="ten reports")
-    await asyncio.sleep(1.5)  # a gossip heartbeat, when forwarding and IHAVE would happen
+    await asyncio.sleep(1.5)  # a gossip heartbeat: when IHAVE gossip would go out
     assert first.dropped == {} and second.dropped == {}
     assert first.observers() == second.observers() == [watcher.host.peer_id]
