@@ -48,6 +48,7 @@ from relayer.metrics import (
     NodeHealth,
     NodeIdentity,
     NodeSnapshot,
+    ObserverRelayCounters,
     SourceHealthView,
     Telemetry,
     TransmissionCounts,
@@ -448,7 +449,7 @@ class Node:
     def _snapshot(self) -> NodeSnapshot:
         # Called from run() only, once its RPC client and source cache exist.
         engine, host, committee, transmitter = self.engine, self.host, self.committee, self.transmitter
-        cache, rpc = self.cache, self.rpc
+        cache, rpc, relay = self.cache, self.rpc, self.observer_relay
         return NodeSnapshot(
             at=time.time(),
             committee=None if committee is None else CommitteeView(
@@ -469,6 +470,10 @@ class Node:
                 peers=tuple(host.connected_peers()),
                 dropped=tuple(DropCount(peer, reason, n) for (peer, reason), n in list(host.dropped.items())),
                 traffic=host.traffic(),
+            ),
+            observer_relay=None if relay is None else ObserverRelayCounters(
+                observers=len(relay.observers()), published=relay.stats()["published"],
+                dropped=tuple(DropCount(peer, reason, n) for (peer, reason), n in list(relay.dropped.items())),
             ),
             transmission=None if transmitter is None else TransmissionCounts(
                 digest=transmitter.committee.digest_hex, transmitted=transmitter.stats.transmitted,

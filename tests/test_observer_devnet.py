@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,4 +47,11 @@ def test_js_observer_receives_and_verifies_reports(devnet: DevnetProcess, tmp_pa
         assert line["feeds"] >= 1
     assert len({(line["epoch"], line["round"]) for line in lines}) == 2
     assert "refused" not in done.stderr
+
+    # Each node counted what its relay published, and refused nothing from the observer.
+    for node in info["nodes"]:
+        with sqlite3.connect(Path(node["data_dir"], "node.sqlite")) as conn:
+            stats = json.loads(conn.execute("SELECT value FROM state WHERE key = 'stats'").fetchone()[0])
+        assert stats["observer_relay"]["published"] >= 1
+        assert stats["observer_relay"]["dropped"] == []
 
