@@ -68,7 +68,6 @@ RATE_LIMITED = "rate_limited"
 NOT_ALLOWED = "not_allowed"
 TOO_MANY_OBSERVERS = "too_many_observers"
 BANNED = "banned"
-INVALID = "invalid"
 PUBLISH_FAILED = "publish_failed"
 
 # Largest RPC frame read from an observer: subscriptions and gossip control are small.
