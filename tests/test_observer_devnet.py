@@ -1,10 +1,12 @@
 """A js-libp2p observer (scripts/observer.mjs) outside the committee, on a live devnet: it
 dials the nodes' observer relays, receives reports on the read-only topic and verifies each
-against the on-chain committee."""
+against the on-chain committee; and the Python SDK verifies what a relay publishes."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import shutil
 import sqlite3
 import subprocess
@@ -13,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from relayer.client import ReportVerifier, parse_report
+from relayer.p2p.host import P2PHost
 from tests.devnet_proc import REPO, DevnetProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow,
@@ -55,3 +59,26 @@ def test_js_observer_receives_and_verifies_reports(devnet: DevnetProcess, tmp_pa
         assert stats["observer_relay"]["published"] >= 1
         assert stats["observer_relay"]["dropped"] == []
 
+
+
+async def test_a_report_from_a_relay_verifies_with_the_python_sdk(devnet: DevnetProcess) -> None:
+    # A libp2p host outside the committee, on the reports topic, dialing one node's relay.
+    info = devnet.info
+    received: list[bytes] = []
+    observer: P2PHost[object] = P2PHost(os.urandom(32), topic=info["reports_topic"],
+                                        on_message=lambda _sender, data, _opened: received.append(data))
+    await observer.start()
+    try:
+        await observer.connect(info["observer_relays"][1])
+        deadline = asyncio.get_running_loop().time() + 30
+        while not received and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        assert received, "no report from the relay within 30 s"
+    finally:
+        await observer.stop()
+    report = parse_report(json.loads(received[0]))
+    async with ReportVerifier.connect(info["rpc_url"], info["oracle"]) as verifier:
+        verified = await verifier.verify(report)
+    assert verified.chain_id == info["chain_id"]
+    assert len(verified.signers) >= info["threshold"]
+    assert {s.lower() for s in verified.signers} <= {n["address"].lower() for n in info["nodes"]}
