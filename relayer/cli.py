@@ -82,6 +82,12 @@ peers = [{peers}]
 api_host = "127.0.0.1"
 api_port = {api_port}
 
+# Observer relay: attested reports on a read-only libp2p topic for peers outside the committee,
+# on a host apart from the committee's (docs/operator.md). Off unless a port is set;
+# observer_peers lists the peer ids it admits (empty: anyone).
+# observer_listen_port = 9200
+# observer_peers = []
+
 # Logs: plain text for a terminal, JSON lines for a collector.
 log_json = false
 log_level = "INFO"

@@ -37,7 +37,8 @@ from relayer.chain.oracle import QuorumOracleClient, Transmission, deploy_oracle
 from relayer.chain.risk_gate import MarketMargins
 from relayer.chain.subscriptions import SubscriptionRegistryClient, deploy_subscription_registry
 from relayer.devnet_margin import COLLATERAL_DECIMALS, SPOT_BREAKER_BPS, deploy_margin_desk, format_margins, read_margins
-from relayer.p2p.identity import peer_id_of
+from relayer.p2p.identity import observer_relay_key, peer_id_of
+from relayer.p2p.observers import REPORTS_TOPIC
 from relayer.protocol.committee import Committee, OffchainConfig
 from relayer.store import Store
 
@@ -236,6 +237,10 @@ class Devnet:
         ports = [free_port() for _ in keys]
         api_ports = [free_port() for _ in keys]
         peers = [f"/ip4/127.0.0.1/tcp/{port}/p2p/{peer_id_of(k)}" for port, k in zip(ports, keys)]
+        # Each node's observer relay: reports for peers outside the committee (docs/subscribers.md).
+        observer_ports = [free_port() for _ in keys]
+        observer_relays = [f"/ip4/127.0.0.1/tcp/{port}/p2p/{peer_id_of(observer_relay_key(k))}"
+                           for port, k in zip(observer_ports, keys)]
         for i, key in enumerate(keys):
             node_dir = o.data_dir / f"node-{i}"
             node_dir.mkdir(parents=True, exist_ok=True)
@@ -259,6 +264,7 @@ class Devnet:
                 "poll_interval": o.poll_interval,
                 "store_sync": o.store_sync,
                 "api_port": api_ports[i],
+                "observer_listen_port": observer_ports[i],
             }
             config_path = node_dir / "config.json"
             config_path.write_text(json.dumps(config, indent=2))
@@ -272,6 +278,9 @@ class Devnet:
                        "transmitter": transmitters[n.index][0]} for n in self.nodes],
             # For an operator joining this network (`relayer init --devnet`, `relayer committee`).
             "peers": peers[:o.nodes],
+            # Read-only report relays, one per node (scripts/observer.mjs, docs/subscribers.md).
+            "observer_relays": observer_relays[:o.nodes],
+            "reports_topic": REPORTS_TOPIC,
             "source_urls": {v: self.simulator.venue_url(v) for v in self.simulator.venues},
             "owner_key_file": str(owner_key_path),
             # For `relayer subscriptions --devnet`: the registry and one approved subscriber.

@@ -232,7 +232,29 @@ class Admission(Generic[T]):
         self.dropped[(address or peer_id.to_base58(), reason)] += 1
 
 
-class GateNotifee(INotifee, Generic[T]):
+class QuietNotifee(INotifee):
+    """A swarm notifee that ignores streams and listeners; gates override the connection events."""
+
+    async def connected(self, network: INetwork, conn: INetConn) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def disconnected(self, network: INetwork, conn: INetConn) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def opened_stream(self, network: INetwork, stream: INetStream) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def closed_stream(self, network: INetwork, stream: INetStream) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def listen(self, network: INetwork, multiaddr: Multiaddr) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def listen_close(self, network: INetwork, multiaddr: Multiaddr) -> None:
+        await trio.lowlevel.checkpoint()
+
+
+class GateNotifee(QuietNotifee, Generic[T]):
     """Hands every new connection to the committee gate; ``on_refused`` closes it.
 
     py-libp2p's connection gate filters by IP only; peer ids are known once the
@@ -259,16 +281,4 @@ class GateNotifee(INotifee, Generic[T]):
                 self._admission.release(peer_id)
         except Exception:
             logger.debug("committee gate failed on a closed connection", exc_info=True)
-        await trio.lowlevel.checkpoint()
-
-    async def opened_stream(self, network: INetwork, stream: INetStream) -> None:
-        await trio.lowlevel.checkpoint()
-
-    async def closed_stream(self, network: INetwork, stream: INetStream) -> None:
-        await trio.lowlevel.checkpoint()
-
-    async def listen(self, network: INetwork, multiaddr: Multiaddr) -> None:
-        await trio.lowlevel.checkpoint()
-
-    async def listen_close(self, network: INetwork, multiaddr: Multiaddr) -> None:
         await trio.lowlevel.checkpoint()

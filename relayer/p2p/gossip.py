@@ -186,14 +186,19 @@ class CommitteeGossipSub(GossipSub):
         yield from peers
 
 
-def build_gossipsub() -> CommitteeGossipSub:
-    """Gossipsub tuned for a small committee (notes: defaults section)."""
-    return CommitteeGossipSub(
+def build_gossipsub(
+    router: type[CommitteeGossipSub] = CommitteeGossipSub,
+    *,
+    mesh: tuple[int, int, int] = (MESH_DEGREE, MESH_DEGREE_LOW, MESH_DEGREE_HIGH),
+) -> CommitteeGossipSub:
+    """Gossipsub tuned for a small committee (notes: defaults section); ``mesh`` is (D, D_low, D_high)."""
+    degree, degree_low, degree_high = mesh
+    return router(
         # v1.2 sends an IDONTWANT per message to every mesh peer: half the throughput.
         protocols=[PROTOCOL_ID_V11, PROTOCOL_ID],
-        degree=MESH_DEGREE,
-        degree_low=MESH_DEGREE_LOW,
-        degree_high=MESH_DEGREE_HIGH,
+        degree=degree,
+        degree_low=degree_low,
+        degree_high=degree_high,
         heartbeat_interval=HEARTBEAT_INTERVAL_S,
         # Adaptive logic stretched a 1 s heartbeat to 30 s after ~34 s.
         adaptive_gossip_enabled=False,

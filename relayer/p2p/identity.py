@@ -61,3 +61,13 @@ def address_of_peer_id(peer_id: str | ID) -> str:
         raise PeerRejected(f"peer id {peer_id!s} embeds an invalid secp256k1 point") from exc
     # Ethereum address: last 20 bytes of keccak256 over the 64-byte X||Y (no 0x04 prefix).
     return to_checksum_address(keccak(uncompressed[1:])[-20:])
+
+
+def observer_relay_key(private_key: bytes) -> bytes:
+    """The observer relay's own key, derived from a node's signing key.
+
+    Stable across restarts (observers keep their multiaddr) without another keystore,
+    and never the signing key: the relay's peer id does not name a committee signer.
+    """
+    keypair_from_secret(private_key)  # the same check as the signing key's
+    return keccak(b"quorum-relayer observer relay key" + private_key)
