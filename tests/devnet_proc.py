@@ -30,6 +30,10 @@ class DevnetProcess:
         self.stdout_lines: list[str] = []
 
     def wait_first_report(self, timeout: float = 120) -> dict[str, Any]:
+        return self.next_report(timeout)
+
+    def next_report(self, timeout: float = 30) -> dict[str, Any]:
+        """The next landed report the devnet prints (--json), waiting at most ``timeout`` s."""
         assert self.proc.stdout is not None
         deadline = time.monotonic() + timeout
         line = ""
