@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,22 @@ class DevnetProcess:
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         self.stdout_lines: list[str] = []
+        self._drained: queue.Queue[str] | None = None
+
+    def drain(self) -> None:
+        """Read the devnet's stdout on a thread from now on, so that a test busy elsewhere never
+        lets the pipe fill (a full pipe blocks the devnet, its simulated venues included);
+        next_report takes the lines from there."""
+        stdout, lines = self.proc.stdout, queue.Queue[str]()
+        assert stdout is not None and self._drained is None
+
+        def pump() -> None:
+            for line in stdout:
+                lines.put(line)
+            lines.put("")
+
+        self._drained = lines
+        threading.Thread(target=pump, name="devnet-stdout", daemon=True).start()
 
     def wait_first_report(self, timeout: float = 120) -> dict[str, Any]:
         return self.next_report(timeout)
@@ -37,7 +55,12 @@ class DevnetProcess:
         assert self.proc.stdout is not None
         deadline = time.monotonic() + timeout
         line = ""
-        while time.monotonic() < deadline and self.proc.poll() is None:
+        if self._drained is not None:
+            try:
+                line = self._drained.get(timeout=timeout)
+            except queue.Empty:
+                pass
+        while self._drained is None and time.monotonic() < deadline and self.proc.poll() is None:
             ready, _, _ = select.select([self.proc.stdout], [], [], 0.5)
             if ready:
                 line = self.proc.stdout.readline()  # a report landed (or the devnet died: "")
@@ -60,7 +83,7 @@ class DevnetProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        if self.proc.stdout is not None:
+        if self.proc.stdout is not None and self._drained is None:
             self.stdout_lines.extend(self.proc.stdout.readlines())
         self._stderr.close()
         return int(self.proc.returncode)
