@@ -115,6 +115,12 @@ class ScenarioClock:
         self.started_at: float | None = None
         # Per instrument: the extra walk at candle knot n (the sum of the first n extra returns).
         self._walks: dict[str, list[Decimal]] = {}
+        # The walk stops moving where the last phase with extra returns ends (None: it never does),
+        # so a long-running devnet keeps a bounded list.
+        phases = scenario.phases
+        moving = [i for i, phase in enumerate(phases) if phase.extra_return]
+        self._last_knot: int | None = 0 if not moving else (
+            None if moving[-1] + 1 == len(phases) else math.ceil(phases[moving[-1] + 1].start_s / CANDLE_SECONDS))
 
     def start(self, at: float) -> None:
         if not math.isfinite(at):
@@ -179,6 +185,8 @@ class ScenarioClock:
         return (level * (1 + walk)).quantize(Decimal("1e-12"))
 
     def _walk(self, instrument: str, knot: int) -> Decimal:
+        if self._last_knot is not None:
+            knot = min(knot, self._last_knot)
         walk = self._walks.setdefault(instrument, [Decimal(0)])
         while len(walk) <= knot:
             n = len(walk) - 1

@@ -39,7 +39,9 @@ from relayer.ports import free_port
 from relayer.chain.oracle import QuorumOracleClient, Transmission, deploy_oracle, deploy_proxy
 from relayer.chain.risk_gate import MarketMargins
 from relayer.chain.subscriptions import SubscriptionRegistryClient, deploy_subscription_registry
-from relayer.devnet_margin import COLLATERAL_DECIMALS, SPOT_BREAKER_BPS, deploy_margin_desk, format_margins, read_margins
+from relayer.devnet_margin import (
+    COLLATERAL_DECIMALS, SPOT_BREAKER_BPS, SPOT_HISTORY_DEPTH, deploy_margin_desk, format_margins, read_margins,
+)
 from relayer.p2p.identity import peer_id_of
 from relayer.protocol.committee import Committee, OffchainConfig
 from relayer.store import Store
@@ -182,9 +184,12 @@ class Devnet:
             # Spot feeds get the circuit breaker (see SPOT_BREAKER_BPS); derived factors such as
             # volatility legitimately jump by more than any fixed share, so theirs stay off.
             breaker = SPOT_BREAKER_BPS if str(spec.kind) == "spot" else 0
+            # Spot feeds, the vault's prices, keep history (SPOT_HISTORY_DEPTH says why).
+            history = SPOT_HISTORY_DEPTH if str(spec.kind) == "spot" else 0
             index = await self.client.add_feed(owner_key, spec.feed_id, spec.decimals,
                                                spec.description or f"{spec.instrument} {spec.kind}", low, high,
-                                               breaker_bps=breaker, heartbeat=spec.heartbeat_s)
+                                               breaker_bps=breaker, heartbeat=spec.heartbeat_s,
+                                               history_depth=history)
             proxy = await deploy_proxy(self.w3, owner_key, oracle_address, index)
             self.feeds.append({"feed_id": spec.feed_id, "instrument": spec.instrument, "decimals": spec.decimals,
                                "kind": str(spec.kind), "index": index, "proxy": proxy, "breaker_bps": breaker,

@@ -29,7 +29,7 @@ from relayer.chain.vault import (
 )
 
 __all__ = [
-    "COLLATERAL_DECIMALS", "MARKETS", "SPOT_BREAKER_BPS", "DevnetMarket", "ListedMarket", "MarginDesk",
+    "COLLATERAL_DECIMALS", "MARKETS", "SPOT_BREAKER_BPS", "SPOT_HISTORY_DEPTH", "DevnetMarket", "ListedMarket", "MarginDesk",
     "deploy_margin_desk", "format_margins", "listable", "market_max_age", "read_margins",
 ]
 
@@ -39,6 +39,12 @@ __all__ = [
 # more than about 3.2 % apart and a calm (or stressed) market never trips it, however long the
 # committee pauses; a crash of 5 % or more does.
 SPOT_BREAKER_BPS = 500
+# Rounds of history the spot feeds keep (the most a feed can). The vault's cool-down after a
+# breaker clears runs from the observation time of the round after the trouble, which it reads
+# from the feed's history; without that round it uses the latest value's time, and on a feed that
+# lands every round the cool-down would never end. 255 rounds: about 2 min at 500 ms rounds,
+# 4 min at the default 1 s, for the first risk-increasing action after a reset.
+SPOT_HISTORY_DEPTH = 255
 # USDC-like test collateral.
 COLLATERAL_DECIMALS = 6
 # The pool that pays traders' profits, and what the example trader starts with (whole tUSD).
