@@ -36,8 +36,10 @@ $(NPM_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+# make devnet SCENARIO=vol-spike|crash|venue-outage (docs/operator.md, "Market scenarios").
+SCENARIO ?= calm
 devnet: setup
-	$(PY) -m relayer devnet --nodes 4
+	$(PY) -m relayer devnet --nodes 4 --scenario $(SCENARIO)
 
 # The type checker first (configured in pyproject.toml), then the whole suite.
 test: setup

@@ -29,9 +29,13 @@ from feeds.kinds import INT64_MAX, INT64_MIN, KINDS, FactorKind
 __all__ = ["FeedDefinition", "load_catalog", "parse_catalog", "check_sources", "default_catalog_path"]
 
 
-# Rounds of history a spot feed keeps on-chain by default: a day of hourly heartbeats, or
-# about half a minute of one-second rounds, for getRoundData and `answeredInRound` walks.
-SPOT_HISTORY_DEPTH = 32
+# Rounds of history a spot feed keeps on-chain by default (the most a feed can): for
+# getRoundData walks, and for MarginVault's cool-down after a breaker clears, which runs from
+# the observation time of the round after the trouble, read from the feed's history (without
+# that round it falls back to the latest value's time, and on a feed that lands every round
+# the cool-down would not end). 255 rounds: about 4 minutes of one-second rounds. The ring
+# costs one storage write per update whatever its depth (about 22k gas while it fills, 5k after).
+SPOT_HISTORY_DEPTH = 255
 
 # Per kind, the deviation reference of a feed that sets none (see FeedDefinition): a
 # dispersion of 100 bps, so the default 10 % threshold means a 10 bps change of the spread

@@ -16,8 +16,12 @@ import math
 from collections.abc import Mapping, Sequence
 from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Context, Decimal
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from feeds.errors import SimulatorConfigError
+
+if TYPE_CHECKING:
+    from feeds.scenarios import ScenarioClock
 
 __all__ = ["CTX", "DEFAULT_BASE_PRICES", "MarketModel", "unit"]
 
@@ -55,8 +59,12 @@ def unit(*parts: object) -> Decimal:
 class MarketModel:
     """One seeded, smooth price process per instrument; a pure function of (seed, instrument, t)."""
 
-    def __init__(self, seed: int, base_prices: Mapping[str, Decimal] | None = None) -> None:
+    def __init__(
+        self, seed: int, base_prices: Mapping[str, Decimal] | None = None, *, scenario: ScenarioClock | None = None,
+    ) -> None:
         self.seed = seed
+        # A market scenario on top of the seeded walk (feeds/scenarios.py); None is the walk alone.
+        self.scenario = scenario
         self.base_prices: dict[str, Decimal] = dict(base_prices or DEFAULT_BASE_PRICES)
         for instrument, price in self.base_prices.items():
             if not isinstance(price, Decimal) or not price.is_finite() or price <= 0:
@@ -68,8 +76,10 @@ class MarketModel:
     def instruments(self) -> list[str]:
         return sorted(self.base_prices)
 
-    def true_price(self, instrument: str, t: float) -> Decimal:
-        """Base price times (1 + a sum of linearly interpolated seeded random layers), 8 dp."""
+    def true_price(self, instrument: str, t: float, *, market_t: float | None = None) -> Decimal:
+        """Base price times (1 + a sum of linearly interpolated seeded random layers), 8 dp;
+        times the scenario's price factor at ``market_t`` (default ``t``) while one runs: the
+        candle history asks for the scenario's path on its faster clock (feeds/scenarios.py)."""
         try:
             base = self.base_prices[instrument]
         except KeyError:
@@ -79,7 +89,11 @@ class MarketModel:
             ) from None
         if not math.isfinite(t):
             raise SimulatorConfigError(f"expected a finite time, got {t!r}")
-        return _true_price(self.seed, base, instrument, t)
+        price = _true_price(self.seed, base, instrument, t)
+        if self.scenario is None:
+            return price
+        factor = self.scenario.price_factor(instrument, t if market_t is None else market_t)
+        return price if factor == 1 else CTX.multiply(price, factor).quantize(Decimal("1e-8"), context=CTX)
 
     def regime(self, t: float) -> str:
         """calm, normal or stressed; one regime per 10-minute slot, seeded."""
@@ -106,6 +120,8 @@ class MarketModel:
         regime = {"calm": Decimal("0.85"), "normal": Decimal(1), "stressed": Decimal("1.4")}[self.regime(t)]
         walk = _walk(self.seed, ("iv", instrument), t, ((300, Decimal("0.05")),))
         base = _BASE_IV.get(instrument, Decimal("0.6"))
+        if self.scenario is not None:
+            base = CTX.multiply(base, self.scenario.implied_vol_multiplier(t))
         return CTX.multiply(CTX.multiply(base, regime), CTX.add(1, walk)).quantize(Decimal("1e-4"), context=CTX)
 
     def usd_per_level(self, instrument: str, t: float) -> Decimal:

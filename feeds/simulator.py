@@ -13,7 +13,11 @@ HTTP 200 body for the venues that report errors there, else as HTTP 429 / 503), 
 the value faults the venue applies itself: nan, negative, zero, stale timestamps and
 a frozen value (fresh timestamps, unchanging value).
 
-Run standalone: ``python -m feeds.simulator --port 8700 --seed 1``.
+A market scenario (``--scenario calm|vol-spike|crash|venue-outage``, feeds/scenarios.py)
+runs on the model from the simulator's start; its venue outages are transport faults of
+this server, switched by the scenario's clock (a fault set by hand takes precedence).
+
+Run standalone: ``python -m feeds.simulator --port 8700 --seed 1 [--scenario crash]``.
 """
 
 from __future__ import annotations
@@ -31,10 +35,11 @@ from aiohttp import web
 
 from feeds.errors import SimulatorConfigError
 from feeds.market import MarketModel, unit
+from feeds.scenarios import SCENARIOS, ScenarioClock, scenario_named
 from feeds.registry import load_simulated_venues
 from feeds.simulated.venue import FAULTS, Handler, SimulatedVenue, VenueRefusal
 
-__all__ = ["FAULTS", "MarketModel", "VenueSimulator", "main", "simulated_venue_names"]
+__all__ = ["FAULTS", "MarketModel", "VenueSimulator", "describe_schedule", "main", "simulated_venue_names"]
 
 RETRY_AFTER_SECONDS = 2
 _HOW_LONG_A_TIMEOUT_HANGS = 30.0
@@ -196,6 +201,8 @@ class VenueSimulator:
                 jitter = 1 + abs(float(unit(self.model.seed, "latency", venue.name, venue.requests))) / 2
                 await asyncio.sleep(latency * jitter / 1000)
             fault = venue.fault
+            if fault is None and self.model.scenario is not None:
+                fault = self.model.scenario.fault(venue.name, self._clock())
             if fault in ("garbage", "html"):
                 return web.Response(status=200, text=_BAD_GATEWAY_PAGE, content_type="text/html")
             if fault == "timeout":
@@ -260,10 +267,25 @@ class VenueSimulator:
         return web.json_response(self.faults())
 
 
-async def _serve(host: str, port: int, seed: int) -> None:
-    simulator = VenueSimulator(MarketModel(seed))
+def describe_schedule(clock: ScenarioClock) -> list[str]:
+    """One line per phase of a started scenario: name, offset, wall-clock start (UTC), what happens."""
+    lines = []
+    for phase in clock.schedule():
+        at = phase["starts_at"]
+        when = "" if at is None else time.strftime(" %H:%M:%S UTC", time.gmtime(at))
+        lines.append(f"scenario {clock.scenario.name}: phase {phase['name']} at +{phase['offset_s']:g} s"
+                     f"{when}: {phase['description']}")
+    return lines
+
+
+async def _serve(host: str, port: int, seed: int, scenario: str) -> None:
+    clock = ScenarioClock(scenario_named(scenario), seed)
+    simulator = VenueSimulator(MarketModel(seed, scenario=clock))
     base_url = await simulator.start(host, port)
+    clock.start(time.time())
     print(f"simulator listening on {base_url}", flush=True)
+    for line in describe_schedule(clock):
+        print(line, flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -282,12 +304,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port (printed)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--scenario", choices=list(SCENARIOS), default="calm",
+                        help="market scenario from the start (feeds/scenarios.py; default calm)")
     parser.add_argument("--list", action="store_true", help="print the installed simulated venues and exit")
     args = parser.parse_args(argv)
     if args.list:
         print("\n".join(simulated_venue_names()))
         return 0
-    asyncio.run(_serve(args.host, args.port, args.seed))
+    asyncio.run(_serve(args.host, args.port, args.seed, args.scenario))
     return 0
 
 

@@ -873,7 +873,7 @@ def _cmd_devnet(args: argparse.Namespace) -> int:
         seed=args.seed, round_interval_ms=args.round_interval_ms, grace_ms=args.grace_ms,
         store_sync=args.store_sync,
         venue_faults=dict(args.venue_fault), catalog=args.catalog, feed_selection=args.feed_selection,
-        stop_on_exit=args.stop_on_exit,
+        stop_on_exit=args.stop_on_exit, scenario=args.scenario,
     )
     try:
         return asyncio.run(run_devnet(options))
@@ -901,6 +901,8 @@ def _add_sources(sub: Any) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from feeds.scenarios import SCENARIOS
+
     parser = argparse.ArgumentParser(prog="relayer", description="Zero-trust oracle relayer node")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -1017,6 +1019,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     devnet = sub.add_parser("devnet", help="run a local chain, simulated venues and several relayers")
     devnet.add_argument("--nodes", type=int, default=4, help="relayer processes (default 4)")
+    devnet.add_argument("--scenario", choices=list(SCENARIOS), default="calm",
+                        help="market scenario, started with the first landed report; its phases are printed and "
+                             "written to devnet.json (docs/operator.md, \"Market scenarios\"; default calm)")
     devnet.add_argument("--rounds", type=int, default=None, help="exit 0 after this many landed reports")
     devnet.add_argument("--json", action="store_true", help="print one JSON object per landed report on stdout")
     devnet.add_argument("--data-dir", type=Path, default=None, help="keep keys, stores and logs here")

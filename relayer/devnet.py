@@ -2,8 +2,10 @@
 
 `relayer devnet` starts anvil, deploys and configures the contracts, serves the
 simulated venues, launches one OS process per relayer and prints every report as it
-lands on-chain. Every child is tied to this process (SIGTERM on parent death), and
-Ctrl-C or SIGTERM stops them all.
+lands on-chain. A market scenario (``--scenario``, feeds/scenarios.py) starts with the first
+landed report, so its calm phase is on-chain before anything happens; its phases are printed
+as they begin and written to devnet.json (``scenario``). Every child is tied to this process
+(SIGTERM on parent death), and Ctrl-C or SIGTERM stops them all.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from web3 import AsyncHTTPProvider, AsyncWeb3
 from aggregation.fixed import from_fixed
 from feeds.catalog import FeedDefinition, load_catalog
 from feeds.errors import CatalogError
-from feeds.simulator import MarketModel, VenueSimulator, simulated_venue_names
+from feeds.scenarios import TIME_SCALE, ScenarioClock, scenario_named
+from feeds.simulator import MarketModel, VenueSimulator, describe_schedule, simulated_venue_names
 from relayer.chain.anvil import AnvilNode, die_with_parent
 from relayer.chain.codec import address_of, decode_updates
 from relayer.chain.contract import disconnect
@@ -107,6 +110,8 @@ class DevnetOptions:
     # the feeds past their deviation threshold or heartbeat ("trigger", what a network that pays
     # for gas runs; on the simulated market most rounds then land nothing).
     feed_selection: str = "all"
+    # The simulated market's scenario (feeds/scenarios.py); "calm" is the seeded market alone.
+    scenario: str = "calm"
 
 
 @dataclass
@@ -149,6 +154,8 @@ class Devnet:
         self.nodes: list[NodeProcess] = []
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self.landed: list[dict[str, Any]] = []
+        self.scenario = ScenarioClock(scenario_named(options.scenario), options.seed)
+        self._phase: str | None = None
 
     def _say(self, text: str) -> None:
         # With --json, stdout carries only the report objects; progress goes to stderr.
@@ -178,6 +185,7 @@ class Devnet:
             # Spot feeds get the circuit breaker (see SPOT_BREAKER_BPS); derived factors such as
             # volatility legitimately jump by more than any fixed share, so theirs stay off.
             breaker = SPOT_BREAKER_BPS if str(spec.kind) == "spot" else 0
+            # Spot feeds, the vault's prices, keep history (feeds.catalog.SPOT_HISTORY_DEPTH says why).
             index = await self.client.add_feed(owner_key, spec.feed_id, spec.decimals,
                                                spec.description or f"{spec.instrument} {spec.kind}", low, high,
                                                breaker_bps=breaker, heartbeat=spec.heartbeat_s,
@@ -228,7 +236,7 @@ class Devnet:
         self.committee = Committee.from_onchain(onchain)
         self.chain_id = self.anvil.chain_id
 
-        self.model = MarketModel(o.seed)
+        self.model = MarketModel(o.seed, scenario=self.scenario)
         self.simulator = VenueSimulator(self.model)
         await self.simulator.start()
         for venue, fault in o.venue_faults.items():
@@ -270,7 +278,7 @@ class Devnet:
             config_path.write_text(json.dumps(config, indent=2))
             self.nodes.append(NodeProcess(i, address_of(key), node_dir, config_path, node_dir / "node.log",
                                           api=f"http://127.0.0.1:{api_ports[i]}"))
-        (o.data_dir / "devnet.json").write_text(json.dumps({
+        self.info: dict[str, Any] = {
             "rpc_url": self.anvil.rpc_url, "chain_id": self.chain_id, "oracle": oracle_address,
             "config_digest": self.committee.digest_hex, "simulator": self.simulator.base_url,
             "feeds": self.feeds, "threshold": threshold, "f": f,
@@ -293,7 +301,9 @@ class Devnet:
             "collateral": self.desk.collateral.address, "collateral_decimals": COLLATERAL_DECIMALS,
             "markets": [m.as_json({fd["index"]: fd["feed_id"] for fd in self.feeds}) for m in self.desk.markets],
             "trader": trader, "trader_key_file": str(trader_key_path),
-        }, indent=2))
+            "scenario": self._scenario_info(),
+        }
+        self._write_info()
         for node in self.nodes:
             self.start_node(node.index)
         self._next_block = await self.client.rpc.block_number()
@@ -302,6 +312,34 @@ class Devnet:
         self._say(f"devnet: RiskGate {self.desk.gate.address} ({', '.join(m.name for m in self.desk.markets) or 'no market'}), "
                   f"vault {self.desk.vault.address}, collateral {self.desk.collateral.address}")
         self._say("devnet: relayers started; waiting for peers to connect and the first report to land")
+
+    def _scenario_info(self) -> dict[str, Any]:
+        return {"name": self.scenario.scenario.name, "description": self.scenario.scenario.description,
+                "started_at": self.scenario.started_at, "time_scale": TIME_SCALE,
+                "phases": self.scenario.schedule()}
+
+    def _write_info(self) -> None:
+        assert self.o.data_dir is not None
+        # Written whole and renamed: a reader never sees half a file.
+        path = self.o.data_dir / "devnet.json"
+        partial = path.with_suffix(".json.partial")
+        partial.write_text(json.dumps(self.info, indent=2))
+        partial.replace(path)
+
+    def start_scenario(self, at: float) -> None:
+        """Start the market scenario at ``at`` (unix s): print its schedule and record it."""
+        self.scenario.start(at)
+        for line in describe_schedule(self.scenario):
+            self._say(f"devnet: {line}")
+        self.info["scenario"] = self._scenario_info()
+        self._write_info()
+
+    def _announce_phase(self) -> None:
+        phase = self.scenario.phase_at(time.time())
+        if phase is not None and phase.name != self._phase:
+            self._phase = phase.name
+            self._say(f"devnet: scenario {self.scenario.scenario.name}: phase {phase.name} begins: "
+                      f"{phase.description}")
 
     def start_node(self, index: int) -> None:
         env = {**os.environ, **self.o.node_env}
@@ -438,7 +476,12 @@ class Devnet:
                 self._say(f"devnet: {running} of {len(self.nodes)} relayers still run"
                           + ("; keeping going (--stop-on-exit stops instead)" if running >= quorum else
                              f"; fewer than a quorum of {quorum}: no report can land until one comes back"))
-            for report in await self.poll_landed():
+            landed = await self.poll_landed()
+            if landed and self.scenario.started_at is None:
+                self.start_scenario(time.time())
+            if self.scenario.started_at is not None:
+                self._announce_phase()
+            for report in landed:
                 self._print_report(report)
                 if self.o.rounds is not None and len(self.landed) >= self.o.rounds:
                     return 0

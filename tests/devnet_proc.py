@@ -43,6 +43,14 @@ class DevnetProcess:
         self._lines.put(None)  # end of output: the devnet stopped
 
     def wait_first_report(self, timeout: float = 120) -> dict[str, Any]:
+        return self.next_report(timeout)
+
+    def drain(self) -> None:
+        """The devnet's output is always read on a thread (a full pipe would block the devnet,
+        its simulated venues included); kept for callers that ask for it explicitly."""
+
+    def next_report(self, timeout: float = 30) -> dict[str, Any]:
+        """The next landed report the devnet prints (--json), waiting at most ``timeout`` s."""
         try:
             item = self._lines.get(timeout=timeout)
         except queue.Empty:

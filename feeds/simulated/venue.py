@@ -24,6 +24,7 @@ from typing import ClassVar
 from aiohttp import web
 
 from feeds.market import CTX, MarketModel, unit
+from feeds.scenarios import CANDLE_SECONDS
 
 __all__ = [
     "BookLevels",
@@ -167,11 +168,12 @@ class SimulatedVenue(abc.ABC):
 
     # ---- the market as this venue quotes it ----------------------------------------
 
-    def price(self, instrument: str, t: float) -> Decimal:
-        """The true price with this venue's deterministic noise (changes once per second)."""
+    def price(self, instrument: str, t: float, *, market_t: float | None = None) -> Decimal:
+        """The true price with this venue's deterministic noise (changes once per second);
+        ``market_t``: the scenario's time, when it runs on another clock (the candle history)."""
         noise = unit(self.model.seed, "venue", self.name, instrument, math.floor(t))
         factor = CTX.add(1, CTX.multiply(noise, Decimal(self.noise_bps) / 10_000))
-        return CTX.multiply(self.model.true_price(instrument, t), factor)
+        return CTX.multiply(self.model.true_price(instrument, t, market_t=market_t), factor)
 
     def funding(self, instrument: str, t: float) -> Decimal:
         """The market's funding rate plus this venue's offset of at most 0.2 bp."""
@@ -241,13 +243,18 @@ class SimulatedVenue(abc.ABC):
         )
 
     def _candle_closes(self, instrument: str, now: float, count: int) -> list[tuple[int, Decimal]]:
-        """(open time, close) of the last ``count`` 1-minute candles, oldest first; the last is live."""
+        """(open time, close) of the last ``count`` 1-minute candles, oldest first; the last is live.
+
+        While a market scenario runs, the candle ``k`` minutes back carries the scenario as it was
+        ``k * CANDLE_SECONDS`` ago (its faster clock, feeds/scenarios.py)."""
         current = math.floor(now / 60) * 60
+        scenario = self.model.scenario is not None and self.model.scenario.started_at is not None
         out = []
         for k in range(count - 1, -1, -1):
             opened = current - 60 * k
             close_at = now if k == 0 else opened + 59
-            out.append((opened, self.price(instrument, close_at)))
+            market_t = now - k * CANDLE_SECONDS if scenario else None
+            out.append((opened, self.price(instrument, close_at, market_t=market_t)))
         return out
 
     def candles(self, instrument: str, count: int) -> list[tuple[int, str]]:

@@ -298,7 +298,7 @@ async def test_spot_feeds_keep_round_history_for_chainlink_readers(devnet: Devne
         oracle = QuorumOracleClient(w3, info["oracle"])
         for f in info["feeds"]:
             depth = (await oracle.feed_parameters(f["index"])).history_depth
-            assert depth == f["history_depth"] == (32 if f["kind"] == "spot" else 0), f
+            assert depth == f["history_depth"] == (255 if f["kind"] == "spot" else 0), f
         abi = load_artifact("FeedProxy")["abi"]
         btc = w3.eth.contract(address=feeds["BTC-USD"]["proxy"], abi=abi)
         deadline = time.monotonic() + 60
