@@ -62,6 +62,8 @@ async def test_a_cut_off_paused_or_restarted_follower_signs_again_in_the_committ
     await land(devnet, 2)
     proc = devnet.nodes[follower].proc
     assert proc is not None
+    # The follower's engine runs (and holds the SIGUSR1 toggle) once it has signed a report.
+    await _signs_again(devnet, follower, (-1, -1, 0.0), timeout=30)
 
     # Cut off for more than two progress timeouts: it asks for epoch 1 and nobody follows; its
     # readiness says it makes no progress, the others' stay ready.

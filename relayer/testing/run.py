@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import ipaddress
 import logging
+import signal
 import socket
 import sys
 from collections.abc import Sequence
@@ -108,6 +109,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from relayer.node import Node
 
     log.warning("test fault %r: this node misbehaves on purpose", args.fault)
+    if args.fault == "partition":
+        # SIGUSR1 toggles the partition once the engine exists; before that (a node still
+        # starting) it must not end the process, as its default action would.
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     try:
         asyncio.run(Node(settings, engine_factory=FaultyEngineFactory(args.fault)).run())
     except KeyboardInterrupt:
