@@ -36,7 +36,7 @@ class Devnet:
     def __init__(self, data_dir: Path, interval_ms: int) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "relayer", "devnet", "--nodes", "4", "--json", "--data-dir", str(data_dir),
-             "--round-interval-ms", str(interval_ms)],
+             "--round-interval-ms", str(interval_ms), "--observers"],
             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         )
         self.landed: list[tuple[float, dict[str, object]]] = []

@@ -10,8 +10,8 @@ each with and without an fsync per signature. Traffic is what each
 node's p2p host sent and received, per attested round. Prints one table.
 
 It measures the protocol round, so every round must carry every feed and land: the devnet
-runs with `--feed-selection all` explicitly (the devnet's default, `trigger`, lands only
-what moved past its threshold, and most rounds would send nothing). What the trigger
+runs with `--feed-selection all` explicitly (its default too; `trigger` lands only what
+moved past its threshold, and most rounds would send nothing). What the trigger
 policy costs over time is `bench/cost.py`'s table.
 
     .venv/bin/python bench/round_latency.py [--nodes 4 7 10] [--rounds 200] [--interval-ms 250]

@@ -873,7 +873,7 @@ def _cmd_devnet(args: argparse.Namespace) -> int:
         seed=args.seed, round_interval_ms=args.round_interval_ms, grace_ms=args.grace_ms,
         store_sync=args.store_sync,
         venue_faults=dict(args.venue_fault), catalog=args.catalog, feed_selection=args.feed_selection,
-        stop_on_exit=args.stop_on_exit, scenario=args.scenario,
+        stop_on_exit=args.stop_on_exit, observers=args.observers, scenario=args.scenario,
     )
     try:
         return asyncio.run(run_devnet(options))
@@ -1032,6 +1032,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "a round to watch), or only feeds past their deviation threshold or heartbeat, or "
                              "landing their first value (trigger: rounds where nothing triggers send no "
                              "transaction; on the simulated market most rounds are quiet)")
+    devnet.add_argument("--observers", action="store_true",
+                        help="run each relayer's observer relay (read-only reports over libp2p for peers outside "
+                             "the committee; scripts/observer.mjs); listed in devnet.json")
     devnet.add_argument("--stop-on-exit", action="store_true",
                         help="stop the whole devnet when one relayer exits (by default it says so and keeps going)")
     devnet.add_argument("--grace-ms", type=int, default=20,

@@ -100,6 +100,8 @@ class DevnetOptions:
     node_faults: dict[int | str, str] = field(default_factory=dict)
     # A relayer that exits stops the whole devnet (else the devnet says so and keeps going).
     stop_on_exit: bool = False
+    # Each relayer also runs its observer relay (read-only reports over libp2p for non-members).
+    observers: bool = False
     # Relayers started outside the committee (for rotation): they watch until added.
     spare_nodes: int = 0
     node_env: dict[str, str] = field(default_factory=dict)
@@ -245,8 +247,10 @@ class Devnet:
         ports = [free_port() for _ in keys]
         api_ports = [free_port() for _ in keys]
         peers = [f"/ip4/127.0.0.1/tcp/{port}/p2p/{peer_id_of(k)}" for port, k in zip(ports, keys)]
-        # Each node's observer relay: reports for peers outside the committee (docs/subscribers.md).
-        observer_ports = [free_port() for _ in keys]
+        # With --observers, each node's observer relay: reports for peers outside the committee
+        # (docs/subscribers.md). Off by default: a second libp2p host per node costs the rounds
+        # CPU on a small machine (bench/round_latency.py).
+        observer_ports = [free_port() for _ in keys] if o.observers else []
         observer_relays = [f"/ip4/127.0.0.1/tcp/{port}/p2p/{peer_id_of(observer_relay_key(k))}"
                            for port, k in zip(observer_ports, keys)]
         for i, key in enumerate(keys):
@@ -272,8 +276,9 @@ class Devnet:
                 "poll_interval": o.poll_interval,
                 "store_sync": o.store_sync,
                 "api_port": api_ports[i],
-                "observer_listen_port": observer_ports[i],
             }
+            if o.observers:
+                config["observer_listen_port"] = observer_ports[i]
             config_path = node_dir / "config.json"
             config_path.write_text(json.dumps(config, indent=2))
             self.nodes.append(NodeProcess(i, address_of(key), node_dir, config_path, node_dir / "node.log",

@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow,
 
 @pytest.fixture(scope="module")
 def devnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevnetProcess]:
-    proc = DevnetProcess(tmp_path_factory.mktemp("observer-devnet"))
+    proc = DevnetProcess(tmp_path_factory.mktemp("observer-devnet"), "--observers")
     proc.wait_first_report()
     yield proc
     assert proc.stop() == 0
