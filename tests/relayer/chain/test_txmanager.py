@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
+import aiohttp
 import pytest
+from aiohttp import web
 from eth_account import Account
 
 from relayer.chain.anvil import AnvilNode
@@ -226,3 +229,104 @@ async def test_a_nonce_gap_left_by_a_reorg_is_closed(anvil: AnvilNode, rpc: Json
         assert int(str((await _tx(rpc, outcome))["nonce"]), 16) == first_nonce
     finally:
         await manager.stop()
+
+
+class _Endpoint:
+    """A JSON-RPC endpoint in front of anvil that counts methods and can behave like nodes
+    other than anvil for the static check: no `eth_createAccessList` at all, or geth's way of
+    reporting a revert inside the answer."""
+
+    def __init__(self, upstream: str, mode: str) -> None:
+        self.upstream, self.mode = upstream, mode
+        self.calls: dict[str, int] = {}
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    async def __aenter__(self) -> _Endpoint:
+        app = web.Application()
+        app.router.add_post("/", self._handle)
+        self._session = aiohttp.ClientSession()
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._session.close()
+        assert self._runner is not None
+        await self._runner.cleanup()
+
+    async def _one(self, call: dict[str, Any]) -> dict[str, Any]:
+        method = call["method"]
+        self.calls[method] = self.calls.get(method, 0) + 1
+        if method == "eth_createAccessList" and self.mode == "no-access-list":
+            return {"jsonrpc": "2.0", "id": call["id"], "error": {"code": -32601, "message": "method not found"}}
+        async with self._session.post(self.upstream, json=call) as response:
+            answer: dict[str, Any] = await response.json()
+        if method == "eth_createAccessList" and self.mode == "revert-in-answer" and "error" in answer:
+            answer = {"jsonrpc": "2.0", "id": call["id"],
+                      "result": {"accessList": [], "gasUsed": "0x5208", "error": "execution reverted"}}
+        return answer
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        if isinstance(body, list):
+            return web.json_response([await self._one(c) for c in body])
+        return web.json_response(await self._one(body))
+
+
+async def test_the_static_check_is_one_simulation_with_a_gas_limit_above_what_the_call_uses(
+    anvil: AnvilNode, rpc: JsonRpcClient,
+) -> None:
+    async with _Endpoint(anvil.rpc_url, "anvil") as endpoint:
+        client = JsonRpcClient([endpoint.url], timeout=5.0)
+        manager = _manager(anvil, client)
+        try:
+            outcome = await manager.submit(_request(1))
+            assert outcome.status is Status.LANDED
+            assert endpoint.calls.get("eth_createAccessList") == 1 and "eth_estimateGas" not in endpoint.calls
+            tx = await _tx(rpc, outcome)
+            assert int(str(tx["gas"]), 16) >= outcome.gas_used * 1.25
+        finally:
+            await manager.stop()
+            await client.close()
+
+
+async def test_an_endpoint_without_access_lists_is_checked_with_estimate_gas(
+    anvil: AnvilNode, rpc: JsonRpcClient,
+) -> None:
+    async with _Endpoint(anvil.rpc_url, "no-access-list") as endpoint:
+        client = JsonRpcClient([endpoint.url], timeout=5.0)
+        manager = _manager(anvil, client)
+        try:
+            assert (await manager.submit(_request(1))).status is Status.LANDED
+            assert (await manager.submit(_request(2))).status is Status.LANDED
+            # Asked once, then never again: every send is checked with eth_estimateGas.
+            assert endpoint.calls["eth_createAccessList"] == 1 and endpoint.calls["eth_estimateGas"] == 2
+        finally:
+            await manager.stop()
+            await client.close()
+
+
+async def test_a_revert_reported_inside_the_simulations_answer_is_refused_with_its_data(
+    anvil: AnvilNode, rpc: JsonRpcClient,
+) -> None:
+    w3 = connect(anvil.rpc_url)
+    try:
+        target = await deploy_contract(w3, anvil.accounts[0][1], "FrostVerifierHarness")
+    finally:
+        await disconnect(w3)
+    async with _Endpoint(anvil.rpc_url, "revert-in-answer") as endpoint:
+        client = JsonRpcClient([endpoint.url], timeout=5.0)
+        manager = _manager(anvil, client)
+        try:
+            outcome = await manager.submit(TxRequest(key=(0, 1), to=target, data=b"\xde\xad\xbe\xef"))
+            assert outcome.status is Status.REVERTED and outcome.broadcasts == 0
+            assert endpoint.calls["eth_estimateGas"] == 1  # asked again to learn the revert
+            assert manager.stats.broadcasts == 0
+        finally:
+            await manager.stop()
+            await client.close()
