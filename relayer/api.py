@@ -321,10 +321,10 @@ def build_app(telemetry: Telemetry, board: SubscriptionsBoard | None = None) -> 
 
 class ApiServer:
     def __init__(self, telemetry: Telemetry, host: str, port: int, board: SubscriptionsBoard | None = None,
-                 limits: ApiLimits | None = None, guard: ConnectionGuard | None = None) -> None:
+                 guard: ConnectionGuard | None = None) -> None:
         self.app = build_app(telemetry, board)
         self.host, self.port = host, port
-        self.guard = guard if guard is not None else ConnectionGuard(limits or ApiLimits())
+        self.guard = guard if guard is not None else ConnectionGuard(ApiLimits())
         self._registry = telemetry.registry
         self._collector = GuardCollector(self.guard.stats)
         self._runner: web.AppRunner | None = None

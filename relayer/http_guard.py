@@ -31,7 +31,8 @@ import errno
 import logging
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -40,6 +41,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from relayer.logs import REPEAT_WINDOW_S, RepeatFilter
+from relayer.supervise import supervised
 
 __all__ = ["ApiLimits", "ConnectionGuard", "GuardCollector", "GuardStats", "guard_middleware"]
 
@@ -173,11 +175,17 @@ class _GuardedConnection(asyncio.Protocol):
 
 
 class ConnectionGuard:
-    """Accepts the API's connections for an aiohttp `web.Server` within `ApiLimits`."""
+    """Accepts the API's connections for an aiohttp `web.Server` within `ApiLimits`.
+
+    Its accept loop and its deadline sweep are supervised (relayer.supervise): give the node's
+    ``failed``/``failures`` so a failure of either shows in its readiness and counts."""
 
     def __init__(self, limits: ApiLimits, *, clock: Callable[[], float] = time.monotonic,
-                 sweep_s: float | None = None, accept_retry_s: float = 1.0) -> None:
+                 sweep_s: float | None = None, accept_retry_s: float = 1.0,
+                 failed: MutableMapping[str, str] | None = None, failures: Counter[str] | None = None) -> None:
         self.limits = limits
+        self.failed: MutableMapping[str, str] = failed if failed is not None else {}
+        self.failures: Counter[str] = failures if failures is not None else Counter()
         self.clock = clock
         self.sweep_s = sweep_s if sweep_s is not None else min(1.0, limits.header_timeout_s / 4,
                                                               limits.body_timeout_s / 4)
@@ -203,8 +211,10 @@ class ConnectionGuard:
             sock.close()
             raise
         self._sock = sock
-        self._tasks = [asyncio.create_task(self._accept_forever(server), name="api-accept"),
-                       asyncio.create_task(self._sweep_forever(), name="api-deadlines")]
+        self._tasks = [
+            asyncio.create_task(supervised(name, run, failed=self.failed, failures=self.failures), name=name)
+            for name, run in (("api_accept", lambda: self._accept_forever(server)),
+                              ("api_deadlines", self._sweep_forever))]
         bound = sock.getsockname()
         return str(bound[0]), int(bound[1])
 

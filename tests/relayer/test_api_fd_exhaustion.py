@@ -23,7 +23,7 @@ SERVER = f"""
 import asyncio, os, resource, sys
 from pathlib import Path
 from relayer.api import ApiServer
-from relayer.http_guard import ApiLimits
+from relayer.http_guard import ApiLimits, ConnectionGuard
 from relayer.logs import setup_logging
 from relayer.metrics import NodeIdentity, Telemetry
 from relayer.store import Store
@@ -34,7 +34,8 @@ async def main() -> None:
     telemetry = Telemetry(NodeIdentity(name="api-fd", address="0x" + "aa" * 20, dry_run=True,
                                        oracle="0x" + "bb" * 20), store)
     # The cap far above the descriptors: the process runs out of descriptors first.
-    api = ApiServer(telemetry, "127.0.0.1", 0, limits=ApiLimits(max_connections=10_000, header_timeout_s=600))
+    limits = ApiLimits(max_connections=10_000, header_timeout_s=600)
+    api = ApiServer(telemetry, "127.0.0.1", 0, guard=ConnectionGuard(limits))
     await api.start()
     in_use = len(os.listdir("/proc/self/fd"))
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
