@@ -107,9 +107,10 @@ async def test_a_thousand_slow_header_connections_are_closed_at_the_header_timeo
     api = await api_factory(ApiLimits(max_connections=1_100, header_timeout_s=5.0))
     slow = await open_slow(api, 1_000)
     await until(lambda: api.guard.stats.open == 1_000, "the guard holds the 1,000 connections")
+    assert await get(api, "/healthz") == 200, "a normal request is served below the cap"
+    await until(lambda: api.guard.stats.open == 1_000, "the normal request's connection closed")
     await sweeps_pass(api.guard)
     assert api.guard.stats.open == 1_000 and api.guard.stats.closed == {}, "closed before the header timeout"
-    assert await get(api, "/healthz") == 200, "a normal request is served below the cap"
 
     caplog.set_level(logging.WARNING, logger="relayer.http_guard")
     api.clock.now += 5.0
@@ -128,6 +129,7 @@ async def test_the_cap_refuses_the_excess_at_once_and_serves_again_below_it(
     held = await open_slow(api, 10)
     await until(lambda: api.guard.stats.open == 10, "10 connections held")
     assert await get(api, "/healthz") == 200, "served while the cap is not reached"
+    await until(lambda: api.guard.stats.open == 10, "the normal request's connection closed")
     held += await open_slow(api, 10)
     await until(lambda: api.guard.stats.open == 20, "the cap reached")
 
@@ -145,6 +147,7 @@ async def test_the_cap_refuses_the_excess_at_once_and_serves_again_below_it(
         writer.close()
     await until(lambda: api.guard.stats.open == 15, "5 connections freed")
     assert await get(api, "/healthz") == 200
+    await until(lambda: api.guard.stats.open == 15, "the normal request's connection closed")
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as session:
         async with session.get(api.url + "/metrics") as response:
             text = await response.text()
