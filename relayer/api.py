@@ -16,7 +16,8 @@
     GET /api/inclusions  per feed: why it was in or left out of the latest attested report,
                      and the counts by reason (as relayer_feed_inclusions_total)
     GET /api/history per-feed (observed_at, value) points for charts
-    GET /api/events  server-sent events: `attested` and `landed` as they happen
+    GET /api/events  server-sent events: `attested` and `landed` as they happen (a client that
+                     leaves is let go at once: aiohttp cancels the handler of a closed connection)
     GET /api/subscriptions  per feed: the effective promise (deviation, heartbeat), the catalog
                      default, the floors, who asked for what, the latest local median's
                      deviation from the latest on-chain value against the threshold, and the
@@ -25,6 +26,10 @@
     GET /api/reports/{epoch}/{round}  one attested report (``?config_digest=0x..``); 404 with
                      what is kept when unknown
     GET /api/reports/stream           server-sent events `report` as reports are attested
+
+Connections are accepted and bounded by `relayer.http_guard` (`ApiLimits`: a connection
+cap, header and body timeouts, a stream cap for the two event streams, and a node that
+stays up when it runs out of file descriptors).
 
 Everything is read through `relayer.metrics.Telemetry` (attested reports through its
 `relayer.reports.ReportBook`, which reads the store) and, for subscriptions, the
@@ -48,6 +53,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from aggregation.trigger import BPS, Promise, trigger_reason
 from relayer.chain.feed_view import FeedViewSnapshot
 from relayer.chain.subscriptions import PromiseSet
+from relayer.http_guard import ApiLimits, ConnectionGuard, GuardCollector, guard_middleware
 from relayer.metrics import Telemetry
 from relayer.reports import missed_frame
 
@@ -55,6 +61,8 @@ log = logging.getLogger(__name__)
 
 DASHBOARD = Path(__file__).with_name("static") / "dashboard.html"
 _TELEMETRY = web.AppKey("telemetry", Telemetry)
+# Served as long-lived streams: no body timeout, and the guard's stream cap.
+STREAM_PATHS = frozenset({"/api/events", "/api/reports/stream"})
 NO_REGISTRY = ("no SubscriptionRegistry configured: the catalog defaults are the promises; set "
                "subscription_registry_address to follow subscribers")
 
@@ -223,7 +231,7 @@ async def _events(request: web.Request) -> web.StreamResponse:
                 continue
             data = json.dumps(event, default=str)
             await response.write(f"event: {event['type']}\ndata: {data}\n\n".encode())
-    except (ConnectionResetError, asyncio.CancelledError):
+    except ConnectionResetError:
         pass
     finally:
         telemetry.unsubscribe(queue)
@@ -282,7 +290,7 @@ async def _report_stream(request: web.Request) -> web.StreamResponse:
                 await response.write(missed_frame(missed))
             for frame in frames:
                 await response.write(frame)
-    except (ConnectionResetError, asyncio.CancelledError):
+    except ConnectionResetError:
         pass
     finally:
         book.unsubscribe(sub)
@@ -290,7 +298,7 @@ async def _report_stream(request: web.Request) -> web.StreamResponse:
 
 
 def build_app(telemetry: Telemetry, board: SubscriptionsBoard | None = None) -> web.Application:
-    app = web.Application()
+    app = web.Application(middlewares=[guard_middleware(STREAM_PATHS)])
     app[_TELEMETRY] = telemetry
     app[_BOARD] = board if board is not None else SubscriptionsBoard()
     app.router.add_get("/", _index)
@@ -312,22 +320,34 @@ def build_app(telemetry: Telemetry, board: SubscriptionsBoard | None = None) -> 
 
 
 class ApiServer:
-    def __init__(self, telemetry: Telemetry, host: str, port: int, board: SubscriptionsBoard | None = None) -> None:
+    def __init__(self, telemetry: Telemetry, host: str, port: int, board: SubscriptionsBoard | None = None,
+                 guard: ConnectionGuard | None = None) -> None:
         self.app = build_app(telemetry, board)
         self.host, self.port = host, port
+        self.guard = guard if guard is not None else ConnectionGuard(ApiLimits())
+        self._registry = telemetry.registry
+        self._collector = GuardCollector(self.guard.stats)
         self._runner: web.AppRunner | None = None
         self.url: str | None = None
 
     async def start(self) -> None:
-        self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=1.0)
+        # handler_cancellation: a client that closes its connection cancels its handler, so an
+        # event stream lets go of a departed client at once, not at its next keep-alive write.
+        self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=1.0, handler_cancellation=True)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        sockets = getattr(site._server, "sockets", None) or []  # the bound port when 0 was asked
-        port = sockets[0].getsockname()[1] if sockets else self.port
+        assert self._runner.server is not None
+        try:
+            _, port = await self.guard.start(self._runner.server, self.host, self.port)
+        except OSError:
+            await self._runner.cleanup()
+            raise
+        self._registry.register(self._collector)
         self.url = f"http://{self.host}:{port}"
         log.info("API, dashboard and /metrics on %s", self.url)
 
     async def stop(self) -> None:
         if self._runner is not None:
+            await self.guard.stop()
+            self._registry.unregister(self._collector)
             await self._runner.cleanup()
+            self._runner = None

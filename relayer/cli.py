@@ -81,6 +81,13 @@ peers = [{peers}]
 # HTTP API, dashboard and Prometheus /metrics. Loopback only unless you put a proxy in front.
 api_host = "127.0.0.1"
 api_port = {api_port}
+# What a client may hold: connections at once (one more is answered 503 and closed), event
+# streams among them, and seconds to send a request's headers (also the idle limit of a
+# kept-alive connection) and to be read and answered (streams are exempt).
+api_max_connections = 256
+api_max_streams = 32
+api_header_timeout_s = 10.0
+api_body_timeout_s = 30.0
 
 # Observer relay: attested reports on a read-only libp2p topic for peers outside the committee,
 # on a host apart from the committee's (docs/operator.md). Off unless a port is set;

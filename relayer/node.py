@@ -28,6 +28,7 @@ from feeds.poller import FeedCache
 from feeds.registry import make_source
 from relayer.chain.codec import address_of
 from relayer.api import ApiServer, ServedFeedInfo, SubscriptionsBoard, SubscriptionsSnapshot
+from relayer.http_guard import ApiLimits, ConnectionGuard
 from relayer.chain.codec import feed_id_bytes, unpack_signatures
 from relayer.chain.contract import chain_id_of
 from relayer.chain.errors import ChainError
@@ -615,7 +616,11 @@ class Node:
             chain_follower = self._supervise("chain_follower", self._follow_chain)
             # Streaming sources update the cache on each venue message (polled while a stream is down).
             streams = self._supervise("source_streams", lambda: self.cache.run_streams(session))
-            api = ApiServer(self.telemetry, s.api_host, s.api_port, self.subscriptions_board) if s.api_enabled else None
+            limits = ApiLimits(max_connections=s.api_max_connections, max_streams=s.api_max_streams,
+                               header_timeout_s=s.api_header_timeout_s, body_timeout_s=s.api_body_timeout_s)
+            guard = ConnectionGuard(limits, failed=self.failed_tasks, failures=self.task_failures)
+            api = ApiServer(self.telemetry, s.api_host, s.api_port, self.subscriptions_board,
+                            guard=guard) if s.api_enabled else None
             if api is not None:
                 await api.start()
             loop = asyncio.get_running_loop()

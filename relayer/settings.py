@@ -79,6 +79,14 @@ class Settings(BaseSettings):
     api_enabled: bool = True
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8788, ge=0, le=65535)
+    # Bounds on the API's clients (relayer.http_guard): connections held at once (one more is
+    # answered 503 and closed), event streams among them, seconds to send a request's headers
+    # (or between requests on a kept-alive connection), seconds to send its body and be answered
+    # (streams are exempt).
+    api_max_connections: int = Field(default=256, ge=1)
+    api_max_streams: int = Field(default=32, ge=1)
+    api_header_timeout_s: float = Field(default=10.0, gt=0)
+    api_body_timeout_s: float = Field(default=30.0, gt=0)
     chain_id: int | None = Field(default=None, ge=1)
     # Transactions: never pay more than this per gas (during a spike above it, wait at the cap);
     # re-broadcast or re-price a pending one after this many blocks; count a report landed after
@@ -98,6 +106,9 @@ class Settings(BaseSettings):
     def _one_key_source(self) -> "Settings":
         if self.signing_key_file is not None and self.keystore_file is not None:
             raise ValueError("give keystore_file or signing_key_file, not both")
+        if self.api_max_streams > self.api_max_connections:
+            raise ValueError(f"api_max_streams ({self.api_max_streams}) must not exceed api_max_connections "
+                             f"({self.api_max_connections}): streams are connections too; lower api_max_streams")
         return self
 
     @field_validator("rpc_urls", mode="before")

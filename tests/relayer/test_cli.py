@@ -125,6 +125,7 @@ def test_init_writes_a_keystore_and_a_commented_config(tmp_path: Path, password:
     assert tomllib.loads(text)["keystore_file"] == str(keystore)
     settings = Settings.load(config)  # the file init writes is a valid config as it stands
     assert settings.chain_id == 31337 and settings.keystore_file == keystore
+    assert "api_header_timeout_s = 10.0" in text and settings.api_max_connections == 256
     # A second init does not silently replace the key.
     assert main(["init", "--dir", str(tmp_path / "n")]) == 1
 
