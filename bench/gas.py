@@ -24,7 +24,10 @@ market priced by an 8-decimal spot feed, with RiskGate reading a 6-decimal reali
 volatility and a USD depth feed: deposit, open, increase, reduce, close, withdraw and
 liquidate, with the heuristics off and then on (action limit counting, cool-down record read).
 
-    .venv/bin/python bench/gas.py [--json] [--risk-gate | --vault]
+With ``--scheme 0x0001`` only the ECDSA tables (and the pull path), with ``--scheme 0x0002``
+only the FROST table: the rows a change to one scheme's path needs, in a fraction of the time.
+
+    .venv/bin/python bench/gas.py [--json] [--risk-gate | --vault] [--scheme 0x0001 | 0x0002]
 """
 
 from __future__ import annotations
@@ -184,43 +187,59 @@ async def _measure_schnorr(
     return Measurement(feeds, n, gas[0], gas[2], scheme=0x0002)
 
 
-async def run() -> list[Measurement]:
+async def run(schemes: frozenset[int] = frozenset({0x0001, 0x0002})) -> list[Measurement]:
     results: list[Measurement] = []
     with AnvilNode.start() as anvil:
         w3 = connect(anvil.rpc_url)
         try:
-            for feeds in FEED_COUNTS:
-                client = await _setup(w3, anvil, feeds, 0)
-                snapshot = anvil.rpc("evm_snapshot")
-                for n in SIGNER_COUNTS:
-                    results.append(await _measure(w3, anvil, client, feeds, n, 0))
-                    anvil.rpc("evm_revert", [snapshot])
-                    snapshot = anvil.rpc("evm_snapshot")
-            # History for getRoundData: depth 2, so round 3 overwrites a ring slot.
-            client = await _setup(w3, anvil, 10, 2)
-            results.append(await _measure(w3, anvil, client, 10, 10, 2))
-            client = await _setup(w3, anvil, 1, 2)
-            results.append(await _measure(w3, anvil, client, 1, 10, 2))
-            # The per-feed FeedUpdated event (a feed's default): what it adds per stored feed.
-            for feeds in FEED_COUNTS:
-                client = await _setup(w3, anvil, feeds, 0, events=True)
-                results.append(await _measure(w3, anvil, client, feeds, 10, 0, events=True))
-            # Scheme 0x0002: one Schnorr signature whatever n.
-            for feeds in SCHNORR_FEED_COUNTS:
-                client = await _setup(w3, anvil, feeds, 0)
-                snapshot = anvil.rpc("evm_snapshot")
-                for n in SIGNER_COUNTS:
-                    results.append(await _measure_schnorr(w3, anvil, client, feeds, n))
-                    anvil.rpc("evm_revert", [snapshot])
-                    snapshot = anvil.rpc("evm_snapshot")
+            if 0x0001 in schemes:
+                results.extend(await _ecdsa_rows(w3, anvil))
+            if 0x0002 in schemes:
+                results.extend(await _schnorr_rows(w3, anvil))
         finally:
             await disconnect(w3)
+    return results
+
+
+async def _ecdsa_rows(w3: HttpWeb3, anvil: AnvilNode) -> list[Measurement]:
+    results: list[Measurement] = []
+    for feeds in FEED_COUNTS:
+        client = await _setup(w3, anvil, feeds, 0)
+        snapshot = anvil.rpc("evm_snapshot")
+        for n in SIGNER_COUNTS:
+            results.append(await _measure(w3, anvil, client, feeds, n, 0))
+            anvil.rpc("evm_revert", [snapshot])
+            snapshot = anvil.rpc("evm_snapshot")
+    # History for getRoundData: depth 2, so round 3 overwrites a ring slot.
+    client = await _setup(w3, anvil, 10, 2)
+    results.append(await _measure(w3, anvil, client, 10, 10, 2))
+    client = await _setup(w3, anvil, 1, 2)
+    results.append(await _measure(w3, anvil, client, 1, 10, 2))
+    # The per-feed FeedUpdated event (a feed's default): what it adds per stored feed.
+    for feeds in FEED_COUNTS:
+        client = await _setup(w3, anvil, feeds, 0, events=True)
+        results.append(await _measure(w3, anvil, client, feeds, 10, 0, events=True))
+    return results
+
+
+async def _schnorr_rows(w3: HttpWeb3, anvil: AnvilNode) -> list[Measurement]:
+    """Scheme 0x0002: one Schnorr signature whatever n."""
+    results: list[Measurement] = []
+    for feeds in SCHNORR_FEED_COUNTS:
+        client = await _setup(w3, anvil, feeds, 0)
+        snapshot = anvil.rpc("evm_snapshot")
+        for n in SIGNER_COUNTS:
+            results.append(await _measure_schnorr(w3, anvil, client, feeds, n))
+            anvil.rpc("evm_revert", [snapshot])
+            snapshot = anvil.rpc("evm_snapshot")
     return results
 
 
 def print_table(results: list[Measurement]) -> bool:
     schnorr = [m for m in results if m.scheme == 0x0002]
     results = [m for m in results if m.scheme == 0x0001]
+    if not results:
+        return print_schnorr_table(schnorr)
     print("QuorumOracle.transmit gas (anvil default hardfork; every committee member signs)")
     print(f"{'feeds':>5} {'sigs':>4} {'history':>7} {'events':>6} {'first write':>11} {'steady':>8} {'per feed':>9}")
     for m in results:
@@ -442,8 +461,11 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="print measurements as JSON lines instead")
     parser.add_argument("--risk-gate", action="store_true", help="measure RiskGate instead of transmit")
     parser.add_argument("--vault", action="store_true", help="measure MarginVault actions instead of transmit")
+    parser.add_argument("--scheme", choices=("0x0001", "0x0002"),
+                        help="only this signature scheme's transmit rows (0x0001 with the pull path)")
     args = parser.parse_args()
-    pull = asyncio.run(pull_rows()) if not (args.vault or args.risk_gate) else []
+    schemes = frozenset({int(args.scheme, 16)}) if args.scheme else frozenset({0x0001, 0x0002})
+    pull = asyncio.run(pull_rows()) if not (args.vault or args.risk_gate) and 0x0001 in schemes else []
     if args.vault or args.risk_gate:
         title, rows = (
             ("MarginVault gas (anvil default hardfork; receipts, 21,000 base included; RiskGate on 2 inputs)",
@@ -454,7 +476,7 @@ def main() -> int:
         for row in rows:
             print(json.dumps(row) if args.json else f"{row['market']:>9} {row['what']:<24} {row['gas']:>8,}")
         return 0
-    results = asyncio.run(run())
+    results = asyncio.run(run(schemes))
     if args.json:
         for m in results:
             print(json.dumps({**asdict(m), "per_feed": m.per_feed}))
@@ -462,6 +484,8 @@ def main() -> int:
             print(json.dumps(row))
         return 0
     ok = print_table(results)
+    if not pull:
+        return 0 if ok else 1
     print()
     print("pull path, 10 signatures (keeper: one transaction; verifyReport: eth_estimateGas, 21,000 base included)")
     for row in pull:
