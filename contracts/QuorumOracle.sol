@@ -1379,7 +1379,8 @@ contract QuorumOracle is Governed {
                         packed := sload(slot)
                     }
                 }
-                let half := and(shr(shl(7, and(index, 1)), packed), MASK_128)
+                // The feed's 128 bits: the high half for an odd index, the low for an even one.
+                let half := shr(128, shl(shl(7, iszero(and(index, 1))), packed))
                 if lt(observedAt, and(shr(32, half), 0xffffffff)) {
                     if iszero(shr(248, t)) {
                         mstore(0, ERR_OBSERVATION_TOO_OLD)
@@ -1474,8 +1475,8 @@ contract QuorumOracle is Governed {
                         log2(0, 0x60, FEED_UPDATED_TOPIC, index)
                     }
                 }
-                let shift := shl(7, and(index, 1))
-                packed := or(and(packed, not(shl(shift, MASK_128))), shl(shift, next))
+                // half is what the feed's bits hold: xor-ing half ^ next into them leaves next.
+                packed := xor(packed, shl(shl(7, and(index, 1)), xor(half, next)))
             }
             if curSlot { sstore(curSlot, packed) }
             mstore(0x40, 0x80) // the free memory pointer and the zero slot, used as scratch
