@@ -1381,17 +1381,19 @@ contract QuorumOracle is Governed {
                 }
                 // The feed's 128 bits: the high half for an odd index, the low for an even one.
                 let half := shr(128, shl(shl(7, iszero(and(index, 1))), packed))
-                if lt(observedAt, and(shr(32, half), 0xffffffff)) {
-                    if iszero(shr(248, t)) {
-                        mstore(0, ERR_OBSERVATION_TOO_OLD)
-                        mstore(0x20, index)
-                        mstore(0x40, observedAt)
-                        mstore(0x60, and(shr(32, half), 0xffffffff))
-                        revert(0x1c, 0x64)
+                // Older than stored, or a submit at or below the watermark: one branch on the
+                // push path.
+                if or(lt(observedAt, and(shr(32, half), 0xffffffff)), eq(shr(248, t), MODE_SUBMIT_LATE)) {
+                    if lt(observedAt, and(shr(32, half), 0xffffffff)) {
+                        if iszero(shr(248, t)) {
+                            mstore(0, ERR_OBSERVATION_TOO_OLD)
+                            mstore(0x20, index)
+                            mstore(0x40, observedAt)
+                            mstore(0x60, and(shr(32, half), 0xffffffff))
+                            revert(0x1c, 0x64)
+                        }
+                        continue // submit: older than stored, skipped
                     }
-                    continue // submit: older than stored, skipped
-                }
-                if eq(shr(248, t), MODE_SUBMIT_LATE) {
                     // A report at or below the watermark: only strictly later observations;
                     // when the stored one was ahead of its block (so updatedAt is the block's),
                     // later than anything it may have been; a tripped feed moves only with
@@ -1415,7 +1417,7 @@ contract QuorumOracle is Governed {
                 {
                     let ahead := gt(observedAt, timestamp())
                     next := or(
-                        or(shl(64, and(value, 0xffffffffffffffff)), shl(32, xor(observedAt, mul(ahead, xor(observedAt, timestamp()))))),
+                        or(shr(128, shl(192, value)), shl(32, xor(observedAt, mul(ahead, xor(observedAt, timestamp()))))),
                         or(shl(31, ahead), shl(2, add(roundId, 1)))
                     )
                 }
