@@ -1432,24 +1432,27 @@ contract QuorumOracle is Governed {
                     sign := sar(255, last)
                     // Beyond the limit: past breakerBps of the last good value and past the
                     // floor (so a last value of 0 does not make every move a jump).
-                    switch and(
+                    let beyond := and(
                         gt(mul(delta, 10000), mul(shr(224, and(entry, BPS_MASK)), sub(xor(last, sign), sign))),
                         gt(delta, and(entry, FLOOR_MASK))
                     )
-                    case 1 {
-                        switch and(half, 2)
-                        case 0 {
-                            // trips: not stored
-                            mstore(0, last)
-                            mstore(0x20, value)
-                            mstore(0x40, observedAt)
-                            log2(0, 0x60, BREAKER_TRIPPED_TOPIC, index)
-                            next := or(half, 2)
+                    // In the limit and not tripped, the common case, passes with this one test.
+                    if or(beyond, and(half, 2)) {
+                        switch beyond
+                        case 1 {
+                            switch and(half, 2)
+                            case 0 {
+                                // trips: not stored
+                                mstore(0, last)
+                                mstore(0x20, value)
+                                mstore(0x40, observedAt)
+                                log2(0, 0x60, BREAKER_TRIPPED_TOPIC, index)
+                                next := or(half, 2)
+                            }
+                            default { next := and(half, not(1)) } // tripped: the streak is broken
                         }
-                        default { next := and(half, not(1)) } // tripped: the streak is broken
-                    }
-                    default {
-                        if and(half, 2) {
+                        default {
+                            // tripped, in the limit
                             switch and(half, 1)
                             case 0 { next := or(half, 1) } // first in-limit report: counted
                             default {
