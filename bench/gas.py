@@ -37,8 +37,9 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -202,15 +203,22 @@ async def run(schemes: frozenset[int] = frozenset({0x0001, 0x0002})) -> list[Mea
     return results
 
 
+async def _each_committee(anvil: AnvilNode, measure: Callable[..., Awaitable[Measurement]]) -> list[Measurement]:
+    """``measure(n=n)`` for every committee size, each from the same chain state."""
+    results: list[Measurement] = []
+    snapshot = anvil.rpc("evm_snapshot")
+    for n in SIGNER_COUNTS:
+        results.append(await measure(n=n))
+        anvil.rpc("evm_revert", [snapshot])
+        snapshot = anvil.rpc("evm_snapshot")
+    return results
+
+
 async def _ecdsa_rows(w3: HttpWeb3, anvil: AnvilNode) -> list[Measurement]:
     results: list[Measurement] = []
     for feeds in FEED_COUNTS:
         client = await _setup(w3, anvil, feeds, 0)
-        snapshot = anvil.rpc("evm_snapshot")
-        for n in SIGNER_COUNTS:
-            results.append(await _measure(w3, anvil, client, feeds, n, 0))
-            anvil.rpc("evm_revert", [snapshot])
-            snapshot = anvil.rpc("evm_snapshot")
+        results.extend(await _each_committee(anvil, partial(_measure, w3, anvil, client, feeds, history_depth=0)))
     # History for getRoundData: depth 2, so round 3 overwrites a ring slot.
     client = await _setup(w3, anvil, 10, 2)
     results.append(await _measure(w3, anvil, client, 10, 10, 2))
@@ -228,11 +236,7 @@ async def _schnorr_rows(w3: HttpWeb3, anvil: AnvilNode) -> list[Measurement]:
     results: list[Measurement] = []
     for feeds in SCHNORR_FEED_COUNTS:
         client = await _setup(w3, anvil, feeds, 0)
-        snapshot = anvil.rpc("evm_snapshot")
-        for n in SIGNER_COUNTS:
-            results.append(await _measure_schnorr(w3, anvil, client, feeds, n))
-            anvil.rpc("evm_revert", [snapshot])
-            snapshot = anvil.rpc("evm_snapshot")
+        results.extend(await _each_committee(anvil, partial(_measure_schnorr, w3, anvil, client, feeds)))
     # FeedUpdated on (a new feed's default): what the per-feed event adds under this scheme.
     for feeds in SCHNORR_FEED_COUNTS[:2]:
         client = await _setup(w3, anvil, feeds, 0, events=True)
