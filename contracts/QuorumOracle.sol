@@ -1309,48 +1309,67 @@ contract QuorumOracle is Governed {
             let minIndex := 0
             let curSlot := 0 // no slot loaded yet (feed slots are never 0)
             let packed := 0
-            for {} lt(o, end) { o := add(o, 32) } {
-                let index := shr(240, calldataload(o))
-                if or(lt(index, minIndex), and(shr(192, calldataload(o)), 0xff)) {
+            // The refusals of an update word itself, in the order they are named: checked
+            // together on the hot path (one branch per feed), located here when one fails.
+            function refuseUpdate(w, e, least) {
+                let i := shr(240, w)
+                if or(lt(i, least), and(shr(192, w), 0xff)) {
                     mstore(0, ERR_INVALID_UPDATES)
                     revert(0x1c, 0x04)
                 }
-                minIndex := add(index, 1)
+                if iszero(and(shr(192, e), 0xffffffff)) {
+                    // heartbeat 0: no such feed
+                    mstore(0, ERR_UNKNOWN_FEED)
+                    mstore(0x20, i)
+                    revert(0x1c, 0x24)
+                }
+                let v := signextend(23, w)
+                if or(slt(v, signextend(7, shr(128, e))), sgt(v, signextend(7, shr(64, e)))) {
+                    mstore(0, ERR_VALUE_OUT_OF_BOUNDS)
+                    mstore(0x20, i)
+                    mstore(0x40, v)
+                    revert(0x1c, 0x44)
+                }
+                let at := and(shr(208, w), 0xffffffff)
+                if gt(at, add(timestamp(), MAX_FUTURE_SKEW)) {
+                    mstore(0, ERR_OBSERVATION_IN_FUTURE)
+                    mstore(0x20, i)
+                    mstore(0x40, at)
+                    revert(0x1c, 0x44)
+                }
+                mstore(0, ERR_OBSERVATION_EXPIRED)
+                mstore(0x20, i)
+                mstore(0x40, at)
+                mstore(0x60, and(shr(192, e), 0xffffffff))
+                revert(0x1c, 0x64)
+            }
+            for {} lt(o, end) { o := add(o, 32) } {
+                let word := calldataload(o)
+                let index := shr(240, word)
                 let entry
                 switch lt(sub(index, first), span)
                 case 1 { entry := mload(add(0x80, shl(5, sub(index, first)))) }
                 default {
+                    // Also for an index out of order: the copy then reads zeros, refused below.
                     let at := mload(0x60)
                     extcodecopy(and(at, ADDRESS_MASK), 0, add(shr(160, at), shl(5, index)), ENTRY_BYTES)
                     entry := mload(0)
                 }
-                if iszero(and(shr(192, entry), 0xffffffff)) {
-                    // heartbeat 0: no such feed
-                    mstore(0, ERR_UNKNOWN_FEED)
-                    mstore(0x20, index)
-                    revert(0x1c, 0x24)
-                }
-                let value := signextend(23, calldataload(o))
-                if or(slt(value, signextend(7, shr(128, entry))), sgt(value, signextend(7, shr(64, entry)))) {
-                    mstore(0, ERR_VALUE_OUT_OF_BOUNDS)
-                    mstore(0x20, index)
-                    mstore(0x40, value)
-                    revert(0x1c, 0x44)
-                }
-                let observedAt := and(shr(208, calldataload(o)), 0xffffffff)
-                if gt(observedAt, add(timestamp(), MAX_FUTURE_SKEW)) {
-                    mstore(0, ERR_OBSERVATION_IN_FUTURE)
-                    mstore(0x20, index)
-                    mstore(0x40, observedAt)
-                    revert(0x1c, 0x44)
-                }
-                if lt(add(observedAt, and(shr(192, entry), 0xffffffff)), timestamp()) {
-                    mstore(0, ERR_OBSERVATION_EXPIRED)
-                    mstore(0x20, index)
-                    mstore(0x40, observedAt)
-                    mstore(0x60, and(shr(192, entry), 0xffffffff))
-                    revert(0x1c, 0x64)
-                }
+                let value := signextend(23, word)
+                let observedAt := and(shr(208, word), 0xffffffff)
+                // Ascending and reserved byte 0; a feed (heartbeat 0: none); within bounds; not
+                // ahead of the block by more than the skew; not older than the heartbeat.
+                if or(
+                    or(or(lt(index, minIndex), and(shr(192, word), 0xff)), iszero(and(shr(192, entry), 0xffffffff))),
+                    or(
+                        or(slt(value, signextend(7, shr(128, entry))), sgt(value, signextend(7, shr(64, entry)))),
+                        or(
+                            gt(observedAt, add(timestamp(), MAX_FUTURE_SKEW)),
+                            lt(add(observedAt, and(shr(192, entry), 0xffffffff)), timestamp())
+                        )
+                    )
+                ) { refuseUpdate(word, entry, minIndex) }
+                minIndex := add(index, 1)
                 if eq(shr(248, t), MODE_VERIFY) { continue }
                 {
                     let slot := add(s_feedPairs.slot, shr(1, index))
@@ -1360,18 +1379,21 @@ contract QuorumOracle is Governed {
                         packed := sload(slot)
                     }
                 }
-                let half := and(shr(shl(7, and(index, 1)), packed), MASK_128)
-                if lt(observedAt, and(shr(32, half), 0xffffffff)) {
-                    if iszero(shr(248, t)) {
-                        mstore(0, ERR_OBSERVATION_TOO_OLD)
-                        mstore(0x20, index)
-                        mstore(0x40, observedAt)
-                        mstore(0x60, and(shr(32, half), 0xffffffff))
-                        revert(0x1c, 0x64)
+                // The feed's 128 bits: the high half for an odd index, the low for an even one.
+                let half := shr(128, shl(shl(7, iszero(and(index, 1))), packed))
+                // Older than stored, or a submit at or below the watermark: one branch on the
+                // push path.
+                if or(lt(observedAt, and(shr(32, half), 0xffffffff)), eq(shr(248, t), MODE_SUBMIT_LATE)) {
+                    if lt(observedAt, and(shr(32, half), 0xffffffff)) {
+                        if iszero(shr(248, t)) {
+                            mstore(0, ERR_OBSERVATION_TOO_OLD)
+                            mstore(0x20, index)
+                            mstore(0x40, observedAt)
+                            mstore(0x60, and(shr(32, half), 0xffffffff))
+                            revert(0x1c, 0x64)
+                        }
+                        continue // submit: older than stored, skipped
                     }
-                    continue // submit: older than stored, skipped
-                }
-                if eq(shr(248, t), MODE_SUBMIT_LATE) {
                     // A report at or below the watermark: only strictly later observations;
                     // when the stored one was ahead of its block (so updatedAt is the block's),
                     // later than anything it may have been; a tripped feed moves only with
@@ -1388,38 +1410,49 @@ contract QuorumOracle is Governed {
                     revert(0x1c, 0x24)
                 }
                 // Accepted unless the circuit breaker decides otherwise: value, updatedAt, ahead,
-                // round + 1; tripped and flag cleared. updatedAt is never after the block that
-                // stores it: readers' block.timestamp - updatedAt cannot underflow, and it does
-                // not creep forward as later blocks pass.
-                let next := or(shl(64, and(value, 0xffffffffffffffff)), or(shl(32, observedAt), shl(2, add(roundId, 1))))
-                if gt(observedAt, timestamp()) {
-                    next := or(and(next, not(shl(32, 0xffffffff))), or(shl(32, timestamp()), shl(31, 1)))
+                // round + 1; tripped and flag cleared. updatedAt is min(observedAt, block time),
+                // never after the block that stores it: readers' block.timestamp - updatedAt
+                // cannot underflow, and it does not creep forward as later blocks pass.
+                let next
+                {
+                    let ahead := gt(observedAt, timestamp())
+                    next := or(
+                        or(shr(128, shl(192, value)), shl(32, xor(observedAt, mul(ahead, xor(observedAt, timestamp()))))),
+                        or(shl(31, ahead), shl(2, add(roundId, 1)))
+                    )
                 }
                 // The breaker checks the jump from the last good value unless: first value
                 // ever, breaker off (0 bps), or re-anchoring after a reset (tripped 0, flag 1).
                 if and(and(iszero(iszero(roundId)), iszero(iszero(and(entry, BPS_MASK)))), iszero(eq(and(half, 3), 1))) {
                     let last := signextend(7, shr(64, half))
-                    let delta := sub(value, last) // |value|, |last| < 2^63: no overflow below
-                    if slt(delta, 0) { delta := sub(0, delta) }
-                    let magnitude := last
-                    if slt(magnitude, 0) { magnitude := sub(0, magnitude) }
+                    // |value|, |last| < 2^63: no overflow; absolute values without branches.
+                    let delta := sub(value, last)
+                    let sign := sar(255, delta)
+                    delta := sub(xor(delta, sign), sign)
+                    sign := sar(255, last)
                     // Beyond the limit: past breakerBps of the last good value and past the
                     // floor (so a last value of 0 does not make every move a jump).
-                    switch and(gt(mul(delta, 10000), mul(shr(224, and(entry, BPS_MASK)), magnitude)), gt(delta, and(entry, FLOOR_MASK)))
-                    case 1 {
-                        switch and(half, 2)
-                        case 0 {
-                            // trips: not stored
-                            mstore(0, last)
-                            mstore(0x20, value)
-                            mstore(0x40, observedAt)
-                            log2(0, 0x60, BREAKER_TRIPPED_TOPIC, index)
-                            next := or(half, 2)
+                    let beyond := and(
+                        gt(mul(delta, 10000), mul(shr(224, and(entry, BPS_MASK)), sub(xor(last, sign), sign))),
+                        gt(delta, and(entry, FLOOR_MASK))
+                    )
+                    // In the limit and not tripped, the common case, passes with this one test.
+                    if or(beyond, and(half, 2)) {
+                        switch beyond
+                        case 1 {
+                            switch and(half, 2)
+                            case 0 {
+                                // trips: not stored
+                                mstore(0, last)
+                                mstore(0x20, value)
+                                mstore(0x40, observedAt)
+                                log2(0, 0x60, BREAKER_TRIPPED_TOPIC, index)
+                                next := or(half, 2)
+                            }
+                            default { next := and(half, not(1)) } // tripped: the streak is broken
                         }
-                        default { next := and(half, not(1)) } // tripped: the streak is broken
-                    }
-                    default {
-                        if and(half, 2) {
+                        default {
+                            // tripped, in the limit
                             switch and(half, 1)
                             case 0 { next := or(half, 1) } // first in-limit report: counted
                             default {
@@ -1447,8 +1480,8 @@ contract QuorumOracle is Governed {
                         log2(0, 0x60, FEED_UPDATED_TOPIC, index)
                     }
                 }
-                let shift := shl(7, and(index, 1))
-                packed := or(and(packed, not(shl(shift, MASK_128))), shl(shift, next))
+                // half is what the feed's bits hold: xor-ing half ^ next into them leaves next.
+                packed := xor(packed, shl(shl(7, and(index, 1)), xor(half, next)))
             }
             if curSlot { sstore(curSlot, packed) }
             mstore(0x40, 0x80) // the free memory pointer and the zero slot, used as scratch

@@ -208,6 +208,30 @@ async def test_feed_values_and_times_are_checked(oracle: Deployment) -> None:
     assert error.error_args == (0, now - 1, now)
 
 
+async def test_a_word_failing_several_checks_is_refused_by_the_first_in_order(oracle: Deployment) -> None:
+    # transmit tests a word's refusals together and names one only when that test fails: it must
+    # be the first of InvalidUpdates, UnknownFeed, ValueOutOfBounds, ObservationInFuture,
+    # ObservationExpired, with that word's arguments, on the push path and in verifyReport alike.
+    now = await oracle.now()
+    good = oracle.updates(now, (0, ETH))
+    reserved = (int.from_bytes(oracle.updates(now + 3_600, (7, 0)), "big") | 1 << 192).to_bytes(32, "big")
+    cases = [
+        (oracle.updates(now, (1, BTC)) + oracle.updates(now + 3_600, (0, 0)), "InvalidUpdates", ()),
+        (reserved, "InvalidUpdates", ()),
+        (oracle.updates(now + 3_600, (7, 0)), "UnknownFeed", (7,)),
+        (oracle.updates(now - 3_601, (7, 0)), "UnknownFeed", (7,)),
+        (oracle.updates(now + 3_600, (0, 0)), "ValueOutOfBounds", (0, 0)),
+        (oracle.updates(now - 3_601, (0, MAX_VALUE + 1)), "ValueOutOfBounds", (0, MAX_VALUE + 1)),
+        (good + oracle.updates(now + 3_600, (1, BTC)), "ObservationInFuture", (1, now + 3_600)),
+        (good + oracle.updates(now - 3_601, (1, BTC)), "ObservationExpired", (1, now - 3_601, 3_600)),
+    ]
+    for updates, reason, args in cases:
+        for error in (await reverts(oracle.transmit(1, 1, updates)),
+                      await reverts(oracle.verify(1, 1, updates), ContractRevert)):
+            assert (error.reason, error.error_args) == (reason, args), reason
+    assert await oracle.client.latest_epoch_round() == (0, 0)
+
+
 async def test_administration_is_owner_only_and_validated(oracle: Deployment) -> None:
     client, owner = oracle.client, oracle.owner_key
     stranger = oracle.anvil.accounts[20][1]
