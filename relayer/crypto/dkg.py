@@ -333,6 +333,14 @@ class Participant:
     def _exclude(self, who: int, reason: str) -> None:
         self.excluded.setdefault(who, reason)
 
+    def refuse(self, sender: int, reason: str) -> None:
+        """Exclude `sender` in round 1 for what the caller found (e.g. bytes that are no package)."""
+        if self._transcript is not None:
+            raise PhaseError(f"participant {sender} refused after round 1 was closed: {reason}")
+        if sender != self.identifier:
+            self._packages.pop(sender, None)
+        self._exclude(sender, reason)
+
     def qualified(self) -> list[int]:
         return [i for i in range(1, self.n + 1) if i not in self.excluded]
 
