@@ -34,6 +34,12 @@ from relayer.chain.codec import ReportDomain, ThresholdKey, address_of, config_d
 from relayer.chain.errors import CodecError
 from relayer.crypto import dkg, frost
 from relayer.crypto.dkg import DkgOutcome, Misbehaviour, Participant, Round1Package
+from relayer.keystore import ThresholdShareRecord, keystore_password, load_signing_key, write_threshold_share
+from relayer.p2p.errors import P2PError
+from relayer.p2p.host import P2PHost
+from relayer.p2p.identity import address_of_peer_id
+from relayer.protocol.signer import approve_group_key
+from relayer.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +85,24 @@ class NextConfig:
         return config_digest(chain_id=self.chain_id, contract=self.oracle, config_count=self.config_count,
                              signers=self.signers, transmitters=self.transmitters, f=self.f,
                              threshold=self.threshold, offchain_config=self.offchain_config, group_key=key)
+
+    def as_json(self) -> dict[str, Any]:
+        """The config as the owner installs it (what `from_json` reads back)."""
+        return {"chain_id": self.chain_id, "oracle": self.oracle, "config_count": self.config_count,
+                "signers": list(self.signers), "transmitters": list(self.transmitters), "f": self.f,
+                "threshold": self.threshold, "offchain_config": "0x" + self.offchain_config.hex()}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> NextConfig:
+        try:
+            return cls(chain_id=int(data["chain_id"]), oracle=str(data["oracle"]),
+                       config_count=int(data["config_count"]), signers=tuple(str(a) for a in data["signers"]),
+                       transmitters=tuple(str(a) for a in data["transmitters"]), f=int(data["f"]),
+                       threshold=int(data["threshold"]),
+                       offchain_config=bytes.fromhex(str(data["offchain_config"]).removeprefix("0x")))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise KeygenError(f"an approval's config is malformed ({type(exc).__name__}: {exc}); give the JSON "
+                              "`relayer dkg` printed") from None
 
     def member_of(self, address: str) -> int:
         lowered = [s.lower() for s in self.signers]
@@ -250,15 +274,13 @@ def threshold_key_of(outcome: DkgOutcome) -> ThresholdKey:
 
 def approval(private_key: bytes, config: NextConfig, outcome: DkgOutcome) -> dict[str, Any]:
     """This member's approval of the key it made, with what the owner needs to install it."""
-    from relayer.protocol.signer import approve_group_key
-
     key = threshold_key_of(outcome)
     digest = config.digest(key)
     signature = approve_group_key(private_key, ReportDomain(config.chain_id, config.oracle), digest, key)
     return {
         "signer": address_of(private_key),
         "member": config.member_of(address_of(private_key)),
-        "config_count": config.config_count,
+        "config": config.as_json(),
         "config_digest": "0x" + digest.hex(),
         "group_key": "0x" + frost.serialize_element(outcome.group.group_public_key).hex(),
         "transcript_hash": "0x" + outcome.transcript_hash.hex(),
@@ -309,3 +331,112 @@ def check_approvals(config: NextConfig, approvals: Sequence[Mapping[str, Any]]) 
         seen.add(member)
         signatures.append(signature)
     return key, pack_approvals(signatures)
+
+
+# --- over libp2p ---------------------------------------------------------------------------
+
+# The node's rule: the member with the higher address dials; after this many passes without
+# its call, the other dials too.
+_DIAL_BACK_PASSES = 3
+_DIAL_PASS_S = 0.25
+# After the last phase, queued frames still have to leave before the host stops.
+_LINGER_S = 0.5
+
+
+async def connect_members(host: P2PHost[Any], peers: Sequence[str], expected: int, timeout: float) -> None:
+    """Dial the members' multiaddrs until `expected` members are connected, or raise KeygenError."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    passes = 0
+
+    async def dial(addr: str) -> None:
+        try:
+            await host.connect(addr)
+        except P2PError as exc:  # not up yet: the next pass dials again
+            log.debug("dial %s failed: %s", addr, exc)
+
+    while len(host.connected_peers()) < expected:
+        if loop.time() >= deadline:
+            raise KeygenError(
+                f"connected to {len(host.connected_peers())} of the {expected} other members after {timeout} s; "
+                "every member must run `relayer dkg` at the same time with the others' multiaddrs in `peers`")
+        connected = set(host.connected_peers())
+        todo = [a for a in peers if a.rsplit("/p2p/", 1)[-1] not in connected
+                and (address_of_peer_id(a.rsplit("/p2p/", 1)[-1]).lower() < host.address.lower()
+                     or passes >= _DIAL_BACK_PASSES)]
+        await asyncio.gather(*(dial(a) for a in todo))
+        passes += 1
+        await asyncio.sleep(_DIAL_PASS_S)
+
+
+async def keygen_over_libp2p(
+    private_key: bytes, config: NextConfig, *, peers: Sequence[str], listen_host: str = "127.0.0.1",
+    listen_port: int = 0, phase_timeout: float = DEFAULT_PHASE_TIMEOUT_S, connect_timeout: float = 60.0,
+    max_message_size: int = 1 << 20, outgoing: Callable[[str, int, Any], Any] | None = None,
+) -> DkgOutcome:
+    """This member's run on a host of its own (the committee gate set to the next config's
+    signers), from the first dial to the outcome every member agreed on."""
+    member = config.member_of(address_of(private_key))
+    inbox = KeygenInbox(config)
+    host: P2PHost[Any] = P2PHost(private_key, listen_host=listen_host, listen_port=listen_port,
+                                 allowed_addresses=config.signers, on_message=inbox.deliver,
+                                 max_message_size=max_message_size)
+    await host.start()
+    try:
+        log.info("key generation for config #%d: member %d of %d, threshold %d, listening on %s",
+                 config.config_count, member, config.n, config.threshold, ", ".join(host.listen_addrs))
+        await connect_members(host, peers, config.n - 1, connect_timeout)
+        outcome = await KeyGeneration(config, member, host, inbox, phase_timeout=phase_timeout,
+                                      outgoing=outgoing).run()
+        await asyncio.sleep(_LINGER_S)
+        return outcome
+    finally:
+        await host.stop()
+
+
+def share_record(config: NextConfig, outcome: DkgOutcome) -> ThresholdShareRecord:
+    """What the keystore keeps of this member's outcome."""
+    return ThresholdShareRecord(
+        member=outcome.share.identifier - 1, secret=outcome.share.secret,
+        group_public_key=outcome.group.group_public_key,
+        verification_shares={m: outcome.group.verification_share(m + 1) for m in range(config.n)},
+        transcript_hash=outcome.transcript_hash, chain_id=config.chain_id, oracle=config.oracle,
+        signers=config.signers, threshold=config.threshold)
+
+
+async def next_config_from_chain(
+    rpc_url: str, oracle: str, *, signers: Sequence[str] | None = None, transmitters: Sequence[str] | None = None,
+    f: int | None = None, threshold: int | None = None,
+) -> NextConfig:
+    """The next config: the installed committee unless overridden, one config count later."""
+    from relayer.chain.contract import disconnect
+    from relayer.chain.oracle import QuorumOracleClient, connect
+
+    w3 = connect(rpc_url)
+    try:
+        current = await QuorumOracleClient(w3, oracle).config()
+        chain_id = int(await w3.eth.chain_id)
+    finally:
+        await disconnect(w3)
+    chosen = tuple(signers or current.signers)
+    return NextConfig(chain_id=chain_id, oracle=oracle, config_count=current.config_count + 1, signers=chosen,
+                      transmitters=tuple(transmitters or (current.transmitters if not signers else chosen)),
+                      f=current.f if f is None else f, threshold=current.threshold if threshold is None else threshold,
+                      offchain_config=current.offchain_config)
+
+
+async def keygen_command(settings: Settings, config: NextConfig, *, phase_timeout: float, connect_timeout: float,
+                         scrypt_n: int | None = None) -> dict[str, Any]:
+    """`relayer dkg`: run, keep the share in the keystore, return this member's approval."""
+    key, dry_run = load_signing_key(settings)
+    if dry_run:
+        raise KeygenError("the key generation needs this member's signing key: set keystore_file")
+    if settings.threshold_share_file is None:
+        raise KeygenError("set threshold_share_file: where the share of the new group key is written")
+    password = keystore_password(settings)
+    outcome = await keygen_over_libp2p(
+        key, config, peers=settings.peers, listen_host=settings.listen_host, listen_port=settings.listen_port,
+        phase_timeout=phase_timeout, connect_timeout=connect_timeout, max_message_size=settings.max_message_bytes)
+    result = approval(key, config, outcome)  # also refuses a key the contract cannot take
+    write_threshold_share(settings.threshold_share_file, share_record(config, outcome), password, scrypt_n=scrypt_n)
+    return result
