@@ -973,6 +973,7 @@ def _cmd_devnet(args: argparse.Namespace) -> int:
         store_sync=args.store_sync,
         venue_faults=dict(args.venue_fault), catalog=args.catalog, feed_selection=args.feed_selection,
         stop_on_exit=args.stop_on_exit, observers=args.observers, scenario=args.scenario,
+        scheme=int(args.scheme, 16),
     )
     try:
         return asyncio.run(run_devnet(options))
@@ -1157,6 +1158,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "a round to watch), or only feeds past their deviation threshold or heartbeat, or "
                              "landing their first value (trigger: rounds where nothing triggers send no "
                              "transaction; on the simulated market most rounds are quiet)")
+    devnet.add_argument("--scheme", choices=("0x0001", "0x0002"), default="0x0001",
+                        help="report signatures: 0x0001 one ECDSA signature per member (default), 0x0002 threshold "
+                             "Schnorr under a key the relayers make at start (`relayer dkg`)")
     devnet.add_argument("--observers", action="store_true",
                         help="run each relayer's observer relay (read-only reports over libp2p for peers outside "
                              "the committee; scripts/observer.mjs); listed in devnet.json")
