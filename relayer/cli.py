@@ -1,5 +1,5 @@
-"""The `relayer` command: `init`, `check`, `run`, `status`, `committee`, `subscriptions`, `verify`, `devnet`,
-`sources`.
+"""The `relayer` command: `init`, `check`, `run`, `status`, `dkg`, `committee`, `subscriptions`, `verify`,
+`devnet`, `sources`.
 
 Every command has `--help`. Exit codes: 0 success, 1 a check or request failed,
 2 bad usage or settings, 130 interrupted during start-up.
@@ -544,6 +544,8 @@ async def _committee(args: argparse.Namespace) -> int:
         if args.action == "show":
             _print_committee(cfg)
             return 0
+        if args.action == "install-threshold":
+            return await _install_threshold(args, client, cfg, key_file)
         if not args.signer:
             raise CommitteeError(f"`relayer committee {args.action}` needs --signer ADDRESS")
         if key_file is None:
@@ -587,6 +589,103 @@ async def _committee(args: argparse.Namespace) -> int:
         return 0
     finally:
         await disconnect(w3)
+
+
+async def _install_threshold(args: argparse.Namespace, client: Any, cfg: Any, key_file: Path | None) -> int:
+    """setThresholdConfig with the members' approvals that `relayer dkg` wrote: the config they
+    approved, exactly, and the group key their key generation made."""
+    from relayer.chain.errors import ChainError
+    from relayer.keygen import KeygenError, NextConfig, check_approvals
+    from relayer.settings import read_key_file
+
+    if not args.approval:
+        raise CommitteeError("`relayer committee install-threshold` needs --approval FILE for each member's "
+                             "`relayer dkg` output (at least the threshold's number)")
+    approvals = []
+    for path in args.approval:
+        try:
+            approvals.append(json.loads(Path(path).read_text()))
+        except (OSError, ValueError) as exc:
+            raise CommitteeError(f"cannot read the approval {path}: {exc}") from None
+    try:
+        config = NextConfig.from_json(approvals[0].get("config") or {})
+        if any(NextConfig.from_json(a.get("config") or {}) != config for a in approvals):
+            raise KeygenError("the approvals are for different configs: collect the ones of one `relayer dkg` run")
+        if config.oracle.lower() != client.address.lower() or config.config_count != cfg.config_count + 1:
+            raise KeygenError(f"the approvals are for config #{config.config_count} of {config.oracle}; the next "
+                              f"config of {client.address} is #{cfg.config_count + 1}: run `relayer dkg` again")
+        key, packed = check_approvals(config, approvals)
+    except KeygenError as exc:
+        raise CommitteeError(str(exc)) from None
+    if key_file is None:
+        raise CommitteeError("installing a group key needs the oracle owner's key: --owner-key-file FILE")
+    try:
+        owner_key = read_key_file(key_file)
+    except SettingsError as exc:
+        raise CommitteeError(str(exc)) from None
+    _say(f"sending setThresholdConfig to {client.address} ({config.n} signers, f={config.f}, "
+         f"threshold={config.threshold}, {len(approvals)} approvals) ...")
+    try:
+        new = await client.set_threshold_config(owner_key, list(config.signers), list(config.transmitters), config.f,
+                                                config.threshold, config.offchain_config, key, packed)
+    except ChainError as exc:
+        raise CommitteeError(f"setThresholdConfig failed: {exc}") from None
+    _print_committee(new)
+    print(f"group key x 0x{key.x:064x} (y parity {key.y_parity}), transcript 0x{key.transcript_hash.hex()}")
+    print("members sign with threshold Schnorr (scheme 0x0002) once they read the new config")
+    return 0
+
+
+# --- dkg (every member of the next committee at once) ------------------------------------
+
+
+class DkgUsage(Exception):
+    """`relayer dkg` cannot run; the message says why and what to do."""
+
+
+def _cmd_dkg(args: argparse.Namespace) -> int:
+    return _run_chain_command("dkg", _dkg(args), DkgUsage, "no share was written; run it again with every member")
+
+
+async def _dkg(args: argparse.Namespace) -> int:
+    from relayer.chain.errors import ChainError
+    from relayer.crypto.dkg import DkgError
+    from relayer.keygen import KeygenError, keygen_command, next_config_from_chain
+    from relayer.keystore import KeystoreError
+    from relayer.p2p.errors import P2PError
+
+    try:
+        settings = Settings.load(args.config)
+    except SettingsError as exc:
+        raise DkgUsage(str(exc)) from None
+    setup_logging(node=settings.name, json_lines=False, level="WARNING")
+    try:
+        signers = [_address(a, "--signers") for a in args.signers.split(",")] if args.signers else None
+        transmitters = ([_address(a, "--transmitters") for a in args.transmitters.split(",")]
+                        if args.transmitters else None)
+    except CommitteeError as exc:
+        raise DkgUsage(str(exc)) from None
+    try:
+        config = await next_config_from_chain(settings.rpc_urls[0], settings.oracle_address, signers=signers,
+                                              transmitters=transmitters, f=args.f, threshold=args.threshold)
+        result = await keygen_command(settings, config, phase_timeout=args.phase_timeout,
+                                      connect_timeout=args.connect_timeout, scrypt_n=args.scrypt_n)
+    except (KeygenError, DkgError, KeystoreError, P2PError, ChainError) as exc:
+        raise DkgUsage(str(exc)) from None
+    out = args.approval_out or settings.data_dir / "dkg-approval.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    excluded = ", ".join(f"member {m}: {why}" for m, why in result["excluded"].items()) or "none"
+    print(f"group key        {result['group_key']}")
+    print(f"transcript hash  {result['transcript_hash']}")
+    print(f"member {result['member']} of {len(config.signers)}, threshold {config.threshold}, excluded: {excluded}")
+    print(f"share written to {settings.threshold_share_file}; approval of config #{config.config_count} "
+          f"({result['config_digest']}) written to {out}")
+    print("give the approval file to the oracle owner: `relayer committee install-threshold --approval FILE ...`")
+    return 0
 
 
 def _address(text: str, flag: str) -> str:
@@ -881,6 +980,7 @@ def _cmd_devnet(args: argparse.Namespace) -> int:
         store_sync=args.store_sync,
         venue_faults=dict(args.venue_fault), catalog=args.catalog, feed_selection=args.feed_selection,
         stop_on_exit=args.stop_on_exit, observers=args.observers, scenario=args.scenario,
+        scheme=int(args.scheme, 16),
     )
     try:
         return asyncio.run(run_devnet(options))
@@ -958,7 +1058,7 @@ def build_parser() -> argparse.ArgumentParser:
         "committee", help="show the oracle's committee, or (as its owner) add, replace or remove a member",
         description="Read the committee of a QuorumOracle, or change it with setConfig (owner only). f, the "
                     "threshold and the off-chain timings stay as they are; nodes follow the change on their own.")
-    committee.add_argument("action", choices=("show", "add", "remove"))
+    committee.add_argument("action", choices=("show", "add", "remove", "install-threshold"))
     committee.add_argument("--signer", default=None, metavar="ADDRESS", help="the member to add or remove")
     committee.add_argument("--transmitter", default=None, metavar="ADDRESS",
                            help="its transmitting account (default: the signer address, which never transmits)")
@@ -967,10 +1067,36 @@ def build_parser() -> argparse.ArgumentParser:
     committee.add_argument("--rpc-url", default=None, metavar="URL", help="chain JSON-RPC endpoint")
     committee.add_argument("--oracle", default=None, metavar="ADDRESS", help="QuorumOracle address")
     committee.add_argument("--owner-key-file", type=Path, default=None, metavar="FILE",
-                           help="hex private key of the oracle owner (needed for add and remove)")
+                           help="hex private key of the oracle owner (needed for add, remove and install-threshold)")
+    committee.add_argument("--approval", action="append", default=[], type=Path, metavar="FILE",
+                           help="install-threshold: a member's approval written by `relayer dkg` (repeat it)")
     committee.add_argument("--devnet", type=Path, default=None, metavar="DIR",
                            help="a local `relayer devnet --data-dir DIR`: RPC, oracle and owner key from it")
     committee.set_defaults(func=_cmd_committee)
+
+    keygen = sub.add_parser(
+        "dkg", help="run the committee's key generation for threshold Schnorr (scheme 0x0002)",
+        description="Every member of the next committee runs this at the same time: they make one FROST group key "
+                    "over libp2p (Pedersen DKG with proofs of knowledge and complaints), each keeps its share in "
+                    "threshold_share_file (encrypted with the keystore password) and writes its approval of the key "
+                    "for the oracle owner's `relayer committee install-threshold`. The next committee is the "
+                    "installed one unless --signers and the other options say otherwise.")
+    keygen.add_argument("--config", type=Path, help="node config (TOML or JSON): key, listen address, peers, chain")
+    keygen.add_argument("--phase-timeout", type=float, default=10.0, metavar="S",
+                        help="deadline of each phase; a member silent past it is excluded (default 10)")
+    keygen.add_argument("--connect-timeout", type=float, default=120.0, metavar="S",
+                        help="how long to wait for every member to be reachable (default 120)")
+    keygen.add_argument("--signers", default=None, metavar="A,B,...", help="the next committee's signers, in order")
+    keygen.add_argument("--transmitters", default=None, metavar="A,B,...",
+                        help="with --signers: their transmitters (default: the signer addresses)")
+    keygen.add_argument("--f", type=int, default=None, help="the next config's f (default: the installed one)")
+    keygen.add_argument("--threshold", type=int, default=None,
+                        help="the next config's threshold (default: the installed one)")
+    keygen.add_argument("--approval-out", type=Path, default=None, metavar="FILE",
+                        help="where to write this member's approval (default DATA_DIR/dkg-approval.json)")
+    keygen.add_argument("--json", action="store_true", help="print the approval as one JSON object, nothing else")
+    keygen.add_argument("--scrypt-n", type=int, default=None, help=argparse.SUPPRESS)  # tests only
+    keygen.set_defaults(func=_cmd_dkg)
 
     subs = sub.add_parser(
         "subscriptions", help="the promise per feed and who asked for it; subscribe or unsubscribe; approve or "
@@ -1039,6 +1165,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "a round to watch), or only feeds past their deviation threshold or heartbeat, or "
                              "landing their first value (trigger: rounds where nothing triggers send no "
                              "transaction; on the simulated market most rounds are quiet)")
+    devnet.add_argument("--scheme", choices=("0x0001", "0x0002"), default="0x0001",
+                        help="report signatures: 0x0001 one ECDSA signature per member (default), 0x0002 threshold "
+                             "Schnorr under a key the relayers make at start (`relayer dkg`)")
     devnet.add_argument("--observers", action="store_true",
                         help="run each relayer's observer relay (read-only reports over libp2p for peers outside "
                              "the committee; scripts/observer.mjs); listed in devnet.json")

@@ -43,11 +43,15 @@ from relayer.devnet_margin import COLLATERAL_DECIMALS, SPOT_BREAKER_BPS, deploy_
 from relayer.p2p.identity import observer_relay_key, peer_id_of
 from relayer.p2p.observers import REPORTS_TOPIC
 from relayer.protocol.committee import Committee, OffchainConfig
+from relayer.settings import Settings
 from relayer.store import Store
 
 log = logging.getLogger(__name__)
 
 # Governance floors of the devnet's SubscriptionRegistry: nobody may ask for less.
+THRESHOLD_SCHEME = 2
+# scrypt cost of the devnet's share files: the devnet keeps its signing keys in hex files.
+DEVNET_SCRYPT_N = 1 << 12
 FLOOR_DEVIATION_BPS = 5
 FLOOR_HEARTBEAT_S = 60
 # The example subscriber (anvil's last dev account, kept in DATA_DIR/subscriber.key) and how
@@ -114,6 +118,9 @@ class DevnetOptions:
     feed_selection: str = "all"
     # The simulated market's scenario (feeds/scenarios.py); "calm" is the seeded market alone.
     scenario: str = "calm"
+    # The report signature scheme: 0x0001 (each member's ECDSA signature) or 0x0002 (threshold
+    # Schnorr: the committee runs the key generation at start and the owner installs its key).
+    scheme: int = 1
 
 
 @dataclass
@@ -279,6 +286,13 @@ class Devnet:
             }
             if o.observers:
                 config["observer_listen_port"] = observer_ports[i]
+            if o.scheme == THRESHOLD_SCHEME:
+                # The share file is encrypted with a password, as on a real network; here it sits
+                # beside the node's hex signing key, which is no more secret.
+                (node_dir / "keystore.password").write_text(secrets.token_hex(16))
+                os.chmod(node_dir / "keystore.password", 0o600)
+                config["keystore_password_file"] = str(node_dir / "keystore.password")
+                config["threshold_share_file"] = str(node_dir / "threshold-share.json")
             config_path = node_dir / "config.json"
             config_path.write_text(json.dumps(config, indent=2))
             self.nodes.append(NodeProcess(i, address_of(key), node_dir, config_path, node_dir / "node.log",
@@ -308,6 +322,8 @@ class Devnet:
             "trader": trader, "trader_key_file": str(trader_key_path),
             "scenario": self._scenario_info(),
         }
+        if o.scheme == THRESHOLD_SCHEME:
+            await self._install_threshold_key(keys[: o.nodes])
         self._write_info()
         for node in self.nodes:
             self.start_node(node.index)
@@ -317,6 +333,34 @@ class Devnet:
         self._say(f"devnet: RiskGate {self.desk.gate.address} ({', '.join(m.name for m in self.desk.markets) or 'no market'}), "
                   f"vault {self.desk.vault.address}, collateral {self.desk.collateral.address}")
         self._say("devnet: relayers started; waiting for peers to connect and the first report to land")
+
+    async def _install_threshold_key(self, keys: list[bytes]) -> None:
+        """The committee's key generation (each member's `relayer dkg`, here in one process on
+        ports of their own), then `setThresholdConfig` with every member's approval."""
+        from relayer.keygen import check_approvals, keygen_command, next_config_from_chain
+
+        assert self.anvil is not None
+        config = await next_config_from_chain(self.anvil.rpc_url, self.client.address)
+        ports = [free_port() for _ in keys]
+        peers = [f"/ip4/127.0.0.1/tcp/{port}/p2p/{peer_id_of(k)}" for port, k in zip(ports, keys)]
+        members = [Settings.load(node.config_path).model_copy(update={
+            "listen_port": ports[i], "peers": [p for j, p in enumerate(peers) if j != i]})
+            for i, node in enumerate(self.nodes[: len(keys)])]
+        self._say(f"devnet: {len(keys)} members run the key generation for scheme 0x0002 (threshold "
+                  f"{config.threshold})")
+        approvals = await asyncio.gather(*(keygen_command(m, config, phase_timeout=10.0, connect_timeout=60.0,
+                                                          scrypt_n=DEVNET_SCRYPT_N) for m in members))
+        key, packed = check_approvals(config, approvals)
+        onchain = await self.client.set_threshold_config(
+            self.owner_key, list(config.signers), list(config.transmitters), config.f, config.threshold,
+            config.offchain_config, key, packed)
+        self.committee = Committee.from_onchain(onchain)
+        self.info["config_digest"] = self.committee.digest_hex
+        self.info["scheme"] = "0x0002"
+        self.info["group_key"] = approvals[0]["group_key"]
+        self.info["transcript_hash"] = approvals[0]["transcript_hash"]
+        self._say(f"devnet: group key {approvals[0]['group_key']} installed (transcript "
+                  f"{approvals[0]['transcript_hash'][:18]}..)")
 
     def _scenario_info(self) -> dict[str, Any]:
         return {"name": self.scenario.scenario.name, "description": self.scenario.scenario.description,
@@ -438,9 +482,12 @@ class Devnet:
         values = f"{len(report['feeds'])} feeds / {kinds} kinds  {values}"
         latency = f"{report['latency_ms']:.0f} ms" if report["latency_ms"] is not None else "n/a"
         margins = format_margins({name: MarketMargins(**m) for name, m in report["margins"].items()})
+        # Under 0x0002 the report names no signers: one Schnorr signature of any threshold of them.
+        signed = (f"schnorr {self.committee.threshold}-of-{self.committee.n}" if self.o.scheme == THRESHOLD_SCHEME
+                  else f"signers {report['signer_count']}/{self.committee.n}")
         print(
             f"landed epoch {report['epoch']} round {report['round']:>3}  {values}  "
-            f"signers {report['signer_count']}/{self.committee.n}  gas {report['gas_used']:,}  latency {latency}"
+            f"{signed}  gas {report['gas_used']:,}  latency {latency}"
             + (f"  margins {margins}" if margins else ""),
             file=self.out, flush=True,
         )

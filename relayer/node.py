@@ -29,7 +29,7 @@ from feeds.registry import make_source
 from relayer.chain.codec import address_of
 from relayer.api import ApiServer, ServedFeedInfo, SubscriptionsBoard, SubscriptionsSnapshot
 from relayer.http_guard import ApiLimits, ConnectionGuard
-from relayer.chain.codec import feed_id_bytes, unpack_signatures
+from relayer.chain.codec import ThresholdKey, feed_id_bytes, unpack_signatures
 from relayer.chain.contract import chain_id_of
 from relayer.chain.errors import ChainError
 from relayer.chain.feed_view import FeedView
@@ -38,7 +38,7 @@ from relayer.chain.subscriptions import PromiseBook, SubscriptionRegistryClient
 from relayer.chain.risk_gate import RiskGateClient
 from relayer.chain.rpc import JsonRpcClient
 from relayer.chain.txmanager import TxManager
-from relayer.keystore import load_signing_key
+from relayer.keystore import KeystoreError, keystore_password, load_signing_key, read_threshold_share
 from relayer.logs import register_secret, set_log_identity
 from relayer.metrics import (
     ChainContext,
@@ -60,8 +60,9 @@ from relayer.p2p.identity import address_of_peer_id, observer_relay_key
 from relayer.p2p.observers import ObserverLimits, ObserverRelay
 from relayer.protocol.committee import Committee
 from relayer.protocol.report import decode_carried
+from relayer.protocol.signer import THRESHOLD_SCHNORR, scheme_of
 from relayer.protocol.selection import CarryAll, FeedSelection, Inclusion, TriggerSelection
-from relayer.protocol.engine import AttestedReport, EngineFactory, EngineInputs, RoundEngine
+from relayer.protocol.engine import AttestedReport, EngineFactory, EngineInputs, RoundEngine, ThresholdKeyShare
 from relayer.protocol.errors import InvalidMessage, SchemeMismatch
 from relayer.protocol.messages import Envelope, FeedObservation, Observation, open_envelope
 from relayer.reports import FeedName, ReportContext, report_json
@@ -102,6 +103,9 @@ class Node:
             register_secret(self.transmitter_key)
         self.address = address_of(self.key)
         set_log_identity(self.address)
+        # Asked for once at start: a committee under scheme 0x0002 may come (and the share be
+        # rewritten by a new key generation) long after, with nobody at a prompt.
+        self._share_password = keystore_password(settings) if settings.threshold_share_file is not None else None
         self.store = Store(settings.data_dir / "node.sqlite", sync=settings.store_sync)
         self._stop = asyncio.Event()
         self.engine: RoundEngine | None = None
@@ -255,6 +259,11 @@ class Node:
         self.transmitter = Transmitter(oracle=self.oracle, committee=committee, index=index,
                                        txmanager=self.txmanager, store=self.store, generation=self._committees_seen)
         selection = self._feed_selection(committee)
+        threshold_key = None
+        if scheme_of(committee.config_digest) == THRESHOLD_SCHNORR:
+            threshold_key = await self._threshold_key(committee, index)
+            if threshold_key is None:
+                return
 
         def inclusions(report: AttestedReport) -> Sequence[Inclusion]:
             return selection.inclusions(decode_carried(report.updates))
@@ -272,11 +281,39 @@ class Node:
                 send_to=self.host.send if self.settings.transport == "direct" else None,
                 selection=selection,
                 bounds=lambda: self.bounds,
+                threshold_key=threshold_key,
             ))
         except SchemeMismatch as exc:
             log.error("cannot take part in this committee, watching only: %s", exc, extra=extra)
             return
         self.engine.start()
+
+    async def _threshold_key(self, committee: Committee, index: int) -> ThresholdKeyShare | None:
+        """This member's share of the installed group key, from `threshold_share_file`; None (and
+        an error logged: the node watches) when it is missing, for another committee, or not
+        the share of the key the contract holds."""
+        extra = {"epoch": 0, "round": 0}
+        path, password = self.settings.threshold_share_file, self._share_password
+        if path is None or password is None:
+            log.error("the committee signs with threshold Schnorr (scheme 0x0002) and no threshold_share_file is "
+                      "set: run `relayer dkg` and set it; watching only", extra=extra)
+            return None
+        try:
+            # scrypt takes a second: off the loop.
+            record = await asyncio.to_thread(read_threshold_share, path, password)
+            record.for_committee(self.chain_id, self.settings.oracle_address, committee.signers, committee.threshold)
+            installed = await self.oracle.group_key()
+            if installed != ThresholdKey.from_point(record.group_public_key, record.transcript_hash):
+                raise KeystoreError(
+                    f"{path} holds a share of another group key (transcript {record.transcript_hash.hex()[:12]}..) "
+                    "than the one the contract installed: run `relayer dkg` for the installed config")
+            if record.member != index:
+                raise KeystoreError(f"{path} is member {record.member}'s share; this node is member {index}")
+        except (KeystoreError, ChainError) as exc:
+            log.error("cannot sign under scheme 0x0002, watching only: %s", exc, extra=extra)
+            return None
+        register_secret(record.secret.to_bytes(32, "big"))
+        return ThresholdKeyShare(record.key_share(), record.verification_shares)
 
     def _tell_observers(
         self, handle: Callable[[AttestedReport], Awaitable[None]]

@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     # RELAYER_KEYSTORE_PASSWORD / RELAYER_KEYSTORE_PASSWORD_FILE; never in the config file.
     keystore_password: SecretStr | None = None
     keystore_password_file: Path | None = None
+    # This member's share of the committee's FROST group key (scheme 0x0002), written by
+    # `relayer dkg`, encrypted with the keystore's password.
+    threshold_share_file: Path | None = None
     transmitter_key_file: Path | None = None
     rpc_urls: list[str] = Field(min_length=1)
     oracle_address: str = Field(pattern=r"^0x[0-9a-fA-F]{40}$")

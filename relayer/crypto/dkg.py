@@ -255,3 +255,202 @@ def finish(
     if serialize_element(base_mul(share.secret)) != serialize_element(group.verification_share(me)):
         raise DkgError("own share does not match the public verification share")  # arithmetic bug, never input
     return share, group
+
+
+# --- one participant's run, phase by phase ---------------------------------------------
+
+
+class TranscriptMismatch(DkgError):
+    """Participants hold different views of the run (round-1 packages, or the outcome): the key
+    must not be used; `disagreeing` names whose echo differs from this participant's."""
+
+    def __init__(self, disagreeing: Sequence[int], message: str) -> None:
+        super().__init__(message)
+        self.disagreeing = tuple(disagreeing)
+
+
+class PhaseError(DkgError):
+    """A step called out of order (e.g. finishing before the complaints were closed)."""
+
+
+def check_echoes(mine: bytes, echoes: Mapping[int, bytes], expected: Iterable[int], what: str) -> None:
+    """Every participant in `expected` echoed the same `mine`; a missing echo counts as a
+    different one, since nobody can tell silence from a different view."""
+    disagreeing = sorted(i for i in expected if echoes.get(i) != mine)
+    if disagreeing:
+        raise TranscriptMismatch(
+            disagreeing,
+            f"participants {disagreeing} echoed another {what} than this participant's {mine.hex()[:16]}.. "
+            "(or none): some participant was shown different data; do not use this run, run the key "
+            "generation again, and look at the disagreeing participants' logs",
+        )
+
+
+@dataclass(frozen=True)
+class DkgOutcome:
+    """What a participant keeps: its signing share, the public group data, the transcript hash
+    the committee approves, and who was excluded for which reason."""
+
+    share: KeyShare
+    group: GroupKey
+    transcript_hash: bytes
+    excluded: Mapping[int, str]
+
+    def outcome_digest(self) -> bytes:
+        """What participants echo at the end: the same transcript, qualified set and group key."""
+        h = hashlib.sha256(CONTEXT + b"dkg-outcome" + self.transcript_hash)
+        h.update(len(self.group.qualified).to_bytes(2, "big"))
+        for i in self.group.qualified:
+            h.update(serialize_scalar(i))
+        h.update(serialize_element(self.group.group_public_key))
+        return h.digest()
+
+
+class Participant:
+    """One participant's state through KeyGen: round 1, echo of the transcript, shares,
+    complaints and their answers, outcome. Pure: the caller carries every value it returns
+    to the others (`package` and complaints and answers to all, each share to its receiver
+    alone, encrypted) and feeds in what arrives; a phase ends when the caller says so (its
+    deadline), and whoever has not delivered by then is treated as the protocol says."""
+
+    def __init__(
+        self, identifier: int, n: int, threshold: int, context: bytes,
+        randbelow: Callable[[int], int] = secrets.randbelow,
+    ) -> None:
+        self.identifier, self.n, self.threshold, self.context = identifier, n, threshold, context
+        self._secret, self.package = round1(identifier, n, threshold, context, randbelow)
+        self._packages: dict[int, Round1Package] = {identifier: self.package}
+        self.excluded: dict[int, str] = {}
+        self._transcript: bytes | None = None
+        self._received: dict[int, int] = {}
+        self._complaints: set[tuple[int, int]] = set()  # (accuser, accused), as seen in public
+        self._answered: set[tuple[int, int]] = set()
+
+    @property
+    def others(self) -> list[int]:
+        return [i for i in range(1, self.n + 1) if i != self.identifier]
+
+    def _exclude(self, who: int, reason: str) -> None:
+        self.excluded.setdefault(who, reason)
+
+    def refuse(self, sender: int, reason: str) -> None:
+        """Exclude `sender` in round 1 for what the caller found (e.g. bytes that are no package)."""
+        if self._transcript is not None:
+            raise PhaseError(f"participant {sender} refused after round 1 was closed: {reason}")
+        if sender != self.identifier:
+            self._packages.pop(sender, None)
+        self._exclude(sender, reason)
+
+    def qualified(self) -> list[int]:
+        return [i for i in range(1, self.n + 1) if i not in self.excluded]
+
+    # round 1 --------------------------------------------------------------------------
+
+    def receive_package(self, sender: int, package: Round1Package) -> None:
+        """A peer's round-1 package, from the authenticated `sender`. A bad proof or a second,
+        different package excludes the sender (raises `Misbehaviour` naming it)."""
+        if self._transcript is not None:
+            raise PhaseError(f"round-1 package from participant {sender} after round 1 was closed")
+        if package.identifier != sender:
+            self._exclude(sender, "sent a round-1 package in another participant's name")
+            raise Misbehaviour(sender, f"participant {sender} sent a round-1 package in the name of participant {package.identifier}; "
+                              "expected its own")
+        held = self._packages.get(sender)
+        if held is not None and held.encode() != package.encode():
+            self._exclude(sender, "sent two different round-1 packages")
+            raise Misbehaviour(sender, f"participant {sender} sent two different round-1 packages")
+        try:
+            verify_round1(package, self.threshold, self.context)
+        except Misbehaviour as exc:
+            self._exclude(sender, str(exc))
+            raise
+        self._packages[sender] = package
+
+    def close_round1(self) -> bytes:
+        """End of round 1: who sent nothing is excluded; returns the transcript hash to echo."""
+        for i in self.others:
+            if i not in self._packages:
+                self._exclude(i, "sent no round-1 package in time")
+        self._transcript = transcript_hash(
+            (p for i, p in self._packages.items() if i not in self.excluded), self.context)
+        return self._transcript
+
+    def check_transcript_echoes(self, echoes: Mapping[int, bytes]) -> None:
+        """Every qualified peer saw the round-1 packages this participant saw."""
+        check_echoes(self._require_transcript(), echoes, (i for i in self.qualified() if i != self.identifier),
+                     "round-1 transcript hash")
+
+    def _require_transcript(self) -> bytes:
+        if self._transcript is None:
+            raise PhaseError("round 1 is not closed yet: call close_round1 first")
+        return self._transcript
+
+    # round 2 --------------------------------------------------------------------------
+
+    def outgoing_shares(self) -> dict[int, int]:
+        """f_me(l) for every qualified peer l, each for l alone."""
+        self._require_transcript()
+        shares = round2_shares(self._secret)
+        return {l: s for l, s in shares.items() if l not in self.excluded}
+
+    def receive_share(self, sender: int, share: int) -> None:
+        """f_sender(me); an invalid one becomes this participant's complaint (see `complaints`)."""
+        self._require_transcript()
+        if sender in self._packages and sender not in self._received:
+            self._received[sender] = share
+
+    def complaints(self) -> list[int]:
+        """End of round 2: the qualified peers whose share is missing or does not match its
+        commitment; the caller broadcasts a complaint against each."""
+        self._require_transcript()
+        return [
+            i for i in self.qualified()
+            if i != self.identifier
+            and (i not in self._received or not share_is_valid(self.identifier, self._received[i], self._packages[i]))
+        ]
+
+    # complaints -----------------------------------------------------------------------
+
+    def receive_complaint(self, accuser: int, accused: int) -> int | None:
+        """A public complaint (this participant's own included). Returns the share to reveal to
+        everybody when this participant is the accused, else None."""
+        if not (1 <= accuser <= self.n and 1 <= accused <= self.n) or accuser == accused:
+            raise InvalidInput(f"complaint by {accuser} against {accused} names no other participant of 1..{self.n}")
+        self._complaints.add((accuser, accused))
+        if accused == self.identifier:
+            return answer_complaint(self._secret, accuser)
+        return None
+
+    def receive_answer(self, accused: int, accuser: int, revealed: int) -> None:
+        """The accused's public answer to a complaint: a right share keeps it (and the accuser
+        takes it); a wrong one excludes it."""
+        if (accuser, accused) not in self._complaints or accused not in self._packages:
+            return  # an answer to no complaint changes nothing
+        self._answered.add((accuser, accused))
+        if not judge_complaint(self._packages[accused], accuser, revealed):
+            self._exclude(accused, f"revealed a share for participant {accuser} that does not match its commitment")
+        elif accuser == self.identifier:
+            self._received[accused] = revealed
+
+    def close_complaints(self) -> None:
+        """End of the complaint phase: an accused that did not answer is excluded."""
+        for accuser, accused in sorted(self._complaints):
+            if (accuser, accused) not in self._answered:
+                self._exclude(accused, f"did not answer participant {accuser}'s complaint in time")
+
+    # outcome --------------------------------------------------------------------------
+
+    def finish(self) -> DkgOutcome:
+        """This participant's share and the group's key, from the qualified set."""
+        transcript = self._require_transcript()
+        if self.identifier in self.excluded:
+            raise DkgError(
+                f"this participant ({self.identifier}) was excluded: {self.excluded[self.identifier]}; "
+                "it holds no share of this run's key")
+        qualified = self.qualified()
+        if len(qualified) < self.threshold:
+            raise DkgError(
+                f"{len(qualified)} participants are left after exclusions {dict(self.excluded)}, "
+                f"the threshold is {self.threshold}: run the key generation again without them")
+        share, group = finish(self._secret, self._packages, self._received, qualified)
+        return DkgOutcome(share, group, transcript, dict(self.excluded))

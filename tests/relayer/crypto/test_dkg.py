@@ -47,8 +47,8 @@ def _run(n: int, t: int) -> tuple[dict[int, frost.KeyShare], dkg.GroupKey, dict[
     return keys, groups[0], secrets_
 
 
-@pytest.mark.parametrize(("n", "t"), [(4, 2), (4, 3), (7, 5)])
-def test_any_threshold_of_participants_signs_under_the_generated_key(n: int, t: int) -> None:
+@pytest.mark.parametrize(("t", "n"), [(2, 3), (3, 4), (5, 7)])
+def test_any_threshold_of_participants_signs_under_the_generated_key(t: int, n: int) -> None:
     keys, group, secrets_ = _run(n, t)
     msg = b"report digest"
     signature = _sign(keys, group, list(range(n - t + 1, n + 1)), msg)
@@ -133,3 +133,192 @@ def test_round1_packages_round_trip_and_malformed_bytes_are_refused() -> None:
         Round1Package.decode(packages[1].encode()[:-1])
     with pytest.raises(frost.InvalidEncoding):
         Round1Package.decode(b"\x00" * 10)
+
+
+# --- whole runs through `Participant`, the state machine a node drives ------------------
+
+
+def _participants(n: int, t: int) -> dict[int, dkg.Participant]:
+    return {i: dkg.Participant(i, n, t, CONTEXT) for i in range(1, n + 1)}
+
+
+def _broadcast_round1(ps: dict[int, dkg.Participant], shown: dict[tuple[int, int], Round1Package] | None = None,
+                      ) -> dict[int, bytes]:
+    """Every package to every other participant (`shown[(sender, receiver)]` overrides one),
+    then close round 1 and return each participant's transcript hash."""
+    for sender, p in ps.items():
+        for receiver, q in ps.items():
+            if receiver != sender:
+                q.receive_package(sender, (shown or {}).get((sender, receiver), p.package))
+    return {i: p.close_round1() for i, p in ps.items()}
+
+
+def _echo(ps: dict[int, dkg.Participant], hashes: dict[int, bytes]) -> None:
+    for i, p in ps.items():
+        p.check_transcript_echoes({j: h for j, h in hashes.items() if j != i})
+
+
+def _complaint_phase(ps: dict[int, dkg.Participant], answers: dict[tuple[int, int], int] | None = None) -> None:
+    """Each complaint to everybody; the accused's answer (or `answers[(accused, accuser)]`
+    instead) to everybody; then the phase closes."""
+    complaints = [(i, accused) for i, p in ps.items() for accused in p.complaints()]
+    revealed: dict[tuple[int, int], int] = {}
+    for accuser, accused in complaints:
+        for p in ps.values():
+            answer = p.receive_complaint(accuser, accused)
+            if answer is not None:
+                revealed[(accused, accuser)] = answer
+    revealed.update(answers or {})
+    for (accused, accuser), share in revealed.items():
+        for p in ps.values():
+            p.receive_answer(accused, accuser, share)
+    for p in ps.values():
+        p.close_complaints()
+
+
+def _outcomes(ps: dict[int, dkg.Participant], skip: frozenset[int] = frozenset()) -> dict[int, dkg.DkgOutcome]:
+    """Every participant's outcome, and the final echo: all of them agree on it."""
+    outcomes = {i: p.finish() for i, p in ps.items() if i not in skip}
+    for i, o in outcomes.items():
+        dkg.check_echoes(o.outcome_digest(), {j: q.outcome_digest() for j, q in outcomes.items()},
+                         [j for j in outcomes if j != i], "outcome")
+    return outcomes
+
+
+def _signs(outcomes: dict[int, dkg.DkgOutcome], chosen: list[int]) -> bool:
+    keys = {i: outcomes[i].share for i in chosen}
+    group = outcomes[chosen[0]].group
+    msg = b"report digest"
+    return frost.verify(_sign(keys, group, chosen, msg), group.group_public_key, msg)
+
+
+@pytest.mark.parametrize(("t", "n"), [(2, 3), (3, 4), (5, 7)])
+def test_an_honest_run_gives_every_participant_one_key_that_any_threshold_signs_with(t: int, n: int) -> None:
+    ps = _participants(n, t)
+    hashes = _broadcast_round1(ps)
+    _echo(ps, hashes)
+    for sender, p in ps.items():
+        for receiver, share in p.outgoing_shares().items():
+            ps[receiver].receive_share(sender, share)
+    assert all(p.complaints() == [] for p in ps.values())
+    _complaint_phase(ps)
+    outcomes = _outcomes(ps)
+    assert len({frost.serialize_element(o.group.group_public_key) for o in outcomes.values()}) == 1
+    assert {o.transcript_hash for o in outcomes.values()} == {hashes[1]}
+    assert all(o.excluded == {} and o.group.qualified == tuple(range(1, n + 1)) for o in outcomes.values())
+    assert _signs(outcomes, list(range(1, t + 1)))
+    assert _signs(outcomes, list(range(n - t + 1, n + 1)))
+    # Each verifying share is the public image of its holder's signing share.
+    for i, o in outcomes.items():
+        for j, other in outcomes.items():
+            assert frost.serialize_element(o.group.verification_share(j)) == frost.serialize_element(
+                frost.base_mul(other.share.secret))
+
+
+def test_a_bad_share_names_its_sender_who_is_excluded_and_the_rest_derive_one_key() -> None:
+    n, t, cheater, victim = 5, 3, 4, 2
+    ps = _participants(n, t)
+    _echo(ps, _broadcast_round1(ps))
+    for sender, p in ps.items():
+        for receiver, share in p.outgoing_shares().items():
+            ps[receiver].receive_share(sender, (share + 1) % ORDER if (sender, receiver) == (cheater, victim) else share)
+    assert ps[victim].complaints() == [cheater]
+    assert all(p.complaints() == [] for i, p in ps.items() if i != victim)
+    # The cheater stands by its bad share when it answers in public.
+    bad = (dkg.answer_complaint(ps[cheater]._secret, victim) + 1) % ORDER  # noqa: SLF001 - playing the cheater
+    _complaint_phase(ps, {(cheater, victim): bad})
+    outcomes = _outcomes(ps, skip=frozenset({cheater}))
+    with pytest.raises(dkg.DkgError, match="excluded"):
+        ps[cheater].finish()
+    assert all(set(o.excluded) == {cheater} for o in outcomes.values())
+    assert {o.group.qualified for o in outcomes.values()} == {(1, 2, 3, 5)}
+    assert len({frost.serialize_element(o.group.group_public_key) for o in outcomes.values()}) == 1
+    assert _signs(outcomes, [1, 2, 5])
+
+
+def test_a_sender_that_does_not_answer_a_complaint_is_excluded() -> None:
+    n, t, silent = 4, 2, 3
+    ps = _participants(n, t)
+    _echo(ps, _broadcast_round1(ps))
+    for sender, p in ps.items():
+        for receiver, share in p.outgoing_shares().items():
+            if sender != silent or receiver != 1:  # 3's share to 1 never arrives
+                ps[receiver].receive_share(sender, share)
+    assert ps[1].complaints() == [silent]
+    for p in ps.values():
+        p.receive_complaint(1, silent)
+        p.close_complaints()  # 3 never answers
+    outcomes = _outcomes(ps, skip=frozenset({silent}))
+    assert all(silent in o.excluded and "did not answer" in o.excluded[silent] for o in outcomes.values())
+    assert _signs(outcomes, [2, 4])
+
+
+def test_a_false_complaint_does_not_exclude_an_honest_participant() -> None:
+    n, t, liar, honest = 4, 3, 1, 2
+    ps = _participants(n, t)
+    _echo(ps, _broadcast_round1(ps))
+    for sender, p in ps.items():
+        for receiver, share in p.outgoing_shares().items():
+            ps[receiver].receive_share(sender, share)
+    # The liar complains about a share it received intact; the accused answers in public.
+    revealed = None
+    for p in ps.values():
+        answer = p.receive_complaint(liar, honest)
+        revealed = answer if answer is not None else revealed
+    assert revealed is not None
+    for p in ps.values():
+        p.receive_answer(honest, liar, revealed)
+        p.close_complaints()
+    outcomes = _outcomes(ps)
+    assert all(o.excluded == {} for o in outcomes.values())
+    assert _signs(outcomes, [1, 2, 4])
+
+
+def test_a_commitment_tampered_for_one_participant_is_caught_by_the_transcript_echo() -> None:
+    n, t, equivocator, fooled = 4, 3, 3, 4
+    ps = _participants(n, t)
+    # The equivocator shows participant 4 another (valid) polynomial than the others.
+    other_secret, other_package = dkg.round1(equivocator, n, t, CONTEXT)
+    hashes = _broadcast_round1(ps, shown={(equivocator, fooled): other_package})
+    assert other_secret.identifier == equivocator
+    assert hashes[1] == hashes[2] == hashes[3] != hashes[4]
+    with pytest.raises(dkg.TranscriptMismatch) as caught:
+        ps[1].check_transcript_echoes({j: h for j, h in hashes.items() if j != 1})
+    assert caught.value.disagreeing == (fooled,)
+    with pytest.raises(dkg.TranscriptMismatch) as caught:
+        ps[fooled].check_transcript_echoes({j: h for j, h in hashes.items() if j != fooled})
+    assert caught.value.disagreeing == (1, 2, 3)
+
+
+def test_a_bad_proof_or_a_missing_package_excludes_its_sender_before_any_share_is_sent() -> None:
+    n, t = 4, 2
+    ps = _participants(n, t)
+    rogue = replace(ps[2].package, commitment=(frost.base_mul(5), *ps[2].package.commitment[1:]))
+    for receiver in (1, 3):
+        with pytest.raises(Misbehaviour) as caught:
+            ps[receiver].receive_package(2, rogue)
+        assert caught.value.identifier == 2
+        ps[receiver].receive_package(1 if receiver == 3 else 3, ps[1 if receiver == 3 else 3].package)
+    # Nobody hears from 4 either.
+    for p in (ps[1], ps[3]):
+        p.close_round1()
+        assert set(p.excluded) == {2, 4}
+        assert set(p.outgoing_shares()) == {1, 3} - {p.identifier}
+    # A package sent in another participant's name excludes the one that sent it.
+    fresh = dkg.Participant(1, n, t, CONTEXT)
+    with pytest.raises(Misbehaviour, match="in the name of") as caught:
+        fresh.receive_package(3, ps[4].package)
+    assert caught.value.identifier == 3 and 3 in fresh.excluded
+
+
+def test_steps_out_of_order_are_refused() -> None:
+    p = dkg.Participant(1, 3, 2, CONTEXT)
+    with pytest.raises(dkg.PhaseError, match="close_round1"):
+        p.outgoing_shares()
+    with pytest.raises(frost.InvalidInput):
+        p.receive_complaint(2, 2)
+    p.close_round1()
+    with pytest.raises(dkg.PhaseError):
+        p.receive_package(2, dkg.round1(2, 3, 2, CONTEXT)[1])
+    with pytest.raises(dkg.DkgError, match="threshold"):
+        p.finish()
