@@ -518,7 +518,8 @@ class Telemetry:
         if rec.started_at is not None:
             self.stage_seconds.labels("report").observe(max(0.0, now - rec.started_at))
         self.publish({"type": "attested", **rec.public(), "report": rec.report})
-        self.reports.publish(report.config_digest, report.epoch, report.round, report.updates, report.signatures, now)
+        self.reports.publish(report.config_digest, report.epoch, report.round, report.updates, report.signatures, now,
+                             schnorr=report.schnorr)
 
     def _report_context(self) -> ReportContext:
         chain = self.chain

@@ -297,7 +297,8 @@ class Node:
             if report.updates:
                 try:
                     body = report_json(context, report.config_digest, report.epoch,
-                                       report.round, report.updates, report.signatures, time.time())
+                                       report.round, report.updates, report.signatures, time.time(),
+                                       schnorr=report.schnorr)
                     relay.publish(json.dumps(body, separators=(",", ":")).encode())
                 except Exception as exc:  # observers never stand in the way of transmission
                     log.warning("could not publish the report to observers: %s", exc,
