@@ -831,11 +831,14 @@ async def _verify(args: argparse.Namespace, nodes: list[str], rpc: str, oracle: 
     if args.json:
         print(json.dumps({"verified": True, "epoch": report.epoch, "round": report.round, "source": report.source,
                           "chain_id": verified.chain_id, "oracle": verified.oracle, "block": verified.block_number,
-                          "config_digest": "0x" + report.config_digest.hex(), "signers": list(verified.signers),
-                          "values": values}))
+                          "config_digest": "0x" + report.config_digest.hex(), "scheme": report.scheme,
+                          "signers": list(verified.signers), "values": values}))
         return 0
+    # Scheme 0x0002's one signature names no member: it took at least the threshold of them.
+    signed_by = (f"{len(verified.signers)} signers" if report.schnorr is None
+                 else f"one threshold signature (scheme 0x{report.scheme:04x})")
     print(f"VERIFIED epoch {report.epoch} round {report.round} from {report.source}: chain {verified.chain_id} "
-          f"oracle {verified.oracle} at block {verified.block_number}, {len(verified.signers)} signers")
+          f"oracle {verified.oracle} at block {verified.block_number}, {signed_by}")
     for v in verified.values:
         name = v.feed_id or f"feed #{v.feed_index} (0x{v.feed_key.hex()[:12]}…)"
         print(f"  {name:<20} {v.value:>24}  observed {verified.block_timestamp - v.observed_at:+d} s before the "

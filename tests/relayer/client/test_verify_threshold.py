@@ -5,12 +5,16 @@ chain), and the SDK reads the scheme and the group key from the chain itself."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import random
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from web3 import AsyncWeb3
 
+from relayer.api import ApiServer
 from relayer.chain.anvil import AnvilNode
 from relayer.chain.codec import ReportDomain, sign_digest
 from relayer.chain.errors import ReportRefused
@@ -27,11 +31,16 @@ from relayer.client import (
     WrongChain,
     parse_report,
 )
+from relayer.cli import main
 from relayer.client.verify import FIELD_P
 from relayer.crypto.frost import ORDER
+from relayer.metrics import ChainContext, NodeIdentity, Telemetry
+from relayer.node import ServedFeed
 from relayer.reports import ReportContext, report_json
+from relayer.store import Store
 from tests.relayer.chain.conftest import BTC_USD, ETH_USD, Deployment, deploy, signer_key
 from tests.relayer.chain.test_threshold_oracle import GroupOutcome, install, run_dkg
+from tests.relayer.client.test_pull_from_api import spec
 
 pytestmark = pytest.mark.integration
 
@@ -209,3 +218,42 @@ async def test_a_pause_a_return_to_ecdsa_and_a_submit_are_judged_as_the_contract
     assert under_ecdsa.config_digest[:2] == b"\x00\x01"
     malformed = await same_verdict(d, under_ecdsa)
     assert isinstance(malformed, MalformedSignatures) and malformed.reason == "SignatureCountMismatch"
+
+
+async def test_relayer_verify_takes_a_frost_report_from_a_nodes_api(
+    frost_oracle: tuple[Deployment, GroupOutcome], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The node's store keeps (0, R || z); the API serves it; `relayer verify` reads the scheme
+    and the group key from the chain and verifies it, or refuses a tampered one by name."""
+    d, outcome = frost_oracle
+    now = await d.now()
+    store = Store(tmp_path / "node.sqlite")
+    identity = NodeIdentity(name="n0", address="0x" + "aa" * 20, dry_run=True, oracle=d.client.address,
+                            store_retention_hours=72.0)
+    telemetry = Telemetry(identity, store)
+    telemetry.chain = ChainContext(oracle=d.client, chain_id=d.anvil.chain_id,
+                                   feeds=[ServedFeed(spec(ETH_USD, "ETH-USD"), 0), ServedFeed(spec(BTC_USD, "BTC-USD"), 1)])
+    api = ApiServer(telemetry, "127.0.0.1", 0)
+    await api.start()
+    try:
+        digest = "0x" + d.config.config_digest.hex()
+        good = frost_signed(d, outcome, 1, 1, d.updates(now, (0, ETH), (1, BTC)))
+        assert good.schnorr is not None
+        assert store.record_attested(digest, 1, 1, good.updates, [(0, good.schnorr)], None, None)
+        # Changed after signing: the one signature no longer holds.
+        assert store.record_attested(digest, 1, 2, d.updates(now, (0, ETH * 2)), [(0, good.schnorr)], None, None)
+        target = ["--node", str(api.url), "--rpc-url", d.anvil.rpc_url, "--oracle", d.client.address]
+
+        assert await asyncio.to_thread(main, ["verify", *target, "--epoch", "1", "--round", "1"]) == 0
+        out = capsys.readouterr().out
+        assert out.startswith(f"VERIFIED epoch 1 round 1 from {api.url}") and "one threshold signature" in out
+        assert "60000.00000000" in out
+        assert await asyncio.to_thread(main, ["verify", *target, "--json", "--epoch", "1", "--round", "1"]) == 0
+        verified = json.loads(capsys.readouterr().out)
+        assert verified["verified"] is True and verified["scheme"] == 2 and verified["signers"] == []
+
+        assert await asyncio.to_thread(main, ["verify", *target]) == 2
+        assert capsys.readouterr().out.startswith("REFUSED InvalidSchnorrSignature (TamperedReport): epoch 1 round 2")
+    finally:
+        await api.stop()
+        store.close()
