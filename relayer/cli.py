@@ -1,4 +1,4 @@
-"""The `relayer` command: `init`, `check`, `run`, `status`, `committee`, `subscriptions`, `verify`, `devnet`,
+"""The `relayer` command: `init`, `check`, `run`, `relay`, `status`, `committee`, `subscriptions`, `verify`, `devnet`,
 `sources`.
 
 Every command has `--help`. Exit codes: 0 success, 1 a check or request failed,
@@ -83,9 +83,11 @@ api_host = "127.0.0.1"
 api_port = {api_port}
 
 # Observer relay: attested reports on a read-only libp2p topic for peers outside the committee,
-# on a host apart from the committee's (docs/operator.md). Off unless a port is set;
-# observer_peers lists the peer ids it admits (empty: anyone).
+# served by `relayer relay --config THIS_FILE`, a process apart from the node that reads its
+# reports from this node's API (docs/operator.md). It needs a port and a key of its own (32
+# bytes hex, never the signing key); observer_peers lists the peer ids it admits (empty: anyone).
 # observer_listen_port = 9200
+# observer_key_file = "observer-relay.key"
 # observer_peers = []
 
 # Logs: plain text for a terminal, JSON lines for a collector.
@@ -863,6 +865,22 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 # --- devnet ------------------------------------------------------------------------------
 
 
+def _cmd_relay(args: argparse.Namespace) -> int:
+    from relayer.relay import relay_options, run_relay
+
+    try:
+        settings = Settings.load(args.config)
+        options = relay_options(settings, node_url=args.node_url, key_file=args.key_file, stats_file=args.stats_file,
+                                metrics_port=args.metrics_port)
+    except SettingsError as exc:
+        print(f"relayer relay: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(node=f"{settings.name}-relay", json_lines=settings.log_json or args.json_logs,
+                  level=settings.log_level)
+    asyncio.run(run_relay(options))
+    return 0
+
+
 def _cmd_devnet(args: argparse.Namespace) -> int:
     setup_logging(node="devnet", json_lines=False, level="WARNING")
     from feeds.errors import FeedsError
@@ -876,7 +894,8 @@ def _cmd_devnet(args: argparse.Namespace) -> int:
         seed=args.seed, round_interval_ms=args.round_interval_ms, grace_ms=args.grace_ms,
         store_sync=args.store_sync,
         venue_faults=dict(args.venue_fault), catalog=args.catalog, feed_selection=args.feed_selection,
-        stop_on_exit=args.stop_on_exit, observers=args.observers, scenario=args.scenario,
+        stop_on_exit=args.stop_on_exit, observers=args.observers, relay_nice=args.relay_nice,
+        scenario=args.scenario,
     )
     try:
         return asyncio.run(run_devnet(options))
@@ -942,6 +961,21 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", type=Path, help="node config (TOML or JSON); RELAYER_* variables override it")
     run.add_argument("--json-logs", action="store_true", help="log JSON lines instead of plain text")
     run.set_defaults(func=_cmd_run)
+
+    relay = sub.add_parser(
+        "relay", help="run a node's observer relay: its attested reports on a read-only libp2p topic for peers "
+                      "outside the committee, in a process apart from the node",
+        description="Follow the node's report stream (/api/reports/stream) and publish each report on the observer "
+                    "topic, with the observer_* settings of the node's config (port, key, allow-list, limits). "
+                    "The node's consensus host never sees an observer.")
+    relay.add_argument("--config", type=Path, help="the node's config (TOML or JSON); RELAYER_* variables override it")
+    relay.add_argument("--node-url", default=None, metavar="URL",
+                       help="the node's API (default: from api_host and api_port)")
+    relay.add_argument("--key-file", type=Path, default=None, help="the relay's key (default: observer_key_file)")
+    relay.add_argument("--stats-file", type=Path, default=None, help="keep the relay's counters in this JSON file")
+    relay.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus /metrics on 127.0.0.1:PORT")
+    relay.add_argument("--json-logs", action="store_true", help="log JSON lines instead of plain text")
+    relay.set_defaults(func=_cmd_relay)
 
     status = sub.add_parser("status", help="ask a running node for its state (through its HTTP API)")
     status.add_argument("--config", type=Path, help="find the node's API from this config")
@@ -1036,8 +1070,11 @@ def build_parser() -> argparse.ArgumentParser:
                              "landing their first value (trigger: rounds where nothing triggers send no "
                              "transaction; on the simulated market most rounds are quiet)")
     devnet.add_argument("--observers", action="store_true",
-                        help="run each relayer's observer relay (read-only reports over libp2p for peers outside "
-                             "the committee; scripts/observer.mjs); listed in devnet.json")
+                        help="run an observer relay beside each relayer (`relayer relay`, its own process: read-only "
+                             "reports over libp2p for peers outside the committee; scripts/observer.mjs); listed in "
+                             "devnet.json")
+    devnet.add_argument("--relay-nice", type=int, default=0, metavar="N",
+                        help="with --observers: run the relays at this niceness (19: as if on another machine)")
     devnet.add_argument("--stop-on-exit", action="store_true",
                         help="stop the whole devnet when one relayer exits (by default it says so and keeps going)")
     devnet.add_argument("--grace-ms", type=int, default=20,

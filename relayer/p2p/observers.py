@@ -186,6 +186,11 @@ class ObserverPubsub(CommitteePubsub[None]):
         self.max_inbound_rpc_size = MAX_INBOUND_RPC
         self._relay = relay
 
+    def handle_subscription(self, origin_id: ID, sub_message: rpc_pb2.RPC.SubOpts) -> None:
+        super().handle_subscription(origin_id, sub_message)
+        if sub_message.subscribe and sub_message.topicid == self._relay.topic:
+            self._relay.prune_early(origin_id)
+
     async def continuously_read_stream(self, stream: INetStream) -> None:
         peer = stream.muxed_conn.peer_id
         metered = _MeteredStream(stream, peer, self._relay.buckets, self._relay.admit_reader)
@@ -321,6 +326,20 @@ class _RelayRuntime:
         if peer not in self.admitted:
             self.judge(peer, connection)
         return peer in self.admitted
+
+    def prune_early(self, peer: ID) -> None:
+        """A PRUNE with back-off as soon as an observer subscribes, before its first heartbeat
+        grafts the relay: an observer that grafted it would, until the answering PRUNE came,
+        forward other relays' reports to it (refused, and counted against an honest peer)."""
+        aux = self._aux
+        if aux is not None and peer in self.admitted:
+            aux.start_soon(self._prune, peer)
+
+    async def _prune(self, peer: ID) -> None:
+        try:
+            await self.router.emit_prune(self.topic, peer, False, False)
+        except Exception as exc:
+            logger.debug("early PRUNE to %s failed: %r", peer, exc)
 
     def rate_limited(self, peer: ID, connection: object) -> None:
         if peer not in self.admitted:
