@@ -109,6 +109,16 @@ class ReportRelay:
             return
         self.counters.relayed += 1
 
+    def missed(self, data: str) -> None:
+        """The node dropped reports this relay read too slowly: counted (they are not replayed)."""
+        try:
+            body = json.loads(data)
+            self.counters.missed += int(body["missed"])
+        except (ValueError, KeyError, TypeError):
+            self.counters.refuse("not_json")
+            return
+        log.warning("the node's stream dropped %d reports this relay read too slowly", int(body["missed"]))
+
     async def follow(self) -> None:
         """Forever: connect to the stream, relay what it says, reconnect when it ends."""
         backoff = RECONNECT_MIN_S
@@ -128,10 +138,12 @@ class ReportRelay:
                             if event == "report":
                                 self.relay(data)
                             elif event == "missed":
-                                self.counters.missed += int(json.loads(data).get("missed", 0))
-                except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                                self.missed(data)
+                except (aiohttp.ClientError, TimeoutError) as exc:
                     log.warning("report stream of %s: %s; reconnecting in %.1f s", self.node_url, exc or type(exc).__name__,
                                 backoff)
+                except Exception:  # the relay outlives whatever its node's stream says
+                    log.exception("report stream of %s failed; reconnecting in %.1f s", self.node_url, backoff)
                 self.connected.clear()
                 await asyncio.sleep(backoff)
                 backoff = min(RECONNECT_MAX_S, backoff * 2)

@@ -1,5 +1,6 @@
-"""The observer relay: a second libp2p host, apart from the consensus host, that publishes
-attested reports on one read-only topic to peers outside the committee.
+"""The observer relay: a libp2p host apart from the consensus host (run in a process of its
+own by ``relayer/relay.py``, `relayer relay`), that publishes attested reports on one
+read-only topic to peers outside the committee.
 
 Why a separate host and not observers admitted by the consensus host: the consensus
 host keeps one rule (committee members only, ``admission.py``), and an observer shares
@@ -415,9 +416,9 @@ class _RelayRuntime:
 class ObserverRelay:
     """The relay as the asyncio side sees it: start, publish, stop, and its counters.
 
-    ``private_key`` is the relay's own secp256k1 key (``identity.observer_relay_key``
-    derives one from a node's key), so observers never learn a signing key's peer id
-    from the relay. ``allowed_peer_ids`` None or empty admits any peer id.
+    ``private_key`` is the relay's own secp256k1 key (``observer_key_file``; a devnet
+    derives one with ``identity.observer_relay_key``), so observers never learn a signing
+    key's peer id from the relay. ``allowed_peer_ids`` None or empty admits any peer id.
     """
 
     def __init__(

@@ -121,15 +121,18 @@ async def test_reports_reach_an_observer_through_the_relay_process_and_survive_a
     assert json.loads(stats_file.read_text())["published"] == 2  # the final counters, written at stop
 
 
-def test_a_frame_that_is_not_a_report_is_counted_and_not_published() -> None:
+def test_a_frame_that_is_not_a_report_is_counted_and_not_published_and_missed_reports_are_counted() -> None:
     published: list[bytes] = []
     relay = ReportRelay("http://127.0.0.1:1", published.append)
     relay.relay("not json")
     relay.relay(json.dumps({"updates": "0x"}))
     relay.relay(json.dumps([1, 2]))
     relay.relay(json.dumps({"epoch": 1, "round": 2, "updates": "0x01"}))
+    relay.missed(json.dumps({"missed": 3, "hint": "..."}))
+    relay.missed("[]")
     assert published == [b'{"epoch":1,"round":2,"updates":"0x01"}']
-    assert relay.counters.refused == {"not_json": 1, "not_a_report": 2} and relay.counters.relayed == 1
+    assert relay.counters.refused == {"not_json": 2, "not_a_report": 2} and relay.counters.relayed == 1
+    assert relay.counters.missed == 3
 
 
 def test_relayer_relay_refuses_settings_it_cannot_run_with(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
