@@ -14,10 +14,8 @@ from pathlib import Path
 import pytest
 from web3 import AsyncWeb3
 
-from relayer.api import ApiServer
 from relayer.chain.anvil import AnvilNode
 from relayer.chain.codec import ReportDomain, sign_digest
-from relayer.chain.errors import ReportRefused
 from relayer.client import (
     FeedRejected,
     MalformedSignatures,
@@ -34,13 +32,11 @@ from relayer.client import (
 from relayer.cli import main
 from relayer.client.verify import FIELD_P
 from relayer.crypto.frost import ORDER
-from relayer.metrics import ChainContext, NodeIdentity, Telemetry
-from relayer.node import ServedFeed
 from relayer.reports import ReportContext, report_json
-from relayer.store import Store
 from tests.relayer.chain.conftest import BTC_USD, ETH_USD, Deployment, deploy, signer_key
 from tests.relayer.chain.test_threshold_oracle import GroupOutcome, install, run_dkg
-from tests.relayer.client.test_pull_from_api import spec
+from tests.relayer.client.test_pull_from_api import serving
+from tests.relayer.client.test_verify_chain import same_verdict
 
 pytestmark = pytest.mark.integration
 
@@ -74,31 +70,9 @@ def with_signature(report: SignedReport, rx: int, ry: int, z: int) -> SignedRepo
 
 
 def parts(report: SignedReport) -> tuple[int, int, int]:
-    assert report.schnorr is not None
-    return tuple(int.from_bytes(report.schnorr[k:k + 32], "big") for k in (0, 32, 64))  # type: ignore[return-value]
-
-
-async def same_verdict(d: Deployment, report: SignedReport) -> VerifiedReport | ReportRejected:
-    """The SDK's verdict, after checking it is the contract's at the same block."""
-    block = await d.client.rpc.block_number()
-    try:
-        ours: VerifiedReport | ReportRejected = await ReportVerifier(d.client).verify(report, block=block)
-    except ReportRejected as exc:
-        ours = exc
-    try:
-        theirs: object = await d.client.verify_report(report.config_digest, report.epoch, report.round,
-                                                      report.updates, report.packed(), block=hex(block))
-    except ReportRefused as exc:
-        theirs = exc
-    if isinstance(ours, ReportRejected):
-        assert isinstance(theirs, ReportRefused), f"the SDK refused ({ours.reason}: {ours}), the contract accepted"
-        assert ours.reason == theirs.reason, (ours, theirs)
-    else:
-        assert not isinstance(theirs, ReportRefused), f"the SDK accepted, the contract refused {theirs.reason}"
-        assert isinstance(theirs, list)
-        assert [(v.feed_index, v.raw_value, v.observed_at) for v in ours.values] == \
-            [(v.feed_index, v.value, v.observed_at) for v in theirs]
-    return ours
+    sig = report.schnorr
+    assert sig is not None
+    return int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:64], "big"), int.from_bytes(sig[64:], "big")
 
 
 async def test_a_frost_report_verifies_with_the_group_key_read_from_the_chain(
@@ -185,12 +159,10 @@ async def test_random_flips_of_a_frost_report_get_the_contracts_verdict(
     assert base.schnorr is not None
     reasons = set()
     for _ in range(16):
-        field = rng.choice(("schnorr", "updates", "digest"))
-        data = bytearray(base.schnorr if field == "schnorr" else base.updates if field == "updates"
-                         else base.config_digest)
+        field = rng.choice(("schnorr", "updates", "config_digest"))
+        data = bytearray(getattr(base, field))
         data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
-        changed = {"schnorr": "schnorr", "updates": "updates", "digest": "config_digest"}[field]
-        verdict = await same_verdict(d, replace(base, **{changed: bytes(data)}))
+        verdict = await same_verdict(d, replace(base, **{field: bytes(data)}))
         reasons.add(verdict.reason if isinstance(verdict, ReportRejected) else "accepted")
     assert "InvalidSchnorrSignature" in reasons, reasons
 
@@ -227,26 +199,19 @@ async def test_relayer_verify_takes_a_frost_report_from_a_nodes_api(
     and the group key from the chain and verifies it, or refuses a tampered one by name."""
     d, outcome = frost_oracle
     now = await d.now()
-    store = Store(tmp_path / "node.sqlite")
-    identity = NodeIdentity(name="n0", address="0x" + "aa" * 20, dry_run=True, oracle=d.client.address,
-                            store_retention_hours=72.0)
-    telemetry = Telemetry(identity, store)
-    telemetry.chain = ChainContext(oracle=d.client, chain_id=d.anvil.chain_id,
-                                   feeds=[ServedFeed(spec(ETH_USD, "ETH-USD"), 0), ServedFeed(spec(BTC_USD, "BTC-USD"), 1)])
-    api = ApiServer(telemetry, "127.0.0.1", 0)
-    await api.start()
-    try:
+    async with serving(d, tmp_path) as node:
+        store, url = node.store, node.url
         digest = "0x" + d.config.config_digest.hex()
         good = frost_signed(d, outcome, 1, 1, d.updates(now, (0, ETH), (1, BTC)))
         assert good.schnorr is not None
         assert store.record_attested(digest, 1, 1, good.updates, [(0, good.schnorr)], None, None)
         # Changed after signing: the one signature no longer holds.
         assert store.record_attested(digest, 1, 2, d.updates(now, (0, ETH * 2)), [(0, good.schnorr)], None, None)
-        target = ["--node", str(api.url), "--rpc-url", d.anvil.rpc_url, "--oracle", d.client.address]
+        target = ["--node", url, "--rpc-url", d.anvil.rpc_url, "--oracle", d.client.address]
 
         assert await asyncio.to_thread(main, ["verify", *target, "--epoch", "1", "--round", "1"]) == 0
         out = capsys.readouterr().out
-        assert out.startswith(f"VERIFIED epoch 1 round 1 from {api.url}") and "one threshold signature" in out
+        assert out.startswith(f"VERIFIED epoch 1 round 1 from {url}") and "one threshold signature" in out
         assert "60000.00000000" in out
         assert await asyncio.to_thread(main, ["verify", *target, "--json", "--epoch", "1", "--round", "1"]) == 0
         verified = json.loads(capsys.readouterr().out)
@@ -254,6 +219,3 @@ async def test_relayer_verify_takes_a_frost_report_from_a_nodes_api(
 
         assert await asyncio.to_thread(main, ["verify", *target]) == 2
         assert capsys.readouterr().out.startswith("REFUSED InvalidSchnorrSignature (TamperedReport): epoch 1 round 2")
-    finally:
-        await api.stop()
-        store.close()
