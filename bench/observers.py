@@ -1,12 +1,15 @@
 """Round latency on a devnet with and without observers on the nodes' observer relays.
 
-One devnet (4 relayers), phases in one sitting: no observer; N js-libp2p observers
-(bench/observer_swarm.mjs) each on one relay (N/4 per relay); N observers each on every relay
-(N per relay, every report received 4 times); none again. The observers run on the same
-machine: their own CPU time is printed with each phase. Attested latency is the leader's ObserveRequest to the attested report
-(from the nodes' stores); landed adds transmission until the devnet sees it on-chain.
+One devnet (4 relayers, each with its observer relay in a process of its own: `relayer
+relay`), phases in one sitting: no observer; N js-libp2p observers (bench/observer_swarm.mjs)
+each on one relay (N/4 per relay); N observers each on every relay (N per relay, every report
+received 4 times); none again. The relays and the observers run on the same machine at
+niceness `--nice` (19 by default: they stand for other machines, taking only the CPU the
+relayers leave); the observers' own CPU time is printed with each phase. Attested latency is
+the leader's ObserveRequest to the attested report (from the nodes' stores); landed adds
+transmission until the devnet sees it on-chain.
 
-    .venv/bin/python bench/observers.py [--observers 50] [--rounds 40] [--interval-ms 500]
+    .venv/bin/python bench/observers.py [--observers 50] [--rounds 40] [--interval-ms 500] [--nice 19]
 """
 
 from __future__ import annotations
@@ -33,10 +36,10 @@ def pct(values: list[float], p: float) -> float:
 
 
 class Devnet:
-    def __init__(self, data_dir: Path, interval_ms: int) -> None:
+    def __init__(self, data_dir: Path, interval_ms: int, nice: int) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "relayer", "devnet", "--nodes", "4", "--json", "--data-dir", str(data_dir),
-             "--round-interval-ms", str(interval_ms), "--observers"],
+             "--round-interval-ms", str(interval_ms), "--observers", "--relay-nice", str(nice)],
             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         )
         self.landed: list[tuple[float, dict[str, object]]] = []
@@ -66,10 +69,11 @@ def main() -> int:
     parser.add_argument("--observers", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=40, help="landed reports per phase")
     parser.add_argument("--interval-ms", type=int, default=500)
+    parser.add_argument("--nice", type=int, default=19, help="niceness of the relays and the observers")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-observers-") as tmp:
         data_dir = Path(tmp)
-        devnet = Devnet(data_dir, args.interval_ms)
+        devnet = Devnet(data_dir, args.interval_ms, args.nice)
         windows: list[tuple[str, float, float]] = []
         swarms: dict[str, dict[str, object]] = {}
         try:
@@ -83,7 +87,7 @@ def main() -> int:
                     swarm = subprocess.Popen(
                         ["node", "bench/observer_swarm.mjs", "--n", str(args.observers), "--each", each,
                          *[x for r in relays for x in ("--relay", r)]],
-                        cwd=REPO, stdout=subprocess.PIPE, text=True,
+                        cwd=REPO, stdout=subprocess.PIPE, text=True, preexec_fn=lambda: os.nice(args.nice),
                     )
                     assert swarm.stdout is not None
                     if not swarm.stdout.readline().startswith("ready"):
@@ -105,7 +109,7 @@ def main() -> int:
                     "SELECT attested_at, (attested_at - started_at) * 1000 FROM attested WHERE started_at IS NOT NULL"
                 ).fetchall()
     print(f"4 relayers, round interval {args.interval_ms} ms, {args.rounds} landed reports per phase; "
-          f"one machine, {os.cpu_count()} cores")
+          f"one machine, {os.cpu_count()} cores; relays (own processes) and observers at nice {args.nice}")
     print("| phase | rounds | attested p50 ms | attested p99 ms | landed p50 ms | landed p99 ms "
           "| reports received | dial failures | observers' CPU s |")
     print("|---|---|---|---|---|---|---|---|---|")

@@ -1,5 +1,5 @@
-"""The `relayer` command: `init`, `check`, `run`, `status`, `dkg`, `committee`, `subscriptions`, `verify`,
-`devnet`, `sources`.
+"""The `relayer` command: `init`, `check`, `run`, `relay`, `status`, `dkg`, `committee`, `subscriptions`,
+`verify`, `devnet`, `sources`.
 
 Every command has `--help`. Exit codes: 0 success, 1 a check or request failed,
 2 bad usage or settings, 130 interrupted during start-up.
@@ -90,9 +90,11 @@ api_header_timeout_s = 10.0
 api_body_timeout_s = 30.0
 
 # Observer relay: attested reports on a read-only libp2p topic for peers outside the committee,
-# on a host apart from the committee's (docs/operator.md). Off unless a port is set;
-# observer_peers lists the peer ids it admits (empty: anyone).
+# served by `relayer relay --config THIS_FILE`, a process apart from the node that reads its
+# reports from this node's API (docs/operator.md). It needs a port and a key of its own (32
+# bytes hex, never the signing key); observer_peers lists the peer ids it admits (empty: anyone).
 # observer_listen_port = 9200
+# observer_key_file = "observer-relay.key"
 # observer_peers = []
 
 # Logs: plain text for a terminal, JSON lines for a collector.
@@ -937,11 +939,14 @@ async def _verify(args: argparse.Namespace, nodes: list[str], rpc: str, oracle: 
     if args.json:
         print(json.dumps({"verified": True, "epoch": report.epoch, "round": report.round, "source": report.source,
                           "chain_id": verified.chain_id, "oracle": verified.oracle, "block": verified.block_number,
-                          "config_digest": "0x" + report.config_digest.hex(), "signers": list(verified.signers),
-                          "values": values}))
+                          "config_digest": "0x" + report.config_digest.hex(), "scheme": report.scheme,
+                          "signers": list(verified.signers), "values": values}))
         return 0
+    # Scheme 0x0002's one signature names no member: it took at least the threshold of them.
+    signed_by = (f"{len(verified.signers)} signers" if report.schnorr is None
+                 else f"one threshold signature (scheme 0x{report.scheme:04x})")
     print(f"VERIFIED epoch {report.epoch} round {report.round} from {report.source}: chain {verified.chain_id} "
-          f"oracle {verified.oracle} at block {verified.block_number}, {len(verified.signers)} signers")
+          f"oracle {verified.oracle} at block {verified.block_number}, {signed_by}")
     for v in verified.values:
         name = v.feed_id or f"feed #{v.feed_index} (0x{v.feed_key.hex()[:12]}…)"
         print(f"  {name:<20} {v.value:>24}  observed {verified.block_timestamp - v.observed_at:+d} s before the "
@@ -966,6 +971,22 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 # --- devnet ------------------------------------------------------------------------------
 
 
+def _cmd_relay(args: argparse.Namespace) -> int:
+    from relayer.relay import relay_options, run_relay
+
+    try:
+        settings = Settings.load(args.config)
+        options = relay_options(settings, node_url=args.node_url, key_file=args.key_file, stats_file=args.stats_file,
+                                metrics_port=args.metrics_port)
+    except SettingsError as exc:
+        print(f"relayer relay: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(node=f"{settings.name}-relay", json_lines=settings.log_json or args.json_logs,
+                  level=settings.log_level)
+    asyncio.run(run_relay(options))
+    return 0
+
+
 def _cmd_devnet(args: argparse.Namespace) -> int:
     setup_logging(node="devnet", json_lines=False, level="WARNING")
     from feeds.errors import FeedsError
@@ -979,8 +1000,8 @@ def _cmd_devnet(args: argparse.Namespace) -> int:
         seed=args.seed, round_interval_ms=args.round_interval_ms, grace_ms=args.grace_ms,
         store_sync=args.store_sync,
         venue_faults=dict(args.venue_fault), catalog=args.catalog, feed_selection=args.feed_selection,
-        stop_on_exit=args.stop_on_exit, observers=args.observers, scenario=args.scenario,
-        scheme=int(args.scheme, 16),
+        stop_on_exit=args.stop_on_exit, observers=args.observers, relay_nice=args.relay_nice,
+        scenario=args.scenario, scheme=int(args.scheme, 16),
     )
     try:
         return asyncio.run(run_devnet(options))
@@ -1046,6 +1067,21 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", type=Path, help="node config (TOML or JSON); RELAYER_* variables override it")
     run.add_argument("--json-logs", action="store_true", help="log JSON lines instead of plain text")
     run.set_defaults(func=_cmd_run)
+
+    relay = sub.add_parser(
+        "relay", help="run a node's observer relay: its attested reports on a read-only libp2p topic for peers "
+                      "outside the committee, in a process apart from the node",
+        description="Follow the node's report stream (/api/reports/stream) and publish each report on the observer "
+                    "topic, with the observer_* settings of the node's config (port, key, allow-list, limits). "
+                    "The node's consensus host never sees an observer.")
+    relay.add_argument("--config", type=Path, help="the node's config (TOML or JSON); RELAYER_* variables override it")
+    relay.add_argument("--node-url", default=None, metavar="URL",
+                       help="the node's API (default: from api_host and api_port)")
+    relay.add_argument("--key-file", type=Path, default=None, help="the relay's key (default: observer_key_file)")
+    relay.add_argument("--stats-file", type=Path, default=None, help="keep the relay's counters in this JSON file")
+    relay.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus /metrics on 127.0.0.1:PORT")
+    relay.add_argument("--json-logs", action="store_true", help="log JSON lines instead of plain text")
+    relay.set_defaults(func=_cmd_relay)
 
     status = sub.add_parser("status", help="ask a running node for its state (through its HTTP API)")
     status.add_argument("--config", type=Path, help="find the node's API from this config")
@@ -1169,8 +1205,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="report signatures: 0x0001 one ECDSA signature per member (default), 0x0002 threshold "
                              "Schnorr under a key the relayers make at start (`relayer dkg`)")
     devnet.add_argument("--observers", action="store_true",
-                        help="run each relayer's observer relay (read-only reports over libp2p for peers outside "
-                             "the committee; scripts/observer.mjs); listed in devnet.json")
+                        help="run an observer relay beside each relayer (`relayer relay`, its own process: read-only "
+                             "reports over libp2p for peers outside the committee; scripts/observer.mjs); listed in "
+                             "devnet.json")
+    devnet.add_argument("--relay-nice", type=int, default=0, metavar="N",
+                        help="with --observers: run the relays at this niceness (19: as if on another machine)")
     devnet.add_argument("--stop-on-exit", action="store_true",
                         help="stop the whole devnet when one relayer exits (by default it says so and keeps going)")
     devnet.add_argument("--grace-ms", type=int, default=20,

@@ -104,8 +104,10 @@ class DevnetOptions:
     node_faults: dict[int | str, str] = field(default_factory=dict)
     # A relayer that exits stops the whole devnet (else the devnet says so and keeps going).
     stop_on_exit: bool = False
-    # Each relayer also runs its observer relay (read-only reports over libp2p for non-members).
+    # Each relayer also gets its observer relay (`relayer relay`, a process of its own: read-only
+    # reports over libp2p for non-members), at this niceness (19 stands for another machine).
     observers: bool = False
+    relay_nice: int = 0
     # Relayers started outside the committee (for rotation): they watch until added.
     spare_nodes: int = 0
     node_env: dict[str, str] = field(default_factory=dict)
@@ -133,25 +135,42 @@ class NodeProcess:
     api: str = ""
     proc: subprocess.Popen[bytes] | None = None
 
+    relay: subprocess.Popen[bytes] | None = None  # its observer relay, with --observers
+
     def start(self, env: dict[str, str], fault: str | None = None) -> None:
         command = ["relayer", "run"] if fault is None else ["relayer.testing", "run", "--fault", fault]
-        log_file = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", *command, "--config", str(self.config_path)],
-            stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=env, preexec_fn=die_with_parent,
-        )
-        log_file.close()
+        self.proc = _spawn([*command, "--config", str(self.config_path)], self.log_path, env)
+
+    def start_relay(self, env: dict[str, str], nice: int = 0) -> None:
+        self.relay = _spawn(["relayer", "relay", "--config", str(self.config_path), "--stats-file",
+                             str(self.data_dir / RELAY_STATS)], self.data_dir / "relay.log", env, nice)
 
     def stop(self, timeout: float = 5.0) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        for proc in (self.proc, self.relay):
+            if proc is None or proc.poll() is not None:
+                continue
+            proc.terminate()
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+# Each relay's counters (relayer/relay.py), in its node's directory.
+RELAY_STATS = "relay-stats.json"
+
+
+def _spawn(module_args: list[str], log_path: Path, env: dict[str, str], nice: int = 0) -> subprocess.Popen[bytes]:
+    """``python -m module_args`` logging to ``log_path``, gone with the devnet, at ``nice``."""
+    def prepare() -> None:
+        die_with_parent()
+        if nice:
+            os.nice(nice)
+
+    with open(log_path, "ab") as log_file:
+        return subprocess.Popen([sys.executable, "-m", *module_args], stdout=log_file, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, env=env, preexec_fn=prepare)
 
 
 class Devnet:
@@ -254,9 +273,9 @@ class Devnet:
         ports = [free_port() for _ in keys]
         api_ports = [free_port() for _ in keys]
         peers = [f"/ip4/127.0.0.1/tcp/{port}/p2p/{peer_id_of(k)}" for port, k in zip(ports, keys)]
-        # With --observers, each node's observer relay: reports for peers outside the committee
-        # (docs/subscribers.md). Off by default: a second libp2p host per node costs the rounds
-        # CPU on a small machine (bench/round_latency.py).
+        # With --observers, each node's observer relay (`relayer relay`, a process apart from the
+        # node): reports for peers outside the committee (docs/subscribers.md). Off by default: a
+        # libp2p host per relay costs CPU on a small machine (bench/observers.py).
         observer_ports = [free_port() for _ in keys] if o.observers else []
         observer_relays = [f"/ip4/127.0.0.1/tcp/{port}/p2p/{peer_id_of(observer_relay_key(k))}"
                            for port, k in zip(observer_ports, keys)]
@@ -285,7 +304,11 @@ class Devnet:
                 "api_port": api_ports[i],
             }
             if o.observers:
+                # The relay's own key (never the signing key), derived so its peer id is known now.
+                (node_dir / "observer-relay.key").write_text(observer_relay_key(key).hex())
+                os.chmod(node_dir / "observer-relay.key", 0o600)
                 config["observer_listen_port"] = observer_ports[i]
+                config["observer_key_file"] = str(node_dir / "observer-relay.key")
             if o.scheme == THRESHOLD_SCHEME:
                 # The share file is encrypted with a password, as on a real network; here it sits
                 # beside the node's hex signing key, which is no more secret.
@@ -327,6 +350,8 @@ class Devnet:
         self._write_info()
         for node in self.nodes:
             self.start_node(node.index)
+            if o.observers:
+                node.start_relay({**os.environ, **o.node_env}, o.relay_nice)
         self._next_block = await self.client.rpc.block_number()
         self._say(f"devnet: oracle {oracle_address} on {self.anvil.rpc_url}; dashboards at "
                   + ", ".join(n.api for n in self.nodes))
@@ -545,8 +570,9 @@ class Devnet:
 
     async def teardown(self) -> None:
         for node in self.nodes:
-            if node.proc is not None and node.proc.poll() is None:
-                node.proc.terminate()
+            for proc in (node.proc, node.relay):
+                if proc is not None and proc.poll() is None:
+                    proc.terminate()
         for node in self.nodes:
             node.stop()
         if self.simulator is not None:

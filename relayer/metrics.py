@@ -139,15 +139,6 @@ class HostCounters:
 
 
 @dataclass(frozen=True, slots=True)
-class ObserverRelayCounters:
-    """The observer relay (relayer.p2p.observers): observers served, reports published, refusals."""
-
-    observers: int  # connected and subscribed to the reports topic
-    published: int
-    dropped: tuple[DropCount, ...]
-
-
-@dataclass(frozen=True, slots=True)
 class SourceHealthView:
     name: str
     healthy: bool
@@ -179,7 +170,6 @@ class NodeSnapshot:
     sources: tuple[SourceHealthView, ...] = ()
     rpc_failovers: Mapping[str, int] = field(default_factory=dict)
     health: NodeHealth | None = None
-    observer_relay: ObserverRelayCounters | None = None
 
     def stats_record(self, address: str) -> dict[str, object]:
         """The counters kept in the store (state ``stats``) for `relayer status`, tests and benchmarks."""
@@ -196,10 +186,6 @@ class NodeSnapshot:
             data["p2p_dropped"] = [[d.peer, d.reason, d.count] for d in self.host.dropped]
             data["peers"] = len(self.host.peers)
             data["p2p_traffic"] = dict(self.host.traffic)
-        if self.observer_relay is not None:
-            o = self.observer_relay
-            data["observer_relay"] = {"observers": o.observers, "published": o.published,
-                                      "dropped": [[d.peer, d.reason, d.count] for d in o.dropped]}
         if self.transmission is not None:
             t = self.transmission
             data["transmission"] = {"transmitted": t.transmitted, "superseded": t.superseded,
@@ -292,8 +278,7 @@ class _StatsCollector(Collector):
                                      labels=["source"])
         if snap is not None:
             for layer, counts in (("protocol", snap.engine.dropped if snap.engine else ()),
-                                  ("p2p", snap.host.dropped if snap.host else ()),
-                                  ("observers", snap.observer_relay.dropped if snap.observer_relay else ())):
+                                  ("p2p", snap.host.dropped if snap.host else ())):
                 for d in counts:
                     dropped.add_metric([d.peer, d.reason, layer], d.count)
             for url, n in snap.rpc_failovers.items():
@@ -332,11 +317,6 @@ class _StatsCollector(Collector):
         if snap is not None and snap.health is not None:
             for name, n in snap.health.task_failures.items():
                 tasks.add_metric([name], n)
-        if snap is not None and snap.observer_relay is not None:
-            yield GaugeMetricFamily("relayer_observers", "Observers connected to the observer relay and subscribed",
-                                    value=snap.observer_relay.observers)
-            yield CounterMetricFamily("relayer_observer_reports_published", "Reports published to observers",
-                                      value=snap.observer_relay.published)
         yield pacemaker
         yield store_errors
         yield tasks
@@ -518,7 +498,8 @@ class Telemetry:
         if rec.started_at is not None:
             self.stage_seconds.labels("report").observe(max(0.0, now - rec.started_at))
         self.publish({"type": "attested", **rec.public(), "report": rec.report})
-        self.reports.publish(report.config_digest, report.epoch, report.round, report.updates, report.signatures, now)
+        self.reports.publish(report.config_digest, report.epoch, report.round, report.updates, report.signatures, now,
+                             schnorr=report.schnorr)
 
     def _report_context(self) -> ReportContext:
         chain = self.chain

@@ -49,15 +49,13 @@ from relayer.metrics import (
     NodeHealth,
     NodeIdentity,
     NodeSnapshot,
-    ObserverRelayCounters,
     SourceHealthView,
     Telemetry,
     TransmissionCounts,
 )
 from relayer.p2p.errors import MessageRejected
 from relayer.p2p.host import P2PHost
-from relayer.p2p.identity import address_of_peer_id, observer_relay_key
-from relayer.p2p.observers import ObserverLimits, ObserverRelay
+from relayer.p2p.identity import address_of_peer_id
 from relayer.protocol.committee import Committee
 from relayer.protocol.report import decode_carried
 from relayer.protocol.signer import THRESHOLD_SCHNORR, scheme_of
@@ -65,7 +63,6 @@ from relayer.protocol.selection import CarryAll, FeedSelection, Inclusion, Trigg
 from relayer.protocol.engine import AttestedReport, EngineFactory, EngineInputs, RoundEngine, ThresholdKeyShare
 from relayer.protocol.errors import InvalidMessage, SchemeMismatch
 from relayer.protocol.messages import Envelope, FeedObservation, Observation, open_envelope
-from relayer.reports import FeedName, ReportContext, report_json
 from relayer.settings import FeedSpec, Settings, read_key_file
 from relayer.supervise import supervised
 from relayer.store import Store
@@ -111,7 +108,6 @@ class Node:
         self.engine: RoundEngine | None = None
         self.host: P2PHost[Envelope] | None = None
         # Reports for peers outside the committee, on a host of their own (None: not serving).
-        self.observer_relay: ObserverRelay | None = None
         self.transmitter: Transmitter | None = None
         # One transaction manager per transmitting key, across committee changes: it owns the nonce.
         self.txmanager: TxManager | None = None
@@ -273,8 +269,7 @@ class Node:
                 private_key=self.key, address=self.address, committee=committee,
                 domain=self.oracle.domain(self.chain_id), store=self.store,
                 observe=self.telemetry.timed_observe(self.observe),
-                on_attested=self.telemetry.wrap_attested(self._tell_observers(self.transmitter.handle),
-                                                         committee.signers, inclusions),
+                on_attested=self.telemetry.wrap_attested(self.transmitter.handle, committee.signers, inclusions),
                 # Direct streams by default: one copy per peer per message, where gossip costs
                 # several; gossip stays available for networks that are not fully connected.
                 publish=self.host.send_all if self.settings.transport == "direct" else self.host.publish,
@@ -314,50 +309,6 @@ class Node:
             return None
         register_secret(record.secret.to_bytes(32, "big"))
         return ThresholdKeyShare(record.key_share(), record.verification_shares)
-
-    def _tell_observers(
-        self, handle: Callable[[AttestedReport], Awaitable[None]]
-    ) -> Callable[[AttestedReport], Awaitable[None]]:
-        """``handle`` after the report is queued for the observer relay, when there is one.
-
-        Every member publishes what it attested or received, not only the leader: an
-        observer connected to any one node's relay then gets every report, whoever led.
-        A report without a feed carries nothing to verify and is not published.
-        """
-        relay = self.observer_relay
-        if relay is None:
-            return handle
-
-        context = ReportContext(chain_id=self.chain_id, oracle=self.settings.oracle_address,
-                                feeds={sf.index: FeedName(sf.spec.feed_id, sf.spec.decimals) for sf in self.served})
-
-        async def published(report: AttestedReport) -> None:
-            if report.updates:
-                try:
-                    body = report_json(context, report.config_digest, report.epoch,
-                                       report.round, report.updates, report.signatures, time.time())
-                    relay.publish(json.dumps(body, separators=(",", ":")).encode())
-                except Exception as exc:  # observers never stand in the way of transmission
-                    log.warning("could not publish the report to observers: %s", exc,
-                                extra={"epoch": report.epoch, "round": report.round})
-            await handle(report)
-        return published
-
-    async def _start_observer_relay(self) -> None:
-        s = self.settings
-        if s.observer_listen_port is None:
-            return
-        relay = ObserverRelay(
-            observer_relay_key(self.key), listen_host=s.observer_listen_host, listen_port=s.observer_listen_port,
-            allowed_peer_ids=s.observer_peers,
-            limits=ObserverLimits(max_observers=s.observer_max_peers, bytes_per_s=s.observer_bytes_per_s,
-                                  burst_bytes=s.observer_burst_bytes, ban_s=s.observer_ban_s,
-                                  max_message_size=s.max_message_bytes),
-        )
-        await relay.start()
-        self.observer_relay = relay
-        log.info("observer relay on %s (%s)", ", ".join(relay.listen_addrs),
-                 f"{len(s.observer_peers)} allowed peer ids" if s.observer_peers else "open to any peer")
 
     async def _watch_config(self) -> None:
         """Follow `setConfig` on-chain: a new digest switches committees without a restart."""
@@ -544,7 +495,7 @@ class Node:
     def _snapshot(self) -> NodeSnapshot:
         # Called from run() only, once its RPC client and source cache exist.
         engine, host, committee, transmitter = self.engine, self.host, self.committee, self.transmitter
-        cache, rpc, relay = self.cache, self.rpc, self.observer_relay
+        cache, rpc = self.cache, self.rpc
         return NodeSnapshot(
             at=time.time(),
             committee=None if committee is None else CommitteeView(
@@ -565,10 +516,6 @@ class Node:
                 peers=tuple(host.connected_peers()),
                 dropped=tuple(DropCount(peer, reason, n) for (peer, reason), n in list(host.dropped.items())),
                 traffic=host.traffic(),
-            ),
-            observer_relay=None if relay is None else ObserverRelayCounters(
-                observers=len(relay.observers()), published=relay.stats()["published"],
-                dropped=tuple(DropCount(peer, reason, n) for (peer, reason), n in list(relay.dropped.items())),
             ),
             transmission=None if transmitter is None else TransmissionCounts(
                 digest=transmitter.committee.digest_hex, transmitted=transmitter.stats.transmitted,
@@ -669,7 +616,6 @@ class Node:
             self.committee = committee
             await self.host.start()
             log.info("p2p listening on %s", ", ".join(self.host.listen_addrs))
-            await self._start_observer_relay()
             dialer = self._supervise("dialer", self._dial_peers)
             if committee.index_of(self.address) is not None:
                 log.info("waiting up to 30 s for %d committee peers", committee.quorum - 1)
@@ -705,7 +651,5 @@ class Node:
                 scheduler.shutdown(wait=False)
                 self._snapshot_stats()  # the final counters, for status and benchmarks
                 await self.host.stop()
-                if self.observer_relay is not None:
-                    await self.observer_relay.stop()
                 await self.rpc.close()
                 self.store.close()

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aggregation.fixed import from_fixed
-from relayer.chain.codec import ReportDomain, feed_id_bytes, recover_address
+from relayer.chain.codec import THRESHOLD_SCHNORR_SCHEME, ReportDomain, feed_id_bytes, recover_address
 from relayer.chain.errors import CodecError
 from relayer.protocol.report import decode_carried
 from relayer.store import AttestedRow, Store
@@ -48,10 +48,11 @@ class ReportContext:
 
 def report_json(
     ctx: ReportContext, config_digest: bytes, epoch: int, round: int, updates: bytes,
-    signatures: Sequence[tuple[int, bytes]], attested_at: float | None,
+    signatures: Sequence[tuple[int, bytes]], attested_at: float | None, *, schnorr: bytes | None = None,
 ) -> dict[str, Any]:
     """One attested report in the API's form. Raw values are decimal strings: JSON numbers
-    lose precision past 2^53 in most readers."""
+    lose precision past 2^53 in most readers. Under scheme 0x0002 (the config digest's top
+    two bytes) ``schnorr`` is the committee's one signature and ``signatures`` is empty."""
     digest = None
     if ctx.chain_id is not None:
         digest = ReportDomain(ctx.chain_id, ctx.oracle).report_digest(config_digest, epoch, round, updates)
@@ -92,8 +93,10 @@ def report_json(
         "round": round,
         "report_digest": None if digest is None else "0x" + digest.hex(),
         "updates": "0x" + updates.hex(),
+        "scheme": int.from_bytes(config_digest[:2], "big"),
         "signer_bitmask": bitmask,
         "signatures": sigs,
+        "schnorr_signature": None if schnorr is None else "0x" + schnorr.hex(),
         "feeds": feeds,
         "attested_at": attested_at,
     }
@@ -137,8 +140,14 @@ class ReportBook:
         self.depth = depth
 
     def _json(self, row: AttestedRow) -> dict[str, Any]:
-        return report_json(self._context(), bytes.fromhex(row.digest.removeprefix("0x")), row.epoch, row.round,
-                           row.updates, row.signatures, row.attested_at)
+        digest = bytes.fromhex(row.digest.removeprefix("0x"))
+        signatures, schnorr = row.signatures, None
+        if int.from_bytes(digest[:2], "big") == THRESHOLD_SCHNORR_SCHEME and signatures:
+            # The store keeps a 0x0002 report's one signature as the entry (0, R || z).
+            schnorr = signatures[0][1]
+            signatures = ()
+        return report_json(self._context(), digest, row.epoch, row.round, row.updates, signatures,
+                           row.attested_at, schnorr=schnorr)
 
     def latest(self) -> dict[str, Any] | None:
         """The last attested report that carries a feed (one without is nothing to verify)."""
@@ -184,12 +193,13 @@ class ReportBook:
         return len(self._clients)
 
     def publish(self, config_digest: bytes, epoch: int, round: int, updates: bytes,
-                signatures: Sequence[tuple[int, bytes]], attested_at: float) -> None:
+                signatures: Sequence[tuple[int, bytes]], attested_at: float, *, schnorr: bytes | None = None) -> None:
         """A report was attested: one frame, encoded once, to every client's buffer. A report
         without a feed (nothing triggered) is not streamed: it has nothing to verify or submit."""
         if not self._clients or not updates:
             return
-        body = report_json(self._context(), config_digest, epoch, round, updates, signatures, attested_at)
+        body = report_json(self._context(), config_digest, epoch, round, updates, signatures, attested_at,
+                           schnorr=schnorr)
         frame = f"id: {epoch}:{round}\nevent: report\ndata: {json.dumps(body)}\n\n".encode()
         for sub in list(self._clients):
             sub.push(frame)

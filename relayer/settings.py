@@ -64,13 +64,16 @@ class Settings(BaseSettings):
     store_sync: Literal["full", "normal"] = "full"
     # "direct": long-lived streams to each committee peer; "gossip": gossipsub on one topic.
     transport: Literal["direct", "gossip"] = "direct"
-    # Observer relay (relayer.p2p.observers): a second libp2p host, apart from the consensus
-    # host, publishing every attested report on a read-only topic to peers outside the
-    # committee. Off unless a port is given (0: any free port). `observer_peers` lists the
-    # peer ids it admits; empty admits anyone. Each observer may send `observer_bytes_per_s`
-    # (bursts of `observer_burst_bytes`); over that it is cut off for `observer_ban_s`.
+    # Observer relay (`relayer relay`, relayer/relay.py over relayer.p2p.observers): a process
+    # of its own beside the node, with a libp2p host of its own, publishing every attested
+    # report it reads from this node's API on a read-only topic to peers outside the committee.
+    # It needs a port (0: any free port) and its own key (`observer_key_file`, never the signing
+    # key). `observer_peers` lists the peer ids it admits; empty admits anyone. Each observer
+    # may send `observer_bytes_per_s` (bursts of `observer_burst_bytes`); over that it is cut
+    # off for `observer_ban_s`. The node itself reads none of these.
     observer_listen_host: str = "127.0.0.1"
     observer_listen_port: int | None = Field(default=None, ge=0, le=65535)
+    observer_key_file: Path | None = None
     observer_peers: list[str] = Field(default_factory=list)
     observer_max_peers: int = Field(default=128, ge=1)
     observer_bytes_per_s: float = Field(default=16 * 1024, gt=0)

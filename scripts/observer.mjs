@@ -5,7 +5,8 @@
 // digest is recomputed from the chain id and oracle address, every signer is recovered from
 // its signature and must sit at its index in the committee read from the oracle
 // (`getConfig`), the report's config digest must be the oracle's current one, and the
-// distinct signers must reach its threshold. Reports failing any check are printed to
+// distinct signers must reach its threshold; under scheme 0x0002 the one Schnorr signature
+// must verify under the oracle's group key (`groupKey`). Reports failing any check are printed to
 // stderr, with the reason, and never to stdout.
 //
 //   node scripts/observer.mjs --devnet .devnet [--count N] [--timeout S] [--json] [--key-file F]
@@ -109,7 +110,8 @@ async function main () {
       if (options.json) {
         console.log(JSON.stringify({ verified: true, epoch: report.epoch, round: report.round, config_digest: report.config_digest, signers, threshold: committee.threshold, n: committee.signers.length, feeds: (report.feeds ?? []).length, relay: msg.from?.toString() }))
       } else {
-        console.log(`verified epoch ${report.epoch} round ${String(report.round).padStart(3)}  signers ${signers.length}/${committee.signers.length} (threshold ${committee.threshold})  ${feeds.slice(0, 3).join('  ')}${feeds.length > 3 ? `  ... ${feeds.length} feeds` : ''}`)
+        const signedBy = report.schnorr_signature != null ? `threshold signature (${committee.threshold} of ${committee.signers.length})` : `signers ${signers.length}/${committee.signers.length} (threshold ${committee.threshold})`
+        console.log(`verified epoch ${report.epoch} round ${String(report.round).padStart(3)}  ${signedBy}  ${feeds.slice(0, 3).join('  ')}${feeds.length > 3 ? `  ... ${feeds.length} feeds` : ''}`)
       }
       if (verified >= options.count) stop()
     } catch (err) {

@@ -2,14 +2,23 @@
 // docs/subscribers.md) against the on-chain committee: the EIP-712 report digest recomputed
 // from the chain id and oracle address (as relayer/chain/codec.py and QuorumOracle compute
 // it), each signer recovered and checked at its committee index, the config digest the
-// oracle's current one, the distinct signers at least the threshold. ECDSA (scheme 0x0001).
+// oracle's current one, the distinct signers at least the threshold: ECDSA (scheme 0x0001).
+// Under threshold Schnorr (scheme 0x0002) the one signature (R, z) must verify under the group
+// key read from the oracle (`groupKey`), by the contract's rule (QuorumOracle._verifyReport).
 
 import { secp256k1 } from '@noble/curves/secp256k1.js'
+import { expand_message_xmd } from '@noble/curves/abstract/hash-to-curve.js'
+import { sha256 } from '@noble/hashes/sha2.js'
 import { keccak_256 as keccak } from '@noble/hashes/sha3.js'
 
 
 export const REPORTS_TOPIC = 'quorum-relayer/reports/v1'
 const ECDSA_SCHEME = 0x0001
+const THRESHOLD_SCHNORR_SCHEME = 0x0002
+const CURVE_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141n
+const CURVE_P = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEFFFFFC2Fn
+// RFC 9591's H2 for FROST(secp256k1, SHA-256): 48 bytes of expand_message_xmd, reduced mod n.
+const CHALLENGE_DST = new TextEncoder().encode('FROST-secp256k1-SHA256-v1chal')
 
 // ---------------------------------------------------------------- bytes and hashing
 
@@ -53,6 +62,25 @@ export function recoverSigner (digest, signature) {
   return addressOfPublicKey(point.toBytes(false))
 }
 
+const bigOf = (bytes) => BigInt(hex(bytes))
+
+// Whether `signature` (R's x and y, z: 96 bytes) is the group's signature of `digest` under the
+// group key (x, y parity), as the contract decides: z a nonzero scalar, R a curve point with
+// coordinates below p, c = H2(R || PK || digest) nonzero, z*G - c*PK = R.
+export function schnorrValid (groupKey, digest, signature) {
+  if (signature.length !== 96) return false
+  const [rx, ry, z] = [0, 32, 64].map((k) => bigOf(signature.slice(k, k + 32)))
+  if (z === 0n || z >= CURVE_N || rx >= CURVE_P || ry >= CURVE_P) return false
+  if ((ry * ry - rx * rx * rx - 7n) % CURVE_P !== 0n) return false
+  const R = secp256k1.Point.fromAffine({ x: rx, y: ry })
+  const PK = secp256k1.Point.fromHex(hex(concat(Uint8Array.of(2 + groupKey.yParity), word(groupKey.x))).slice(2))
+  const c = bigOf(expand_message_xmd(concat(R.toBytes(true), PK.toBytes(true), digest), CHALLENGE_DST, 48, sha256)) %
+    CURVE_N
+  if (c === 0n) return false
+  const expected = secp256k1.Point.BASE.multiply(z).subtract(PK.multiply(c))
+  return !expected.equals(secp256k1.Point.ZERO) && expected.equals(R)
+}
+
 // ---------------------------------------------------------------- the on-chain committee
 
 async function ethCall (rpcUrl, to, selectorText) {
@@ -80,7 +108,9 @@ export async function readCommittee (rpcUrl, oracle) {
   for (let i = 0; i < count; i++) {
     signers.push(hex(config.slice(signersAt + 32 + 32 * i + 12, signersAt + 64 + 32 * i)).toLowerCase())
   }
-  return { digest: hex(details.slice(64, 96)), signers, threshold: Number(readWord(config, 96)) }
+  const key = await ethCall(rpcUrl, oracle, 'groupKey()')  // (uint256 x, uint8 yParity, bytes32); x = 0 under 0x0001
+  const groupKey = readWord(key, 0) === 0n ? null : { x: readWord(key, 0), yParity: Number(readWord(key, 32)) }
+  return { digest: hex(details.slice(64, 96)), signers, threshold: Number(readWord(config, 96)), groupKey }
 }
 
 // ---------------------------------------------------------------- verification
@@ -95,7 +125,9 @@ export class Verifier {
     const configDigest = unhex(report.config_digest, 'config_digest')
     if (configDigest.length !== 32) throw new Error('config_digest must be 32 bytes')
     const scheme = (configDigest[0] << 8) | configDigest[1]
-    if (scheme !== ECDSA_SCHEME) throw new Error(`signature scheme 0x${scheme.toString(16).padStart(4, '0')} is not verified here (ECDSA 0x0001 only)`)
+    if (scheme !== ECDSA_SCHEME && scheme !== THRESHOLD_SCHNORR_SCHEME) {
+      throw new Error(`signature scheme 0x${scheme.toString(16).padStart(4, '0')} is not verified here (0x0001 and 0x0002 only)`)
+    }
     if (this.committee === null || this.committee.digest !== report.config_digest.toLowerCase()) {
       this.committee = await this.readCommitteeNow()  // a new committee, or a first look
     }
@@ -111,6 +143,16 @@ export class Verifier {
     if (report.report_digest != null && report.report_digest.toLowerCase() !== hex(digest)) {
       throw new Error('the relay\'s report_digest differs from the one computed here (another chain or oracle)')
     }
+    if (scheme === THRESHOLD_SCHNORR_SCHEME) {
+      if ((report.signatures ?? []).length !== 0 || report.schnorr_signature == null) {
+        throw new Error('scheme 0x0002 takes one Schnorr signature (schnorr_signature) and no members\' signatures')
+      }
+      if (committee.groupKey == null || !schnorrValid(committee.groupKey, digest, unhex(report.schnorr_signature, 'schnorr_signature'))) {
+        throw new Error('the Schnorr signature does not verify under the oracle\'s group key')
+      }
+      return { signers: [], committee }
+    }
+    if (report.schnorr_signature != null) throw new Error('a Schnorr signature under scheme 0x0001')
     const signers = new Set()
     for (const { index, signature } of report.signatures ?? []) {
       const signer = recoverSigner(digest, unhex(signature, 'signature'))

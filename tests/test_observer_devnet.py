@@ -1,6 +1,7 @@
 """A js-libp2p observer (scripts/observer.mjs) outside the committee, on a live devnet: it
-dials the nodes' observer relays, receives reports on the read-only topic and verifies each
-against the on-chain committee; and the Python SDK verifies what a relay publishes."""
+dials the nodes' observer relays (`relayer relay`, one process beside each node), receives
+reports on the read-only topic and verifies each against the on-chain committee; the Python
+SDK verifies what a relay publishes; and no node's consensus host ever sees an observer."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ import os
 import shutil
 import sqlite3
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,6 +32,17 @@ def devnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevnetProcess]:
     proc.wait_first_report()
     yield proc
     assert proc.stop() == 0
+
+
+def relay_stats(node_dir: Path, timeout: float = 10.0) -> dict[str, Any]:
+    """The relay's counters, once it has published a report: the file is rewritten each second."""
+    deadline = time.monotonic() + timeout
+    while True:
+        path = node_dir / "relay-stats.json"
+        stats: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+        if stats.get("published", 0) >= 1 or time.monotonic() > deadline:
+            return stats
+        time.sleep(0.2)
 
 
 def test_js_observer_receives_and_verifies_reports(devnet: DevnetProcess, tmp_path: Path) -> None:
@@ -51,13 +65,20 @@ def test_js_observer_receives_and_verifies_reports(devnet: DevnetProcess, tmp_pa
         assert line["feeds"] >= 1
     assert len({(line["epoch"], line["round"]) for line in lines}) == 2
     assert "refused" not in done.stderr
+    observer_id = done.stderr.split("observer: peer id ", 1)[1].split()[0]
 
-    # Each node counted what its relay published, and refused nothing from the observer.
+    # Each relay process counted what it published from its node's stream, and refused
+    # nothing from the observer; each node's consensus host knows only committee peers, and
+    # never heard from the observer.
     for node in info["nodes"]:
+        relay = relay_stats(Path(node["data_dir"]))
+        assert relay["published"] >= 1 and relay["relayed"] == relay["published"]
+        assert relay["stream_connects"] >= 1 and relay["dropped"] == [], relay
+        assert relay["peer_id"] in " ".join(info["observer_relays"])
         with sqlite3.connect(Path(node["data_dir"], "node.sqlite")) as conn:
             stats = json.loads(conn.execute("SELECT value FROM state WHERE key = 'stats'").fetchone()[0])
-        assert stats["observer_relay"]["published"] >= 1
-        assert stats["observer_relay"]["dropped"] == []
+        assert stats["peers"] <= len(info["nodes"]) - 1
+        assert observer_id not in json.dumps(stats["p2p_dropped"])
 
 
 

@@ -29,6 +29,7 @@ import { Verifier, reportDigest, unhex, hex } from './scripts/report_verify.mjs'
 let input = ''
 for await (const chunk of process.stdin) input += chunk
 const { chainId, oracle, committee, reports } = JSON.parse(input)
+if (committee.groupKey) committee.groupKey.x = BigInt(committee.groupKey.x)
 const verifier = new Verifier(chainId, oracle.toLowerCase(), async () => committee)
 const out = []
 for (const r of reports) {
@@ -88,3 +89,58 @@ def test_js_verifier_agrees_with_the_python_codec() -> None:
     # On another chain the same signatures recover to strangers.
     (other_chain,) = run_js(committee, [dict(good, report_digest=None)], chain_id=CHAIN_ID + 1)
     assert not other_chain["ok"] and "not committee member" in other_chain["error"]
+
+
+def test_js_verifier_checks_a_threshold_schnorr_report_as_the_contract_does() -> None:
+    """Scheme 0x0002: one (R, z) under the group key; tampering, a bad z, R off the curve,
+    another group's key and members' signatures in its place are refused."""
+    from relayer.chain.codec import ThresholdKey, schnorr_signature
+    from relayer.client.verify import FIELD_P
+    from relayer.crypto import frost
+
+    def group_sign(secret: int, digest: bytes) -> bytes:
+        # A single-key Schnorr signature is a FROST signature of a group of one.
+        nonce = int.from_bytes(os.urandom(32), "big") % frost.ORDER or 1
+        r = frost.base_mul(nonce)
+        c = frost.compute_challenge(r, frost.base_mul(secret), digest)
+        return schnorr_signature(r, (nonce + c * secret) % frost.ORDER).signatures
+
+    while True:  # the contract takes a group key whose x is below the order
+        secret = int.from_bytes(os.urandom(32), "big") % frost.ORDER or 1
+        if frost.base_mul(secret).point()[0] < frost.ORDER:
+            break
+    key = ThresholdKey.from_point(frost.base_mul(secret), bytes(32))
+    members = [address_of(os.urandom(32)) for _ in range(4)]
+    digest = config_digest(chain_id=CHAIN_ID, contract=ORACLE, config_count=2, signers=members, transmitters=members,
+                           f=1, threshold=3, offchain_config=b"", group_key=key)
+    committee = {"digest": "0x" + digest.hex(), "signers": [s.lower() for s in members], "threshold": 3,
+                 "groupKey": {"x": str(key.x), "yParity": key.y_parity}}
+    updates = encode_updates([FeedUpdate(0, 1_700_000_000, 5, 6_400_000_000_000)])
+    report_digest = ReportDomain(CHAIN_ID, ORACLE).report_digest(digest, 7, 9, updates)
+    ctx = ReportContext(chain_id=CHAIN_ID, oracle=ORACLE)
+    schnorr = group_sign(secret, report_digest)
+    rx, ry, z = (int.from_bytes(schnorr[k:k + 32], "big") for k in (0, 32, 64))
+
+    def report(sig: bytes, upd: bytes = updates) -> dict[str, Any]:
+        return report_json(ctx, digest, 7, 9, upd, [], None, schnorr=sig)
+
+    def sig(x: int, y: int, s: int) -> bytes:
+        return b"".join(v.to_bytes(32, "big") for v in (x, y, s))
+
+    other_secret = (secret + 1) % frost.ORDER or 1
+    verdicts = run_js(committee, [
+        report(schnorr),
+        dict(report(schnorr), updates="0x" + updates[:-1].hex() + "01", report_digest=None),
+        report(sig(rx, ry, (z + 1) % frost.ORDER or 1)),
+        report(sig(rx, ry, 0)),
+        report(sig(rx, (ry + 1) % FIELD_P, z)),
+        report(sig(0, 0, z)),
+        report(group_sign(other_secret, report_digest)),
+        dict(report(schnorr), schnorr_signature=None,
+             signatures=[{"index": 0, "signature": "0x" + sign_digest(os.urandom(32), report_digest).hex()}]),
+    ])
+    assert verdicts[0] == {"ok": True, "digest": "0x" + report_digest.hex(), "signers": []}
+    for name, verdict in zip(["tampered", "z + 1", "z = 0", "R off the curve", "R = (0, 0)", "another key"],
+                             verdicts[1:7]):
+        assert not verdict["ok"] and "does not verify under the oracle's group key" in verdict["error"], name
+    assert not verdicts[7]["ok"] and "one Schnorr signature" in verdicts[7]["error"]

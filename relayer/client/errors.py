@@ -78,14 +78,23 @@ class BelowThreshold(ReportRejected):
     """Fewer signatures than the committee's threshold (``InsufficientSignatures``)."""
 
 
+class MalformedSignatures(ReportRejected):
+    """The signatures are not in the form the committee's scheme takes: a signer bitmask or
+    per-member signatures under scheme 0x0002 (``MalformedSchnorrSignature``), a Schnorr
+    signature under scheme 0x0001 (``SignatureCountMismatch``)."""
+
+
 class TamperedReport(ReportRejected):
-    """A signature does not recover to the member at its index: the report was changed after
-    signing, or signed by someone else (``SignerMismatch``)."""
+    """The signatures do not hold: a member's does not recover to the member at its index
+    (``SignerMismatch``, scheme 0x0001), or the one Schnorr signature does not verify under
+    the group key (``InvalidSchnorrSignature``, scheme 0x0002). The report was changed after
+    signing, or not signed by this committee."""
 
 
 class WrongChain(TamperedReport):
     """The committee signed this report, for another chain id or oracle contract than the one
-    asked (the contract says ``SignerMismatch``: the domain is inside the signed digest)."""
+    asked (the contract says ``SignerMismatch``, or ``InvalidSchnorrSignature`` under scheme
+    0x0002: the domain is inside the signed digest)."""
 
 
 class FeedRejected(ReportRejected):
@@ -104,6 +113,9 @@ _BY_REASON: dict[str, type[ReportRejected]] = {
     "UnknownSigner": UnknownSigner,
     "InsufficientSignatures": BelowThreshold,
     "SignerMismatch": TamperedReport,
+    "InvalidSchnorrSignature": TamperedReport,
+    "SignatureCountMismatch": MalformedSignatures,
+    "MalformedSchnorrSignature": MalformedSignatures,
 }
 FEED_REASONS = ("InvalidUpdates", "UnknownFeed", "ValueOutOfBounds", "ObservationInFuture", "ObservationExpired")
 

@@ -9,16 +9,23 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from relayer.chain.codec import PackedSignatures, pack_signatures
+from relayer.chain.errors import CodecError
 from relayer.client.errors import MalformedReport
 
 UINT32_MAX = (1 << 32) - 1
 MAX_SIGNER_INDEX = 255
+# Scheme 0x0002's one signature in the contract's form: R's x and y, then z.
+SCHNORR_BYTES = 96
 
 
 @dataclass(frozen=True, slots=True)
 class SignedReport:
-    """The signed part (``config_digest``, ``epoch``, ``round``, ``updates``) and the
-    signatures ``(signer index, 65-byte signature)``, with what the serving node claims."""
+    """The signed part (``config_digest``, ``epoch``, ``round``, ``updates``) and its
+    signatures, with what the serving node claims. Under scheme 0x0001 (the top two bytes of
+    ``config_digest``) the signatures are ``(signer index, 65-byte signature)`` pairs; under
+    0x0002 ``schnorr`` is the committee's one signature (R's x and y, z: 96 bytes) and
+    ``signatures`` is empty."""
 
     config_digest: bytes
     epoch: int
@@ -29,6 +36,12 @@ class SignedReport:
     oracle: str | None = None
     feed_names: Mapping[int, str] = field(default_factory=dict)  # claimed; checked against the chain
     source: str | None = None  # the node URL it came from
+    schnorr: bytes | None = None
+
+    @property
+    def scheme(self) -> int:
+        """The signature scheme the report claims (its config digest's top two bytes)."""
+        return int.from_bytes(self.config_digest[:2], "big")
 
     @property
     def signer_bitmask(self) -> int:
@@ -36,6 +49,17 @@ class SignedReport:
         for index, _ in self.signatures:
             mask |= 1 << index
         return mask
+
+    def packed(self) -> PackedSignatures:
+        """The signatures as the contract's entry points take them: (bitmask, bytes)."""
+        if self.schnorr is not None:
+            return PackedSignatures(self.signer_bitmask, self.schnorr)
+        try:
+            bitmask, packed = pack_signatures(self.signatures)
+        except CodecError:
+            # What cannot be put in EIP-2098 form still has its place in the calldata.
+            bitmask, packed = self.signer_bitmask, b"".join(sig[:64] for _, sig in self.signatures)
+        return PackedSignatures(bitmask, packed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +85,7 @@ class VerifiedReport:
     oracle: str
     block_number: int
     block_timestamp: int
-    signers: tuple[str, ...]  # recovered, in signer-index order
+    signers: tuple[str, ...]  # recovered, in signer-index order; empty under 0x0002 (one group signature)
     values: tuple[VerifiedValue, ...]
 
     def by_feed(self) -> dict[str, VerifiedValue]:
@@ -107,6 +131,12 @@ def parse_report(obj: Any, *, source: str | None = None) -> SignedReport:
         if len(signature) != 65:
             raise MalformedReport(f"signature of signer {index} must be 65 bytes (r, s, v), got {len(signature)}")
         signatures[index] = signature
+    schnorr = None
+    if obj.get("schnorr_signature") is not None:
+        schnorr = _hex(obj, "schnorr_signature", SCHNORR_BYTES)
+        if signatures:
+            raise MalformedReport("a report carries a Schnorr signature (scheme 0x0002) or members' signatures "
+                                  f"(0x0001), not both; got both, from signers {sorted(signatures)}")
     chain_id = obj.get("chain_id")
     if chain_id is not None and (not isinstance(chain_id, int) or isinstance(chain_id, bool)):
         raise MalformedReport(f"chain_id must be an integer or null, got {chain_id!r}")
@@ -124,5 +154,5 @@ def parse_report(obj: Any, *, source: str | None = None) -> SignedReport:
         config_digest=_hex(obj, "config_digest", 32), epoch=_uint(obj, "epoch", UINT32_MAX),
         round=_uint(obj, "round", UINT32_MAX), updates=_hex(obj, "updates"),
         signatures=tuple(sorted(signatures.items())), chain_id=chain_id, oracle=oracle, feed_names=names,
-        source=source,
+        source=source, schnorr=schnorr,
     )

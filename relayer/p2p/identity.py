@@ -64,10 +64,11 @@ def address_of_peer_id(peer_id: str | ID) -> str:
 
 
 def observer_relay_key(private_key: bytes) -> bytes:
-    """The observer relay's own key, derived from a node's signing key.
+    """An observer relay's own key, derived from a node's signing key (the devnet writes it
+    to the relay's ``observer_key_file``, so it knows each relay's peer id before it starts).
 
-    Stable across restarts (observers keep their multiaddr) without another keystore,
-    and never the signing key: the relay's peer id does not name a committee signer.
+    Stable across restarts (observers keep their multiaddr), and never the signing key: the
+    relay's peer id does not name a committee signer.
     """
     keypair_from_secret(private_key)  # the same check as the signing key's
     return keccak(b"quorum-relayer observer relay key" + private_key)

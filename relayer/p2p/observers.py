@@ -1,5 +1,6 @@
-"""The observer relay: a second libp2p host, apart from the consensus host, that publishes
-attested reports on one read-only topic to peers outside the committee.
+"""The observer relay: a libp2p host apart from the consensus host (run in a process of its
+own by ``relayer/relay.py``, `relayer relay`), that publishes attested reports on one
+read-only topic to peers outside the committee.
 
 Why a separate host and not observers admitted by the consensus host: the consensus
 host keeps one rule (committee members only, ``admission.py``), and an observer shares
@@ -186,6 +187,11 @@ class ObserverPubsub(CommitteePubsub[None]):
         self.max_inbound_rpc_size = MAX_INBOUND_RPC
         self._relay = relay
 
+    def handle_subscription(self, origin_id: ID, sub_message: rpc_pb2.RPC.SubOpts) -> None:
+        super().handle_subscription(origin_id, sub_message)
+        if sub_message.subscribe and sub_message.topicid == self._relay.topic:
+            self._relay.prune_early(origin_id)
+
     async def continuously_read_stream(self, stream: INetStream) -> None:
         peer = stream.muxed_conn.peer_id
         metered = _MeteredStream(stream, peer, self._relay.buckets, self._relay.admit_reader)
@@ -322,6 +328,20 @@ class _RelayRuntime:
             self.judge(peer, connection)
         return peer in self.admitted
 
+    def prune_early(self, peer: ID) -> None:
+        """A PRUNE with back-off as soon as an observer subscribes, before its first heartbeat
+        grafts the relay: an observer that grafted it would, until the answering PRUNE came,
+        forward other relays' reports to it (refused, and counted against an honest peer)."""
+        aux = self._aux
+        if aux is not None and peer in self.admitted:
+            aux.start_soon(self._prune, peer)
+
+    async def _prune(self, peer: ID) -> None:
+        try:
+            await self.router.emit_prune(self.topic, peer, False, False)
+        except Exception as exc:
+            logger.debug("early PRUNE to %s failed: %r", peer, exc)
+
     def rate_limited(self, peer: ID, connection: object) -> None:
         if peer not in self.admitted:
             return  # refused at the gate (counted there), or already cut off
@@ -396,9 +416,9 @@ class _RelayRuntime:
 class ObserverRelay:
     """The relay as the asyncio side sees it: start, publish, stop, and its counters.
 
-    ``private_key`` is the relay's own secp256k1 key (``identity.observer_relay_key``
-    derives one from a node's key), so observers never learn a signing key's peer id
-    from the relay. ``allowed_peer_ids`` None or empty admits any peer id.
+    ``private_key`` is the relay's own secp256k1 key (``observer_key_file``; a devnet
+    derives one with ``identity.observer_relay_key``), so observers never learn a signing
+    key's peer id from the relay. ``allowed_peer_ids`` None or empty admits any peer id.
     """
 
     def __init__(

@@ -29,7 +29,6 @@ from relayer.metrics import (
     NodeHealth,
     NodeIdentity,
     NodeSnapshot,
-    ObserverRelayCounters,
     SourceHealthView,
     Telemetry,
     TransmissionCounts,
@@ -127,19 +126,6 @@ def test_snapshots_become_gauges_counters_and_stage_counts(tmp_path: Path) -> No
     assert metric(t, "relayer_stage_total", stage="transmission", result="ok") == 4
     text = generate_latest(t.registry).decode()
     assert "relayer_stage_duration_seconds_count{stage=\"source_fetch\"}" in text
-
-
-def test_the_observer_relay_has_its_own_gauge_counter_and_drop_layer(tmp_path: Path) -> None:
-    t = telemetry(tmp_path)
-    assert metric(t, "relayer_observers") is None  # no relay, no series
-    relay = ObserverRelayCounters(observers=50, published=12, dropped=(DropCount("12D3KooX", "rate_limited", 1),))
-    snap = dataclasses.replace(snapshot(), observer_relay=relay)
-    t.update(snap)
-    assert metric(t, "relayer_observers") == 50
-    assert metric(t, "relayer_observer_reports_published_total") == 12
-    assert metric(t, "relayer_messages_dropped_total", peer="12D3KooX", reason="rate_limited", layer="observers") == 1
-    assert snap.stats_record(ME)["observer_relay"] == {"observers": 50, "published": 12,
-                                                       "dropped": [["12D3KooX", "rate_limited", 1]]}
 
 
 def test_status_and_readiness_come_from_the_snapshot(tmp_path: Path) -> None:

@@ -114,3 +114,26 @@ def test_a_subscription_buffer_never_grows_past_its_depth() -> None:
     for k in range(1000):
         sub.push(b"frame %d" % k)
     assert len(sub._frames) == 3 and sub.missed == 997
+
+
+async def test_a_threshold_report_is_served_with_its_one_schnorr_signature(tmp_path: Path) -> None:
+    """Scheme 0x0002: the store keeps (0, R || z); the API serves it as `schnorr_signature`,
+    with no members' signatures and no bitmask, from the store and on the stream alike."""
+    digest = b"\x00\x02" + b"\xcc" * 30
+    schnorr = bytes(range(96))
+    data = updates(5)
+    store = Store(tmp_path / "node.sqlite")
+    assert store.record_attested("0x" + digest.hex(), 1, 4, data, [(0, schnorr)], None, None)
+    book = ReportBook(store, lambda: CTX)
+    sub = book.subscribe()
+    assert sub is not None
+    book.publish(digest, 1, 5, data, (), 1.0, schnorr=schnorr)
+    _missed, (frame,) = await sub.take(timeout=1)
+    streamed = json.loads(frame.decode().split("data: ", 1)[1])
+    for body in (book.latest(), streamed):
+        assert body is not None
+        assert body["scheme"] == 2 and body["schnorr_signature"] == "0x" + schnorr.hex()
+        assert body["signatures"] == [] and body["signer_bitmask"] == 0
+    ecdsa = report_json(CTX, DIGEST_A, 3, 17, data, signatures(DIGEST_A, 3, 17, data), None)
+    assert ecdsa["scheme"] == 1 and ecdsa["schnorr_signature"] is None
+    store.close()

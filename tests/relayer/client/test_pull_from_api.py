@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,8 +67,9 @@ class Node:
         return AttestedReport(digest, epoch, round, updates, signatures)  # type: ignore[arg-type]
 
 
-@pytest.fixture
-async def node(oracle: Deployment, tmp_path: Path) -> AsyncIterator[Node]:
+@asynccontextmanager
+async def serving(oracle: Deployment, tmp_path: Path) -> AsyncIterator[Node]:
+    """A node's store, telemetry and API for ``oracle``, serving ETH/USD and BTC/USD."""
     store = Store(tmp_path / "node.sqlite")
     identity = NodeIdentity(name="n0", address="0x" + "aa" * 20, dry_run=True, oracle=oracle.client.address,
                             store_retention_hours=72.0)
@@ -81,6 +83,12 @@ async def node(oracle: Deployment, tmp_path: Path) -> AsyncIterator[Node]:
     finally:
         await api.stop()
         store.close()
+
+
+@pytest.fixture
+async def node(oracle: Deployment, tmp_path: Path) -> AsyncIterator[Node]:
+    async with serving(oracle, tmp_path) as served:
+        yield served
 
 
 async def test_fetch_fails_over_verify_submit_and_read_back(node: Node) -> None:

@@ -73,3 +73,15 @@ def test_every_failed_url_is_named() -> None:
     error = NodesUnavailable("latest report", [NodeFailure("http://a", "refused"), NodeFailure("http://b", "HTTP 500")])
     assert "http://a: refused" in str(error) and "http://b: HTTP 500" in str(error)
     assert [f.url for f in error.failures] == ["http://a", "http://b"]
+
+
+def test_a_threshold_report_parses_its_one_schnorr_signature_and_refuses_mixed_forms() -> None:
+    schnorr = "0x" + "22" * 96
+    report = parse_report(body(config_digest="0x0002" + "ab" * 30, signatures=[], schnorr_signature=schnorr))
+    assert report.scheme == 2 and report.schnorr == bytes.fromhex("22" * 96) and report.signatures == ()
+    assert report.packed().signer_bitmask == 0 and report.packed().signatures == report.schnorr
+    with pytest.raises(MalformedReport, match="not both"):
+        parse_report(body(schnorr_signature=schnorr))
+    with pytest.raises(MalformedReport, match="96 bytes"):
+        parse_report(body(signatures=[], schnorr_signature="0x" + "22" * 95))
+    assert parse_report(body(schnorr_signature=None)).schnorr is None

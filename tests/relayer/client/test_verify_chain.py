@@ -56,7 +56,7 @@ async def both(oracle: Deployment, report: SignedReport) -> tuple[VerifiedReport
         ours = exc
     try:
         theirs: object = await oracle.client.verify_report(
-            report.config_digest, report.epoch, report.round, report.updates, report.signatures, block=hex(block))
+            report.config_digest, report.epoch, report.round, report.updates, report.packed(), block=hex(block))
     except ReportRefused as exc:
         theirs = exc
     return ours, theirs
