@@ -73,7 +73,9 @@ def test_js_observer_receives_and_verifies_reports(devnet: DevnetProcess, tmp_pa
     for node in info["nodes"]:
         relay = relay_stats(Path(node["data_dir"]))
         assert relay["published"] >= 1 and relay["relayed"] == relay["published"]
-        assert relay["stream_connects"] >= 1 and relay["dropped"] == [], relay
+        # Only forwards of another relay's report (gossip before the PRUNE lands) may be dropped.
+        assert relay["stream_connects"] >= 1, relay
+        assert all(reason == "observer_forward" for _peer, reason, *_ in relay["dropped"]), relay
         assert relay["peer_id"] in " ".join(info["observer_relays"])
         with sqlite3.connect(Path(node["data_dir"], "node.sqlite")) as conn:
             stats = json.loads(conn.execute("SELECT value FROM state WHERE key = 'stats'").fetchone()[0])

@@ -65,6 +65,9 @@ REPORTS_TOPIC = "quorum-relayer/reports/v1"
 
 # Reasons counted per observer peer id in ``ObserverRelay.dropped``.
 OBSERVER_PUBLISH = "observer_publish"
+# Not a violation: an observer subscribed to several relays passes one relay's report on to
+# another before the PRUNE reaches it (gossip does). Dropped, counted apart from a publish.
+OBSERVER_FORWARD = "observer_forward"
 RATE_LIMITED = "rate_limited"
 NOT_ALLOWED = "not_allowed"
 TOO_MANY_OBSERVERS = "too_many_observers"
@@ -354,10 +357,12 @@ class _RelayRuntime:
         self._refuse(peer, connection, None)
 
     def validate(self, forwarder: ID, msg: rpc_pb2.Message) -> _Accepted[None] | None:
-        """Our own publishes pass; anything an observer publishes is refused and counted."""
+        """Our own publishes pass; anything an observer sends is refused and counted: as a
+        publish when the observer authored it, as a forward when another peer did (another
+        relay's report, gossiped on by an honest observer)."""
         if msg.from_id == self.own_id_bytes:
             return _Accepted(None, b"", None)
-        self.count(forwarder, OBSERVER_PUBLISH)
+        self.count(forwarder, OBSERVER_PUBLISH if msg.from_id == forwarder.to_bytes() else OBSERVER_FORWARD)
         return None
 
     def _refuse(self, peer: ID, connection: object, reason: str | None) -> None:

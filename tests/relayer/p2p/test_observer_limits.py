@@ -63,3 +63,20 @@ def test_the_relay_key_is_stable_and_not_the_signing_key() -> None:
     assert relay_key != key and peer_id_of(relay_key) != peer_id_of(key)
     with pytest.raises(ValueError):
         observer_relay_key(b"\x00" * 31)
+
+
+def test_an_observers_own_publish_and_its_forward_of_another_relays_report_are_told_apart() -> None:
+    from collections import Counter
+
+    from libp2p.pubsub.pb import rpc_pb2
+
+    from relayer.p2p.observers import OBSERVER_FORWARD, OBSERVER_PUBLISH, _RelayRuntime
+
+    relay, observer, other_relay = peer(), peer(), peer()
+    runtime = _RelayRuntime.__new__(_RelayRuntime)  # the rule alone: no host, no sockets
+    runtime.own_id_bytes, runtime.dropped = relay.to_bytes(), Counter()
+    assert runtime.validate(observer, rpc_pb2.Message(from_id=relay.to_bytes(), data=b"ours")) is not None
+    assert runtime.validate(observer, rpc_pb2.Message(from_id=observer.to_bytes(), data=b"junk")) is None
+    assert runtime.validate(observer, rpc_pb2.Message(from_id=other_relay.to_bytes(), data=b"report")) is None
+    assert runtime.dropped == Counter({(observer.to_base58(), OBSERVER_PUBLISH): 1,
+                                       (observer.to_base58(), OBSERVER_FORWARD): 1})
