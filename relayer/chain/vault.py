@@ -199,6 +199,11 @@ class MarginVaultClient(ContractClient):
         """The round at which the vault last saw ``feed`` in trouble (0: none pending)."""
         return int(await self._call("troubleRound", feed))
 
+    async def recovered_at(self, feed: int) -> int:
+        """When the vault recorded ``feed`` usable again after its trouble (0: not yet); the
+        cool-down runs from it."""
+        return int(await self._call("recoveredAt", feed))
+
     async def actions_in_window(self, account: str) -> tuple[int, int]:
         """(current window, risk-increasing actions ``account`` made in it)."""
         window, count = await self._call("actionsInWindow", AsyncWeb3.to_checksum_address(account))
