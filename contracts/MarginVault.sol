@@ -3,7 +3,7 @@ pragma solidity ^0.8.24;
 
 import {Owned} from "./Governed.sol";
 import {QuorumOracle} from "./QuorumOracle.sol";
-import {RiskGate} from "./RiskGate.sol";
+import {RiskGate, inputFeeds} from "./RiskGate.sol";
 
 interface IERC20Minimal {
     function decimals() external view returns (uint8);
@@ -35,8 +35,8 @@ interface IERC20Minimal {
 ///  - Risk-increasing (open, increase, withdraw): counted against the account's action limit,
 ///    then the price feed must be untripped, no older than the RiskGate market's maxAge (and
 ///    the feed's heartbeat) and positive; RiskGate.checkAction(market, true) must pass (its
-///    inputs fresh, untripped, non-negative); no feed of the market may be cooling down; and
-///    afterwards equity >= initial requirement. A withdrawal is checked even with no position:
+///    inputs fresh, untripped, and non-negative but for a funding rate); no feed of the market
+///    may be cooling down; and afterwards equity >= initial requirement. A withdrawal is checked even with no position:
 ///    collateral leaves only on fresh attestations.
 ///  - Risk-reducing (deposit, reduce, close) always pass: no data is needed to deposit; reduce
 ///    and close settle at the latest attested price whatever its age, but while that price is
@@ -192,7 +192,7 @@ contract MarginVault is Owned {
     /// Lists (or re-points) a market: its id is RiskGate's market id (UnknownMarket if RiskGate
     /// has no curve for it), priced by `priceFeed` (UnknownFeed if the oracle has none).
     function listMarket(bytes32 marketId, uint16 priceFeed) external onlyOwner {
-        riskGate.market(marketId);
+        riskGate.marketInputs(marketId);
         uint8 d = oracle.feedDecimals(priceFeed);
         if (d > 18) revert UnsupportedDecimals(priceFeed, d);
         s_markets[marketId] = Market(priceFeed, d, uint8(18 + d - collateralDecimals), true);
@@ -278,7 +278,7 @@ contract MarginVault is Owned {
         Position memory p = s_positions[account][marketId];
         if (p.size == 0) revert NoPosition(marketId);
         QuorumOracle.FeedStatus memory s = oracle.feedStatus(m.priceFeed);
-        _requireUsablePrice(m.priceFeed, s, riskGate.market(marketId).inputs.maxAge);
+        _requireUsablePrice(m.priceFeed, s, riskGate.marketInputs(marketId).maxAge);
         int256 value = _value(p.size, s.value, m);
         (, uint256 maintenanceBps) = riskGate.checkAction(marketId, false);
         int256 equity = int256(s_collateral[account][marketId]) + value - p.openNotional;
@@ -297,9 +297,9 @@ contract MarginVault is Owned {
     /// market), so the cool-down applies when they recover. Anyone may call it.
     function syncFeeds(bytes32 marketId) external {
         Market memory m = _listed(marketId);
-        RiskGate.Inputs memory inputs = riskGate.market(marketId).inputs;
-        uint16[5] memory feeds = _feeds(m, inputs);
-        for (uint256 i; i < 5; ++i) {
+        RiskGate.Inputs memory inputs = riskGate.marketInputs(marketId);
+        uint16[7] memory feeds = _feeds(m, inputs);
+        for (uint256 i; i < feeds.length; ++i) {
             if (feeds[i] == NO_FEED) continue;
             _record(feeds[i], oracle.feedStatus(feeds[i]), inputs.maxAge);
         }
@@ -353,7 +353,7 @@ contract MarginVault is Owned {
         v.openNotional = p.openNotional;
         v.collateral = s_collateral[account][marketId];
         v.price = s.value;
-        v.priceUsable = _fresh(s, riskGate.market(marketId).inputs.maxAge);
+        v.priceUsable = _fresh(s, riskGate.marketInputs(marketId).maxAge);
         v.equity = int256(v.collateral) + value - p.openNotional;
         v.initialRequirement = _requirement(value, initialBps);
         v.maintenanceRequirement = _requirement(value, maintenanceBps);
@@ -374,12 +374,12 @@ contract MarginVault is Owned {
     /// RiskGate's initial margin.
     function _beforeRiskIncrease(bytes32 marketId, Market memory m) private returns (int256 price, uint256 initialBps) {
         _countAction(msg.sender);
-        RiskGate.Inputs memory inputs = riskGate.market(marketId).inputs;
+        RiskGate.Inputs memory inputs = riskGate.marketInputs(marketId);
         QuorumOracle.FeedStatus memory s = oracle.feedStatus(m.priceFeed);
         _requireUsablePrice(m.priceFeed, s, inputs.maxAge);
         (initialBps,) = riskGate.checkAction(marketId, true);
-        uint16[5] memory feeds = _feeds(m, inputs);
-        for (uint256 i; i < 5; ++i) {
+        uint16[7] memory feeds = _feeds(m, inputs);
+        for (uint256 i; i < feeds.length; ++i) {
             if (feeds[i] == NO_FEED) continue;
             (uint32 seen, uint32 recovered) = _watch(feeds[i]);
             if (seen != 0) _checkCooldown(feeds[i], seen, recovered, i == 0 ? s : oracle.feedStatus(feeds[i]));
@@ -406,7 +406,7 @@ contract MarginVault is Owned {
         uint256 held = _abs(p.size);
         if (amount > held) revert ReduceTooLarge(amount, held);
         QuorumOracle.FeedStatus memory s = oracle.feedStatus(m.priceFeed);
-        uint32 maxAge = riskGate.market(marketId).inputs.maxAge;
+        uint32 maxAge = riskGate.marketInputs(marketId).maxAge;
         bool usable = _fresh(s, maxAge) && s.value > 0;
         _record(m.priceFeed, s, maxAge);
 
@@ -520,8 +520,10 @@ contract MarginVault is Owned {
     }
 
     /// The price feed first, then RiskGate's inputs for the market (NO_FEED where unused).
-    function _feeds(Market memory m, RiskGate.Inputs memory inputs) private pure returns (uint16[5] memory) {
-        return [m.priceFeed, inputs.realizedVolFeed, inputs.impliedVolFeed, inputs.depthFeed, inputs.dispersionFeed];
+    function _feeds(Market memory m, RiskGate.Inputs memory inputs) private pure returns (uint16[7] memory f) {
+        f[0] = m.priceFeed;
+        uint16[6] memory risk = inputFeeds(inputs);
+        for (uint256 i; i < 6; ++i) f[i + 1] = risk[i];
     }
 
     /// Untripped and fresh: within the feed's heartbeat, the oracle not paused, and no older
