@@ -1,5 +1,6 @@
-"""The `relayer` command: `init`, `check`, `run`, `status`, `committee`, `subscriptions`, `verify`, `devnet`,
-`sources`.
+"""The `relayer` command: `init`, `check`, `run`, `status`, `committee`, `oracle`, `vault`, `subscriptions`,
+`verify`, `devnet`, `sources` (`oracle` and `vault`, the guardian's and keeper's commands, live in
+relayer/cli_guardian.py).
 
 Every command has `--help`. Exit codes: 0 success, 1 a check or request failed,
 2 bad usage or settings, 130 interrupted during start-up.
@@ -902,6 +903,7 @@ def _add_sources(sub: Any) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from feeds.scenarios import SCENARIOS
+    from relayer.cli_guardian import add_guardian_commands
 
     parser = argparse.ArgumentParser(prog="relayer", description="Zero-trust oracle relayer node")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -964,6 +966,7 @@ def build_parser() -> argparse.ArgumentParser:
     committee.add_argument("--devnet", type=Path, default=None, metavar="DIR",
                            help="a local `relayer devnet --data-dir DIR`: RPC, oracle and owner key from it")
     committee.set_defaults(func=_cmd_committee)
+    add_guardian_commands(sub)
 
     subs = sub.add_parser(
         "subscriptions", help="the promise per feed and who asked for it; subscribe or unsubscribe; approve or "

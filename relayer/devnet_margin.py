@@ -21,6 +21,8 @@ from aggregation.margin import MarginCurve
 from feeds.kinds import FactorKind
 from relayer.chain.codec import address_of
 from relayer.chain.contract import HttpWeb3
+from relayer.chain.errors import ChainError
+from relayer.chain.oracle import FeedStatus, QuorumOracleClient
 from relayer.chain.risk_gate import MarketInputs, MarketMargins, RiskGateClient, deploy_risk_gate, market_id_bytes
 from relayer.chain.vault import (
     CollateralClient,
@@ -31,8 +33,8 @@ from relayer.chain.vault import (
 )
 
 __all__ = [
-    "COLLATERAL_DECIMALS", "MARKETS", "SPOT_BREAKER_BPS", "DevnetMarket", "ListedMarket", "MarginDesk",
-    "deploy_margin_desk", "format_margins", "listable", "market_max_age", "read_margins",
+    "COLLATERAL_DECIMALS", "MARKETS", "SPOT_BREAKER_BPS", "DevnetMarket", "FeedWatch", "ListedMarket", "MarginDesk",
+    "VaultKeeper", "deploy_margin_desk", "format_margins", "listable", "market_max_age", "read_margins", "sync_due",
 ]
 
 # The oracle's circuit breaker on the devnet's spot feeds: a jump of more than 5 % from the last
@@ -223,3 +225,72 @@ def format_margins(margins: Mapping[str, MarketMargins]) -> str:
         + ("" if m.usable else " (refuses new risk)")
         for name, m in margins.items()
     )
+
+
+# --- the vault keeper ----------------------------------------------------------------------
+
+# How often the keeper looks when no report lands (staleness comes with the clock, not with a
+# report); a landed report makes it look at once.
+KEEPER_INTERVAL_S = 1.0
+
+
+@dataclass(frozen=True)
+class FeedWatch:
+    """One feed of a market as the keeper sees it: the oracle's status of it and the vault's
+    cool-down record (``troubleRound``, ``recoveredAt``)."""
+
+    feed: int
+    status: FeedStatus
+    trouble_round: int
+    recovered_at: int
+
+
+def sync_due(watch: FeedWatch, max_age: int, now: int) -> str | None:
+    """What ``syncFeeds`` would record for this feed now, as MarginVault's ``_record`` decides
+    (``trouble``, ``recovery``), or None: the keeper sends only a transaction that records
+    something."""
+    s = watch.status
+    if not (s.usable and now <= s.observed_at + max_age):
+        # Round 0 is a feed never written: the vault records no trouble for it.
+        return "trouble" if s.round_id != 0 and watch.trouble_round != s.round_id else None
+    if watch.trouble_round != 0 and watch.recovered_at == 0 and s.round_id > watch.trouble_round:
+        return "recovery"
+    return None
+
+
+class VaultKeeper:
+    """Calls the vault's ``syncFeeds`` for a devnet market when one of its feeds is in trouble
+    the vault has not recorded (tripped, stale for the market), or usable again after trouble
+    it recorded: so the cool-down after a breaker clears runs on a devnet without hand calls,
+    and ends ``cooldownSeconds`` after the recovery whatever a feed's history depth. Anyone may
+    call ``syncFeeds``; the keeper sends from an account of its own. It looks when a report
+    lands and at least every KEEPER_INTERVAL_S; a failed call is said and tried again on the
+    next look, never fatal."""
+
+    def __init__(self, desk: MarginDesk, oracle: QuorumOracleClient, key: bytes,
+                 names: Mapping[int, str] | None = None) -> None:
+        self.desk, self.oracle, self.key = desk, oracle, key
+        self.names = dict(names or {})
+        self.last_look = float("-inf")
+
+    async def poll(self, now_s: float, *, landed: bool) -> list[str]:
+        """One look if due; returns a line per market synced (``BTC-PERP: BTC-USD trouble``)."""
+        if not landed and now_s - self.last_look < KEEPER_INTERVAL_S:
+            return []
+        self.last_look = now_s
+        chain_now = int((await self.oracle.w3.eth.get_block("latest"))["timestamp"])
+        lines = []
+        for market in self.desk.markets:
+            feeds = [market.price_feed, *(f for f in market.inputs.feeds() if f is not None)]
+            try:
+                watches = [FeedWatch(f, await self.oracle.feed_status(f), await self.desk.vault.trouble_round(f),
+                                     await self.desk.vault.recovered_at(f)) for f in feeds]
+                due = [(w.feed, why) for w in watches
+                       if (why := sync_due(w, market.inputs.max_age, chain_now)) is not None]
+                if due:
+                    await self.desk.vault.sync_feeds(self.key, market.market_id)
+                    lines.append(f"{market.name}: " + ", ".join(f"{self.names.get(f, f'feed {f}')} {why}"
+                                                                for f, why in due))
+            except ChainError as exc:
+                lines.append(f"{market.name}: syncFeeds failed ({exc}); trying again on the next look")
+        return lines

@@ -24,6 +24,7 @@ from web3 import AsyncWeb3
 
 from relayer.chain.contract import ContractClient, HttpWeb3, deploy_contract, require_success
 from relayer.chain.errors import VaultRevert
+from relayer.chain.risk_gate import RiskGateClient
 
 __all__ = [
     "SIZE_DECIMALS", "AccountView", "CollateralClient", "MarginVaultClient", "VaultMarket", "VaultParameters",
@@ -170,6 +171,24 @@ class MarginVaultClient(ContractClient):
         return await self._send(key, "syncFeeds", market_id)
 
     # -- reads ------------------------------------------------------------------------
+
+    async def oracle(self) -> str:
+        """The QuorumOracle the vault (and its RiskGate) reads."""
+        return str(await self._call("oracle"))
+
+    async def risk_gate(self) -> str:
+        return str(await self._call("riskGate"))
+
+    async def market_feeds(self, market_id: bytes) -> list[int]:
+        """The oracle feeds a listed market reads: its price feed, then RiskGate's inputs for it
+        (the feeds ``syncFeeds`` records). Raises ``VaultRevert`` (``MarketNotListed``) for a
+        market the vault does not list."""
+        listed = await self.market(market_id)
+        if not listed.listed:
+            raise VaultRevert(f"the vault lists no market 0x{market_id.hex()}", reason="MarketNotListed",
+                              error_args=(market_id,))
+        inputs = (await RiskGateClient(self.w3, await self.risk_gate()).market(market_id)).inputs
+        return [listed.price_feed, *(feed for feed in inputs.feeds() if feed is not None)]
 
     async def market(self, market_id: bytes) -> VaultMarket:
         feed, decimals, exponent, listed = await self._call("market", market_id)

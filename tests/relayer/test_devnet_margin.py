@@ -11,8 +11,17 @@ import pytest
 from aggregation.margin import Reading, compute_margins
 from feeds.catalog import load_catalog
 from feeds.market import MarketModel
+from relayer.chain.oracle import FeedStatus
 from relayer.chain.risk_gate import MarketInputs, MarketMargins
-from relayer.devnet_margin import MARKETS, SPOT_BREAKER_BPS, listable, format_margins, market_max_age
+from relayer.devnet_margin import (
+    MARKETS,
+    SPOT_BREAKER_BPS,
+    FeedWatch,
+    format_margins,
+    listable,
+    market_max_age,
+    sync_due,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -92,3 +101,24 @@ def test_the_simulated_market_never_moves_as_far_as_the_spot_breaker(seed: int) 
         prices = [model.true_price(instrument, 1_700_000_000.0 + 7 * i) for i in range(1_000)]
         low, high = min(prices), max(prices)
         assert (high - low) * 10_000 < SPOT_BREAKER_BPS * low / 2, (instrument, low, high)
+
+
+def _status(round_id: int, observed_at: int, *, stale: bool = False, tripped: bool = False) -> FeedStatus:
+    return FeedStatus(value=1, observed_at=observed_at, round_id=round_id, stale=stale, tripped=tripped,
+                      signer_count=3, threshold=2, heartbeat=3_600)
+
+
+def test_the_keeper_syncs_only_when_the_vault_would_record_trouble_or_a_recovery() -> None:
+    max_age, now = 60, 10_000
+    def due(status: FeedStatus, trouble: int = 0, recovered: int = 0) -> str | None:
+        return sync_due(FeedWatch(7, status, trouble, recovered), max_age, now)
+    assert due(_status(5, now - 1)) is None  # healthy, nothing recorded
+    assert due(_status(5, now, tripped=True)) == "trouble"
+    assert due(_status(5, now, tripped=True), trouble=5) is None  # already recorded at this round
+    assert due(_status(5, now - max_age - 1)) == "trouble"  # too old for the market
+    assert due(_status(5, now, stale=True)) == "trouble"  # past its heartbeat, or the oracle paused
+    assert due(_status(0, 0, stale=True)) is None  # never written: no cool-down for a first value
+    assert due(_status(5, now), trouble=5) is None  # usable, but still the troubled round
+    assert due(_status(6, now), trouble=5) == "recovery"
+    assert due(_status(9, now), trouble=5, recovered=now - 3) is None  # the recovery is recorded once
+    assert due(_status(9, now, tripped=True), trouble=5, recovered=now - 3) == "trouble"  # new trouble
