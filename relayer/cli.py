@@ -675,24 +675,33 @@ def _subscriptions_target(args: argparse.Namespace) -> _SubscriptionsTarget:
     return _SubscriptionsTarget(rpc, registry, feeds, key_file, owner_key_file)
 
 
-def _key(path: Path | None, flag: str, who: str) -> bytes:
+def read_key_or(path: Path, refused: type[Exception]) -> bytes:
+    """The key in a hex key file, or ``refused`` carrying the settings' message."""
     from relayer.settings import read_key_file
 
-    if path is None:
-        raise SubscriptionsError(f"this needs {who}'s key: {flag} FILE (a hex key file)")
     try:
         return read_key_file(path)
     except SettingsError as exc:
-        raise SubscriptionsError(str(exc)) from None
+        raise refused(str(exc)) from None
+
+
+def revert_shown(exc: Exception) -> tuple[str | None, str]:
+    """A contract refusal's error name (None for another failure) and its arguments as text."""
+    args = getattr(exc, "error_args", ())
+    return getattr(exc, "reason", None), ", ".join("0x" + a.hex() if isinstance(a, bytes) else str(a) for a in args)
+
+
+def _key(path: Path | None, flag: str, who: str) -> bytes:
+    if path is None:
+        raise SubscriptionsError(f"this needs {who}'s key: {flag} FILE (a hex key file)")
+    return read_key_or(path, SubscriptionsError)
 
 
 def _refusal(exc: Exception, sender: str) -> SubscriptionsError:
-    reason = getattr(exc, "reason", None)
+    reason, shown = revert_shown(exc)
     hint = REFUSAL_HINTS.get(reason or "")
     if hint is None:
         return SubscriptionsError(f"failed: {exc}")
-    args = getattr(exc, "error_args", ())
-    shown = ", ".join("0x" + a.hex() if isinstance(a, bytes) else str(a) for a in args)
     return SubscriptionsError(f"refused with {reason}({shown}): {hint.format(sender=sender)}")
 
 

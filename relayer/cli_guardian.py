@@ -68,17 +68,15 @@ def _target(args: argparse.Namespace, contract_flag: str, devnet_field: str) -> 
 
 
 def _key(path: Path) -> bytes:
-    from relayer.settings import SettingsError, read_key_file
+    from relayer.cli import read_key_or
 
-    try:
-        return read_key_file(path)
-    except SettingsError as exc:
-        raise GuardianError(str(exc)) from None
+    return read_key_or(path, GuardianError)
 
 
 def _refused(what: str, exc: Exception) -> GuardianError:
-    reason = getattr(exc, "reason", None)
-    shown = ", ".join(str(a) for a in getattr(exc, "error_args", ()))
+    from relayer.cli import revert_shown
+
+    reason, shown = revert_shown(exc)
     hint = HINTS.get(reason or "", "the contract refused; check the state with the `status` action")
     return GuardianError(f"{what} refused with {reason}({shown}): {hint}" if reason else f"{what} failed: {exc}")
 
