@@ -18,7 +18,8 @@ base included), for 1 and 10 feeds at 10 signatures.
 
 With ``--risk-gate``, RiskGate instead: setCurve (first and replacing) and a margins() /
 checkAction() read (eth_estimateGas of the call, 21,000 base included) for a market on two
-inputs (realized vol, depth) and on four (plus implied vol and dispersion).
+inputs (realized vol, depth), on four (plus implied vol and dispersion) and on six (plus
+funding rate and open interest), each at the catalog's decimals for its kind.
 
 With ``--vault``, MarginVault actions (receipts' gasUsed, 21,000 base included) on a BTC
 market priced by an 8-decimal spot feed, with RiskGate reading a 6-decimal realized
@@ -377,14 +378,18 @@ async def risk_gate_rows() -> list[dict[str, int | str]]:
     from relayer.chain.oracle import load_artifact
     from relayer.chain.risk_gate import MarketInputs, RiskGateClient, deploy_risk_gate, market_id_bytes
 
-    curve = MarginCurve(200, 3_000, 10_000, 1_000, 10_000_000, 300, 5_000, 6_000, 150)
+    curve = MarginCurve(200, 3_000, 10_000, 1_000, 10_000_000, 300, 5_000, 6_000, 150,
+                        funding_slope_bps=1_000_000, funding_threshold_ppm=100, open_interest_slope_bps=1_000,
+                        open_interest_ref_usd=5_000_000_000)
     rows: list[dict[str, int | str]] = []
     with AnvilNode.start() as anvil:
         w3 = connect(anvil.rpc_url)
         try:
             owner, caller = anvil.accounts[0][1], anvil.accounts[0][0]
-            oracle = await OneSignerOracle.deploy(w3, anvil, [(f"RISK{i}", d, 0, 0) for i, d in enumerate((6, 6, 0, 2))])
-            feeds = list(range(4))
+            # Realized and implied vol, depth, dispersion, funding rate, open interest at the catalog's decimals.
+            decimals = (6, 6, 0, 2, 8, 0)
+            oracle = await OneSignerOracle.deploy(w3, anvil, [(f"RISK{i}", d, 0, 0) for i, d in enumerate(decimals)])
+            feeds = list(range(len(decimals)))
             gate = RiskGateClient(w3, await deploy_risk_gate(w3, owner, oracle.client.address))
             contract = w3.eth.contract(address=gate.address, abi=load_artifact("RiskGate")["abi"])
             await oracle.land([(i, 500_000) for i in feeds])
@@ -392,6 +397,7 @@ async def risk_gate_rows() -> list[dict[str, int | str]]:
                 ("2 inputs", MarketInputs(feeds[0], 600, depth_feed=feeds[2])),
                 ("4 inputs", MarketInputs(feeds[0], 600, implied_vol_feed=feeds[1], depth_feed=feeds[2],
                                           dispersion_feed=feeds[3])),
+                ("6 inputs", MarketInputs(feeds[0], 600, *feeds[1:])),
             ):
                 market = market_id_bytes(label)
                 for step in ("setCurve first", "setCurve replace"):

@@ -3,7 +3,7 @@ pragma solidity ^0.8.24;
 
 import {Owned} from "./Governed.sol";
 import {QuorumOracle} from "./QuorumOracle.sol";
-import {RiskGate} from "./RiskGate.sol";
+import {RiskGate, inputFeeds} from "./RiskGate.sol";
 
 interface IERC20Minimal {
     function decimals() external view returns (uint8);
@@ -35,8 +35,8 @@ interface IERC20Minimal {
 ///  - Risk-increasing (open, increase, withdraw): counted against the account's action limit,
 ///    then the price feed must be untripped, no older than the RiskGate market's maxAge (and
 ///    the feed's heartbeat) and positive; RiskGate.checkAction(market, true) must pass (its
-///    inputs fresh, untripped, non-negative); no feed of the market may be cooling down; and
-///    afterwards equity >= initial requirement. A withdrawal is checked even with no position:
+///    inputs fresh, untripped, and non-negative but for a funding rate); no feed of the market
+///    may be cooling down; and afterwards equity >= initial requirement. A withdrawal is checked even with no position:
 ///    collateral leaves only on fresh attestations.
 ///  - Risk-reducing (deposit, reduce, close) always pass: no data is needed to deposit; reduce
 ///    and close settle at the latest attested price whatever its age, but while that price is
@@ -54,15 +54,21 @@ interface IERC20Minimal {
 ///    window of `windowBlocks` blocks (windows are block.number / windowBlocks; 0 = no limit);
 ///  - cool-down: after the vault has seen a feed of a market in trouble (tripped, or stale for
 ///    the market), risk-increasing actions on that market wait for the first value the oracle
-///    stores after the round it was seen in, plus `cooldownSeconds` from that value's
-///    observation time. The oracle keeps no trace of a cleared breaker (after two in-limit
-///    reports, or after a reset and the re-anchoring report, its state is that of a feed that
-///    never tripped) and staleness is a function of the clock, so the vault records what it
-///    sees: the feed's round id. A tripped breaker holds the round id, so the next round is
-///    exactly the value that cleared it (or re-anchored it after a reset), and its time is
-///    when the feed became usable again. Trouble is recorded by `syncFeeds` (anyone: a keeper
-///    acting on BreakerTripped) and by reduce and close (for the price feed they read); a
-///    refused action reverts and so records nothing.
+///    stores after the round it was seen in, then `cooldownSeconds` from the moment the feed
+///    recovered. The oracle keeps no trace of a cleared breaker (after two in-limit reports, or
+///    after a reset and the re-anchoring report, its state is that of a feed that never
+///    tripped) and staleness is a function of the clock, so the vault records what it sees, per
+///    feed: the round id it saw the trouble at, then the recovery time. A tripped breaker holds
+///    the round id, so round `seen + 1` is exactly the value that cleared it (or re-anchored it
+///    after a reset). The recovery time is that value's observation time when the feed's
+///    history still holds it, else the observation time of the latest value at the first call
+///    that finds the feed usable again and records it (later than the true recovery, never
+///    later than that call). Once recorded it is fixed: however often the feed lands
+///    afterwards, and whatever its history depth (0 included), new risk waits at most
+///    `cooldownSeconds` from it. Trouble and recovery are recorded by `syncFeeds` (anyone: a
+///    keeper calls it on BreakerTripped, or each poll) and by reduce and close (for the price
+///    feed they read); a refused action reverts and so records nothing: until a recovery is
+///    recorded, a feed that keeps no history measures the cool-down from its latest value.
 contract MarginVault is Owned {
     struct Market {
         uint16 priceFeed;
@@ -144,6 +150,8 @@ contract MarginVault is Owned {
     );
     event BadDebt(address indexed account, bytes32 indexed marketId, uint256 amount);
     event FeedTroubleSeen(uint16 indexed feedIndex, uint32 roundId);
+    /// The vault found the feed usable again after `troubleRound`; its cool-down runs from `recoveredAt`.
+    event FeedRecoverySeen(uint16 indexed feedIndex, uint32 troubleRound, uint32 recoveredAt);
     event FeedTroubleCleared(uint16 indexed feedIndex, uint32 troubleRound);
 
     uint16 public constant MAX_REWARD_BPS = 1_000;
@@ -165,9 +173,10 @@ contract MarginVault is Owned {
     mapping(address => mapping(bytes32 => Position)) private s_positions;
     mapping(address => mapping(bytes32 => uint256)) private s_collateral;
     mapping(address => Activity) private s_activity;
-    /// feed >> 3 => eight 32-bit lanes: the round id at which the vault last saw the feed in
-    /// trouble (0: none). Packed so a market's feeds usually cost one cold load.
-    mapping(uint256 => uint256) private s_troubleRounds;
+    /// feed >> 2 => four 64-bit lanes, each (recoveredAt u32 << 32 | troubleRound u32): the round
+    /// id at which the vault last saw the feed in trouble (0: none) and the time it recorded
+    /// the feed's recovery from it (0: not yet). Packed so a market's feeds cost few cold loads.
+    mapping(uint256 => uint256) private s_watch;
 
     constructor(RiskGate riskGate_, IERC20Minimal collateral_) {
         riskGate = riskGate_;
@@ -183,7 +192,7 @@ contract MarginVault is Owned {
     /// Lists (or re-points) a market: its id is RiskGate's market id (UnknownMarket if RiskGate
     /// has no curve for it), priced by `priceFeed` (UnknownFeed if the oracle has none).
     function listMarket(bytes32 marketId, uint16 priceFeed) external onlyOwner {
-        riskGate.market(marketId);
+        riskGate.marketInputs(marketId);
         uint8 d = oracle.feedDecimals(priceFeed);
         if (d > 18) revert UnsupportedDecimals(priceFeed, d);
         s_markets[marketId] = Market(priceFeed, d, uint8(18 + d - collateralDecimals), true);
@@ -269,7 +278,7 @@ contract MarginVault is Owned {
         Position memory p = s_positions[account][marketId];
         if (p.size == 0) revert NoPosition(marketId);
         QuorumOracle.FeedStatus memory s = oracle.feedStatus(m.priceFeed);
-        _requireUsablePrice(m.priceFeed, s, riskGate.market(marketId).inputs.maxAge);
+        _requireUsablePrice(m.priceFeed, s, riskGate.marketInputs(marketId).maxAge);
         int256 value = _value(p.size, s.value, m);
         (, uint256 maintenanceBps) = riskGate.checkAction(marketId, false);
         int256 equity = int256(s_collateral[account][marketId]) + value - p.openNotional;
@@ -288,9 +297,9 @@ contract MarginVault is Owned {
     /// market), so the cool-down applies when they recover. Anyone may call it.
     function syncFeeds(bytes32 marketId) external {
         Market memory m = _listed(marketId);
-        RiskGate.Inputs memory inputs = riskGate.market(marketId).inputs;
-        uint16[5] memory feeds = _feeds(m, inputs);
-        for (uint256 i; i < 5; ++i) {
+        RiskGate.Inputs memory inputs = riskGate.marketInputs(marketId);
+        uint16[7] memory feeds = _feeds(m, inputs);
+        for (uint256 i; i < feeds.length; ++i) {
             if (feeds[i] == NO_FEED) continue;
             _record(feeds[i], oracle.feedStatus(feeds[i]), inputs.maxAge);
         }
@@ -315,8 +324,14 @@ contract MarginVault is Owned {
     }
 
     /// The round id at which the vault last saw `feed` in trouble (0: none pending).
-    function troubleRound(uint16 feed) public view returns (uint32) {
-        return uint32(s_troubleRounds[feed >> 3] >> ((feed & 7) * 32));
+    function troubleRound(uint16 feed) external view returns (uint32 round) {
+        (round,) = _watch(feed);
+    }
+
+    /// When the vault recorded `feed` usable again after its trouble (0: not yet, or none
+    /// pending); the cool-down runs `cooldownSeconds` from it.
+    function recoveredAt(uint16 feed) external view returns (uint32 time) {
+        (, time) = _watch(feed);
     }
 
     /// The account's actions counted in the current window.
@@ -338,7 +353,7 @@ contract MarginVault is Owned {
         v.openNotional = p.openNotional;
         v.collateral = s_collateral[account][marketId];
         v.price = s.value;
-        v.priceUsable = _fresh(s, riskGate.market(marketId).inputs.maxAge);
+        v.priceUsable = _fresh(s, riskGate.marketInputs(marketId).maxAge);
         v.equity = int256(v.collateral) + value - p.openNotional;
         v.initialRequirement = _requirement(value, initialBps);
         v.maintenanceRequirement = _requirement(value, maintenanceBps);
@@ -359,15 +374,15 @@ contract MarginVault is Owned {
     /// RiskGate's initial margin.
     function _beforeRiskIncrease(bytes32 marketId, Market memory m) private returns (int256 price, uint256 initialBps) {
         _countAction(msg.sender);
-        RiskGate.Inputs memory inputs = riskGate.market(marketId).inputs;
+        RiskGate.Inputs memory inputs = riskGate.marketInputs(marketId);
         QuorumOracle.FeedStatus memory s = oracle.feedStatus(m.priceFeed);
         _requireUsablePrice(m.priceFeed, s, inputs.maxAge);
         (initialBps,) = riskGate.checkAction(marketId, true);
-        uint16[5] memory feeds = _feeds(m, inputs);
-        for (uint256 i; i < 5; ++i) {
+        uint16[7] memory feeds = _feeds(m, inputs);
+        for (uint256 i; i < feeds.length; ++i) {
             if (feeds[i] == NO_FEED) continue;
-            uint32 seen = troubleRound(feeds[i]);
-            if (seen != 0) _checkCooldown(feeds[i], seen, i == 0 ? s : oracle.feedStatus(feeds[i]));
+            (uint32 seen, uint32 recovered) = _watch(feeds[i]);
+            if (seen != 0) _checkCooldown(feeds[i], seen, recovered, i == 0 ? s : oracle.feedStatus(feeds[i]));
         }
         price = s.value;
     }
@@ -391,7 +406,7 @@ contract MarginVault is Owned {
         uint256 held = _abs(p.size);
         if (amount > held) revert ReduceTooLarge(amount, held);
         QuorumOracle.FeedStatus memory s = oracle.feedStatus(m.priceFeed);
-        uint32 maxAge = riskGate.market(marketId).inputs.maxAge;
+        uint32 maxAge = riskGate.marketInputs(marketId).maxAge;
         bool usable = _fresh(s, maxAge) && s.value > 0;
         _record(m.priceFeed, s, maxAge);
 
@@ -456,39 +471,59 @@ contract MarginVault is Owned {
     }
 
     /// Refuses while a feed seen in trouble has not been followed by a new value, or the
-    /// cool-down since that value's observation has not run out; otherwise forgets the trouble.
-    function _checkCooldown(uint16 feed, uint32 seen, QuorumOracle.FeedStatus memory s) private {
+    /// cool-down since its recovery has not run out; otherwise forgets the trouble.
+    function _checkCooldown(uint16 feed, uint32 seen, uint32 recorded, QuorumOracle.FeedStatus memory s) private {
         if (s.roundId <= seen) revert AwaitingFreshRound(feed, seen);
-        uint256 recoveredAt = s.observedAt;
-        if (s.roundId > seen + 1) {
-            // The first value after the trouble, if the feed keeps history; else the latest
-            // (later, so the cool-down only lasts longer).
-            try oracle.roundData(feed, seen + 1) returns (int192, uint32 observedAt) {
-                recoveredAt = observedAt;
-            } catch {}
-        }
-        uint256 until = recoveredAt + s_parameters.cooldownSeconds;
+        uint256 until = uint256(recorded != 0 ? recorded : _recoveryTime(feed, seen, s)) + s_parameters.cooldownSeconds;
         if (block.timestamp < until) revert CoolingDown(feed, until);
-        _setTroubleRound(feed, 0);
+        _setWatch(feed, 0, 0);
         emit FeedTroubleCleared(feed, seen);
     }
 
+    /// Records trouble (a feed unusable for the market at a round not yet recorded), or the
+    /// recovery from recorded trouble (the feed usable at a later round), once each.
     function _record(uint16 feed, QuorumOracle.FeedStatus memory s, uint32 maxAge) private {
-        // Round 0 is a feed never written: its first value needs no cool-down.
-        if (_fresh(s, maxAge) || s.roundId == 0 || troubleRound(feed) == s.roundId) return;
-        _setTroubleRound(feed, s.roundId);
-        emit FeedTroubleSeen(feed, s.roundId);
+        (uint32 seen, uint32 recovered) = _watch(feed);
+        if (!_fresh(s, maxAge)) {
+            // Round 0 is a feed never written: its first value needs no cool-down.
+            if (s.roundId == 0 || seen == s.roundId) return;
+            _setWatch(feed, s.roundId, 0);
+            emit FeedTroubleSeen(feed, s.roundId);
+        } else if (seen != 0 && recovered == 0 && s.roundId > seen) {
+            uint32 time = _recoveryTime(feed, seen, s);
+            _setWatch(feed, seen, time);
+            emit FeedRecoverySeen(feed, seen, time);
+        }
     }
 
-    function _setTroubleRound(uint16 feed, uint32 round) private {
-        uint256 shift = (uint256(feed) & 7) * 32;
-        uint256 word = s_troubleRounds[feed >> 3];
-        s_troubleRounds[feed >> 3] = (word & ~(uint256(type(uint32).max) << shift)) | (uint256(round) << shift);
+    /// The observation time of the first value after round `seen` if the feed still holds it;
+    /// else that of the latest value, which is later (the cool-down only lasts longer).
+    function _recoveryTime(uint16 feed, uint32 seen, QuorumOracle.FeedStatus memory s) private view returns (uint32) {
+        if (s.roundId == seen + 1) return s.observedAt;
+        try oracle.roundData(feed, seen + 1) returns (int192, uint32 observedAt) {
+            return observedAt;
+        } catch {
+            return s.observedAt;
+        }
+    }
+
+    function _watch(uint16 feed) private view returns (uint32 round, uint32 recovered) {
+        uint256 lane = s_watch[feed >> 2] >> ((uint256(feed) & 3) * 64);
+        return (uint32(lane), uint32(lane >> 32));
+    }
+
+    function _setWatch(uint16 feed, uint32 round, uint32 recovered) private {
+        uint256 shift = (uint256(feed) & 3) * 64;
+        uint256 word = s_watch[feed >> 2];
+        uint256 lane = (uint256(recovered) << 32) | round;
+        s_watch[feed >> 2] = (word & ~(uint256(type(uint64).max) << shift)) | (lane << shift);
     }
 
     /// The price feed first, then RiskGate's inputs for the market (NO_FEED where unused).
-    function _feeds(Market memory m, RiskGate.Inputs memory inputs) private pure returns (uint16[5] memory) {
-        return [m.priceFeed, inputs.realizedVolFeed, inputs.impliedVolFeed, inputs.depthFeed, inputs.dispersionFeed];
+    function _feeds(Market memory m, RiskGate.Inputs memory inputs) private pure returns (uint16[7] memory f) {
+        f[0] = m.priceFeed;
+        uint16[6] memory risk = inputFeeds(inputs);
+        for (uint256 i; i < 6; ++i) f[i + 1] = risk[i];
     }
 
     /// Untripped and fresh: within the feed's heartbeat, the oracle not paused, and no older

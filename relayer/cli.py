@@ -1,5 +1,6 @@
-"""The `relayer` command: `init`, `check`, `run`, `relay`, `status`, `dkg`, `committee`, `subscriptions`,
-`verify`, `devnet`, `sources`.
+"""The `relayer` command: `init`, `check`, `run`, `relay`, `status`, `dkg`, `committee`, `oracle`, `vault`,
+`subscriptions`, `verify`, `devnet`, `sources` (`oracle` and `vault`, the guardian's and keeper's
+commands, live in relayer/cli_guardian.py).
 
 Every command has `--help`. Exit codes: 0 success, 1 a check or request failed,
 2 bad usage or settings, 130 interrupted during start-up.
@@ -782,24 +783,33 @@ def _subscriptions_target(args: argparse.Namespace) -> _SubscriptionsTarget:
     return _SubscriptionsTarget(rpc, registry, feeds, key_file, owner_key_file)
 
 
-def _key(path: Path | None, flag: str, who: str) -> bytes:
+def read_key_or(path: Path, refused: type[Exception]) -> bytes:
+    """The key in a hex key file, or ``refused`` carrying the settings' message."""
     from relayer.settings import read_key_file
 
-    if path is None:
-        raise SubscriptionsError(f"this needs {who}'s key: {flag} FILE (a hex key file)")
     try:
         return read_key_file(path)
     except SettingsError as exc:
-        raise SubscriptionsError(str(exc)) from None
+        raise refused(str(exc)) from None
+
+
+def revert_shown(exc: Exception) -> tuple[str | None, str]:
+    """A contract refusal's error name (None for another failure) and its arguments as text."""
+    args = getattr(exc, "error_args", ())
+    return getattr(exc, "reason", None), ", ".join("0x" + a.hex() if isinstance(a, bytes) else str(a) for a in args)
+
+
+def _key(path: Path | None, flag: str, who: str) -> bytes:
+    if path is None:
+        raise SubscriptionsError(f"this needs {who}'s key: {flag} FILE (a hex key file)")
+    return read_key_or(path, SubscriptionsError)
 
 
 def _refusal(exc: Exception, sender: str) -> SubscriptionsError:
-    reason = getattr(exc, "reason", None)
+    reason, shown = revert_shown(exc)
     hint = REFUSAL_HINTS.get(reason or "")
     if hint is None:
         return SubscriptionsError(f"failed: {exc}")
-    args = getattr(exc, "error_args", ())
-    shown = ", ".join("0x" + a.hex() if isinstance(a, bytes) else str(a) for a in args)
     return SubscriptionsError(f"refused with {reason}({shown}): {hint.format(sender=sender)}")
 
 
@@ -1030,6 +1040,7 @@ def _add_sources(sub: Any) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from feeds.scenarios import SCENARIOS
+    from relayer.cli_guardian import add_guardian_commands
 
     parser = argparse.ArgumentParser(prog="relayer", description="Zero-trust oracle relayer node")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -1109,6 +1120,7 @@ def build_parser() -> argparse.ArgumentParser:
     committee.add_argument("--devnet", type=Path, default=None, metavar="DIR",
                            help="a local `relayer devnet --data-dir DIR`: RPC, oracle and owner key from it")
     committee.set_defaults(func=_cmd_committee)
+    add_guardian_commands(sub)
 
     keygen = sub.add_parser(
         "dkg", help="run the committee's key generation for threshold Schnorr (scheme 0x0002)",

@@ -39,7 +39,14 @@ from relayer.ports import free_port
 from relayer.chain.oracle import QuorumOracleClient, Transmission, deploy_oracle, deploy_proxy
 from relayer.chain.risk_gate import MarketMargins
 from relayer.chain.subscriptions import SubscriptionRegistryClient, deploy_subscription_registry
-from relayer.devnet_margin import COLLATERAL_DECIMALS, SPOT_BREAKER_BPS, deploy_margin_desk, format_margins, read_margins
+from relayer.devnet_margin import (
+    COLLATERAL_DECIMALS,
+    SPOT_BREAKER_BPS,
+    VaultKeeper,
+    deploy_margin_desk,
+    format_margins,
+    read_margins,
+)
 from relayer.p2p.identity import observer_relay_key, peer_id_of
 from relayer.p2p.observers import REPORTS_TOPIC
 from relayer.protocol.committee import Committee, OffchainConfig
@@ -61,6 +68,10 @@ SUBSCRIBER_LIMIT = 4
 # The example trader of the margin vault (anvil's second-to-last dev account, its key kept in
 # DATA_DIR/trader.key), given test collateral at start.
 TRADER_ACCOUNT = -2
+# The vault keeper (relayer/devnet_margin.py, VaultKeeper): a dev account of its own (the tenth
+# from the end: past every transmitter, before the accounts examples and tests trade from), so its
+# syncFeeds never races another sender's nonces.
+KEEPER_ACCOUNT = -10
 
 
 def devnet_catalog(path: Path | None) -> list[FeedDefinition]:
@@ -250,6 +261,8 @@ class Devnet:
         trader_key_path = o.data_dir / "trader.key"
         trader_key_path.write_text(trader_key.hex())
         trader_key_path.chmod(0o600)
+        self.keeper = VaultKeeper(self.desk, self.client, self.anvil.accounts[KEEPER_ACCOUNT][1],
+                                  {fd["index"]: fd["feed_id"] for fd in self.feeds})
         self.transmitter_accounts = transmitters
         offchain = OffchainConfig(
             round_interval_ms=o.round_interval_ms, progress_timeout_ms=o.progress_timeout_ms,
@@ -343,6 +356,8 @@ class Devnet:
             "collateral": self.desk.collateral.address, "collateral_decimals": COLLATERAL_DECIMALS,
             "markets": [m.as_json({fd["index"]: fd["feed_id"] for fd in self.feeds}) for m in self.desk.markets],
             "trader": trader, "trader_key_file": str(trader_key_path),
+            # The account the devnet's vault keeper sends syncFeeds from.
+            "keeper": self.anvil.accounts[KEEPER_ACCOUNT][0],
             "scenario": self._scenario_info(),
         }
         if o.scheme == THRESHOLD_SCHEME:
@@ -562,6 +577,8 @@ class Devnet:
                 self._print_report(report)
                 if self.o.rounds is not None and len(self.landed) >= self.o.rounds:
                     return 0
+            for line in await self.keeper.poll(time.monotonic(), landed=bool(landed)):
+                self._say(f"devnet: keeper syncFeeds {line}")
             try:
                 await asyncio.wait_for(stop.wait(), timeout=0.05)
             except TimeoutError:

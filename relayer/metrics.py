@@ -712,9 +712,8 @@ class Telemetry:
         for reading in self._markets.values():
             m, margins = reading.market, reading.margins
             inputs = m.inputs
-            vol, implied, depth, dispersion = (
-                by_index.get(i) if i is not None else None
-                for i in (inputs.realized_vol_feed, inputs.implied_vol_feed, inputs.depth_feed, inputs.dispersion_feed)
+            vol, implied, depth, dispersion, funding, open_interest = (
+                by_index.get(i) if i is not None else None for i in inputs.feeds()
             )
             out.append({
                 "market_id": "0x" + m.market_id.hex(), "name": m.name,
@@ -723,6 +722,9 @@ class Telemetry:
                 "depth_feed": inputs.depth_feed, "depth_feed_id": depth.feed_id if depth else None,
                 "dispersion_feed": inputs.dispersion_feed,
                 "dispersion_feed_id": dispersion.feed_id if dispersion else None,
+                "funding_feed": inputs.funding_feed, "funding_feed_id": funding.feed_id if funding else None,
+                "open_interest_feed": inputs.open_interest_feed,
+                "open_interest_feed_id": open_interest.feed_id if open_interest else None,
                 "max_age": inputs.max_age,
                 "instrument": vol.instrument if vol else depth.instrument if depth else None,
                 "initial_bps": margins.initial_bps if margins else None,

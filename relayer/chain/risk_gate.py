@@ -17,7 +17,7 @@ from typing import Any
 from eth_abi.abi import decode as abi_decode
 from web3 import AsyncWeb3
 
-from aggregation.margin import MarginCurve, Margins, Reading
+from aggregation.margin import MarginCurve, Margins, Reading, compute_margins
 from relayer.chain.codec import keccak
 from relayer.chain.contract import ContractClient, deploy_contract, require_success
 
@@ -26,12 +26,34 @@ __all__ = [
     "market_id_bytes",
 ]
 
-# One computeMargins input: curve, realized vol, implied vol, depth, dispersion (None: unused).
-MarginCase = tuple[MarginCurve, Reading, Reading | None, Reading | None, Reading | None]
+
+
+@dataclass(frozen=True)
+class MarginCase:
+    """One computeMargins input: a curve and the readings of a market (None: unused)."""
+
+    curve: MarginCurve
+    realized_vol: Reading
+    implied_vol: Reading | None = None
+    depth: Reading | None = None
+    dispersion: Reading | None = None
+    funding: Reading | None = None
+    open_interest: Reading | None = None
+
+    def optional(self) -> tuple[Reading | None, ...]:
+        """The optional readings in the contract's order."""
+        return (self.implied_vol, self.depth, self.dispersion, self.funding, self.open_interest)
+
+    def mirror(self) -> Margins:
+        """What aggregation/margin.py computes for this case."""
+        return compute_margins(self.curve, self.realized_vol, implied_vol=self.implied_vol, depth=self.depth,
+                               dispersion=self.dispersion, funding=self.funding, open_interest=self.open_interest)
+
+
 NO_FEED = 0xFFFF  # RiskGate.NO_FEED: the market does not use this input
-_CURVE_TYPE = "(uint32,uint32,uint32,uint32,uint64,uint32,uint32,uint32,uint32)"
-_INPUTS_TYPE = "(uint16,uint16,uint16,uint16,uint32)"
-_MARKET_TYPE = f"({_INPUTS_TYPE},uint8,uint8,uint8,uint8,{_CURVE_TYPE})"
+_CURVE_TYPE = "(uint32,uint32,uint32,uint32,uint64,uint32,uint32,uint32,uint32,uint32,uint32,uint32,uint64)"
+_INPUTS_TYPE = "(uint16,uint16,uint16,uint16,uint16,uint16,uint32)"
+_MARKET_TYPE = f"({_INPUTS_TYPE},uint8,uint8,uint8,uint8,uint8,uint8,{_CURVE_TYPE})"
 CURVE_SET_TOPIC = "0x" + keccak(f"CurveSet(bytes32,{_MARKET_TYPE})".encode()).hex()
 
 
@@ -56,35 +78,49 @@ class MarketInputs:
     implied_vol_feed: int | None = None
     depth_feed: int | None = None
     dispersion_feed: int | None = None
+    funding_feed: int | None = None
+    open_interest_feed: int | None = None
 
-    def as_tuple(self) -> tuple[int, int, int, int, int]:
+    def feeds(self) -> tuple[int | None, ...]:
+        """The input feeds in the contract's order: realized vol, implied vol, depth,
+        dispersion, funding rate, open interest."""
+        return (self.realized_vol_feed, self.implied_vol_feed, self.depth_feed, self.dispersion_feed,
+                self.funding_feed, self.open_interest_feed)
+
+    def as_tuple(self) -> tuple[int, ...]:
         """The ABI tuple for ``RiskGate.setCurve``."""
-        def index(feed: int | None) -> int:
-            return NO_FEED if feed is None else feed
-        return (self.realized_vol_feed, index(self.implied_vol_feed), index(self.depth_feed),
-                index(self.dispersion_feed), self.max_age)
+        return (*(NO_FEED if feed is None else feed for feed in self.feeds()), self.max_age)
 
     @classmethod
     def from_tuple(cls, raw: Sequence[Any]) -> MarketInputs:
-        rv, iv, depth, dispersion, max_age = (int(v) for v in raw)
-        return cls(rv, max_age, _feed(iv), _feed(depth), _feed(dispersion))
+        rv, iv, depth, dispersion, funding, open_interest, max_age = (int(v) for v in raw)
+        return cls(rv, max_age, _feed(iv), _feed(depth), _feed(dispersion), _feed(funding), _feed(open_interest))
 
 
 @dataclass(frozen=True)
 class RiskMarket:
     """One market as governance last set it: its inputs, the decimals RiskGate read for each
-    input feed (realized vol, implied vol, depth, dispersion; 0 for an unused one), its curve."""
+    input feed (in ``MarketInputs.feeds`` order; 0 for an unused one), its curve."""
 
     market_id: bytes
     inputs: MarketInputs
-    decimals: tuple[int, int, int, int]
+    decimals: tuple[int, ...]
     curve: MarginCurve
 
     @classmethod
     def from_abi(cls, market_id: bytes, raw: Sequence[Any]) -> RiskMarket:
-        inputs, rv_d, iv_d, depth_d, disp_d, curve = raw
-        return cls(market_id, MarketInputs.from_tuple(inputs), (int(rv_d), int(iv_d), int(depth_d), int(disp_d)),
+        inputs, *decimals, curve = raw
+        return cls(market_id, MarketInputs.from_tuple(inputs), tuple(int(d) for d in decimals),
                    MarginCurve(*(int(v) for v in curve)))
+
+    def case(self, values: Sequence[int | None]) -> MarginCase:
+        """The computeMargins case of this market for raw ``values`` of its input feeds (in
+        ``MarketInputs.feeds`` order; None for an unused input)."""
+        readings = [None if v is None else Reading(v, d) for v, d in zip(values, self.decimals, strict=True)]
+        realized = readings[0]
+        if realized is None:
+            raise ValueError("a market always reads realized volatility; got no value for it")
+        return MarginCase(self.curve, realized, *readings[1:])
 
     @property
     def vol_feed(self) -> int:
@@ -156,15 +192,15 @@ class RiskGateClient(ContractClient):
         require_success(receipt, "setCurve")
 
     async def compute_margins(self, cases: Sequence[MarginCase], *, batch: int = 500) -> list[Margins]:
-        """The contract's own ``computeMargins`` on each case (curve, realized vol, then implied
-        vol, depth, dispersion or None), in JSON-RPC batches of ``batch`` calls; for checking a
-        mirror or a curve against the deployed code without sending anything."""
+        """The contract's own ``computeMargins`` on each case, in JSON-RPC batches of ``batch``
+        calls; for checking a mirror or a curve against the deployed code without sending
+        anything."""
         unused = (0, 0, False)
         out: list[Margins] = []
         for start in range(0, len(cases), batch):
             calls = [("computeMargins", (
-                curve.as_tuple(), rv.as_abi(),
-                *(r.as_abi() if r is not None else unused for r in (iv, depth, dispersion)),
-            )) for curve, rv, iv, depth, dispersion in cases[start:start + batch]]
+                case.curve.as_tuple(),
+                [case.realized_vol.as_abi(), *(r.as_abi() if r is not None else unused for r in case.optional())],
+            )) for case in cases[start:start + batch]]
             out.extend(Margins(int(im), int(mm)) for im, mm in await self._call_many(calls))
         return out

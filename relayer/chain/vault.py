@@ -24,6 +24,7 @@ from web3 import AsyncWeb3
 
 from relayer.chain.contract import ContractClient, HttpWeb3, deploy_contract, require_success
 from relayer.chain.errors import VaultRevert
+from relayer.chain.risk_gate import RiskGateClient
 
 __all__ = [
     "SIZE_DECIMALS", "AccountView", "CollateralClient", "MarginVaultClient", "VaultMarket", "VaultParameters",
@@ -171,6 +172,24 @@ class MarginVaultClient(ContractClient):
 
     # -- reads ------------------------------------------------------------------------
 
+    async def oracle(self) -> str:
+        """The QuorumOracle the vault (and its RiskGate) reads."""
+        return str(await self._call("oracle"))
+
+    async def risk_gate(self) -> str:
+        return str(await self._call("riskGate"))
+
+    async def market_feeds(self, market_id: bytes) -> list[int]:
+        """The oracle feeds a listed market reads: its price feed, then RiskGate's inputs for it
+        (the feeds ``syncFeeds`` records). Raises ``VaultRevert`` (``MarketNotListed``) for a
+        market the vault does not list."""
+        listed = await self.market(market_id)
+        if not listed.listed:
+            raise VaultRevert(f"the vault lists no market 0x{market_id.hex()}", reason="MarketNotListed",
+                              error_args=(market_id,))
+        inputs = (await RiskGateClient(self.w3, await self.risk_gate()).market(market_id)).inputs
+        return [listed.price_feed, *(feed for feed in inputs.feeds() if feed is not None)]
+
     async def market(self, market_id: bytes) -> VaultMarket:
         feed, decimals, exponent, listed = await self._call("market", market_id)
         return VaultMarket(int(feed), int(decimals), int(exponent), bool(listed))
@@ -198,6 +217,11 @@ class MarginVaultClient(ContractClient):
     async def trouble_round(self, feed: int) -> int:
         """The round at which the vault last saw ``feed`` in trouble (0: none pending)."""
         return int(await self._call("troubleRound", feed))
+
+    async def recovered_at(self, feed: int) -> int:
+        """When the vault recorded ``feed`` usable again after its trouble (0: not yet); the
+        cool-down runs from it."""
+        return int(await self._call("recoveredAt", feed))
 
     async def actions_in_window(self, account: str) -> tuple[int, int]:
         """(current window, risk-increasing actions ``account`` made in it)."""

@@ -37,6 +37,39 @@ def test_implied_volatility_counts_when_higher() -> None:
     assert compute_margins(CURVE, realized, implied_vol=Reading(90, 2)).initial_bps == 2_900
 
 
+CROWDING = MarginCurve(
+    base_im_bps=200, vol_slope_bps=3_000, dispersion_multiplier_bps=0, depth_penalty_bps=0, depth_ref_usd=0,
+    floor_im_bps=300, cap_im_bps=5_000, mm_ratio_bps=6_000, floor_mm_bps=150,
+    funding_slope_bps=1_000_000, funding_threshold_ppm=100, open_interest_slope_bps=1_000,
+    open_interest_ref_usd=5_000_000_000,
+)
+
+
+def test_funding_counts_by_its_size_beyond_the_threshold_either_side() -> None:
+    rv = Reading(500_000, 6)  # 200 + 1500 = 1700 without crowding
+    def im(funding: int, decimals: int = 8) -> int:
+        return compute_margins(CROWDING, rv, funding=Reading(funding, decimals)).initial_bps
+    # The catalog's funding feeds: a fraction per 8 h at 8 decimals. 0.01 % (100 ppm) adds nothing.
+    assert im(10_000) == im(-10_000) == im(0) == 1_700
+    # 0.05 % per 8 h: 0.0004 beyond the threshold x 1,000,000 bps per 1.0 = 400 bps, either side.
+    assert im(50_000) == im(-50_000) == 2_100
+    assert im(5, 4) == 2_100  # the same rate at 4 decimals
+    assert im(10_001) == 1_700 and im(10_100) == 1_701  # floor division, as the contract does
+    assert im(-(2**63)) == CROWDING.cap_im_bps  # int64's minimum by absolute value, capped
+
+
+def test_open_interest_adds_margin_only_beyond_its_reference() -> None:
+    rv = Reading(500_000, 6)
+    def im(usd: int, decimals: int = 0) -> int:
+        return compute_margins(CROWDING, rv, open_interest=Reading(usd * 10**decimals, decimals)).initial_bps
+    assert im(0) == im(5_000_000_000) == 1_700
+    assert im(7_500_000_000) == 1_700 + 500  # 50 % over the $5B reference: half the 1,000 bps slope
+    assert im(7_500_000_000, 6) == 2_200 and im(-1) == 1_700  # other decimals; negative counts as 0
+    no_ref = MarginCurve(**{**{f: getattr(CROWDING, f) for f in MarginCurve.__dataclass_fields__},
+                            "open_interest_ref_usd": 0})
+    assert compute_margins(no_ref, rv, open_interest=Reading(10**18, 0)).initial_bps == 1_700  # no reference: no term
+
+
 def test_negative_and_absurd_inputs_never_raise() -> None:
     worst = compute_margins(CURVE, Reading(-(2**63), 0), implied_vol=Reading(-1, 18),
                             depth=Reading(-5, 0), dispersion=Reading(-7, 2))
@@ -68,6 +101,8 @@ def test_tighter_as_volatility_or_dispersion_rise_or_depth_falls(
     ({"floor_mm_bps": 301}, "MaintenanceAboveInitial"),
     ({"mm_ratio_bps": 10_001}, "MaintenanceAboveInitial"),
     ({"depth_ref_usd": -1}, "depth_ref_usd must be an integer"),
+    ({"funding_threshold_ppm": 1_000_001}, "FundingThresholdAboveFull"),
+    ({"open_interest_ref_usd": 2**64}, "open_interest_ref_usd must be an integer"),
 ])
 def test_invalid_curves_are_refused_by_the_contracts_names(changes: dict[str, int], name: str) -> None:
     fields = {**{f: getattr(CURVE, f) for f in MarginCurve.__dataclass_fields__}, **changes}

@@ -20,7 +20,7 @@ import aiohttp
 import pytest
 from web3 import AsyncHTTPProvider, AsyncWeb3
 
-from aggregation.margin import Margins, Reading, compute_margins
+from aggregation.margin import Margins
 from relayer.chain.contract import disconnect
 from relayer.chain.oracle import QuorumOracleClient
 from relayer.chain.risk_gate import MarketMargins, RiskGateClient
@@ -140,13 +140,9 @@ async def _chain_margins(info: dict[str, Any]) -> dict[str, tuple[MarketMargins,
         for entry in info["markets"]:
             market_id = bytes.fromhex(entry["market_id"][2:])
             market = await gate.market(market_id, block=block)
-            i = market.inputs
-            readings = [None if feed is None else Reading((await oracle.feed_status(feed, block=block)).value, d)
-                        for feed, d in zip((i.realized_vol_feed, i.implied_vol_feed, i.depth_feed, i.dispersion_feed),
-                                           market.decimals)]
-            realized, implied, depth, dispersion = readings
-            assert realized is not None
-            mirror = compute_margins(market.curve, realized, implied_vol=implied, depth=depth, dispersion=dispersion)
+            values = [None if feed is None else (await oracle.feed_status(feed, block=block)).value
+                      for feed in market.inputs.feeds()]
+            mirror = market.case(values).mirror()
             out[entry["name"]] = (await gate.margins(market_id, block=block), mirror)
         return out
     finally:
@@ -183,6 +179,10 @@ async def test_margins_shown_are_the_deployed_risk_gates_and_its_mirrors(devnet:
         market = next(m for m in view["markets"] if m["name"] == entry["name"])
         assert (market["vol_feed_id"], market["depth_feed_id"], market["max_age"]) == (
             entry["realized_vol_feed"], entry["depth_feed"], entry["max_age"])
+        assert (market["funding_feed_id"], market["open_interest_feed_id"]) == (
+            entry["funding_feed"], entry["open_interest_feed"])
+    crowding = {e["name"]: (e["funding_feed"], e["open_interest_feed"]) for e in info["markets"]}
+    assert crowding == {"BTC-PERP": ("BTC-FUNDING-8H", "BTC-OI-USD"), "ETH-PERP": (None, None)}
     feeds = json.loads(_get(api + "/api/feeds")[1])
     assert feeds["risk_gate"]["address"] == info["risk_gate"]
     margin_of = {f["feed_id"]: f["margin"] for f in feeds["feeds"]}

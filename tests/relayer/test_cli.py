@@ -98,7 +98,8 @@ def password(monkeypatch: pytest.MonkeyPatch) -> None:
 # --- help and init -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("command", ["init", "check", "run", "status", "dkg", "committee", "subscriptions", "devnet"])
+@pytest.mark.parametrize("command", ["init", "check", "run", "status", "dkg", "committee", "oracle", "vault",
+                                     "subscriptions", "devnet"])
 def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as done:
         main([command, "--help"])

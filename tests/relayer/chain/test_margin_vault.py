@@ -442,3 +442,39 @@ async def test_new_risk_waits_out_a_cool_down_after_a_breaker_clears_or_data_is_
     await desk.calm(btc_price=usd8(46_000))
     await vault.increase(eth_key, ETH_PERP, btc("0.1"))
     assert await vault.trouble_round(eth_feed) == 0
+
+
+async def test_the_cool_down_ends_on_a_feed_without_history_that_lands_every_round(oracle: Deployment) -> None:
+    """The vault records when the feed recovered: a feed keeping no past rounds (history depth
+    0) whose values keep landing after the trouble cleared still lets new risk in once
+    ``cooldown_s`` has run from that recovery."""
+    cooldown, step = 120, 30
+    desk = await _desk(oracle, parameters=dataclasses.replace(PARAMETERS, cooldown_s=cooldown))
+    vault, usd, vol_feed = desk.vault, desk.usd, desk.feeds["BTC-RVOL-1H"]
+    (_, key), (_, keeper_key), _, _ = desk.traders
+    await vault.deposit(key, BTC_PERP, usd(20_000))
+    await desk.land(BTC_RVOL_1H=900_000)  # +64 % against a 50 % breaker: tripped
+    assert (await oracle.client.feed_status(vol_feed)).tripped
+    held = (await oracle.client.feed_status(vol_feed)).round_id
+    await vault.sync_feeds(keeper_key, BTC_PERP)
+    assert (await vault.trouble_round(vol_feed), await vault.recovered_at(vol_feed)) == (held, 0)
+
+    await oracle.client.reset_breaker(oracle.owner_key, vol_feed)
+    await desk.calm()  # the re-anchoring value: the feed is usable again
+    recovered = (await oracle.client.feed_status(vol_feed)).observed_at
+    await vault.sync_feeds(keeper_key, BTC_PERP)  # the keeper's next poll records the recovery
+    assert (await vault.trouble_round(vol_feed), await vault.recovered_at(vol_feed)) == (held, recovered)
+    await vault.sync_feeds(keeper_key, BTC_PERP)  # recorded once: a later poll changes nothing
+    assert await vault.recovered_at(vol_feed) == recovered
+
+    for _ in range(cooldown // step - 1):  # a value lands every step, none restarts the cool-down
+        desk.advance(step)
+        await desk.calm()
+        await vault.sync_feeds(keeper_key, BTC_PERP)
+        refused = await desk.refusal(vault.open(key, BTC_PERP, btc("0.1")))
+        assert refused.reason == "CoolingDown" and refused.error_args == (vol_feed, recovered + cooldown)
+    desk.advance(step)
+    await desk.calm()
+    assert await oracle.now() >= recovered + cooldown
+    await vault.open(key, BTC_PERP, btc("0.1"))
+    assert await vault.trouble_round(vol_feed) == 0 and await vault.recovered_at(vol_feed) == 0

@@ -4,6 +4,7 @@ a Chainlink-style consumer on FeedProxy, and the subscription registry."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from dataclasses import fields
 from decimal import Decimal
@@ -77,7 +78,7 @@ async def test_margins_follow_the_curve_in_feed_units_and_refuse_new_risk_on_bad
     await gate.set_curve(oracle.owner_key, ETH_PERP, eth, CURVE)
     market = await gate.market(ETH_PERP)
     assert market.inputs == eth and market.curve == CURVE
-    assert market.decimals == (VOL_DECIMALS, 0, DEPTH_DECIMALS, DISPERSION_DECIMALS)  # read from the oracle
+    assert market.decimals == (VOL_DECIMALS, 0, DEPTH_DECIMALS, DISPERSION_DECIMALS, 0, 0)  # read from the oracle
     vol, depth, disp = eth.realized_vol_feed, eth.depth_feed, eth.dispersion_feed
     assert depth is not None and disp is not None
     now = await oracle.now()
@@ -110,6 +111,77 @@ async def test_margins_follow_the_curve_in_feed_units_and_refuse_new_risk_on_bad
     refused = await _refusal(gate, ETH_PERP)
     assert refused.reason == "FeedStale" and refused.error_args == (vol, now, MAX_AGE)
     assert await gate.check_action(ETH_PERP, False) == tighter
+
+
+async def test_funding_and_open_interest_raise_margin_and_isolate_the_markets_that_use_them(
+    oracle: Deployment,
+) -> None:
+    """The catalog's BTC funding (a fraction per 8 h, 8 decimals, signed) and open interest (USD,
+    0 decimals) as curve inputs: margins as the mirror computes them, negative funding by its
+    absolute value and never refused, and a stale or tripped funding or open-interest feed
+    refusing new risk only on the market that reads it."""
+    catalog = {f.feed_id: f for f in load_catalog()}
+    funding_spec, oi_spec = catalog["BTC-FUNDING-8H"], catalog["BTC-OI-USD"]
+    gate, btc = await _gate(oracle), await _market_feeds(oracle, "BTC")
+    funding = await oracle.client.add_feed(oracle.owner_key, funding_spec.feed_id, funding_spec.decimals, "funding",
+                                           *funding_spec.bounds_fixed, breaker_bps=5_000, breaker_floor=100_000,
+                                           heartbeat=3_600)  # jumps of up to 0.1 % per 8 h always pass
+    oi = await oracle.client.add_feed(oracle.owner_key, oi_spec.feed_id, oi_spec.decimals, "oi",
+                                      *oi_spec.bounds_fixed, heartbeat=3_600)
+    crowded = dataclasses.replace(CURVE, funding_slope_bps=1_000_000, funding_threshold_ppm=100,
+                                  open_interest_slope_bps=1_000, open_interest_ref_usd=5_000_000_000)
+    inputs = dataclasses.replace(btc, funding_feed=funding, open_interest_feed=oi)
+    plain = MarketInputs(btc.realized_vol_feed, MAX_AGE)  # the same volatility, no crowding inputs
+    await gate.set_curve(oracle.owner_key, BTC_PERP, inputs, crowded)
+    await gate.set_curve(oracle.owner_key, ETH_PERP, plain, CURVE)
+    market = await gate.market(BTC_PERP)
+    assert market.decimals == (6, 0, 0, 2, funding_spec.decimals, oi_spec.decimals) == (6, 0, 0, 2, 8, 0)
+    vol, depth, disp = btc.realized_vol_feed, btc.depth_feed, btc.dispersion_feed
+    assert depth is not None and disp is not None
+    round_ = 0
+
+    async def land(*values: tuple[int, int]) -> None:
+        nonlocal round_
+        round_ += 1
+        receipt = await oracle.transmit(1, round_, oracle.updates(await oracle.now(), *sorted(values)))
+        assert receipt.succeeded
+
+    async def expect(values: dict[int, int]) -> None:
+        want = market.case([None if f is None else values[f] for f in inputs.feeds()]).mirror()
+        got = await gate.check_action(BTC_PERP, False)
+        assert got == want
+
+    calm = {vol: 550_000, depth: 3_000_000, disp: 500, funding: 10_000, oi: 4_000_000_000}
+    await land(*calm.items())
+    await expect(calm)
+    base = await gate.check_action(BTC_PERP, True)
+    # 0.01 % funding is at the threshold and $4B open interest under the reference: neither adds.
+    assert base.initial_bps == _expected(550_000, 3_000_000, 500)[0] == 2_555
+    # Funding at -0.05 % per 8 h (shorts crowded) adds 400 bps, as +0.05 % would; OI 50 % over adds 500.
+    for rate in (-50_000, 50_000):
+        values = {**calm, funding: rate, oi: 7_500_000_000}
+        await land((funding, rate), (oi, 7_500_000_000))
+        await expect(values)
+        crowd = await gate.check_action(BTC_PERP, True)  # negative funding never refuses new risk
+        assert crowd.initial_bps == base.initial_bps + 400 + 500
+        assert (await gate.margins(BTC_PERP)).usable
+
+    # Open interest older than the market's max age: BTC-PERP refuses new risk, ETH-PERP does not.
+    oracle.anvil.rpc("evm_increaseTime", [MAX_AGE + 1])
+    oracle.anvil.rpc("evm_mine")
+    await land((vol, 550_000), (depth, 3_000_000), (disp, 500), (funding, 50_000))
+    refused = await _refusal(gate, BTC_PERP)
+    assert refused.reason == "FeedStale" and refused.error_args[0] == oi
+    await gate.check_action(ETH_PERP, True)
+    await gate.check_action(BTC_PERP, False)  # reducing risk passes
+
+    # A funding jump beyond its breaker (0.05 % to 0.5 % per 8 h) trips it: the same isolation.
+    await land((oi, 7_500_000_000), (funding, 500_000))
+    assert (await oracle.client.feed_status(funding)).tripped
+    refused = await _refusal(gate, BTC_PERP)
+    assert refused.reason == "FeedTripped" and refused.error_args == (funding,)
+    await gate.check_action(ETH_PERP, True)
+    assert not (await gate.margins(BTC_PERP)).usable and (await gate.margins(ETH_PERP)).usable
 
 
 async def test_negative_or_absurd_inputs_never_block_risk_reduction(oracle: Deployment) -> None:
@@ -241,6 +313,7 @@ async def test_curves_and_inputs_are_governance_only_and_bounded_by_name(oracle:
         "ZeroFloor": curve(floor_mm_bps=0),
         "FloorAboveCap": curve(floor_im_bps=5_001),
         "MaintenanceAboveInitial": curve(floor_mm_bps=301),
+        "FundingThresholdAboveFull": curve(funding_threshold_ppm=1_000_001),
     }
     for name, raw in bad_curves.items():
         call = contract.functions.setCurve(ETH_PERP, eth.as_tuple(), raw)
@@ -255,13 +328,16 @@ async def test_curves_and_inputs_are_governance_only_and_bounded_by_name(oracle:
         "ZeroDepthRef"
     await gate.set_curve(oracle.owner_key, ETH_PERP, MarketInputs(eth.realized_vol_feed, MAX_AGE),
                          MarginCurve(*no_depth_ref))  # fine without a depth feed
+    with_oi = dataclasses.replace(eth, open_interest_feed=eth.depth_feed)
+    assert await _revert_reason(contract.functions.setCurve(ETH_PERP, with_oi.as_tuple(), CURVE.as_tuple()), oracle) \
+        == "ZeroOpenInterestRef"
     inputs = list(eth.as_tuple())
-    for changes, name in (({4: 0}, "ZeroMaxAge"), ({0: 0xFFFF}, "MissingVolatilityFeed"), ({2: 99}, "UnknownFeed")):
+    for changes, name in (({6: 0}, "ZeroMaxAge"), ({0: 0xFFFF}, "MissingVolatilityFeed"), ({2: 99}, "UnknownFeed")):
         raw_inputs = tuple(changes.get(i, v) for i, v in enumerate(inputs))
         assert await _revert_reason(contract.functions.setCurve(ETH_PERP, raw_inputs, CURVE.as_tuple()), oracle) == name
     wide = await oracle.client.add_feed(oracle.owner_key, "WIDE", MAX_DECIMALS + 1, "too many decimals", 0, 10**9)
     assert await _revert_reason(contract.functions.setCurve(
-        ETH_PERP, (wide, 0xFFFF, 0xFFFF, 0xFFFF, MAX_AGE), CURVE.as_tuple()), oracle) == "UnsupportedDecimals"
+        ETH_PERP, (wide, *[0xFFFF] * 5, MAX_AGE), CURVE.as_tuple()), oracle) == "UnsupportedDecimals"
     assert (await _refusal(gate, b"\x01" * 32)).reason == "UnknownMarket"
 
 
@@ -297,6 +373,11 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 CASES_PER_KIND = 1_000
 
 
+FOCUS_KINDS = ("realized_vol", "implied_vol", "depth", "dispersion", "funding_rate", "open_interest")
+# Each kind's decimals as the catalog ships its feeds: the draws use them often, beside any other.
+CATALOG_DECIMALS = {kind: sorted({f.decimals for f in load_catalog() if str(f.kind) == kind}) for kind in FOCUS_KINDS}
+
+
 def _random_curve(rng: random.Random) -> MarginCurve:
     cap = rng.choice((rng.randint(1, 10_000), 10_000, 5_000))
     floor_im = rng.randint(1, cap)
@@ -311,18 +392,30 @@ def _random_curve(rng: random.Random) -> MarginCurve:
         depth_ref_usd=rng.choice((rng.randint(1, 10**9), rng.randint(1, 2**64 - 1), 1)),
         floor_im_bps=floor_im, cap_im_bps=cap, mm_ratio_bps=rng.randint(0, 10_000),
         floor_mm_bps=rng.randint(1, floor_im),
+        funding_slope_bps=small_or_wide(10_000_000),
+        funding_threshold_ppm=rng.choice((rng.randint(0, 1_000), rng.randint(0, 1_000_000), 0, 1_000_000)),
+        open_interest_slope_bps=small_or_wide(5_000),
+        open_interest_ref_usd=rng.choice((rng.randint(1, 10**10), rng.randint(1, 10**6), rng.randint(0, 2**64 - 1), 1, 0)),
     )
 
 
-def _random_reading(rng: random.Random, near: int | None = None) -> Reading:
-    decimals = rng.choice((rng.randint(0, MAX_DECIMALS), 0, 2, 6, 8, MAX_DECIMALS))
+def _random_reading(rng: random.Random, kind: str, near: int | None = None) -> Reading:
+    """A raw int64 value with decimals: the catalog's for ``kind``, or any; ``near`` (a raw
+    value at 0 decimals' scale, e.g. a reference or threshold) adds draws around it."""
+    decimals = rng.choice((rng.randint(0, MAX_DECIMALS), 0, 2, 6, 8, MAX_DECIMALS, *CATALOG_DECIMALS[kind] * 3))
     scale = 10**decimals
     choices = [
         rng.randint(INT64_MIN, INT64_MAX), rng.randint(-10 * scale, 10 * scale), rng.randint(0, 10**7),
         rng.choice((0, -1, 1, INT64_MIN, INT64_MAX)), rng.randint(0, 3 * scale),
     ]
-    if near is not None:  # around the depth reference, where the penalty starts
+    if near is not None:  # around a reference or threshold, where a term starts
         choices.append(near * scale + rng.randint(-3, 3))
+    if kind == "open_interest" and near:  # up to three times the reference: a crowded market
+        choices.append(rng.randint(near * scale, 3 * near * scale))
+    if kind == "funding_rate":  # around the threshold (ppm of 1.0), either sign
+        threshold = near or 0
+        at = threshold * scale // 1_000_000 + rng.randint(-3, 3)
+        choices = [*choices[:-1], rng.choice((at, -at)), rng.randint(-scale // 20, scale // 20)]
     return Reading(max(INT64_MIN, min(INT64_MAX, rng.choice(choices))), decimals)  # the oracle stores int64
 
 
@@ -331,32 +424,34 @@ def _random_cases(rng: random.Random, focus: str) -> list[MarginCase]:
     cases: list[MarginCase] = []
     for _ in range(CASES_PER_KIND):
         curve = _random_curve(rng)
-        readings = {
-            "realized_vol": _random_reading(rng),
-            "implied_vol": _random_reading(rng),
-            "depth": _random_reading(rng, near=curve.depth_ref_usd),
-            "dispersion": _random_reading(rng),
-        }
+        near = {"depth": curve.depth_ref_usd, "funding_rate": curve.funding_threshold_ppm,
+                "open_interest": curve.open_interest_ref_usd}
+        readings = {kind: _random_reading(rng, kind, near.get(kind)) for kind in FOCUS_KINDS}
         used = {k: k == focus or k == "realized_vol" or rng.random() < 0.5 for k in readings}
-        cases.append((curve, readings["realized_vol"], *(readings[k] if used[k] else None
-                                                        for k in ("implied_vol", "depth", "dispersion"))))
+        cases.append(MarginCase(curve, readings["realized_vol"], *(readings[k] if used[k] else None
+                                                                  for k in FOCUS_KINDS[1:])))
     return cases
 
 
-@pytest.mark.parametrize("focus", ["realized_vol", "implied_vol", "depth", "dispersion"])
+@pytest.mark.parametrize("focus", FOCUS_KINDS)
 async def test_python_margins_equal_the_contract_exactly(oracle: Deployment, focus: str) -> None:
     gate = await _gate(oracle)
     cases = _random_cases(random.Random(f"risk-gate-mirror-{focus}"), focus)
     onchain = await gate.compute_margins(cases)
-    mirror = [compute_margins(c, rv, implied_vol=iv, depth=d, dispersion=disp) for c, rv, iv, d, disp in cases]
+    mirror = [case.mirror() for case in cases]
     assert len(onchain) == len(mirror) == CASES_PER_KIND
     mismatches = [(case, a, b) for case, a, b in zip(cases, onchain, mirror) if a != b]
     assert mismatches == []
-    # The draws reach the interesting parts of the curve, not just one clamp.
+    # The draws reach the interesting parts of the curve, not just one clamp, and the focused
+    # input moves the margin in some of them.
     initial = [m.initial_bps for m in mirror]
-    assert any(c.floor_im_bps < m < c.cap_im_bps for (c, *_), m in zip(cases, initial))
-    assert any(m == c.cap_im_bps for (c, *_), m in zip(cases, initial))
-    assert any(m == c.floor_im_bps for (c, *_), m in zip(cases, initial))
+    assert any(c.curve.floor_im_bps < m < c.curve.cap_im_bps for c, m in zip(cases, initial))
+    assert any(m == c.curve.cap_im_bps for c, m in zip(cases, initial))
+    assert any(m == c.curve.floor_im_bps for c, m in zip(cases, initial))
+    if focus != "realized_vol":
+        field = {"funding_rate": "funding"}.get(focus, focus)
+        without = [dataclasses.replace(c, **{field: None}).mirror() for c in cases]
+        assert sum(a != b for a, b in zip(mirror, without)) >= CASES_PER_KIND // 100
 
 
 # -- a consumer written only against AggregatorV3Interface -------------------------

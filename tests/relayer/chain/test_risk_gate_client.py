@@ -36,9 +36,9 @@ async def test_markets_curves_and_margins_read_from_the_gate(oracle: Deployment)
 
     head = await gate.rpc.block_number()
     events = await gate.curve_events(0, head)
-    assert events == [RiskMarket(eth, eth_inputs, (6, 0, 0, 0), CURVE),
-                      RiskMarket(raw_id, raw_inputs, (0, 6, 0, 0), CURVE),
-                      RiskMarket(eth, eth_inputs, (6, 0, 0, 0), replaced)]
+    assert events == [RiskMarket(eth, eth_inputs, (6, 0, 0, 0, 0, 0), CURVE),
+                      RiskMarket(raw_id, raw_inputs, (0, 6, 0, 0, 0, 0), CURVE),
+                      RiskMarket(eth, eth_inputs, (6, 0, 0, 0, 0, 0), replaced)]
     assert [m.name for m in events[:2]] == ["ETH-PERP", "0x" + "ff" * 32]
     assert (events[0].vol_feed, events[0].depth_feed, events[1].depth_feed) == (vol, depth, None)
     assert await gate.market(eth) == events[-1]
