@@ -13,8 +13,10 @@ round a second, every feed every round: the heaviest store a devnet makes):
    day unpruned and the steady size under the default 72 h retention (bytes per round
    times 72 x 3600 rounds: the slashing-protection watermarks kept forever are a few rows).
 2. **A short retention** (`store_retention_hours` 0.01 h = 36 s, pruned every 9 s). The
-   stores' size on disk (database and write-ahead log, as `Store.size_bytes`) is sampled
-   every 10 s: it plateaus once pruning starts, since sqlite reuses the freed pages.
+   stores' size on disk (the database file and its write-ahead log, together
+   `Store.size_bytes`) is sampled every 10 s: the database plateaus once pruning starts,
+   since sqlite reuses the pages it freed; the log grows to sqlite's automatic checkpoint
+   (1,000 pages, about 4 MB) and is then written over from its start.
 
 Prints one table per run. A benchmark measures; what pruning deletes and keeps (the
 slashing-protection watermarks) is tested in tests/relayer/test_store.py.
@@ -58,8 +60,8 @@ class Run:
     seconds: float
     landed: int
     stores: list[NodeStore] = field(default_factory=list)
-    # (s since the first landing, mean store size on disk over the nodes)
-    samples: list[tuple[float, int]] = field(default_factory=list)
+    # (s since the first landing, mean database file size, mean write-ahead log size) over the nodes
+    samples: list[tuple[float, int, int]] = field(default_factory=list)
 
 
 def _read(path: Path) -> tuple[dict[str, int], dict[str, int], int]:
@@ -78,8 +80,10 @@ def _read(path: Path) -> tuple[dict[str, int], dict[str, int], int]:
     return rows, table_bytes, int(rounds)
 
 
-def _size_on_disk(path: Path) -> int:
-    return sum(p.stat().st_size for p in (path, path.with_name(path.name + "-wal")) if p.exists())
+def _size_on_disk(path: Path) -> tuple[int, int]:
+    """The database file and its write-ahead log (together, `Store.size_bytes`)."""
+    wal = path.with_name(path.name + "-wal")
+    return (path.stat().st_size if path.exists() else 0), (wal.stat().st_size if wal.exists() else 0)
 
 
 async def run_devnet(nodes: int, minutes: float, retention_h: float, data_dir: Path) -> Run:
@@ -95,11 +99,13 @@ async def run_devnet(nodes: int, minutes: float, retention_h: float, data_dir: P
             landed += len(await devnet.poll_landed())
             await asyncio.sleep(0.5)
         started = time.monotonic()
-        samples: list[tuple[float, int]] = []
+        samples: list[tuple[float, int, int]] = []
         next_sample = started
         while (now := time.monotonic()) - started < minutes * 60:
             if now >= next_sample:
-                samples.append((now - started, int(statistics.mean(_size_on_disk(p) for p in paths))))
+                sizes = [_size_on_disk(p) for p in paths]
+                samples.append((now - started, int(statistics.mean(db for db, _ in sizes)),
+                                int(statistics.mean(wal for _, wal in sizes))))
                 next_sample += SAMPLE_EVERY_S
             landed += len(await devnet.poll_landed())
             await asyncio.sleep(0.5)
@@ -142,13 +148,16 @@ def print_growth(run: Run, empty: int) -> float:
 def print_plateau(run: Run, per_round: float) -> None:
     retention_s = SHORT_RETENTION_H * 3600
     print(f"\nRetention {SHORT_RETENTION_H} h ({retention_s:.0f} s, pruned every {retention_s / 4:.0f} s): "
-          f"mean store size on disk (database + write-ahead log) over {len(run.stores)} nodes")
-    for at, size in run.samples:
-        print(f"  {at:>6.0f} s  {size / 1000:>9,.0f} kB")
-    late = [size for at, size in run.samples if at >= 2 * retention_s]
+          f"mean store size on disk over {len(run.stores)} nodes")
+    print(f"  {'at':>6}  {'database':>11}  {'log (wal)':>11}  {'together':>11}")
+    for at, db, wal in run.samples:
+        print(f"  {at:>4.0f} s  {db / 1000:>8,.0f} kB  {wal / 1000:>8,.0f} kB  {(db + wal) / 1000:>8,.0f} kB")
+    late = [(db, wal) for at, db, wal in run.samples if at >= 2 * retention_s]
     if late:
-        print(f"  plateau (after {2 * retention_s:.0f} s): {min(late) / 1000:,.0f} to {max(late) / 1000:,.0f} kB; "
-              f"rows held {retention_s:.0f} s x bytes/round = {retention_s * per_round / 1000:,.0f} kB of data")
+        print(f"  plateau (after {2 * retention_s:.0f} s): database {min(d for d, _ in late) / 1000:,.0f} to "
+              f"{max(d for d, _ in late) / 1000:,.0f} kB, together {min(d + w for d, w in late) / 1000:,.0f} to "
+              f"{max(d + w for d, w in late) / 1000:,.0f} kB (the log stops at sqlite's 1,000-page checkpoint); "
+              f"{retention_s:.0f} s of rows x bytes/round = {retention_s * per_round / 1000:,.0f} kB")
     print("  rows at the end: " + ", ".join(
         f"{t} {statistics.mean(s.rows[t] for s in run.stores):.0f}" for t in sorted(run.stores[0].rows)))
 
