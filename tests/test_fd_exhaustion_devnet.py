@@ -106,6 +106,9 @@ async def test_a_node_out_of_file_descriptors_stays_up_and_quiet_and_signs_again
         print(f"exhausted for {EXHAUSTED_S:.0f} s: {len(written)} log lines, {len(trouble)} of them not INFO")
         assert len(written) < MAX_LINES, "\n".join(written[-60:])
         assert len(trouble) < MAX_TROUBLE_LINES, "\n".join(trouble)
+        assert not [line for line in written if line.startswith("Traceback")], "\n".join(trouble)
+        # Its libp2p listener met EMFILE, and counted it.
+        assert stats(devnet, follower).get("p2p_accept_failures", {}).get("EMFILE", 0) >= 1, stats(devnet, follower)
 
         signed_before = _latest_signed_report(devnet, follower)
         given_at = len(_lines(node.log_path))
