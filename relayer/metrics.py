@@ -136,6 +136,8 @@ class HostCounters:
     peers: tuple[str, ...]  # connected committee peers' ids
     dropped: tuple[DropCount, ...]
     traffic: Mapping[str, int]
+    # accept() calls of the process's p2p listeners that failed for lack of descriptors, by errno.
+    accept_failures: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +188,7 @@ class NodeSnapshot:
             data["p2p_dropped"] = [[d.peer, d.reason, d.count] for d in self.host.dropped]
             data["peers"] = len(self.host.peers)
             data["p2p_traffic"] = dict(self.host.traffic)
+            data["p2p_accept_failures"] = dict(self.host.accept_failures)
         if self.transmission is not None:
             t = self.transmission
             data["transmission"] = {"transmitted": t.transmitted, "superseded": t.superseded,
@@ -320,6 +323,11 @@ class _StatsCollector(Collector):
         yield pacemaker
         yield store_errors
         yield tasks
+        accepts = CounterMetricFamily("relayer_p2p_accept_failures", "accept() calls of the p2p listeners that "
+                                      "failed for lack of resources (file descriptors), by errno", labels=["error"])
+        for name, n in (snap.host.accept_failures.items() if snap is not None and snap.host is not None else ()):
+            accepts.add_metric([name], n)
+        yield accepts
         yield dropped
         yield failovers
         yield healthy

@@ -515,7 +515,7 @@ class Node:
             host=None if host is None else HostCounters(
                 peers=tuple(host.connected_peers()),
                 dropped=tuple(DropCount(peer, reason, n) for (peer, reason), n in list(host.dropped.items())),
-                traffic=host.traffic(),
+                traffic=host.traffic(), accept_failures=host.accept_failures,
             ),
             transmission=None if transmitter is None else TransmissionCounts(
                 digest=transmitter.committee.digest_hex, transmitted=transmitter.stats.transmitted,
@@ -561,6 +561,17 @@ class Node:
             log.info("store pruned to the last %.0f h: %s; %d bytes on disk", self.settings.store_retention_hours,
                      ", ".join(f"{t} {n}" for t, n in deleted.items() if n), self.store.size_bytes())
 
+    async def _poll_venues(self, session: aiohttp.ClientSession) -> None:
+        """Poll the venues every poll_interval. A poll that overruns its slot (venues slow, or no
+        descriptor to connect with) starts the next at once, never two side by side; supervised,
+        so a failing poll is logged once and restarted, not a traceback every interval."""
+        loop = asyncio.get_running_loop()
+        next_at = loop.time()
+        while True:
+            next_at = max(next_at + self.settings.poll_interval, loop.time())
+            await asyncio.sleep(next_at - loop.time())
+            await self.cache.poll_once(session)
+
     async def run(self) -> None:
         s = self.settings
         # Reads and transmissions fail over across rpc_urls in order (relayer.chain.rpc);
@@ -588,8 +599,6 @@ class Node:
         async with aiohttp.ClientSession() as session:
             await self.cache.poll_once(session)
             scheduler = AsyncIOScheduler()
-            scheduler.add_job(self.cache.poll_once, "interval", args=[session], seconds=s.poll_interval,
-                              max_instances=1, coalesce=True, misfire_grace_time=None)
             scheduler.add_job(self._snapshot_stats, "interval", seconds=SNAPSHOT_INTERVAL_S, max_instances=1,
                               coalesce=True)
             retention_s = s.store_retention_hours * 3600
@@ -597,6 +606,7 @@ class Node:
                               max_instances=1, coalesce=True)
             self._prune_store()
             scheduler.start()
+            poller = self._supervise("venue_poller", lambda: self._poll_venues(session))
             chain_follower = self._supervise("chain_follower", self._follow_chain)
             # Streaming sources update the cache on each venue message (polled while a stream is down).
             streams = self._supervise("source_streams", lambda: self.cache.run_streams(session))
@@ -638,6 +648,7 @@ class Node:
             finally:
                 log.info("stopping")
                 dialer.cancel()
+                poller.cancel()
                 watcher.cancel()
                 chain_follower.cancel()
                 streams.cancel()

@@ -37,7 +37,7 @@ from relayer.p2p.errors import P2PError, P2PStartError, PeerRejected
 from relayer.p2p.gossip import DEFAULT_TOPIC
 from relayer.p2p.identity import address_of_peer_id, keypair_from_secret
 from relayer.p2p.runtime import Runtime
-from relayer.p2p.stack import DIAL_TIMEOUT_S, apply_process_tuning
+from relayer.p2p.stack import DIAL_TIMEOUT_S, accept_failures, apply_process_tuning
 
 logger = logging.getLogger(__name__)
 
@@ -280,6 +280,11 @@ class P2PHost(Generic[T]):
     def _count_sent(self, data: bytes) -> None:
         self._traffic["published_msgs"] += 1
         self._traffic["published_bytes"] += len(data)
+
+    @property
+    def accept_failures(self) -> dict[str, int]:
+        """accept() calls of this process's p2p listeners that found no descriptor, by errno name."""
+        return dict(accept_failures.failures)
 
     def traffic(self) -> dict[str, int]:
         """Messages and bytes this node sent and had delivered to it (payloads, both transports)."""

@@ -8,9 +8,11 @@ Gossipsub's own tuning lives with the gossip transport (``relayer.p2p.gossip``).
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import threading
+from collections import Counter
 from collections.abc import Sequence
 
 import multiaddr
@@ -32,6 +34,41 @@ DIAL_TIMEOUT_S = 5.0
 _tuning_lock = threading.Lock()
 _tuned = False
 
+# accept() failures that trio's serve_listeners retries every 0.1 s (its ACCEPT_CAPACITY_ERRNOS).
+_ACCEPT_CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
+
+
+class ListenerAcceptFailures(logging.Filter):
+    """What trio says when a libp2p listener's accept() finds no descriptor, said our way.
+
+    trio's serve_listeners logs each failed accept() at ERROR with a traceback and retries
+    every 0.1 s; out of file descriptors that is ten tracebacks a second for as long as it
+    lasts. Each such record is counted here (by errno name, for every listener in the
+    process) and rewritten as one WARNING without a traceback that says what to do; its text
+    is the same each time, so the log's repeat filter (relayer.logs) writes it once a minute.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failures: Counter[str] = Counter()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, OSError) or exc.errno not in _ACCEPT_CAPACITY_ERRNOS:
+            return True
+        name = errno.errorcode.get(exc.errno, str(exc.errno))
+        self.failures[name] += 1
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.msg = ("a p2p listener cannot accept connections: %s (%s); the node keeps running and its "
+                      "existing connections serve on, accept() is retried every 0.1 s; raise the open-files "
+                      "limit (ulimit -n) or find what holds the descriptors")
+        record.args = (os.strerror(exc.errno), name)
+        record.exc_info = record.exc_text = None
+        return True
+
+
+accept_failures = ListenerAcceptFailures()
+
 
 def apply_process_tuning() -> None:
     """Process-wide py-libp2p settings that are module globals, not parameters.
@@ -49,6 +86,7 @@ def apply_process_tuning() -> None:
 
         if hasattr(swarm_module, "_HAPPY_EYEBALLS_DELAY"):
             swarm_module._HAPPY_EYEBALLS_DELAY = 0.0
+        logging.getLogger("trio.serve_listeners").addFilter(accept_failures)
         _tuned = True
     quiet_libp2p_loggers()
 

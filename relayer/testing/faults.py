@@ -11,8 +11,11 @@ a node, and only on a local devnet (`relayer.testing.run`).
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import logging
+import os
+import resource
 import secrets
 import signal
 from collections import deque
@@ -313,23 +316,37 @@ class Spam(Fault):
         return publishing, sending
 
 
-class Partition(Fault):
-    """Cut off from the committee while toggled on by SIGUSR1 (off by the next): nothing leaves,
-    nothing from a peer arrives, and the process, its timers and its p2p connections run on, as
-    for a node behind a network partition. Honest otherwise."""
-
-    name = "partition"
+class _Toggled(Fault):
+    """A fault switched on by SIGUSR1 and off by the next, honest while off."""
 
     def __init__(self, ctx: FaultContext) -> None:
         super().__init__(ctx)
-        self.cut = False
+        self.on = False
         try:
             asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, self.toggle)
         except RuntimeError:
             pass  # no running loop (built outside a node): toggled by hand
 
     def toggle(self) -> None:
-        self.cut = not self.cut
+        self.on = not self.on
+        self.switched()
+
+    def switched(self) -> None:
+        """Called after each toggle, with `on` already set."""
+
+
+class Partition(_Toggled):
+    """Cut off from the committee while toggled on by SIGUSR1 (off by the next): nothing leaves,
+    nothing from a peer arrives, and the process, its timers and its p2p connections run on, as
+    for a node behind a network partition. Honest otherwise."""
+
+    name = "partition"
+
+    @property
+    def cut(self) -> bool:
+        return self.on
+
+    def switched(self) -> None:
         log.warning("partition fault: %s", "cut off from the committee" if self.cut else "reconnected")
 
     def wire(self, publish: Publish, send_to: SendTo | None) -> tuple[Publish, SendTo | None]:
@@ -347,10 +364,58 @@ class Partition(Fault):
         return not self.cut or sender.lower() == self.ctx.address.lower()
 
 
+class FdExhaustion(_Toggled):
+    """Out of file descriptors while toggled on by SIGUSR1 (off by the next): the process holds
+    every descriptor it may open, so each accept(), dial, venue or RPC connection and store file
+    it opens fails with EMFILE until they are given back. Honest otherwise.
+
+    The soft RLIMIT_NOFILE is lowered to `limit` first (when higher), so the fault costs the
+    machine a few thousand descriptors at most, and restored when they are given back."""
+
+    name = "fd_exhaustion"
+    limit = 2048
+
+    def __init__(self, ctx: FaultContext) -> None:
+        super().__init__(ctx)
+        self.held: list[int] = []
+        self._saved_limit: tuple[int, int] | None = None
+
+    def switched(self) -> None:
+        if self.on:
+            self.exhaust()
+            log.warning("fd_exhaustion fault: holding %d file descriptors; none left to open", len(self.held))
+        else:
+            given = self.give_back()
+            log.warning("fd_exhaustion fault: gave back %d file descriptors", given)
+
+    def exhaust(self) -> None:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft == resource.RLIM_INFINITY or soft > self.limit:
+            self._saved_limit = (soft, hard)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (self.limit, hard))
+        while True:
+            try:
+                self.held.append(os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC))
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE):
+                    return
+                raise
+
+    def give_back(self) -> int:
+        given = len(self.held)
+        for fd in self.held:
+            os.close(fd)
+        self.held.clear()
+        if self._saved_limit is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, self._saved_limit)
+            self._saved_limit = None
+        return given
+
+
 FAULTS: dict[str, type[Fault]] = {
     cls.name: cls
     for cls in (Silent, WrongMedian, DropObservations, ForgeObservation, AbsurdValues, Equivocate, Replay, Spam,
-                PadReport, WithholdFeed, Partition)
+                PadReport, WithholdFeed, Partition, FdExhaustion)
 }
 
 

@@ -1,15 +1,24 @@
 """Test faults wrap what an ordinary engine is given; honest engines notice each one."""
 
 from __future__ import annotations
-
-
+import errno
+import os
+import resource
 from pathlib import Path
 
 import pytest
 
 from relayer.chain.codec import decode_updates
 from relayer.protocol.committee import Committee
-from relayer.testing.faults import FAULTS, FaultyEngineFactory, FaultyRoundEngine, Partition, UnknownFault
+from relayer.testing.faults import (
+    FAULTS,
+    FaultContext,
+    FaultyEngineFactory,
+    FaultyRoundEngine,
+    FdExhaustion,
+    Partition,
+    UnknownFault,
+)
 from tests.relayer.protocol.network import network
 
 pytestmark = pytest.mark.unit
@@ -19,7 +28,8 @@ def test_an_unknown_fault_is_refused_naming_the_known_ones() -> None:
     with pytest.raises(UnknownFault, match="wrong_median"):
         FaultyEngineFactory("meteor")
     assert set(FAULTS) == {"silent", "wrong_median", "drop_observations", "forge_observation", "absurd",
-                           "equivocate", "replay", "spam", "pad_report", "withhold_feed", "partition"}
+                           "equivocate", "replay", "spam", "pad_report", "withhold_feed", "partition",
+                           "fd_exhaustion"}
 
 
 @pytest.mark.parametrize("fault", ["wrong_median", "drop_observations", "forge_observation"])
@@ -99,3 +109,22 @@ async def test_a_partitioned_member_hears_and_says_nothing_until_reconnected(
     await net.stop()
     assert engine.stats.reports_attested > heard and engine.pacemaker.wanted == 0
     assert all(e.epoch == 0 for e in net.engines)
+
+
+def test_an_exhausted_process_can_open_nothing_until_the_descriptors_are_given_back(
+    keys: list[bytes], committee: Committee
+) -> None:
+    fault = FdExhaustion(FaultContext(keys[0], committee.signers[0], committee, None))  # type: ignore[arg-type]
+    before = resource.getrlimit(resource.RLIMIT_NOFILE)
+    fault.toggle()
+    try:
+        assert fault.on and len(fault.held) > 0
+        with pytest.raises(OSError) as refused:
+            os.open(os.devnull, os.O_RDONLY)
+        assert refused.value.errno == errno.EMFILE
+        assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] <= FdExhaustion.limit  # a few thousand at most
+    finally:
+        fault.toggle()
+    assert not fault.on and fault.held == []
+    assert resource.getrlimit(resource.RLIMIT_NOFILE) == before
+    os.close(os.open(os.devnull, os.O_RDONLY))
