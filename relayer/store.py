@@ -22,6 +22,12 @@ import sqlite_utils
 from relayer.protocol.errors import EquivocationRefused
 
 
+class StoreWriteError(sqlite3.OperationalError):
+    """A write to the store failed (a full disk, a read-only or failing mount). Nothing that
+    needed it was signed; the node goes on and signs again once writes succeed. Free disk
+    space or fix the data directory."""
+
+
 @dataclass(frozen=True)
 class SignedReport:
     report_digest: bytes
@@ -81,10 +87,13 @@ class Store:
             self._durable = durable
         try:
             self.conn.execute(sql, params)
+        except sqlite3.IntegrityError:
+            raise  # a constraint said no (a raced duplicate): the store wrote fine
         except sqlite3.Error as exc:
             self.write_failures += 1
             self.write_error = f"{type(exc).__name__}: {exc}"
-            raise
+            raise StoreWriteError(f"the store at {self.path} could not write ({exc}); free disk space or fix the "
+                                  "data directory; nothing that needed this write was signed") from exc
         self.write_error = None
 
     def _create(self) -> None:

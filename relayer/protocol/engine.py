@@ -44,7 +44,7 @@ from relayer.protocol.selection import CarryAll, FeedSelection
 from relayer.protocol.round_state import Rounds, Stats
 from relayer.protocol.signer import THRESHOLD_SCHNORR, EcdsaReportSigner, ReportSigner, scheme_of
 from relayer.protocol.threshold import ThresholdKeyShare, ThresholdSigning
-from relayer.store import Store
+from relayer.store import Store, StoreWriteError
 
 __all__ = ["AttestedReport", "EngineFactory", "EngineInputs", "RoundEngine", "Stats", "ThresholdKeyShare"]
 
@@ -241,10 +241,19 @@ class RoundEngine:
             self._dispatch(env)
         except Dropped as exc:
             self.stats.drop(sender_address, exc, epoch=env.epoch if env else None, round=env.round if env else None)
+        except StoreWriteError as exc:
+            self._store_failed(exc)
         except Exception:
             # A bug must cost one message, never the node.
             self.stats.dropped[(sender_address, "internal_error")] += 1
             log.exception("error handling message from %s", sender_address, extra={"peer": sender_address})
+
+    def _store_failed(self, exc: StoreWriteError) -> None:
+        """A message whose handling needed a store write that failed: nothing was signed for it
+        (the record comes first). Counted with the pacemaker's own store failures; the same
+        message each time, so the log's repeat filter keeps a full disk to a line a minute."""
+        self.stats.store_errors += 1
+        log.error("%s", exc)
 
     def _dispatch(self, env: Envelope) -> None:
         if env.digest != self.digest:
@@ -271,6 +280,8 @@ class RoundEngine:
             self._routes[env.kind].handle(env, kept.sender, kept.body)
         except Dropped as exc:
             self.stats.drop(env.sender, exc, epoch=env.epoch, round=env.round)
+        except StoreWriteError as exc:
+            self._store_failed(exc)
         except Exception:
             self.stats.dropped[(env.sender, "internal_error")] += 1
             log.exception("error handling a kept message from %s", env.sender, extra={"peer": env.sender})

@@ -412,10 +412,40 @@ class FdExhaustion(_Toggled):
         return given
 
 
+class DiskFull(_Toggled):
+    """A full disk while toggled on by SIGUSR1 (off by the next): every write of the process to
+    a file fails with EFBIG (the store's, the log's), as on a full disk at its worst; reads go
+    on. Honest otherwise.
+
+    It is the soft RLIMIT_FSIZE set to 0 (SIGXFSZ ignored, so the write fails instead of the
+    process dying): no size-limited mount is needed. The limit bounds a write's offset, not the
+    growth, so even a write into space a file already has fails, which a real full disk would
+    allow; stricter, and every store write meets it. Restored when switched off."""
+
+    name = "disk_full"
+
+    def __init__(self, ctx: FaultContext) -> None:
+        super().__init__(ctx)
+        self._saved_limit: tuple[int, int] | None = None
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+    def switched(self) -> None:
+        if self.on:
+            # Said before the limit, while the log can still grow.
+            log.warning("disk_full fault: no file may grow from now on")
+            self._saved_limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (0, self._saved_limit[1]))
+        else:
+            if self._saved_limit is not None:
+                resource.setrlimit(resource.RLIMIT_FSIZE, self._saved_limit)
+                self._saved_limit = None
+            log.warning("disk_full fault: files may grow again")
+
+
 FAULTS: dict[str, type[Fault]] = {
     cls.name: cls
     for cls in (Silent, WrongMedian, DropObservations, ForgeObservation, AbsurdValues, Equivocate, Replay, Spam,
-                PadReport, WithholdFeed, Partition, FdExhaustion)
+                PadReport, WithholdFeed, Partition, FdExhaustion, DiskFull)
 }
 
 

@@ -109,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from relayer.node import Node
 
     log.warning("test fault %r: this node misbehaves on purpose", args.fault)
-    if args.fault in ("partition", "fd_exhaustion"):
+    if args.fault in ("partition", "fd_exhaustion", "disk_full"):
         # SIGUSR1 toggles the fault once the engine exists; before that (a node still
         # starting) it must not end the process, as its default action would.
         signal.signal(signal.SIGUSR1, signal.SIG_IGN)

@@ -29,7 +29,7 @@ def test_an_unknown_fault_is_refused_naming_the_known_ones() -> None:
         FaultyEngineFactory("meteor")
     assert set(FAULTS) == {"silent", "wrong_median", "drop_observations", "forge_observation", "absurd",
                            "equivocate", "replay", "spam", "pad_report", "withhold_feed", "partition",
-                           "fd_exhaustion"}
+                           "fd_exhaustion", "disk_full"}
 
 
 @pytest.mark.parametrize("fault", ["wrong_median", "drop_observations", "forge_observation"])
@@ -128,3 +128,43 @@ def test_an_exhausted_process_can_open_nothing_until_the_descriptors_are_given_b
     assert not fault.on and fault.held == []
     assert resource.getrlimit(resource.RLIMIT_NOFILE) == before
     os.close(os.open(os.devnull, os.O_RDONLY))
+
+
+_DISK_FULL_PROBE = """
+import os, resource, sys
+from relayer.testing.faults import DiskFull, FaultContext
+path, existing = sys.argv[1], sys.argv[2]
+fault = DiskFull(FaultContext(b"k" * 32, "0x0", None, None))
+before = resource.getrlimit(resource.RLIMIT_FSIZE)
+fault.toggle()
+try:
+    with open(path, "ab") as f:
+        f.write(b"grow")
+    print("grew")
+except OSError as exc:
+    print("refused", exc.errno)
+try:
+    with open(existing, "r+b") as f:
+        f.write(b"same")
+    print("overwrote")
+except OSError as exc:
+    print("refused", exc.errno)
+fault.toggle()
+with open(path, "ab") as f:
+    f.write(b"grow")
+print("grew again", resource.getrlimit(resource.RLIMIT_FSIZE) == before)
+"""
+
+
+def test_disk_full_refuses_every_write_to_a_file_until_switched_off(tmp_path: Path) -> None:
+    # In a process of its own: the limit and SIGXFSZ's disposition are the whole process's.
+    import subprocess
+    import sys
+
+    existing = tmp_path / "existing"
+    existing.write_bytes(b"0123456789")
+    done = subprocess.run([sys.executable, "-c", _DISK_FULL_PROBE, str(tmp_path / "grows"), str(existing)],
+                          capture_output=True, text=True, timeout=60, cwd=Path(__file__).resolve().parents[3])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:3] == [f"refused {errno.EFBIG}"] * 2 + ["grew again True"], done.stdout
+    assert existing.read_bytes() == b"0123456789" and (tmp_path / "grows").read_bytes() == b"grow"
