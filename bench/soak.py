@@ -4,7 +4,8 @@
 
 One devnet (anvil, the simulated venues, 4 relayer processes, n=4 f=1, every feed every round
 so that a landing per round makes recovery visible; the first follower runs the `partition`
-test fault so that it can be cut off from the committee). The faults take turns, each for its
+test fault so that it can be cut off from the committee, the second the `disk_full` one). The
+faults take turns, each for its
 own duration, with a quiet spell between them:
 
     chain_stall      anvil mines nothing (automine and interval mining off)
@@ -15,10 +16,8 @@ own duration, with a quiet spell between them:
     sigstop_node     one relayer SIGSTOPped
     sigkill_node     one relayer SIGKILLed, started again when the fault ends
     isolated_node    one relayer cut off from its peers (SIGUSR1: the partition fault)
-
-A full disk is not injected here (it needs a size-limited mount, which this machine's
-sandbox does not allow); the store's behaviour on a failed write is tested in
-tests/relayer/test_store.py and tests/relayer/protocol/test_phases.py.
+    disk_full        another relayer's every file write fails (SIGUSR1: the disk_full fault,
+                     RLIMIT_FSIZE 0: its store and its log cannot write)
 
 Per fault the table shows: when it was injected (s from the start), how long it lasted,
 recovery (from its end to the first report landing after it; "-" when reports kept landing
@@ -106,6 +105,7 @@ class Soak:
     def faults(self) -> list[Fault]:
         follower = self.devnet.follower()
         proc = lambda: self.devnet.nodes[follower].proc  # noqa: E731 - restarted by sigkill_node
+        full = self.devnet.nodes[self.devnet.follower(1)]
 
         async def stall() -> None:
             await self.arpc("evm_setAutomine", [False])
@@ -145,6 +145,10 @@ class Soak:
             assert self.anvil is not None
             self.anvil.send_signal(signal.SIGCONT)
 
+        async def toggle_disk() -> None:
+            if full.proc is not None and full.proc.poll() is None:
+                os.kill(full.proc.pid, signal.SIGUSR1)
+
         async def kill() -> None:
             self.devnet.kill_node(follower)
 
@@ -160,6 +164,7 @@ class Soak:
             Fault("sigstop_node", 10, send(signal.SIGSTOP), send(signal.SIGCONT)),
             Fault("sigkill_node", 10, kill, restart),
             Fault("isolated_node", 10, send(signal.SIGUSR1), send(signal.SIGUSR1)),
+            Fault("disk_full", 10, toggle_disk, toggle_disk),
         ]
 
     # --- watching -------------------------------------------------------------------------
@@ -300,7 +305,7 @@ def print_table(outcomes: list[Outcome], heal_goal: float) -> bool:
 async def main_async(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir) if args.data_dir else Path(tempfile.mkdtemp(prefix="soak-"))
     devnet = Devnet(DevnetOptions(nodes=4, data_dir=data_dir, progress_timeout_ms=PROGRESS_TIMEOUT_MS,
-                                  feed_selection="all", node_faults={"follower": "partition"}), out=io.StringIO())
+                                  feed_selection="all", node_faults={"follower": "partition", "second_follower": "disk_full"}), out=io.StringIO())
     try:
         await devnet.setup()
         first_block = await devnet.client.rpc.block_number()

@@ -110,8 +110,8 @@ class DevnetOptions:
     venue_faults: dict[str, str] = field(default_factory=dict)
     # Test-only: node index -> fault name (relayer/testing/faults.py), started through
     # `python -m relayer.testing run`; the key "leader" stands for whichever node leads
-    # epoch 0, and "follower" for the first node that leads neither epoch 0 nor 1, both known
-    # only once the committee is set.
+    # epoch 0, "follower" for the first node that leads neither epoch 0 nor 1 and
+    # "second_follower" for the next one, all known only once the committee is set.
     node_faults: dict[int | str, str] = field(default_factory=dict)
     # A relayer that exits stops the whole devnet (else the devnet says so and keeps going).
     stop_on_exit: bool = False
@@ -437,15 +437,18 @@ class Devnet:
             fault = self.o.node_faults.get("leader")
         if fault is None and index == self.follower():
             fault = self.o.node_faults.get("follower")
+        if fault is None and index == self.follower(1):
+            fault = self.o.node_faults.get("second_follower")
         if fault == "spam":
             # The spammer lifts its own size limit so that it can send what others refuse.
             env["RELAYER_MAX_MESSAGE_BYTES"] = str(4 << 20)
         self.nodes[index].start(env, fault)
 
-    def follower(self) -> int:
-        """The first node that leads neither epoch 0 nor epoch 1 of the current committee."""
+    def follower(self, nth: int = 0) -> int:
+        """The first (``nth``: the next) node that leads neither epoch 0 nor epoch 1 of the
+        current committee."""
         leaders = {self.committee.leader(0), self.committee.leader(1)}
-        return next(i for i in range(self.committee.n) if i not in leaders)
+        return [i for i in range(self.committee.n) if i not in leaders][nth]
 
     def kill_node(self, index: int) -> None:
         """SIGKILL one relayer: no chance to flush or say goodbye."""
