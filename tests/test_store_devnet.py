@@ -1,8 +1,9 @@
-"""A relayer whose disk is full, on real parts: the pacemaker lives through it, readiness says
-so and comes back, nothing is signed that the store could not record, and the node signs again
-once it can write.
+"""A relayer's store on real parts: with a full disk the pacemaker lives through it, readiness
+says so and comes back, nothing is signed that the store could not record, and the node signs
+again once it can write; over a long run the store keeps only its retention window, and the
+slashing-protection watermarks beyond it.
 
-One devnet of n=4 (f=1); the follower (it leads neither epoch 0 nor 1) runs the `disk_full`
+Full disk: a devnet of n=4 (f=1); the follower (it leads neither epoch 0 nor 1) runs the `disk_full`
 test fault: SIGUSR1 makes every write of the process to a file fail with EFBIG (its store's and
 its log's), the next lifts that.
 """
@@ -67,5 +68,40 @@ async def test_a_full_disk_never_kills_the_pacemaker_nor_yields_an_unrecorded_si
         signed = [(r["epoch"], r["round"]) for r in landed if node.address in r["signers"]]
         assert set(signed) <= recorded, sorted(set(signed) - recorded)
         assert proc.poll() is None
+    finally:
+        await devnet.teardown()
+
+
+RETENTION_H = 0.002  # 7.2 s; pruned every 1.8 s (a quarter of the window)
+
+
+async def test_the_store_stays_within_its_retention_window_and_keeps_its_watermarks(tmp_path: Path) -> None:
+    devnet: Devnet = await start(tmp_path, node_env={"RELAYER_STORE_RETENTION_HOURS": str(RETENTION_H)})
+    try:
+        window_s = RETENTION_H * 3600
+        # Rounds every 0.3 s: at most a window and a prune interval of rows, and some slack
+        # for a prune that runs late on a busy machine.
+        bound = int((window_s * 1.25 + 3.0) / 0.3)
+        await land(devnet, 2)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 150
+        samples: list[dict[int, int]] = []
+        # Until well past two bounds' worth of rounds, however slowly the machine runs them.
+        while _query(devnet.nodes[0].data_dir, "SELECT MAX(round) AS r FROM attested")[0]["r"] <= 3 * bound:
+            assert loop.time() < deadline, "too few rounds to tell pruning from a short run"
+            await land(devnet, 1)
+            samples.append({i: _query(n.data_dir, "SELECT COUNT(*) AS c FROM attested")[0]["c"]
+                            for i, n in enumerate(devnet.nodes)})
+            await asyncio.sleep(1.0)
+        signed = {i: _query(n.data_dir, "SELECT COUNT(*) AS c FROM signed_reports")[0]["c"]
+                  for i, n in enumerate(devnet.nodes)}
+        rounds = _query(devnet.nodes[0].data_dir, "SELECT MAX(round) AS r FROM attested")[0]["r"]
+        assert all(c <= bound for s in samples[len(samples) // 2:] for c in s.values()), (bound, samples)
+        assert all(0 < c <= bound for c in signed.values()), (bound, signed)
+        # The slashing-protection watermark outlives the window: each member's highest signed
+        # report is still there.
+        for i, n in enumerate(devnet.nodes):
+            top = _latest_signed_report(devnet, i)
+            assert top[:2] >= (0, rounds - bound), (i, top, rounds)
     finally:
         await devnet.teardown()
