@@ -5,6 +5,7 @@ re-broadcast, fees never pass the cap, a used nonce is resynced, reorgs are seen
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -278,37 +279,38 @@ class _Endpoint:
         return web.json_response(await self._one(body))
 
 
-async def test_the_static_check_is_one_simulation_with_a_gas_limit_above_what_the_call_uses(
-    anvil: AnvilNode, rpc: JsonRpcClient,
-) -> None:
-    async with _Endpoint(anvil.rpc_url, "anvil") as endpoint:
+@contextlib.asynccontextmanager
+async def _behind(anvil: AnvilNode, mode: str) -> AsyncIterator[tuple[_Endpoint, TxManager]]:
+    """A transaction manager talking to anvil through an `_Endpoint` in ``mode``."""
+    async with _Endpoint(anvil.rpc_url, mode) as endpoint:
         client = JsonRpcClient([endpoint.url], timeout=5.0)
         manager = _manager(anvil, client)
         try:
-            outcome = await manager.submit(_request(1))
-            assert outcome.status is Status.LANDED
-            assert endpoint.calls.get("eth_createAccessList") == 1 and "eth_estimateGas" not in endpoint.calls
-            tx = await _tx(rpc, outcome)
-            assert int(str(tx["gas"]), 16) >= outcome.gas_used * 1.25
+            yield endpoint, manager
         finally:
             await manager.stop()
             await client.close()
+
+
+async def test_the_static_check_is_one_simulation_with_a_gas_limit_above_what_the_call_uses(
+    anvil: AnvilNode, rpc: JsonRpcClient,
+) -> None:
+    async with _behind(anvil, "anvil") as (endpoint, manager):
+        outcome = await manager.submit(_request(1))
+        assert outcome.status is Status.LANDED
+        assert endpoint.calls.get("eth_createAccessList") == 1 and "eth_estimateGas" not in endpoint.calls
+        tx = await _tx(rpc, outcome)
+        assert int(str(tx["gas"]), 16) >= outcome.gas_used * 1.25
 
 
 async def test_an_endpoint_without_access_lists_is_checked_with_estimate_gas(
     anvil: AnvilNode, rpc: JsonRpcClient,
 ) -> None:
-    async with _Endpoint(anvil.rpc_url, "no-access-list") as endpoint:
-        client = JsonRpcClient([endpoint.url], timeout=5.0)
-        manager = _manager(anvil, client)
-        try:
-            assert (await manager.submit(_request(1))).status is Status.LANDED
-            assert (await manager.submit(_request(2))).status is Status.LANDED
-            # Asked once, then never again: every send is checked with eth_estimateGas.
-            assert endpoint.calls["eth_createAccessList"] == 1 and endpoint.calls["eth_estimateGas"] == 2
-        finally:
-            await manager.stop()
-            await client.close()
+    async with _behind(anvil, "no-access-list") as (endpoint, manager):
+        assert (await manager.submit(_request(1))).status is Status.LANDED
+        assert (await manager.submit(_request(2))).status is Status.LANDED
+        # Asked once, then never again: every send is checked with eth_estimateGas.
+        assert endpoint.calls["eth_createAccessList"] == 1 and endpoint.calls["eth_estimateGas"] == 2
 
 
 async def test_a_revert_reported_inside_the_simulations_answer_is_refused_with_its_data(
@@ -319,14 +321,8 @@ async def test_a_revert_reported_inside_the_simulations_answer_is_refused_with_i
         target = await deploy_contract(w3, anvil.accounts[0][1], "FrostVerifierHarness")
     finally:
         await disconnect(w3)
-    async with _Endpoint(anvil.rpc_url, "revert-in-answer") as endpoint:
-        client = JsonRpcClient([endpoint.url], timeout=5.0)
-        manager = _manager(anvil, client)
-        try:
-            outcome = await manager.submit(TxRequest(key=(0, 1), to=target, data=b"\xde\xad\xbe\xef"))
-            assert outcome.status is Status.REVERTED and outcome.broadcasts == 0
-            assert endpoint.calls["eth_estimateGas"] == 1  # asked again to learn the revert
-            assert manager.stats.broadcasts == 0
-        finally:
-            await manager.stop()
-            await client.close()
+    async with _behind(anvil, "revert-in-answer") as (endpoint, manager):
+        outcome = await manager.submit(TxRequest(key=(0, 1), to=target, data=b"\xde\xad\xbe\xef"))
+        assert outcome.status is Status.REVERTED and outcome.broadcasts == 0
+        assert endpoint.calls["eth_estimateGas"] == 1  # asked again to learn the revert
+        assert manager.stats.broadcasts == 0

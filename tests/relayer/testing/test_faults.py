@@ -137,18 +137,13 @@ path, existing = sys.argv[1], sys.argv[2]
 fault = DiskFull(FaultContext(b"k" * 32, "0x0", None, None))
 before = resource.getrlimit(resource.RLIMIT_FSIZE)
 fault.toggle()
-try:
-    with open(path, "ab") as f:
-        f.write(b"grow")
-    print("grew")
-except OSError as exc:
-    print("refused", exc.errno)
-try:
-    with open(existing, "r+b") as f:
-        f.write(b"same")
-    print("overwrote")
-except OSError as exc:
-    print("refused", exc.errno)
+for name, mode in ((path, "ab"), (existing, "r+b")):  # to grow a file, and into space it has
+    try:
+        with open(name, mode) as f:
+            f.write(b"same")
+        print("wrote")
+    except OSError as exc:
+        print("refused", exc.errno)
 fault.toggle()
 with open(path, "ab") as f:
     f.write(b"grow")
