@@ -1,15 +1,22 @@
 """The devnet on scheme 0x0002: the relayers make the group key at start (`relayer dkg`'s run,
 over libp2p), the owner installs it with their approvals, and reports signed with one Schnorr
-signature of a threshold of them land."""
+signature of a threshold of them land; a committee change runs a new key generation."""
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from relayer.chain.codec import PackedSignatures
+from relayer.chain.errors import ReportRefused
+from relayer.devnet import Devnet, DevnetOptions
 from tests.test_devnet import run_devnet
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -34,3 +41,81 @@ def test_the_devnet_makes_installs_and_signs_with_a_threshold_key(tmp_path: Path
     # Every landed report took signature shares from at least a threshold of members, each
     # after its nonce was marked spent.
     assert spent >= 3 * info["threshold"]
+
+
+def _rows(node_dir: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(f"file:{node_dir / 'node.sqlite'}?mode=ro", uri=True, timeout=5) as conn:
+        return list(conn.execute(sql, params))
+
+
+async def _landed_under(devnet: Devnet, digest: str, count: int, timeout: float) -> list[dict[str, Any]]:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    found: list[dict[str, Any]] = []
+    while len(found) < count:
+        assert loop.time() < deadline, f"only {len(found)} of {count} reports landed under {digest[:10]}.."
+        found += [r for r in await devnet.poll_landed() if r["config_digest"] == digest]
+        await asyncio.sleep(0.2)
+    return found
+
+
+async def _until(check: Callable[[], bool], timeout: float, what: str) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not check():
+        assert loop.time() < deadline, what
+        await asyncio.sleep(0.2)
+
+
+def _group_key_of_share(devnet: Devnet, index: int) -> str:
+    share = json.loads((devnet.nodes[index].data_dir / "threshold-share.json").read_text())
+    return str(share["group_public_key"])
+
+
+async def test_a_committee_change_makes_a_new_key_and_old_key_reports_are_refused(tmp_path: Path) -> None:
+    devnet = Devnet(DevnetOptions(nodes=4, spare_nodes=1, scheme=2, data_dir=tmp_path, round_interval_ms=300,
+                                  progress_timeout_ms=1500, transmit_stage_ms=500, poll_interval=0.5),
+                    out=io.StringIO())
+    try:
+        await devnet.setup()
+        old_digest, old_key = devnet.committee.digest_hex, devnet.info["group_key"]
+        before = await _landed_under(devnet, old_digest, 2, timeout=120)
+        # Node 4 joins. The five make a new key among themselves; node 3's operator has not yet
+        # put its new share in place, so node 3 still holds its share of the old key.
+        late = 3
+        new = await devnet.rotate([0, 1, 2, 3, 4], held_back={late})
+        assert new.digest_hex.startswith("0x0002") and new.digest_hex != old_digest
+        assert devnet.info["group_key"] != old_key
+        assert await devnet.client.group_key() is not None
+        for i in (0, 1, 2, 4):
+            assert _group_key_of_share(devnet, i) == devnet.info["group_key"][2:]
+        assert _group_key_of_share(devnet, late) == old_key[2:]
+        after = await _landed_under(devnet, new.digest_hex, 3, timeout=90)
+        assert all(r["signer_count"] == 0 for r in after)
+
+        # Until it has its new share, the late member takes no part under the new committee.
+        late_dir = devnet.nodes[late].data_dir
+        assert not _rows(late_dir, "SELECT 1 FROM signed_observations WHERE digest = ?", new.digest_hex)
+        assert not _rows(late_dir, "SELECT 1 FROM used_nonces WHERE digest = ?", new.digest_hex)
+        assert "watching only until the share file changes" in devnet.nodes[late].log_path.read_text()
+
+        # A report signed under the old key: refused by its digest, and under the new digest by
+        # its signature.
+        old_tx = await devnet.client.rpc.request("eth_getTransactionByHash", [before[0]["tx_hash"]])
+        sent = devnet.client.decode_transmit_input(old_tx["input"])
+        signature = PackedSignatures(sent["signerBitmask"], bytes(sent["signatures"]))
+        for digest, reason in ((bytes(sent["configDigest"]), "ConfigDigestMismatch"),
+                               (new.config_digest, "InvalidSchnorrSignature")):
+            with pytest.raises(ReportRefused) as refused:
+                await devnet.client.verify_report(digest, sent["epoch"], sent["round"], bytes(sent["updates"]),
+                                                  signature)
+            assert refused.value.reason == reason
+
+        # Its share put in place, the member takes part again (no restart).
+        devnet.deliver_share(late)
+        await _until(lambda: bool(_rows(late_dir, "SELECT 1 FROM signed_observations WHERE digest = ?",
+                                        new.digest_hex)), 60, "the member never took part with its new share")
+        assert _group_key_of_share(devnet, late) == devnet.info["group_key"][2:]
+        await _landed_under(devnet, new.digest_hex, 2, timeout=60)
+    finally:
+        await devnet.teardown()
