@@ -97,6 +97,7 @@ class DevnetOptions:
     progress_timeout_ms: int = 4000
     grace_ms: int = 20
     transmit_stage_ms: int = 1000
+    share_timeout_ms: int = OffchainConfig.model_fields["share_timeout_ms"].default
     poll_interval: float = 1.0  # the node default: venues are polled once a second
     store_sync: str = "full"  # relayer Settings.store_sync
     threshold: int | None = None
@@ -238,7 +239,7 @@ class Devnet:
         self.transmitter_accounts = transmitters
         offchain = OffchainConfig(
             round_interval_ms=o.round_interval_ms, progress_timeout_ms=o.progress_timeout_ms,
-            grace_ms=o.grace_ms, transmit_stage_ms=o.transmit_stage_ms,
+            grace_ms=o.grace_ms, transmit_stage_ms=o.transmit_stage_ms, share_timeout_ms=o.share_timeout_ms,
             feed_selection="trigger" if o.feed_selection == "trigger" else "all",
         )
         onchain = await self.client.set_config(

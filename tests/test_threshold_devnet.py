@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
+import signal
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -117,5 +119,59 @@ async def test_a_committee_change_makes_a_new_key_and_old_key_reports_are_refuse
                                         new.digest_hex)), 60, "the member never took part with its new share")
         assert _group_key_of_share(devnet, late) == devnet.info["group_key"][2:]
         await _landed_under(devnet, new.digest_hex, 2, timeout=60)
+    finally:
+        await devnet.teardown()
+
+
+def _stats(devnet: Devnet, index: int) -> dict[str, Any]:
+    rows = _rows(devnet.nodes[index].data_dir, "SELECT value FROM state WHERE key = 'stats'")
+    return json.loads(rows[0][0]) if rows else {}
+
+
+def _silent_counted(devnet: Devnet, at: int, member: int) -> int:
+    address = devnet.nodes[member].address.lower()
+    return sum(n for peer, reason, n in _stats(devnet, at).get("dropped", [])
+               if reason == "silent" and peer.lower() == address)
+
+
+def _threshold_devnet(tmp_path: Path, **options: Any) -> Devnet:
+    # threshold 3 of 4: the leader's first set is itself and the two lowest other observers,
+    # which always include `Devnet.follower()` (only the next epoch's leader can rank before it).
+    return Devnet(DevnetOptions(nodes=4, scheme=2, threshold=3, data_dir=tmp_path, round_interval_ms=500,
+                                progress_timeout_ms=2000, transmit_stage_ms=500, poll_interval=0.5,
+                                share_timeout_ms=100, **options), out=io.StringIO())
+
+
+async def test_a_member_that_never_shares_costs_a_share_timeout_and_reports_keep_landing(tmp_path: Path) -> None:
+    devnet = _threshold_devnet(tmp_path, node_faults={"follower": "withhold_shares"})
+    try:
+        await devnet.setup()
+        follower, leader = devnet.follower(), devnet.committee.leader(0)
+        reports = await _landed_under(devnet, devnet.committee.digest_hex, 4, timeout=120)
+        # The leader of epoch 0 kept leading: every round cost one share timeout, not the epoch.
+        assert all(r["epoch"] == 0 for r in reports)
+        await asyncio.sleep(1.0)  # a stats snapshot
+        assert _silent_counted(devnet, leader, follower) >= len(reports)
+        assert _stats(devnet, leader).get("epoch_changes", 0) == 0
+        assert "sent no signature share" in devnet.nodes[leader].log_path.read_text()
+    finally:
+        await devnet.teardown()
+
+
+async def test_a_paused_follower_does_not_stop_the_reports(tmp_path: Path) -> None:
+    devnet = _threshold_devnet(tmp_path)
+    try:
+        await devnet.setup()
+        digest, follower = devnet.committee.digest_hex, devnet.follower()
+        await _landed_under(devnet, digest, 2, timeout=120)
+        proc = devnet.nodes[follower].proc
+        assert proc is not None
+        os.kill(proc.pid, signal.SIGSTOP)
+        try:
+            during = await _landed_under(devnet, digest, 4, timeout=30)
+        finally:
+            os.kill(proc.pid, signal.SIGCONT)
+        assert all(r["epoch"] == 0 for r in during)
+        await _landed_under(devnet, digest, 2, timeout=30)
     finally:
         await devnet.teardown()

@@ -32,7 +32,7 @@ from relayer.protocol.messages import (
 from relayer.protocol.outbox import Outbox
 from relayer.store import Store
 from relayer.testing.clock import ManualClock
-from relayer.testing.faults import OutboxWrapper
+from relayer.testing.faults import FaultyEngineFactory, OutboxWrapper
 from tests.relayer.protocol.network import DOMAIN, Network, network, observer
 from tests.relayer.protocol.threshold_net import group_of, threshold_committee, verifies
 
@@ -122,14 +122,6 @@ async def test_a_bad_share_is_blamed_its_sender_excluded_and_the_round_still_att
         assert {r.key for r in net.attested[i]} == {r.key for r in reports}
 
 
-class _SilentSharer(OutboxWrapper):
-    """A member that observes, then never sends its signature share (hung after observing)."""
-
-    def send_to(self, index: int, data: bytes) -> None:
-        if open_envelope(data).kind is not Kind.SIGNATURE_SHARE:
-            super().send_to(index, data)
-
-
 class _AttestedAt(OutboxWrapper):
     """The leader's outbox, noting when (on the clock) each round's attested report goes out."""
 
@@ -152,7 +144,7 @@ async def test_a_silent_signer_is_excluded_after_the_share_timeout_and_the_round
     silent = min(i for i in range(4) if i != leader)  # in the leader's first signing set
     _AttestedAt.at = {}
     net = network(tmp_path, keys, committee, [100, 101, 102, 103], threshold_keys=shares,
-                  wrap={silent: _SilentSharer, leader: _AttestedAt})
+                  wrap={leader: _AttestedAt}, factories={silent: FaultyEngineFactory("withhold_shares")})
     outbox = net.engines[leader].outbox
     assert isinstance(outbox, _AttestedAt)
     outbox.clock = net.clock
@@ -198,7 +190,7 @@ async def test_silent_signers_beyond_what_the_committee_can_spare_attest_nothing
     leader = committee.leader(0)
     mute = [i for i in range(4) if i != leader][:2]  # two silent leave two who answer, t is 3
     net = network(tmp_path, keys, committee, [100, 101, 102, 103], threshold_keys=shares,
-                  wrap={i: _SilentSharer for i in mute})
+                  factories={i: FaultyEngineFactory("withhold_shares") for i in mute})
     net.start()
     await net.clock.advance(0.35)
     await net.stop()

@@ -19,7 +19,8 @@ def test_an_unknown_fault_is_refused_naming_the_known_ones() -> None:
     with pytest.raises(UnknownFault, match="wrong_median"):
         FaultyEngineFactory("meteor")
     assert set(FAULTS) == {"silent", "wrong_median", "drop_observations", "forge_observation", "absurd",
-                           "equivocate", "replay", "spam", "pad_report", "withhold_feed", "partition"}
+                           "equivocate", "replay", "spam", "pad_report", "withhold_feed", "partition",
+                           "withhold_shares"}
 
 
 @pytest.mark.parametrize("fault", ["wrong_median", "drop_observations", "forge_observation"])
