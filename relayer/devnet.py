@@ -20,10 +20,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from web3 import AsyncHTTPProvider, AsyncWeb3
 
@@ -52,6 +53,9 @@ from relayer.p2p.observers import REPORTS_TOPIC
 from relayer.protocol.committee import Committee, OffchainConfig
 from relayer.settings import Settings
 from relayer.store import Store
+
+if TYPE_CHECKING:
+    from relayer.keygen import NextConfig
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +108,7 @@ class DevnetOptions:
     progress_timeout_ms: int = 4000
     grace_ms: int = 20
     transmit_stage_ms: int = 1000
+    share_timeout_ms: int = OffchainConfig.model_fields["share_timeout_ms"].default
     poll_interval: float = 1.0  # the node default: venues are polled once a second
     store_sync: str = "full"  # relayer Settings.store_sync
     threshold: int | None = None
@@ -266,7 +271,7 @@ class Devnet:
         self.transmitter_accounts = transmitters
         offchain = OffchainConfig(
             round_interval_ms=o.round_interval_ms, progress_timeout_ms=o.progress_timeout_ms,
-            grace_ms=o.grace_ms, transmit_stage_ms=o.transmit_stage_ms,
+            grace_ms=o.grace_ms, transmit_stage_ms=o.transmit_stage_ms, share_timeout_ms=o.share_timeout_ms,
             feed_selection="trigger" if o.feed_selection == "trigger" else "all",
         )
         onchain = await self.client.set_config(
@@ -361,7 +366,9 @@ class Devnet:
             "scenario": self._scenario_info(),
         }
         if o.scheme == THRESHOLD_SCHEME:
-            await self._install_threshold_key(keys[: o.nodes])
+            from relayer.keygen import next_config_from_chain
+            await self._install_threshold_key(
+                list(range(o.nodes)), await next_config_from_chain(self.anvil.rpc_url, self.client.address))
         self._write_info()
         for node in self.nodes:
             self.start_node(node.index)
@@ -374,22 +381,27 @@ class Devnet:
                   f"vault {self.desk.vault.address}, collateral {self.desk.collateral.address}")
         self._say("devnet: relayers started; waiting for peers to connect and the first report to land")
 
-    async def _install_threshold_key(self, keys: list[bytes]) -> None:
-        """The committee's key generation (each member's `relayer dkg`, here in one process on
-        ports of their own), then `setThresholdConfig` with every member's approval."""
-        from relayer.keygen import check_approvals, keygen_command, next_config_from_chain
+    async def _install_threshold_key(self, members: list[int], config: NextConfig,
+                                     held_back: Collection[int] = ()) -> Committee:
+        """The key generation among `members` (indexes into self.nodes) for `config` (each
+        member's `relayer dkg`, here in one process on ports of their own), then
+        `setThresholdConfig` with every member's approval. The share of a member in `held_back`
+        goes to `held_back_share_path` instead of its node's share file, as if its operator had
+        not yet put it in place (`deliver_share`)."""
+        from relayer.keygen import check_approvals, keygen_command
 
-        assert self.anvil is not None
-        config = await next_config_from_chain(self.anvil.rpc_url, self.client.address)
-        ports = [free_port() for _ in keys]
-        peers = [f"/ip4/127.0.0.1/tcp/{port}/p2p/{peer_id_of(k)}" for port, k in zip(ports, keys)]
-        members = [Settings.load(node.config_path).model_copy(update={
-            "listen_port": ports[i], "peers": [p for j, p in enumerate(peers) if j != i]})
-            for i, node in enumerate(self.nodes[: len(keys)])]
-        self._say(f"devnet: {len(keys)} members run the key generation for scheme 0x0002 (threshold "
-                  f"{config.threshold})")
+        ports = [free_port() for _ in members]
+        peers = [f"/ip4/127.0.0.1/tcp/{port}/p2p/{peer_id_of(self._signing_key(i))}" for port, i in zip(ports, members)]
+        settings = []
+        for k, i in enumerate(members):
+            update: dict[str, Any] = {"listen_port": ports[k], "peers": [p for j, p in enumerate(peers) if j != k]}
+            if i in held_back:
+                update["threshold_share_file"] = self.held_back_share_path(i)
+            settings.append(Settings.load(self.nodes[i].config_path).model_copy(update=update))
+        self._say(f"devnet: {len(members)} members run the key generation for scheme 0x0002 (config "
+                  f"#{config.config_count}, threshold {config.threshold})")
         approvals = await asyncio.gather(*(keygen_command(m, config, phase_timeout=10.0, connect_timeout=60.0,
-                                                          scrypt_n=DEVNET_SCRYPT_N) for m in members))
+                                                          scrypt_n=DEVNET_SCRYPT_N) for m in settings))
         key, packed = check_approvals(config, approvals)
         onchain = await self.client.set_threshold_config(
             self.owner_key, list(config.signers), list(config.transmitters), config.f, config.threshold,
@@ -401,6 +413,19 @@ class Devnet:
         self.info["transcript_hash"] = approvals[0]["transcript_hash"]
         self._say(f"devnet: group key {approvals[0]['group_key']} installed (transcript "
                   f"{approvals[0]['transcript_hash'][:18]}..)")
+        return self.committee
+
+    def _signing_key(self, index: int) -> bytes:
+        return bytes.fromhex((self.nodes[index].data_dir / "signing.key").read_text())
+
+    def held_back_share_path(self, index: int) -> Path:
+        return self.nodes[index].data_dir / "threshold-share.next.json"
+
+    def deliver_share(self, index: int) -> None:
+        """Put a held-back share where the node reads it (an operator copying it into place)."""
+        settings = Settings.load(self.nodes[index].config_path)
+        assert settings.threshold_share_file is not None
+        self.held_back_share_path(index).replace(settings.threshold_share_file)
 
     def _scenario_info(self) -> dict[str, Any]:
         return {"name": self.scenario.scenario.name, "description": self.scenario.scenario.description,
@@ -457,9 +482,20 @@ class Devnet:
             proc.kill()
             proc.wait()
 
-    async def rotate(self, members: list[int], *, f: int | None = None, threshold: int | None = None) -> Committee:
-        """The owner's setConfig with the relayers at `members` (indexes into self.nodes)."""
+    async def rotate(self, members: list[int], *, f: int | None = None, threshold: int | None = None,
+                     held_back: Collection[int] = ()) -> Committee:
+        """The owner's setConfig with the relayers at `members` (indexes into self.nodes). Under
+        scheme 0x0002 a new committee needs a new group key: its members run the key generation
+        and the owner installs the key with their approvals (`held_back`: see
+        `_install_threshold_key`)."""
         f = (len(members) - 1) // 3 if f is None else f
+        if self.o.scheme == THRESHOLD_SCHEME:
+            from relayer.keygen import next_config_from_chain
+            assert self.anvil is not None
+            config = await next_config_from_chain(
+                self.anvil.rpc_url, self.client.address, signers=[self.nodes[i].address for i in members],
+                transmitters=[self.transmitter_accounts[i][0] for i in members], f=f, threshold=threshold or f + 1)
+            return await self._install_threshold_key(members, config, held_back)
         onchain = await self.client.set_config(
             self.owner_key, [self.nodes[i].address for i in members],
             [self.transmitter_accounts[i][0] for i in members], f, threshold or f + 1, self.offchain.encode(),
@@ -481,7 +517,8 @@ class Devnet:
         tx, receipt = await self.client.rpc.batch([
             ("eth_getTransactionByHash", [tx_hash]), ("eth_getTransactionReceipt", [tx_hash]),
         ])
-        updates = decode_updates(self.client.decode_transmit_input(tx["input"])["updates"])
+        transmitted = self.client.decode_transmit_input(tx["input"])
+        updates = decode_updates(transmitted["updates"])
         signer_indexes = [i for i in range(self.committee.n) if event.signer_bitmask >> i & 1]
         by_index = {fd["index"]: fd for fd in self.feeds}
         feeds = []
@@ -503,6 +540,7 @@ class Devnet:
         margins = await read_margins(self.desk.gate, self.desk.markets, event.block_number)
         return {
             "epoch": epoch, "round": round_id, "feeds": feeds,
+            "config_digest": "0x" + bytes(transmitted["configDigest"]).hex(),
             "signers": [self.committee.signers[i] for i in signer_indexes],
             "signer_count": len(signer_indexes), "gas_used": int(receipt["gasUsed"], 16),
             "transmitter": self.w3.to_checksum_address(tx["from"]), "tx_hash": tx_hash,

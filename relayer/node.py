@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiohttp
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -80,6 +81,15 @@ DIAL_BACK_PASSES = 3
 SNAPSHOT_INTERVAL_S = 0.5
 
 
+def _file_stamp(path: Path) -> tuple[int, int] | None:
+    """(size, mtime in ns) of a file; None when it is missing."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_size, st.st_mtime_ns)
+
+
 @dataclass(frozen=True)
 class ServedFeed:
     spec: FeedSpec
@@ -103,6 +113,10 @@ class Node:
         # Asked for once at start: a committee under scheme 0x0002 may come (and the share be
         # rewritten by a new key generation) long after, with nobody at a prompt.
         self._share_password = keystore_password(settings) if settings.threshold_share_file is not None else None
+        # Watching a 0x0002 committee for want of a usable share: the share file as it was then
+        # (size, mtime; None when missing), so that a new one is tried as soon as it is put in place.
+        self._awaiting_share = False
+        self._unusable_share: tuple[int, int] | None = None
         self.store = Store(settings.data_dir / "node.sqlite", sync=settings.store_sync)
         self._stop = asyncio.Event()
         self.engine: RoundEngine | None = None
@@ -240,6 +254,7 @@ class Node:
             await self.engine.stop()
             self.engine = None
         self.committee = committee
+        self._awaiting_share = False
         self.host.set_allowed(committee.signers)
         index = committee.index_of(self.address)
         extra = {"epoch": 0, "round": 0}
@@ -293,6 +308,7 @@ class Node:
             log.error("the committee signs with threshold Schnorr (scheme 0x0002) and no threshold_share_file is "
                       "set: run `relayer dkg` and set it; watching only", extra=extra)
             return None
+        stamp = _file_stamp(path)  # before reading: a share put in place meanwhile is tried next
         try:
             # scrypt takes a second: off the loop.
             record = await asyncio.to_thread(read_threshold_share, path, password)
@@ -305,7 +321,9 @@ class Node:
             if record.member != index:
                 raise KeystoreError(f"{path} is member {record.member}'s share; this node is member {index}")
         except (KeystoreError, ChainError) as exc:
-            log.error("cannot sign under scheme 0x0002, watching only: %s", exc, extra=extra)
+            log.error("cannot sign under scheme 0x0002, watching only until the share file changes: %s", exc,
+                      extra=extra)
+            self._awaiting_share, self._unusable_share = True, stamp
             return None
         register_secret(record.secret.to_bytes(32, "big"))
         return ThresholdKeyShare(record.key_share(), record.verification_shares)
@@ -324,6 +342,14 @@ class Node:
                 log.info("new on-chain config %s replaces %s", "0x" + bytes(onchain.config_digest).hex()[:10],
                          current.digest_hex[:12] if current else "none")
                 await self._start_committee(Committee.from_onchain(onchain))
+            elif self._share_replaced():
+                log.info("the threshold key share file changed; trying it for committee %s", current.digest_hex[:12])
+                await self._start_committee(current)
+
+    def _share_replaced(self) -> bool:
+        """Watching for want of a usable share, and the share file is not the one found unusable."""
+        path = self.settings.threshold_share_file
+        return self._awaiting_share and path is not None and _file_stamp(path) != self._unusable_share
 
     async def _poll_promises(self) -> None:
         book = self.promise_book

@@ -27,6 +27,11 @@ class OffchainConfig(BaseModel):
     progress_timeout_ms: int = Field(default=5000, ge=50, le=3_600_000)
     grace_ms: int = Field(default=20, ge=0, le=60_000)
     transmit_stage_ms: int = Field(default=1500, ge=0, le=600_000)
+    # Scheme 0x0002, leading: how long the signing set has to send its shares before the
+    # leader excludes the silent members and asks another set within the round. Long enough
+    # for a member's fsync of the spent nonce; short against the round interval, since each
+    # silent member costs one of these.
+    share_timeout_ms: int = Field(default=250, ge=1, le=600_000)
     # Which feeds a report carries: "all" with a quorum, every round; or "trigger": only those
     # past their deviation threshold or heartbeat (relayer.protocol.selection), the heartbeat
     # fired this much early so that the update lands before the promise runs out.

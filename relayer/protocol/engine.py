@@ -140,7 +140,7 @@ class RoundEngine:
         if inputs.threshold_key is not None and threshold_scheme:
             self.threshold = ThresholdSigning(committee=committee, index=me, key=inputs.threshold_key, store=store,
                                               outbox=self.outbox, rounds=self.rounds, stats=self.stats,
-                                              on_signature=self.attestation.threshold_quorum)
+                                              clock=self.clock, on_signature=self.attestation.threshold_quorum)
             self.attestation.verify_schnorr = self.threshold.verify
         self.leader = Leader(committee=committee, index=me, clock=self.clock, outbox=self.outbox,
                              pacemaker=self.pacemaker, rounds=self.rounds, stats=self.stats,

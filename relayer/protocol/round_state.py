@@ -41,13 +41,14 @@ class RoundState:
     attested: bool = False
     # Scheme 0x0002: the included observations' nonce commitments (by member, by attempt), the
     # current attempt and its signing set; at the leader, the valid shares of that attempt and
-    # the members excluded for a bad share.
+    # the members excluded for a bad share or for silence, and the timer of the current attempt.
     commitments: dict[int, tuple[Commitment, ...]] | None = None
     signing_set: tuple[int, ...] | None = None
     attempt: int = 0
     shares: dict[int, int] = field(default_factory=dict)
     excluded: set[int] = field(default_factory=set)
     early_shares: list[tuple[Envelope, int, SignatureShare]] = field(default_factory=list)
+    share_timer: Timer | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -73,8 +74,9 @@ class Rounds:
 
     def cancel_timers(self) -> None:
         for state in self._states.values():
-            if state.proposal_timer is not None:
-                state.proposal_timer.cancel()
+            for timer in (state.proposal_timer, state.share_timer):
+                if timer is not None:
+                    timer.cancel()
 
 
 class Stats:
@@ -87,7 +89,9 @@ class Stats:
     this node does not use (DEBUG): stale_epoch, future_epoch_full, not_for_me, unknown_round, late_observation,
     duplicate_observation, duplicate_proposal, late_signature, early_buffer_full,
     duplicate_attested. Under scheme 0x0002, invalid: bad_commitment, bad_signing_set,
-    conflicting_share, bad_share (the sender is excluded for the round), wrong_scheme; valid but
+    conflicting_share, bad_share (the sender is excluded for the round), wrong_scheme; silent counts
+    no message but its absence: a member of the signing set whose share did not come within the
+    share timeout (excluded for the round, as for bad_share); valid but
     unused: unknown_report, late_signing_set, late_share, stale_share, duplicate_share. Besides: outlier_observation (used, but far from the median) and
     internal_error (a bug cost one message).
     """
@@ -117,7 +121,8 @@ class Stats:
         # Attested reports this node missed on the wire and read back from their landing.
         self.adopted_from_chain = 0
         # Scheme 0x0002, leading: rounds not proposed for want of `threshold` committed observers,
-        # signing sets asked again after a bad share, and rounds left with too few to ask.
+        # signing sets asked again after a bad share or a silent member, and rounds left with too
+        # few to ask.
         self.short_of_signers = 0
         self.signing_retries = 0
         self.signing_exhausted = 0

@@ -15,7 +15,9 @@ The round is the same as under 0x0001 up to the proposal; what differs is who si
 - aggregating: the leader checks every share against the member's verification share; a bad
   one is counted against its sender (`bad_share`), the sender is excluded for the round and
   the leader asks again (`SigningSet`) with another set and the next attempt's nonces, while
-  enough observers committed to one. With every share of the set valid it sums them into one
+  enough observers committed to one. A member of the set whose share has not come within the
+  share timeout (`OffchainConfig.share_timeout_ms`) is counted (`silent`) and excluded the same
+  way, so a member that observed and then hung costs the round one timeout, not the round. With every share of the set valid it sums them into one
   signature (`FrostReportAggregator`) and broadcasts the attested report, which any member
   checks against the group key.
 """
@@ -31,6 +33,7 @@ from typing import Any
 from coincurve import PublicKey
 
 from relayer.crypto import frost
+from relayer.protocol.clock import Clock
 from relayer.protocol.committee import Committee
 from relayer.protocol.errors import (
     Dropped,
@@ -105,11 +108,17 @@ def _commitments(member: int, observation: Mapping[str, Any]) -> tuple[frost.Com
         raise InvalidMessage("bad_commitment", f"member {member}'s nonce commitments are not points: {exc}") from None
 
 
+def _stop_waiting(state: RoundState) -> None:
+    if state.share_timer is not None:
+        state.share_timer.cancel()
+        state.share_timer = None
+
+
 class ThresholdSigning:
     """Both sides of 0x0002 signing for one node: the member's shares and the leader's aggregation."""
 
     def __init__(self, *, committee: Committee, index: int, key: ThresholdKeyShare, store: Store, outbox: Outbox,
-                 rounds: Rounds, stats: Stats,
+                 rounds: Rounds, stats: Stats, clock: Clock,
                  on_signature: Callable[[Epoch, RoundId, RoundState, bytes], None]) -> None:
         if key.share.identifier != frost_identifier(index):
             raise SchemeMismatch(
@@ -125,6 +134,8 @@ class ThresholdSigning:
         self.outbox = outbox
         self.rounds = rounds
         self.stats = stats
+        self.clock = clock
+        self.share_timeout = committee.offchain.share_timeout_ms / 1000
         self.digest = committee.digest_hex
         self.attempts = signing_attempts(committee)
         self._on_signature = on_signature
@@ -189,6 +200,8 @@ class ThresholdSigning:
             raise InvalidMessage("bad_signing_set", "a proposal under scheme 0x0002 names no signing set")
         self._check_set(body.signing_set, 0, state)
         state.signing_set, state.attempt = body.signing_set, 0
+        if self.committee.leader(env.epoch) == self.index:
+            self._await_shares(env.epoch, env.round, state)
         if self.index in body.signing_set:
             self._share(env.epoch, env.round, state, 0, body.signing_set)
         self._release_early(env.epoch, env.round, state)
@@ -295,6 +308,7 @@ class ThresholdSigning:
         attempt = state.attempt + 1
         members = self.choose(state.commitments, state.excluded, attempt)
         if members is None:
+            _stop_waiting(state)  # nobody left to wait for
             self.stats.signing_exhausted += 1
             log.warning("signing attempt %d: fewer than %d members left with unspent nonces; the round attests "
                         "nothing (excluded: %s)", attempt, self.committee.threshold, sorted(state.excluded),
@@ -302,11 +316,36 @@ class ThresholdSigning:
             return
         self.stats.signing_retries += 1
         state.signing_set, state.attempt, state.shares = members, attempt, {}
+        self._await_shares(epoch, round, state)
         self.outbox.broadcast(Kind.SIGNING_SET, epoch, round,
                               SigningSet(report_digest=to_hex(state.report_digest), attempt=attempt, members=members))
 
+    def _await_shares(self, epoch: Epoch, round: RoundId, state: RoundState) -> None:
+        """Leading: give the current set one share timeout to answer."""
+        _stop_waiting(state)
+        attempt = state.attempt
+        state.share_timer = self.clock.call_later(self.share_timeout, lambda: self._shares_due(epoch, round, attempt))
+
+    def _shares_due(self, epoch: Epoch, round: RoundId, attempt: int) -> None:
+        """The share timeout of `attempt` ran out: the members of its set that sent no valid
+        share are excluded for the round, as for a bad share, and another set is asked."""
+        state = self.rounds.get(epoch, round)
+        if state is None or state.attested or state.attempt != attempt or state.signing_set is None:
+            return
+        state.share_timer = None
+        silent = [m for m in state.signing_set if m not in state.shares]
+        for member in silent:
+            address = self.committee.signers[member]
+            self.stats.dropped[(address, "silent")] += 1
+            log.warning("member %d (%s) sent no signature share for attempt %d within %d ms; excluded for this round",
+                        member, address, attempt, self.committee.offchain.share_timeout_ms,
+                        extra={"epoch": epoch, "round": round, "peer": address})
+        state.excluded.update(silent)
+        self._retry(epoch, round, state)
+
     def _aggregate(self, epoch: Epoch, round: RoundId, state: RoundState) -> None:
         assert state.commitments is not None and state.report_digest is not None and state.signing_set is not None
+        _stop_waiting(state)
         commitments = {m: state.commitments[m][state.attempt] for m in state.signing_set}
         packed = self.aggregator.aggregate(state.report_digest, commitments, dict(state.shares))
         self._on_signature(epoch, round, state, packed.signatures)

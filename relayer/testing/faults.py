@@ -442,10 +442,29 @@ class DiskFull(_Toggled):
             log.warning("disk_full fault: files may grow again")
 
 
+class SharelessOutbox(OutboxWrapper):
+    """Everything but signature shares leaves (scheme 0x0002)."""
+
+    def to_leader(self, kind: Kind, epoch: Epoch, round: RoundId, body: BaseModel) -> None:
+        if kind is not Kind.SIGNATURE_SHARE:
+            super().to_leader(kind, epoch, round, body)
+
+
+class WithholdShares(Fault):
+    """Observes, then never sends its signature share: a member that hangs between its
+    observation and its share, every round. The leader must give up on it after the share
+    timeout and ask another signing set."""
+
+    name = "withhold_shares"
+
+    def outbox(self, outbox: Outbox) -> Outbox:
+        return SharelessOutbox(outbox)
+
+
 FAULTS: dict[str, type[Fault]] = {
     cls.name: cls
     for cls in (Silent, WrongMedian, DropObservations, ForgeObservation, AbsurdValues, Equivocate, Replay, Spam,
-                PadReport, WithholdFeed, Partition, FdExhaustion, DiskFull)
+                PadReport, WithholdFeed, Partition, FdExhaustion, DiskFull, WithholdShares)
 }
 
 

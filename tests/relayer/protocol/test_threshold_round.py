@@ -32,7 +32,7 @@ from relayer.protocol.messages import (
 from relayer.protocol.outbox import Outbox
 from relayer.store import Store
 from relayer.testing.clock import ManualClock
-from relayer.testing.faults import OutboxWrapper
+from relayer.testing.faults import FaultyEngineFactory, OutboxWrapper
 from tests.relayer.protocol.network import DOMAIN, Network, network, observer
 from tests.relayer.protocol.threshold_net import group_of, threshold_committee, verifies
 
@@ -120,6 +120,87 @@ async def test_a_bad_share_is_blamed_its_sender_excluded_and_the_round_still_att
     # Every other member holds the same attested reports.
     for i in range(4):
         assert {r.key for r in net.attested[i]} == {r.key for r in reports}
+
+
+class _AttestedAt(OutboxWrapper):
+    """The leader's outbox, noting when (on the clock) each round's attested report goes out."""
+
+    clock: ManualClock | None = None
+    at: dict[int, float] = {}
+
+    def broadcast(self, kind: Kind, epoch: Epoch, round: RoundId, body: BaseModel, *, to_self: bool = True) -> None:
+        if kind is Kind.ATTESTED:
+            assert self.clock is not None
+            self.at[round] = self.clock.monotonic()
+        super().broadcast(kind, epoch, round, body, to_self=to_self)
+
+
+async def test_a_silent_signer_is_excluded_after_the_share_timeout_and_the_round_still_attests(
+        tmp_path: Path) -> None:
+    keys = _keys(4)
+    committee = threshold_committee(keys, 1, 3)
+    outcome, shares = group_of(4, 3)
+    leader = committee.leader(0)
+    silent = min(i for i in range(4) if i != leader)  # in the leader's first signing set
+    _AttestedAt.at = {}
+    net = network(tmp_path, keys, committee, [100, 101, 102, 103], threshold_keys=shares,
+                  wrap={leader: _AttestedAt}, factories={silent: FaultyEngineFactory("withhold_shares")})
+    outbox = net.engines[leader].outbox
+    assert isinstance(outbox, _AttestedAt)
+    outbox.clock = net.clock
+    net.start()
+    await net.clock.advance(0.35)
+    await net.stop()
+    engine = net.engines[leader]
+    reports = net.attested[leader]
+    # Every round started long enough ago attested, each one share timeout later than it would
+    # have (the silent member's), well within the round interval; nobody asked for a new epoch.
+    interval, timeout = committee.offchain.round_interval_ms / 1000, committee.offchain.share_timeout_ms / 1000
+    assert len(reports) >= 3 and len(reports) >= engine.stats.rounds_started - 1
+    assert engine.stats.epoch_changes == 0 and engine.stats.progress_timeouts == 0
+    for report in reports:
+        state = engine.rounds.get(report.epoch, report.round)
+        assert state is not None and state.started_mono is not None
+        took = _AttestedAt.at[report.round] - state.started_mono
+        assert timeout - 1e-9 <= took < interval
+    assert engine.stats.dropped[(committee.signers[silent], "silent")] == len(reports)
+    assert engine.stats.signing_retries == len(reports)
+    assert not any(reason == "bad_share" for _, reason in engine.stats.dropped)
+    for report in reports:
+        assert report.schnorr is not None
+        digest = DOMAIN.report_digest(committee.config_digest, report.epoch, report.round, report.updates)
+        assert verifies(outcome, report.schnorr, digest)
+        # The retry named the other three at their second nonces; the silent member spent only
+        # its first (its share never left), and no member spent one nonce twice.
+        retry = [e for e in _sent(net, Kind.SIGNING_SET, by=leader) if e.round == report.round]
+        assert len(retry) == 1 and silent not in retry[0].body["members"] and retry[0].body["attempt"] == 1
+        assert [r["attempt"] for r in net.engines[silent].store.used_nonces(committee.digest_hex, 0,
+                                                                          report.round)] == [0]
+        for member in retry[0].body["members"]:
+            rows = net.engines[member].store.used_nonces(committee.digest_hex, 0, report.round)
+            assert sorted(r["attempt"] for r in rows) in ([1], [0, 1])
+    for i in range(4):
+        assert {r.key for r in net.attested[i]} == {r.key for r in reports}
+
+
+async def test_silent_signers_beyond_what_the_committee_can_spare_attest_nothing(tmp_path: Path) -> None:
+    keys = _keys(4)
+    committee = threshold_committee(keys, 1, 3)
+    _, shares = group_of(4, 3)
+    leader = committee.leader(0)
+    mute = [i for i in range(4) if i != leader][:2]  # two silent leave two who answer, t is 3
+    net = network(tmp_path, keys, committee, [100, 101, 102, 103], threshold_keys=shares,
+                  factories={i: FaultyEngineFactory("withhold_shares") for i in mute})
+    net.start()
+    await net.clock.advance(0.35)
+    await net.stop()
+    assert not any(net.attested)
+    engine = net.engines[leader]
+    assert engine.stats.signing_exhausted >= 3
+    assert all(engine.stats.dropped[(committee.signers[i], "silent")] >= 3 for i in mute)
+    # Bounded: per round at most one retry per member the committee can spare.
+    rounds = {e.round for e in _sent(net, Kind.PROPOSAL, by=leader)}
+    assert len(_sent(net, Kind.SIGNING_SET, by=leader)) <= len(rounds) * (committee.n - committee.threshold)
 
 
 async def test_fewer_than_threshold_valid_shares_never_aggregate(tmp_path: Path) -> None:

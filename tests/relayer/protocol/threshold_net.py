@@ -12,7 +12,8 @@ from relayer.protocol.threshold import schnorr_point
 from tests.relayer.chain.test_threshold_oracle import GroupOutcome, run_dkg
 
 THRESHOLD_DIGEST = bytes.fromhex("0002" + "cd" * 30)
-OFFCHAIN = OffchainConfig(round_interval_ms=100, progress_timeout_ms=600, grace_ms=5, transmit_stage_ms=0)
+OFFCHAIN = OffchainConfig(round_interval_ms=100, progress_timeout_ms=600, grace_ms=5, transmit_stage_ms=0,
+                          share_timeout_ms=20)
 
 
 def key_shares(outcome: GroupOutcome) -> dict[int, ThresholdKeyShare]:

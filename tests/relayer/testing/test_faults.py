@@ -29,7 +29,7 @@ def test_an_unknown_fault_is_refused_naming_the_known_ones() -> None:
         FaultyEngineFactory("meteor")
     assert set(FAULTS) == {"silent", "wrong_median", "drop_observations", "forge_observation", "absurd",
                            "equivocate", "replay", "spam", "pad_report", "withhold_feed", "partition",
-                           "fd_exhaustion", "disk_full"}
+                           "fd_exhaustion", "disk_full", "withhold_shares"}
 
 
 @pytest.mark.parametrize("fault", ["wrong_median", "drop_observations", "forge_observation"])
