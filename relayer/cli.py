@@ -1136,7 +1136,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="how long to wait for every member to be reachable (default 120)")
     keygen.add_argument("--signers", default=None, metavar="A,B,...", help="the next committee's signers, in order")
     keygen.add_argument("--transmitters", default=None, metavar="A,B,...",
-                        help="with --signers: their transmitters (default: the signer addresses)")
+                        help="with --signers: their transmitters, in order (default: each staying member's own; "
+                             "required when a signer is new)")
     keygen.add_argument("--f", type=int, default=None, help="the next config's f (default: the installed one)")
     keygen.add_argument("--threshold", type=int, default=None,
                         help="the next config's threshold (default: the installed one)")

@@ -419,8 +419,18 @@ async def next_config_from_chain(
     finally:
         await disconnect(w3)
     chosen = tuple(signers or current.signers)
+    if transmitters is None:
+        # A member staying on keeps its transmitter; a new one's must be named.
+        known = {s.lower(): t for s, t in zip(current.signers, current.transmitters)}
+        missing = [s for s in chosen if s.lower() not in known]
+        if missing:
+            raise KeygenError(f"no transmitter known for new signer(s) {', '.join(missing)}: give every signer's "
+                              "transmitter with --transmitters, in the order of --signers")
+        transmitters = [known[s.lower()] for s in chosen]
+    elif len(transmitters) != len(chosen):
+        raise KeygenError(f"{len(transmitters)} transmitters for {len(chosen)} signers: give one per signer")
     return NextConfig(chain_id=chain_id, oracle=oracle, config_count=current.config_count + 1, signers=chosen,
-                      transmitters=tuple(transmitters or (current.transmitters if not signers else chosen)),
+                      transmitters=tuple(transmitters),
                       f=current.f if f is None else f, threshold=current.threshold if threshold is None else threshold,
                       offchain_config=current.offchain_config)
 

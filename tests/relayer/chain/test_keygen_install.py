@@ -95,3 +95,21 @@ async def test_keys_made_by_relayer_dkg_are_installed_loaded_by_each_node_and_si
                                       aggregator.aggregate(report, commitments, shares))
     assert receipt.succeeded and (await d.client.latest_feed(0)).value == 3_100_00000000
 
+
+
+async def test_the_next_committee_keeps_each_staying_members_transmitter_and_names_a_new_ones(
+    oracle: Deployment,
+) -> None:
+    from relayer.chain.codec import address_of
+    from relayer.keygen import KeygenError
+
+    d = oracle
+    staying = list(d.config.signers[1:])
+    config = await next_config_from_chain(d.anvil.rpc_url, d.client.address, signers=staying)
+    assert list(config.transmitters) == list(d.config.transmitters[1:])  # not the signers' addresses
+    newcomer = address_of(b"\x07" * 32)
+    with pytest.raises(KeygenError, match="--transmitters"):
+        await next_config_from_chain(d.anvil.rpc_url, d.client.address, signers=[*staying, newcomer])
+    with pytest.raises(KeygenError, match="one per signer"):
+        await next_config_from_chain(d.anvil.rpc_url, d.client.address, signers=staying,
+                                     transmitters=list(d.config.transmitters[:2]))
