@@ -238,6 +238,9 @@ class RoundRecord:
     signers: list[str] = field(default_factory=list)
     feeds: list[dict[str, Any]] = field(default_factory=list)
     landed_at: float | None = None
+    # "0x0001": one ECDSA signature per signer; "0x0002": one threshold Schnorr signature, whose
+    # signers the report does not name (signer_count 0, signers empty).
+    scheme: str = "0x0001"
     report: dict[str, Any] | None = None
     # Feeds with a quorum this round that were left out because nothing triggered.
     skipped: list[dict[str, Any]] = field(default_factory=list)
@@ -252,7 +255,7 @@ class RoundRecord:
     def public(self) -> dict[str, Any]:
         return {"epoch": self.epoch, "round": self.round, "attested_at": self.attested_at,
                 "landed_at": self.landed_at, "latency_ms": self.latency_ms, "signer_count": self.signer_count,
-                "signers": self.signers, "feeds": self.feeds, "skipped": self.skipped,
+                "scheme": self.scheme, "signers": self.signers, "feeds": self.feeds, "skipped": self.skipped,
                 "landed": self.landed_at is not None}
 
 
@@ -494,6 +497,7 @@ class Telemetry:
         rec.started_at = report.started_at if report.started_at is not None else self._store.observation_signed_at(
             "0x" + report.config_digest.hex(), report.epoch, report.round)
         rec.signer_count, rec.signers, rec.feeds, rec.skipped = len(report.signatures), signers, feeds, skipped
+        rec.scheme = "0x0002" if report.schnorr is not None else "0x0001"
         rec.report = {
             "config_digest": "0x" + report.config_digest.hex(), "epoch": report.epoch, "round": report.round,
             "updates": "0x" + report.updates.hex(),
@@ -682,6 +686,7 @@ class Telemetry:
             rec = by_key.get((entry.get("epoch"), entry.get("round")))  # type: ignore[arg-type]
             entry["report"] = rec.report if rec is not None else None
             entry["signer_count"] = rec.signer_count if rec is not None else None
+            entry["scheme"] = rec.scheme if rec is not None else None
             entry["description"] = spec.description
             entry["kind"] = str(spec.kind)
             entry["instrument"] = spec.instrument

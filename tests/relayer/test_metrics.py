@@ -173,8 +173,13 @@ def test_attested_reports_are_recorded_and_timed_from_the_own_observation(tmp_pa
     assert event["feeds"][0]["value"] == "65000.00000000"
     (rec,) = t.rounds_view()
     assert rec["latency_ms"] is not None and rec["latency_ms"] >= 0  # started at the signed observation
+    assert (rec["scheme"], rec["signer_count"]) == ("0x0001", 2)
     assert metric(t, "relayer_reports_attested_total") == 1
     assert metric(t, "relayer_stage_duration_seconds_count", stage="report") == 1
+    # A threshold report names no signers: its rounds say which scheme instead of a count of 0.
+    t.on_attested(dataclasses.replace(report, round=20, signatures=(), schnorr=b"\x05" * 96), SIGNERS)
+    threshold = next(r for r in t.rounds_view() if r["round"] == 20)
+    assert (threshold["scheme"], threshold["signer_count"], threshold["signers"]) == ("0x0002", 0, [])
 
     t._store.record_report_signature(DIGEST, 4, 17, b"\x03" * 32, updates, b"\x04" * 65)
     t.sample_signatures()
