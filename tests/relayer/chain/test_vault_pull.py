@@ -7,6 +7,7 @@ vault's own actions run; the action limit and the cool-down apply through it as 
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import pytest
 
@@ -32,7 +33,7 @@ async def signed(desk: Desk, observed_at: int | None = None, **values: int) -> R
     return 1, desk.round, updates, desk.oracle.sign(1, desk.round, updates, (0, 1, 2))
 
 
-async def bring(desk: Desk, key: bytes, report: Report, action: bytes) -> dict[str, object]:
+async def bring(desk: Desk, key: bytes, report: Report, action: bytes) -> dict[str, Any]:
     epoch, round, updates, signatures = report
     return await desk.vault.submit_and_call(key, desk.oracle.config.config_digest, epoch, round, updates, signatures,
                                             action)
@@ -53,8 +54,10 @@ async def test_a_fresh_report_brought_with_open_lets_it_pass_on_stale_stored_dat
     report = await signed(desk, **CALM_BTC)
     receipt = await bring(desk, key, report, vault.encode_action("open", BTC_PERP, btc("0.5")))
     # One transaction: the oracle stored the report and the vault opened the caller's position.
-    emitters = {str(entry["address"]).lower() for entry in receipt["logs"]}  # type: ignore[attr-defined]
+    emitters = {str(entry["address"]).lower() for entry in receipt["logs"]}
     assert {oracle.client.address.lower(), vault.address.lower()} <= emitters
+    stored_now = {u.feed_index for u in oracle.client.feed_updates(receipt["logs"])}
+    assert stored_now == {desk.feeds[f] for f in ("BTC-USD", "BTC-RVOL-1H", "BTC-DEPTH-50BPS")}
     assert await oracle.client.latest_epoch_round() == (1, report[1])
     assert (await oracle.client.latest_feed(price_feed)).observed_at == int.from_bytes(report[2][2:6], "big")
     assert (await vault.position(alice, BTC_PERP)).size == btc("0.5")
@@ -78,7 +81,7 @@ async def test_a_report_someone_else_landed_first_still_lets_the_action_run(orac
     landed = await oracle.client.latest_feed(price_feed)
 
     receipt = await bring(desk, key, report, vault.encode_action("open", BTC_PERP, btc("0.2")))
-    assert oracle.client.feed_updates(receipt["logs"]) == []  # type: ignore[arg-type]  # the submit stored nothing
+    assert oracle.client.feed_updates(receipt["logs"]) == []  # the submit stored nothing
     assert await oracle.client.latest_feed(price_feed) == landed
     assert (await vault.position(alice, BTC_PERP)).size == btc("0.2")
 
