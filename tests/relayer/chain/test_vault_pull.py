@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from relayer.chain.errors import ChainError
-from relayer.chain.vault import MarginVaultClient
+from relayer.chain.vault import MarginVaultClient, requirement
 
 from .conftest import Deployment
 from .test_margin_vault import BTC_PERP, MAX_AGE, PARAMETERS, Desk, _desk, btc, usd8
@@ -181,3 +181,25 @@ async def test_the_action_limit_and_the_cool_down_apply_through_it(oracle: Deplo
     assert refused.reason == "ActionLimitReached" and refused.error_args[0] == alice
     await bring(desk, key, await signed(desk, **CALM_BTC), vault.encode_action("reduce", BTC_PERP, btc("0.05")))
     assert (await vault.position(alice, BTC_PERP)).size == btc("0.1")
+
+
+async def test_a_liquidator_brings_the_report_that_makes_the_account_liquidatable(oracle: Deployment) -> None:
+    desk = await _desk(oracle)
+    vault, usd = desk.vault, desk.usd
+    (alice, key), (keeper, keeper_key), _, _ = desk.traders
+    await vault.deposit(key, BTC_PERP, usd(8_000))
+    await vault.open(key, BTC_PERP, btc("0.5"))  # $30,000 at $60,000
+    await desk.calm(btc_price=usd8(56_000))
+    await desk.calm(btc_price=usd8(54_000))  # equity $5,000, maintenance $4,131: not yet
+    desk.advance(MAX_AGE + 1)
+    assert (await desk.refusal(vault.liquidate(keeper_key, alice, BTC_PERP))).reason == "FeedStale"
+
+    # The attested volatility spike (55 % -> 80 %) takes maintenance to $5,346, above the equity.
+    spike = await signed(desk, BTC_USD=usd8(54_000), BTC_RVOL_1H=800_000, BTC_DEPTH_50BPS=3_000_000)
+    keeper_before = await desk.token.balance_of(keeper)
+    await bring(desk, keeper_key, spike, vault.encode_action("liquidate", alice, BTC_PERP))
+    reward = requirement(usd(27_000), PARAMETERS.liquidation_reward_bps)
+    assert (await vault.position(alice, BTC_PERP)).size == 0
+    assert await desk.token.balance_of(keeper) == keeper_before + reward  # paid to the caller
+    assert await vault.collateral_of(alice, BTC_PERP) == usd(5_000) - reward
+    await desk.solvent()

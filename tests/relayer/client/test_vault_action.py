@@ -11,11 +11,15 @@ import pytest
 
 from relayer.client import (
     ActionRefused,
+    NodesUnavailable,
     ReportFetcher,
+    ReportNotFound,
     ReportVerifier,
     TamperedReport,
     act_with_freshest_report,
 )
+from relayer.ports import free_port
+
 from tests.relayer.chain.conftest import Deployment
 from tests.relayer.chain.test_margin_vault import BTC_PERP, MAX_AGE, _desk, btc, usd8
 from tests.relayer.client.test_pull_from_api import serving
@@ -70,3 +74,18 @@ async def test_the_freshest_report_of_any_node_comes_with_the_action(oracle: Dep
         assert tampered_refused.value.reason == "SignerMismatch"
         assert await vault.rpc.block_number() == block  # nothing was sent
         assert (await vault.position(alice, BTC_PERP)).size == btc("0.5")
+
+
+async def test_freshest_says_why_no_node_gave_a_report(oracle: Deployment, tmp_path: Path) -> None:
+    down = f"http://127.0.0.1:{free_port()}"
+    async with serving(oracle, tmp_path) as empty:
+        async with ReportFetcher([down, empty.url], timeout=2) as nodes:
+            with pytest.raises(ReportNotFound) as missing:  # one node answered: it keeps none yet
+                await nodes.freshest()
+            assert [f.url for f in missing.value.failures] == [down, empty.url]
+            empty.attest(1, 1, oracle.updates(await oracle.now(), (0, 3_000 * 10**8)))
+            assert (await nodes.freshest()).source == empty.url
+    async with ReportFetcher([down], timeout=2) as dead:
+        with pytest.raises(NodesUnavailable) as unavailable:
+            await dead.freshest()
+    assert not isinstance(unavailable.value, ReportNotFound) and down in str(unavailable.value)
