@@ -69,6 +69,10 @@ interface IERC20Minimal {
 ///    keeper calls it on BreakerTripped, or each poll) and by reduce and close (for the price
 ///    feed they read); a refused action reverts and so records nothing: until a recovery is
 ///    recorded, a feed that keeps no history measures the cool-down from its latest value.
+///
+/// Pull path (`submitAndCall`): a trader or keeper brings a report the committee signed and a
+/// vault action in one transaction, as Pyth's update-then-act and Chainlink Data Streams'
+/// verify-in-the-same-call do, so the action does not wait for the committee's next push.
 contract MarginVault is Owned {
     struct Market {
         uint16 priceFeed;
@@ -129,6 +133,7 @@ contract MarginVault is Owned {
     error CoolingDown(uint16 feedIndex, uint256 until);
     error AwaitingFreshRound(uint16 feedIndex, uint32 troubleRound);
     error TransferFailed(address to, uint256 amount);
+    error ActionNotAllowed(bytes4 selector);
 
     event MarketListed(bytes32 indexed marketId, uint16 priceFeed, uint8 priceDecimals);
     event ParametersSet(Parameters parameters);
@@ -291,6 +296,48 @@ contract MarginVault is Owned {
         emit Liquidated(account, marketId, msg.sender, p.size, s.value, reward, badDebt);
     }
 
+    // ---------------------------------------------------------------- pull path
+
+    /// @notice Submits a signed report to the oracle, then runs `action` (the ABI-encoded call
+    /// of one of this vault's own actions: deposit, withdraw, open, increase, reduce, close,
+    /// liquidate) with the caller as its msg.sender, in one transaction. Returns how many of the
+    /// report's feeds the oracle stored.
+    /// @dev Safety model (docs/contracts.md, "MarginVault", "Pull path"):
+    ///  - The report is the oracle's to judge: `QuorumOracle.submit` checks the committee's
+    ///    signatures over the EIP-712 digest (this chain, this oracle), the config digest, the
+    ///    pause and each feed's bounds, future skew and heartbeat; any refusal reverts the
+    ///    whole call with the oracle's own error (SignerMismatch, ConfigDigestMismatch, Paused,
+    ///    ObservationExpired, ...), and no action runs.
+    ///  - A report cannot make data older: the oracle stores a feed only if it is newer than the
+    ///    stored one and skips the others without reverting. So a report someone else landed
+    ///    first (a front-runner, the committee's own push) makes the submit a no-op and the
+    ///    action runs on what is stored, which is at least as new; griefing by front-running
+    ///    costs the griefer gas and changes nothing for the caller.
+    ///  - The action is the vault's own code run by delegatecall into this contract, so its
+    ///    msg.sender is the caller and every check applies as for a direct call: the action
+    ///    limit, fresh untripped data no older than the market's maxAge, RiskGate, the cool-down,
+    ///    the initial margin. A caller can only do what it could do directly just after
+    ///    submitting the report itself; it cannot act for another account, and any other
+    ///    selector (governance, syncFeeds, fundPool, submitAndCall itself) is ActionNotAllowed.
+    function submitAndCall(
+        bytes32 configDigest,
+        uint32 epoch,
+        uint32 round,
+        bytes calldata updates,
+        uint256 signerBitmask,
+        bytes calldata signatures,
+        bytes calldata action
+    ) external returns (uint256 feedsStored) {
+        _requireVaultAction(action);
+        feedsStored = oracle.submit(configDigest, epoch, round, updates, signerBitmask, signatures);
+        (bool ok, bytes memory ret) = address(this).delegatecall(action);
+        if (!ok) {
+            assembly ("memory-safe") {
+                revert(add(ret, 32), mload(ret))
+            }
+        }
+    }
+
     // ---------------------------------------------------------------- heuristics
 
     /// Records which feeds of the market are in trouble now (tripped, or stale for the
@@ -364,6 +411,16 @@ contract MarginVault is Owned {
     function _listed(bytes32 marketId) private view returns (Market memory m) {
         m = s_markets[marketId];
         if (!m.listed) revert MarketNotListed(marketId);
+    }
+
+    /// The actions submitAndCall may run: the vault's own trading actions, nothing else.
+    function _requireVaultAction(bytes calldata action) private pure {
+        bytes4 selector = action.length >= 4 ? bytes4(action[:4]) : bytes4(0);
+        if (
+            selector != this.open.selector && selector != this.increase.selector && selector != this.reduce.selector
+                && selector != this.close.selector && selector != this.withdraw.selector
+                && selector != this.liquidate.selector && selector != this.deposit.selector
+        ) revert ActionNotAllowed(selector);
     }
 
     function _checkSize(uint256 size) private pure {

@@ -12,6 +12,10 @@ Units (docs/contracts.md, "MarginVault"): sizes in base units with :data:`SIZE_D
 (1 BTC = 10**18), prices as the oracle stores them (8 decimals for USD spot), amounts in the
 collateral token's units. :func:`position_value` and :func:`requirement` are the contract's
 formulas, integer for integer, so a caller can predict what the vault will demand.
+
+The pull path: :meth:`MarginVaultClient.submit_and_call` brings a report the committee signed
+and one vault action (:meth:`MarginVaultClient.encode_action`) in one transaction, the action
+running as the sender on data at least as new as the report's.
 """
 
 from __future__ import annotations
@@ -22,16 +26,20 @@ from typing import Any
 
 from web3 import AsyncWeb3
 
+from relayer.chain.codec import pack_report_signatures
 from relayer.chain.contract import ContractClient, HttpWeb3, deploy_contract, require_success
-from relayer.chain.errors import VaultRevert
+from relayer.chain.errors import ChainError, VaultRevert
+from relayer.chain.oracle import ReportSignatures
 from relayer.chain.risk_gate import RiskGateClient
 
 __all__ = [
-    "SIZE_DECIMALS", "AccountView", "CollateralClient", "MarginVaultClient", "VaultMarket", "VaultParameters",
+    "SIZE_DECIMALS", "VAULT_ACTIONS", "AccountView", "CollateralClient", "MarginVaultClient", "VaultMarket", "VaultParameters",
     "VaultPosition", "deploy_test_collateral", "deploy_vault", "position_value", "requirement",
 ]
 
 SIZE_DECIMALS = 18  # MarginVault.SIZE_DECIMALS
+# What MarginVault.submitAndCall runs (any other selector is ActionNotAllowed).
+VAULT_ACTIONS = frozenset({"deposit", "withdraw", "open", "increase", "reduce", "close", "liquidate"})
 BPS = 10_000
 
 
@@ -169,6 +177,31 @@ class MarginVaultClient(ContractClient):
     async def sync_feeds(self, key: bytes, market_id: bytes) -> dict[str, Any]:
         """Record the market's feeds that are in trouble now, so their cool-down applies."""
         return await self._send(key, "syncFeeds", market_id)
+
+    # -- the pull path: a signed report and an action in one transaction ---------------
+
+    def encode_action(self, fn: str, *args: Any) -> bytes:
+        """The calldata of one vault action (``encode_action("open", market_id, size)``), for
+        :meth:`submit_and_call`; only the actions in :data:`VAULT_ACTIONS`."""
+        if fn not in VAULT_ACTIONS:
+            raise ChainError(f"submitAndCall runs one of {sorted(VAULT_ACTIONS)}, got {fn!r}; call it directly instead")
+        if fn == "liquidate" and args:
+            args = (AsyncWeb3.to_checksum_address(args[0]), *args[1:])
+        return self._function(fn).encode(args)
+
+    async def submit_and_call(
+        self, key: bytes, config_digest: bytes, epoch: int, round: int, updates: bytes,
+        signatures: ReportSignatures, action: bytes,
+    ) -> dict[str, Any]:
+        """Submit a signed report to the oracle and run ``action`` (from :meth:`encode_action`)
+        as ``key``'s account, in one transaction. Feeds of the report not newer than the stored
+        ones are skipped (someone landed it first): the action runs on what is stored. A refusal
+        raises :class:`VaultRevert` before any gas is spent: the oracle's own error for the
+        report (``SignerMismatch``, ``ConfigDigestMismatch``, ``Paused``, ...), the vault's for the
+        action (``FeedStale``, ``InsufficientMargin``, ``ActionNotAllowed``, ...)."""
+        packed = pack_report_signatures(signatures)
+        return await self._send(key, "submitAndCall", config_digest, epoch, round, updates, packed.signer_bitmask,
+                                packed.signatures, action)
 
     # -- reads ------------------------------------------------------------------------
 

@@ -7,11 +7,14 @@ committee exactly as ``QuorumOracle.verifyReport`` would, decode their values, s
         verified = await verifier.verify(report)    # or a typed ReportRejected
         verified.by_feed()["BTC-USD"].value         # Decimal, scaled by the feed's decimals
         await verifier.submit(report, sender_key)   # the pull path, from any account
+        # or the newest report any node has, with a MarginVault action, in one transaction:
+        await act_with_freshest_report(nodes, verifier, vault, key, vault.encode_action("open", market, size))
 
 docs/subscribers.md is the guide; errors are in :mod:`relayer.client.errors`.
 """
 
 from relayer.client.errors import (
+    ActionRefused,
     BelowThreshold,
     ChainUnavailable,
     ClientError,
@@ -31,9 +34,11 @@ from relayer.client.errors import (
 )
 from relayer.client.fetch import ReportFetcher
 from relayer.client.report import SignedReport, VerifiedReport, VerifiedValue, parse_report
+from relayer.client.vault import VaultActionReceipt, act_with_freshest_report
 from relayer.client.verify import ChainState, OnchainFeed, ReportVerifier, check_report, read_chain
 
 __all__ = [
+    "ActionRefused",
     "BelowThreshold",
     "ChainState",
     "ChainUnavailable",
@@ -54,9 +59,11 @@ __all__ = [
     "TamperedReport",
     "UnknownSigner",
     "UnsupportedScheme",
+    "VaultActionReceipt",
     "VerifiedReport",
     "VerifiedValue",
     "WrongChain",
+    "act_with_freshest_report",
     "check_report",
     "parse_report",
     "read_chain",

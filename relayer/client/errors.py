@@ -107,6 +107,18 @@ class FeedRejected(ReportRejected):
         self.feed_index = feed_index
 
 
+class ActionRefused(ClientError):
+    """The report was good, and the vault refused the action brought with it; ``reason`` is
+    the vault's error (``InsufficientMargin``, ``CoolingDown``, ``ActionLimitReached``,
+    ``ActionNotAllowed``, RiskGate's and the token's under their own names), ``error_args``
+    its arguments. Nothing was sent."""
+
+    def __init__(self, message: str, *, reason: str | None, error_args: tuple[object, ...] = ()) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.error_args = error_args
+
+
 _BY_REASON: dict[str, type[ReportRejected]] = {
     "Paused": OraclePaused,
     "ConfigDigestMismatch": ReplacedCommittee,

@@ -8,6 +8,7 @@ error lists each URL's failure. Whatever a node serves is only a claim until
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -63,28 +64,51 @@ class ReportFetcher:
             except ValueError:
                 raise MalformedReport(f"HTTP {response.status}, not JSON: {body[:120]!r}") from None
 
+    async def _one(self, base: str, path: str) -> SignedReport | NodeFailure:
+        """One node's report at ``path``, or why it gave none."""
+        try:
+            status, body = await self._get(base + path)
+            if status == 200:
+                return parse_report(body, source=base)
+            detail = body.get("error") if isinstance(body, dict) else None
+            return NodeFailure(base, f"HTTP {status}: {detail or str(body)[:160]}", not_found=status == 404)
+        except MalformedReport as exc:
+            return NodeFailure(base, f"not a report: {exc}")
+        except TimeoutError:
+            return NodeFailure(base, f"no answer within {self.timeout:g} s")
+        except aiohttp.ClientError as exc:
+            return NodeFailure(base, f"{type(exc).__name__}: {exc}")
+
+    @staticmethod
+    def _unavailable(what: str, failures: Sequence[NodeFailure]) -> NodesUnavailable:
+        if any(f.not_found for f in failures):  # the others may be down, but those that answered do not keep it
+            return ReportNotFound(what, failures)
+        return NodesUnavailable(what, failures)
+
     async def _first(self, path: str, what: str) -> SignedReport:
         failures: list[NodeFailure] = []
         for base in self.urls:
-            try:
-                status, body = await self._get(base + path)
-                if status == 200:
-                    return parse_report(body, source=base)
-                detail = body.get("error") if isinstance(body, dict) else None
-                failures.append(NodeFailure(base, f"HTTP {status}: {detail or str(body)[:160]}", not_found=status == 404))
-            except MalformedReport as exc:
-                failures.append(NodeFailure(base, f"not a report: {exc}"))
-            except TimeoutError:
-                failures.append(NodeFailure(base, f"no answer within {self.timeout:g} s"))
-            except aiohttp.ClientError as exc:
-                failures.append(NodeFailure(base, f"{type(exc).__name__}: {exc}"))
-        if any(f.not_found for f in failures):  # the others may be down, but those that answered do not keep it
-            raise ReportNotFound(what, failures)
-        raise NodesUnavailable(what, failures)
+            answer = await self._one(base, path)
+            if isinstance(answer, SignedReport):
+                return answer
+            failures.append(answer)
+        raise self._unavailable(what, failures)
 
     async def latest(self) -> SignedReport:
         """The last attested report that carries a feed, from the first node that has one."""
         return await self._first("/api/reports/latest", "latest report")
+
+    async def freshest(self) -> SignedReport:
+        """The latest report of every node, asked at once, the highest (epoch, round) winning
+        (the first URL's on a tie): for a pull-path transaction, whose report should be the
+        newest any node has, not the first node's. Raises like :meth:`latest` when none has one."""
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(self._one(base, "/api/reports/latest")) for base in self.urls]
+        answers = [t.result() for t in tasks]
+        reports = [a for a in answers if isinstance(a, SignedReport)]
+        if not reports:
+            raise self._unavailable("latest report", [a for a in answers if isinstance(a, NodeFailure)])
+        return max(reports, key=lambda r: (r.epoch, r.round))
 
     async def at(self, epoch: int, round: int, *, config_digest: bytes | None = None) -> SignedReport:
         """The report of (epoch, round) (under ``config_digest``, else the one attested last)."""
