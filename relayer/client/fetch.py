@@ -102,13 +102,19 @@ class ReportFetcher:
         """The latest report of every node, asked at once, the highest (epoch, round) winning
         (the first URL's on a tie): for a pull-path transaction, whose report should be the
         newest any node has, not the first node's. Raises like :meth:`latest` when none has one."""
+        return (await self.newest_first())[0]
+
+    async def newest_first(self) -> list[SignedReport]:
+        """Every node's latest report, asked at once, highest (epoch, round) first (URL order on
+        a tie). A node still serving a replaced committee's report may rank first: a caller that
+        verifies takes the first that passes. Raises like :meth:`latest` when none has one."""
         async with asyncio.TaskGroup() as group:
             tasks = [group.create_task(self._one(base, "/api/reports/latest")) for base in self.urls]
         answers = [t.result() for t in tasks]
         reports = [a for a in answers if isinstance(a, SignedReport)]
         if not reports:
             raise self._unavailable("latest report", [a for a in answers if isinstance(a, NodeFailure)])
-        return max(reports, key=lambda r: (r.epoch, r.round))
+        return sorted(reports, key=lambda r: (r.epoch, r.round), reverse=True)
 
     async def at(self, epoch: int, round: int, *, config_digest: bytes | None = None) -> SignedReport:
         """The report of (epoch, round) (under ``config_digest``, else the one attested last)."""

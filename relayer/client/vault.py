@@ -16,7 +16,7 @@ from typing import Any
 from relayer.chain.contract import load_artifact
 from relayer.chain.errors import ChainError, VaultRevert
 from relayer.chain.vault import MarginVaultClient
-from relayer.client.errors import ActionRefused, ChainUnavailable, rejection
+from relayer.client.errors import ActionRefused, ChainUnavailable, ReplacedCommittee, rejection
 from relayer.client.fetch import ReportFetcher
 from relayer.client.report import VerifiedReport
 from relayer.client.verify import ReportVerifier
@@ -52,8 +52,16 @@ async def act_with_freshest_report(
     ``ReportRejected`` subclass when the chain would refuse the report (the oracle's error name);
     :class:`ActionRefused` when the vault refuses the action; ``ChainUnavailable`` when the chain
     cannot be reached."""
-    report = await nodes.freshest()
-    verified = await verifier.verify(report)
+    # The newest report that verifies: a node still serving a replaced committee's report
+    # (a higher round under the old digest) is passed over for the next node's.
+    candidates = await nodes.newest_first()
+    for k, report in enumerate(candidates):
+        try:
+            verified = await verifier.verify(report)
+            break
+        except ReplacedCommittee:
+            if k == len(candidates) - 1:
+                raise
     try:
         receipt = await vault.submit_and_call(key, report.config_digest, report.epoch, report.round, report.updates,
                                               report.packed(), action)

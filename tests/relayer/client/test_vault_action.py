@@ -12,6 +12,7 @@ import pytest
 from relayer.client import (
     ActionRefused,
     NodesUnavailable,
+    ReplacedCommittee,
     ReportFetcher,
     ReportNotFound,
     ReportVerifier,
@@ -89,3 +90,39 @@ async def test_freshest_says_why_no_node_gave_a_report(oracle: Deployment, tmp_p
         with pytest.raises(NodesUnavailable) as unavailable:
             await dead.freshest()
     assert not isinstance(unavailable.value, ReportNotFound) and down in str(unavailable.value)
+
+
+async def test_a_node_serving_a_replaced_committees_newer_round_is_passed_over(
+    oracle: Deployment, tmp_path: Path,
+) -> None:
+    desk = await _desk(oracle)
+    vault = desk.vault
+    (alice, key), _, _, _ = desk.traders
+    price_feed, vol_feed, depth_feed = (desk.feeds[f] for f in ("BTC-USD", "BTC-RVOL-1H", "BTC-DEPTH-50BPS"))
+    await vault.deposit(key, BTC_PERP, desk.usd(20_000))
+    async with AsyncExitStack() as stack:
+        replaced = await stack.enter_async_context(serving(oracle, tmp_path / "replaced"))
+        current = await stack.enter_async_context(serving(oracle, tmp_path / "current"))
+        now = await oracle.now()
+        good_round = desk.round + 1
+        desk.round = good_round
+        updates = oracle.updates(now, (price_feed, usd8(60_000)), (vol_feed, 550_000), (depth_feed, 3_000_000))
+        current.attest(1, good_round, updates)
+        # A higher round, signed by the same keys under another committee's digest.
+        old_digest = bytes.fromhex("0001") + b"\x11" * 30
+        assert replaced.store.record_attested(
+            "0x" + old_digest.hex(), 1, good_round + 5, updates,
+            list(oracle.sign(1, good_round + 5, updates, (0, 1, 2), config_digest=old_digest)), None, None)
+        nodes = await stack.enter_async_context(ReportFetcher([replaced.url, current.url], timeout=2))
+        assert (await nodes.freshest()).source == replaced.url  # it ranks first by round
+        verifier = ReportVerifier(oracle.client)
+        done = await act_with_freshest_report(nodes, verifier, vault, key,
+                                              vault.encode_action("open", BTC_PERP, btc("0.5")))
+        assert (done.report.report.round, done.report.report.source) == (good_round, current.url)
+        assert (await vault.position(alice, BTC_PERP)).size == btc("0.5")
+        # Only replaced reports: refused by name, nothing sent.
+        only_old = await stack.enter_async_context(ReportFetcher([replaced.url], timeout=2))
+        block = await vault.rpc.block_number()
+        with pytest.raises(ReplacedCommittee):
+            await act_with_freshest_report(only_old, verifier, vault, key, vault.encode_action("increase", BTC_PERP, 1))
+        assert await vault.rpc.block_number() == block
