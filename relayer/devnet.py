@@ -583,7 +583,7 @@ class Devnet:
         if events:
             # Someone else (an operator's `relayer committee`) may have changed the committee:
             # signer bitmasks index into the one on-chain now.
-            _, _, digest = await self.client._call("latestConfigDetails")
+            _, _, digest = await self.client.latest_config_details()
             if bytes(digest) != self.committee.config_digest:
                 self.committee = Committee.from_onchain(await self.client.config())
         self._next_block = head + 1

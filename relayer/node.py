@@ -376,7 +376,7 @@ class Node:
             if self._landed_block is None:
                 # From this committee's setConfig, but no further back than a window: a node
                 # that was down for days reads back its recent past, not every report since.
-                _, config_block, _ = await self.oracle._call("latestConfigDetails")
+                _, config_block, _ = await self.oracle.latest_config_details()
                 self._landed_block = max(int(config_block), head - ADOPT_WINDOW_BLOCKS) - 1
             if head <= self._landed_block:
                 return

@@ -368,8 +368,13 @@ class QuorumOracleClient(ContractClient):
         value, observed_at = await self._call("roundData", index, round_id)
         return int(value), int(observed_at)
 
+    async def latest_config_details(self) -> tuple[int, int, bytes]:
+        """(config count, the block the config was set in, its digest)."""
+        count, block, digest = await self._call("latestConfigDetails")
+        return int(count), int(block), bytes(digest)
+
     async def config(self) -> OnchainConfig:
-        count, _block, digest = await self._call("latestConfigDetails")
+        count, _block, digest = await self.latest_config_details()
         signers, transmitters, f, threshold, offchain = await self._call("getConfig")
         return OnchainConfig(
             config_count=count,
