@@ -294,6 +294,7 @@ class Checker:
         if address is not None:
             if address.lower() in signers:
                 self.record("committee", True, f"{address} is signer {signers.index(address.lower())}")
+                await self._check_share(oracle, config, signers.index(address.lower()), next(iter(chain_ids)))
             else:
                 self.record("committee", False, f"{address} is not in the committee ({len(signers)} signers)",
                             "send your signer address to the oracle owner to be added with setConfig; "
@@ -310,6 +311,30 @@ class Checker:
         await self._check_venues()
         await self._check_peers()
         return self._summary()
+
+    async def _check_share(self, oracle: Any, config: Any, member: int, chain_id: int) -> None:
+        """Under scheme 0x0002, this member's key share: readable, for this committee, of the
+        installed group key (what the node checks before it signs)."""
+        from relayer.chain.errors import ChainError
+        from relayer.keygen import installed_share
+        from relayer.keystore import KeystoreError, keystore_password
+        from relayer.protocol.signer import THRESHOLD_SCHNORR, scheme_of
+
+        if scheme_of(config.config_digest) != THRESHOLD_SCHNORR:
+            return
+        path = self.s.threshold_share_file
+        if path is None:
+            self.record("share", False, "the committee signs with threshold Schnorr (scheme 0x0002) and no "
+                        "threshold_share_file is set", "run `relayer dkg` with the committee and set threshold_share_file")
+            return
+        try:
+            record = await installed_share(path, keystore_password(self.s), chain_id=chain_id, oracle=oracle,
+                                           signers=config.signers, threshold=config.threshold, member=member)
+        except (KeystoreError, ChainError, SettingsError) as exc:
+            self.record("share", False, str(exc), "run `relayer dkg` for the installed config (every member at once)")
+            return
+        self.record("share", True, f"{path}: member {record.member}'s share of the installed group key "
+                    f"(transcript 0x{record.transcript_hash.hex()[:12]}..)")
 
     async def _check_registry(self, w3: Any, address: str, oracle: str) -> None:
         from relayer.chain.subscriptions import SubscriptionRegistryClient

@@ -28,18 +28,29 @@ import json
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 from relayer.chain.codec import ReportDomain, ThresholdKey, address_of, config_digest
 from relayer.chain.errors import CodecError
 from relayer.crypto import dkg, frost
 from relayer.crypto.dkg import DkgOutcome, Misbehaviour, Participant, Round1Package
-from relayer.keystore import ThresholdShareRecord, keystore_password, load_signing_key, write_threshold_share
+from relayer.keystore import (
+    KeystoreError,
+    ThresholdShareRecord,
+    keystore_password,
+    load_signing_key,
+    read_threshold_share,
+    write_threshold_share,
+)
 from relayer.p2p.errors import P2PError
 from relayer.p2p.host import P2PHost
 from relayer.p2p.identity import address_of_peer_id
 from relayer.protocol.signer import approve_group_key
 from relayer.settings import Settings
+
+if TYPE_CHECKING:
+    from relayer.chain.oracle import QuorumOracleClient
 
 log = logging.getLogger(__name__)
 
@@ -402,6 +413,24 @@ def share_record(config: NextConfig, outcome: DkgOutcome) -> ThresholdShareRecor
         verification_shares={m: outcome.group.verification_share(m + 1) for m in range(config.n)},
         transcript_hash=outcome.transcript_hash, chain_id=config.chain_id, oracle=config.oracle,
         signers=config.signers, threshold=config.threshold)
+
+
+async def installed_share(path: Path, password: str, *, chain_id: int, oracle: QuorumOracleClient,
+                          signers: Sequence[str], threshold: int, member: int) -> ThresholdShareRecord:
+    """This member's share of the group key the oracle holds, read from `path` and checked: made
+    for this committee, of the installed key, this member's. Raises KeystoreError saying which
+    (ChainError when the key cannot be read from the chain)."""
+    # scrypt takes a second: off the loop.
+    record = await asyncio.to_thread(read_threshold_share, path, password)
+    record.for_committee(chain_id, oracle.address, tuple(signers), threshold)
+    installed = await oracle.group_key()
+    if installed != ThresholdKey.from_point(record.group_public_key, record.transcript_hash):
+        raise KeystoreError(
+            f"{path} holds a share of another group key (transcript {record.transcript_hash.hex()[:12]}..) "
+            "than the one the contract installed: run `relayer dkg` for the installed config")
+    if record.member != member:
+        raise KeystoreError(f"{path} is member {record.member}'s share; this node is member {member}")
+    return record
 
 
 async def next_config_from_chain(

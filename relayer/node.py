@@ -30,7 +30,7 @@ from feeds.registry import make_source
 from relayer.chain.codec import address_of
 from relayer.api import ApiServer, ServedFeedInfo, SubscriptionsBoard, SubscriptionsSnapshot
 from relayer.http_guard import ApiLimits, ConnectionGuard
-from relayer.chain.codec import ThresholdKey, feed_id_bytes, unpack_signatures
+from relayer.chain.codec import feed_id_bytes, unpack_signatures
 from relayer.chain.contract import chain_id_of
 from relayer.chain.errors import ChainError
 from relayer.chain.feed_view import FeedView
@@ -39,7 +39,8 @@ from relayer.chain.subscriptions import PromiseBook, SubscriptionRegistryClient
 from relayer.chain.risk_gate import RiskGateClient
 from relayer.chain.rpc import JsonRpcClient
 from relayer.chain.txmanager import TxManager
-from relayer.keystore import KeystoreError, keystore_password, load_signing_key, read_threshold_share
+from relayer.keygen import installed_share
+from relayer.keystore import KeystoreError, keystore_password, load_signing_key
 from relayer.logs import register_secret, set_log_identity
 from relayer.metrics import (
     ChainContext,
@@ -310,16 +311,8 @@ class Node:
             return None
         stamp = _file_stamp(path)  # before reading: a share put in place meanwhile is tried next
         try:
-            # scrypt takes a second: off the loop.
-            record = await asyncio.to_thread(read_threshold_share, path, password)
-            record.for_committee(self.chain_id, self.settings.oracle_address, committee.signers, committee.threshold)
-            installed = await self.oracle.group_key()
-            if installed != ThresholdKey.from_point(record.group_public_key, record.transcript_hash):
-                raise KeystoreError(
-                    f"{path} holds a share of another group key (transcript {record.transcript_hash.hex()[:12]}..) "
-                    "than the one the contract installed: run `relayer dkg` for the installed config")
-            if record.member != index:
-                raise KeystoreError(f"{path} is member {record.member}'s share; this node is member {index}")
+            record = await installed_share(path, password, chain_id=self.chain_id, oracle=self.oracle,
+                                           signers=committee.signers, threshold=committee.threshold, member=index)
         except (KeystoreError, ChainError) as exc:
             log.error("cannot sign under scheme 0x0002, watching only until the share file changes: %s", exc,
                       extra=extra)

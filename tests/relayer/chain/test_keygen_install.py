@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from relayer.chain.codec import ThresholdKey
-from relayer.cli import main
+from relayer.cli import Checker, main
 from relayer.crypto import frost
 from relayer.keygen import keygen_command, next_config_from_chain
 from relayer.keystore import read_threshold_share, write_keystore
@@ -82,6 +82,12 @@ async def test_keys_made_by_relayer_dkg_are_installed_loaded_by_each_node_and_si
     assert loaded is not None and loaded.share.secret == records[1].secret
     assert await node._threshold_key(committee, 2) is None  # noqa: SLF001 - member 1's share is not member 2's
     node.store.close()
+    # `relayer check` says the same: its share line passes for member 1, fails naming why for 2.
+    checker = Checker(settings[1], timeout=2)
+    await checker._check_share(d.client, installed, 1, d.anvil.chain_id)  # noqa: SLF001 - the share line alone
+    await checker._check_share(d.client, installed, 2, d.anvil.chain_id)  # noqa: SLF001
+    assert [(r.name, r.ok) for r in checker.results] == [("share", True), ("share", False)]
+    assert "member 1's share; this node is member 2" in checker.results[1].detail
 
     aggregator = FrostReportAggregator(records[0].group_public_key, records[0].verification_shares, 3)
     chosen = [0, 2, 3]
