@@ -64,9 +64,11 @@ def test_metrics_count_landed_rounds_and_every_stage(devnet: DevnetProcess) -> N
         status, body = _get(api + "/metrics")
         text = body.decode()
         landed = _metric(text, "relayer_rounds_landed_total") or 0
-        # The first landing can come before the last peer connection is counted.
+        # The first landing can come before the last peer connection is counted, and the first
+        # reports can land before this node (the last one up) has signed any.
         peers = _metric(text, "relayer_peers_connected")
-        if (landed >= 2 and peers == 3) or time.monotonic() > deadline:
+        signed = _metric(text, "relayer_stage_total", stage="signature", result="ok") or 0
+        if (landed >= 2 and peers == 3 and signed >= 1) or time.monotonic() > deadline:
             break
         time.sleep(0.5)
     assert status == 200
