@@ -5,12 +5,16 @@ a nonce spent in the store before its share is handed to the outbox and never ag
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import BaseModel, ValidationError
 
 from relayer.crypto.frost import ORDER
+from relayer.protocol.attestation import AttestedReport
+from relayer.protocol.committee import Committee
 from relayer.protocol.engine import EngineInputs, RoundEngine
 from relayer.protocol.messages import (
     MAX_SIGNING_ATTEMPTS,
@@ -46,6 +50,23 @@ def _keys(n: int) -> list[bytes]:
 def _sent(net: Network, kind: Kind, by: int | None = None) -> list[Envelope]:
     envelopes = [(i, open_envelope(d)) for i, _, d in net.sent]
     return [e for i, e in envelopes if e.kind is kind and (by is None or i == by)]
+
+
+def _retried_without(net: Network, committee: Committee, outcome: Any, leader: int, reports: list[AttestedReport],
+                     out: int, spent_ok: Callable[[list[int]], bool]) -> None:
+    """Each report verifies under the group key and was signed on a retry (attempt 1) by a set
+    without member `out`, who spent only its first nonce; `spent_ok` judges the attempts each
+    member of the retry's set spent."""
+    for report in reports:
+        assert report.schnorr is not None
+        digest = DOMAIN.report_digest(committee.config_digest, report.epoch, report.round, report.updates)
+        assert verifies(outcome, report.schnorr, digest)
+        retry = [e for e in _sent(net, Kind.SIGNING_SET, by=leader) if e.round == report.round]
+        assert len(retry) == 1 and out not in retry[0].body["members"] and retry[0].body["attempt"] == 1
+        assert [r["attempt"] for r in net.engines[out].store.used_nonces(committee.digest_hex, 0, report.round)] == [0]
+        for member in retry[0].body["members"]:
+            rows = net.engines[member].store.used_nonces(committee.digest_hex, 0, report.round)
+            assert spent_ok([r["attempt"] for r in rows])
 
 
 @pytest.mark.parametrize(("n", "f", "t"), [(4, 1, 3), (7, 2, 5)])
@@ -106,17 +127,8 @@ async def test_a_bad_share_is_blamed_its_sender_excluded_and_the_round_still_att
     assert len(reports) >= 3
     assert engine.stats.dropped[(committee.signers[bad], "bad_share")] == len(reports)
     assert engine.stats.signing_retries == len(reports)
-    for report in reports:
-        assert report.schnorr is not None
-        digest = DOMAIN.report_digest(committee.config_digest, report.epoch, report.round, report.updates)
-        assert verifies(outcome, report.schnorr, digest)
-        # The retry asked the other three with their second nonces, never the bad member.
-        retry = [e for e in _sent(net, Kind.SIGNING_SET, by=leader) if e.round == report.round]
-        assert len(retry) == 1 and bad not in retry[0].body["members"] and retry[0].body["attempt"] == 1
-        assert [r["attempt"] for r in net.engines[bad].store.used_nonces(committee.digest_hex, 0, report.round)] == [0]
-        for member in retry[0].body["members"]:
-            rows = net.engines[member].store.used_nonces(committee.digest_hex, 0, report.round)
-            assert 1 in [r["attempt"] for r in rows]
+    # The retry asked the other three with their second nonces, never the bad member.
+    _retried_without(net, committee, outcome, leader, reports, bad, lambda attempts: 1 in attempts)
     # Every other member holds the same attested reports.
     for i in range(4):
         assert {r.key for r in net.attested[i]} == {r.key for r in reports}
@@ -166,19 +178,10 @@ async def test_a_silent_signer_is_excluded_after_the_share_timeout_and_the_round
     assert engine.stats.dropped[(committee.signers[silent], "silent")] == len(reports)
     assert engine.stats.signing_retries == len(reports)
     assert not any(reason == "bad_share" for _, reason in engine.stats.dropped)
-    for report in reports:
-        assert report.schnorr is not None
-        digest = DOMAIN.report_digest(committee.config_digest, report.epoch, report.round, report.updates)
-        assert verifies(outcome, report.schnorr, digest)
-        # The retry named the other three at their second nonces; the silent member spent only
-        # its first (its share never left), and no member spent one nonce twice.
-        retry = [e for e in _sent(net, Kind.SIGNING_SET, by=leader) if e.round == report.round]
-        assert len(retry) == 1 and silent not in retry[0].body["members"] and retry[0].body["attempt"] == 1
-        assert [r["attempt"] for r in net.engines[silent].store.used_nonces(committee.digest_hex, 0,
-                                                                          report.round)] == [0]
-        for member in retry[0].body["members"]:
-            rows = net.engines[member].store.used_nonces(committee.digest_hex, 0, report.round)
-            assert sorted(r["attempt"] for r in rows) in ([1], [0, 1])
+    # The retry named the other three at their second nonces; the silent member spent only
+    # its first (its share never left), and no member spent one nonce twice.
+    _retried_without(net, committee, outcome, leader, reports, silent,
+                     lambda attempts: sorted(attempts) in ([1], [0, 1]))
     for i in range(4):
         assert {r.key for r in net.attested[i]} == {r.key for r in reports}
 
