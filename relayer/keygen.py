@@ -350,7 +350,7 @@ def check_approvals(config: NextConfig, approvals: Sequence[Mapping[str, Any]]) 
 # its call, the other dials too.
 _DIAL_BACK_PASSES = 3
 _DIAL_PASS_S = 0.25
-# After the last phase, queued frames still have to leave before the host stops.
+# After the last phase (or a failure), queued frames still have to leave before the host stops.
 _LINGER_S = 0.5
 
 
@@ -397,11 +397,12 @@ async def keygen_over_libp2p(
         log.info("key generation for config #%d: member %d of %d, threshold %d, listening on %s",
                  config.config_count, member, config.n, config.threshold, ", ".join(host.listen_addrs))
         await connect_members(host, peers, config.n - 1, connect_timeout)
-        outcome = await KeyGeneration(config, member, host, inbox, phase_timeout=phase_timeout,
-                                      outgoing=outgoing).run()
-        await asyncio.sleep(_LINGER_S)
-        return outcome
+        return await KeyGeneration(config, member, host, inbox, phase_timeout=phase_timeout,
+                                   outgoing=outgoing).run()
     finally:
+        # Queued frames must leave before the host stops, whatever the outcome: a member that
+        # finds itself excluded has still sent answers the others are waiting for.
+        await asyncio.sleep(_LINGER_S)
         await host.stop()
 
 
